@@ -1,0 +1,1 @@
+"""Settings, Celery and logging configuration; imported by every part, imports none of them."""

@@ -1,0 +1,47 @@
+"""Celery configuration for at-least-once delivery, built from Settings."""
+from __future__ import annotations
+
+from typing import Any
+
+from config.settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings every Millrace process uses."""
+    transport_options: dict[str, Any] = {}
+    if settings.broker_url.startswith("filesystem"):
+        folder = str(settings.broker_folder)
+        settings.broker_folder.mkdir(parents=True, exist_ok=True)
+        transport_options = {
+            "data_folder_in": folder,
+            "data_folder_out": folder,
+            "control_folder": str(settings.broker_folder / "control"),
+            "store_processed": False,
+            "polling_interval": 0.05,
+        }
+    elif settings.broker_url.startswith(("amqp", "pyamqp")):
+        # Publisher confirms: a publish returns only once RabbitMQ has the message.
+        transport_options = {"confirm_publish": True}
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
+        "broker_heartbeat": 30,
+        "result_backend": "tasks.backend:DatabaseBackend",
+        "millrace_database_url": settings.database_url,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_default_queue": settings.default_queue,
+        "task_ignore_result": True,
+        # A message is acknowledged only after its task has committed its state; a worker
+        # that dies mid-task gets its message redelivered to another.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": settings.task_time_limit,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_create_missing_queues": True,
+    }

@@ -1,0 +1,68 @@
+"""Typed settings read from the environment (``MILLRACE_*``) once, at the edge."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _env_int(environ: dict[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Millrace reads from its environment.
+
+    With neither ``MILLRACE_BROKER_URL`` nor ``MILLRACE_DATABASE_URL`` set, Millrace
+    runs in local mode: a SQLite file and a file-system broker under ``home``.
+    """
+
+    home: Path
+    broker_url: str
+    database_url: str
+    local: bool
+    secret_key: str
+    api_port: int = 8080
+    default_queue: str = "millrace"
+    log_limit: int = 65536
+    result_limit: int = 1 << 20
+    # RabbitMQ closes a consumer holding an unacked message for 30 min by default:
+    # a task must end well before that or its message is redelivered mid-run.
+    task_time_limit: int = 25 * 60
+    sweep_interval: float = 5.0
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.home / "broker"
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read the settings from ``environ`` (default: the process environment)."""
+    env = dict(os.environ if environ is None else environ)
+    home = Path(env.get("MILLRACE_HOME") or Path.cwd() / ".millrace").resolve()
+    broker_url = env.get("MILLRACE_BROKER_URL", "")
+    database_url = env.get("MILLRACE_DATABASE_URL", "")
+    local = not broker_url and not database_url
+    if not broker_url:
+        broker_url = "filesystem://"
+    if not database_url:
+        database_url = f"sqlite:///{home / 'millrace.db'}"
+    return Settings(
+        home=home,
+        broker_url=broker_url,
+        database_url=database_url,
+        local=local,
+        secret_key=env.get("MILLRACE_SECRET_KEY", ""),
+        api_port=_env_int(env, "MILLRACE_API_PORT", 8080),
+        default_queue=env.get("MILLRACE_DEFAULT_QUEUE", "millrace"),
+        log_limit=_env_int(env, "MILLRACE_LOG_LIMIT", 65536),
+        result_limit=_env_int(env, "MILLRACE_RESULT_LIMIT", 1 << 20),
+        task_time_limit=_env_int(env, "MILLRACE_TASK_TIME_LIMIT", 25 * 60),
+    )

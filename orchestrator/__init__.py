@@ -1,0 +1,1 @@
+"""Millrace's core: flow model, expressions, compiler, run state, persistence, executors."""

@@ -1,0 +1,309 @@
+"""``millrace``: the command line, and the one place that wires every part together."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from config.settings import Settings, load_settings
+from orchestrator import db, records
+from orchestrator.errors import FlowError, Problem, ValidationError
+from orchestrator.flow import Flow
+from orchestrator.inputs import parse_text_inputs, validate_inputs
+from orchestrator.loading import load_flow_file
+from orchestrator.models import RunStatus, StepStatus
+from orchestrator.plan import build_plan
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except ValidationError as exc:
+        print("invalid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except FlowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="millrace", description="Workflow orchestration on Celery")
+    sub = parser.add_subparsers()
+
+    run = sub.add_parser("run", help="run a flow file, wait, print its result")
+    run.add_argument("file", type=Path)
+    run.add_argument("--input", "-i", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--json", action="store_true", help="print run id, status, result and steps as JSON")
+    run.add_argument("--local", action="store_true", help="start a worker for this run")
+    run.add_argument("--timeout", type=float, default=None, help="give up waiting after SECONDS")
+    run.set_defaults(handler=cmd_run)
+
+    worker = sub.add_parser("worker", help="start a Celery worker")
+    worker.add_argument("-Q", "--queues", default=None)
+    worker.add_argument("-c", "--concurrency", type=int, default=None)
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(handler=cmd_worker)
+
+    database = sub.add_parser("db", help="database schema")
+    database.add_argument("action", choices=["upgrade"])
+    database.set_defaults(handler=cmd_db)
+
+    runs = sub.add_parser("runs", help="inspect runs")
+    runs_sub = runs.add_subparsers()
+    show = runs_sub.add_parser("show", help="a run and its steps")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_runs_show)
+
+    for name, verb in (("approve", "approve"), ("reject", "reject")):
+        decide = sub.add_parser(name, help=f"{verb} a step waiting for approval")
+        decide.add_argument("run_id")
+        decide.add_argument("step", help="the step id or path")
+        decide.add_argument("--reason", default=None)
+        decide.set_defaults(handler=cmd_decide, approve=name == "approve")
+
+    bench = sub.add_parser("bench", help="compare a flow with the same work as a raw Celery chain")
+    bench.add_argument("--steps", type=int, default=40)
+    bench.add_argument("--repetitions", type=int, default=5)
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(handler=cmd_bench)
+
+    schema = sub.add_parser("schema", help="print the flow JSON Schema")
+    schema.set_defaults(handler=cmd_schema)
+    return parser
+
+
+# --- commands ----------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    engine = _engine(settings)
+    flow, source = load_flow_file(args.file, engine)
+    inputs = parse_text_inputs(flow.inputs, args.input)
+    worker = _start_worker(settings, _queues(flow, settings)) if args.local else None
+    try:
+        run_id = submit(engine, flow, source, inputs, trigger="cli")
+        status = wait_for_run(engine, run_id, args.timeout)
+    finally:
+        if worker is not None:
+            _stop_worker(worker)
+    run = records.get_run(engine, run_id)
+    if args.json:
+        print(json.dumps(run_summary(run), default=str))
+    elif status is RunStatus.SUCCEEDED:
+        print(json.dumps(run["result"], indent=2, default=str))
+    else:
+        print(f"run {run_id} {run['status']}: {run['error'] or 'still running'}", file=sys.stderr)
+    return 0 if status is RunStatus.SUCCEEDED else 1
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from tasks import app
+
+    argv = ["worker", f"--loglevel={args.loglevel}"]
+    if args.queues:
+        argv.append(f"--queues={args.queues}")
+    if args.concurrency:
+        argv.append(f"--concurrency={args.concurrency}")
+    app.worker_main(argv)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    db.upgrade(db.make_engine(settings.database_url))
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    engine = _engine(load_settings())
+    run = records.get_run(engine, args.run_id)
+    if args.json:
+        print(json.dumps(run_summary(run), default=str))
+        return 0
+    print(f"run {run['id']}  flow {run['flow_id']}@{run['flow_version']}  {run['status']}")
+    if run["error"]:
+        print(f"error: {run['error']}")
+    for step in run["steps"]:
+        took = _seconds(step["started_at"], step["finished_at"])
+        line = f"  {step['path']:<40} #{step['attempt']} {step['status']:<10} {took}"
+        if step["error"]:
+            line += f"  {step['error'].splitlines()[0][:120]}"
+        print(line)
+    print(f"result: {json.dumps(run['result'], default=str)}")
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    engine = _engine(load_settings())
+    attempt_id = records.waiting_attempt(engine, args.run_id, args.step)
+    actor = os.environ.get("USER", "cli")
+    if args.approve:
+        cont = records.resume_attempt(engine, attempt_id, StepStatus.SUCCEEDED,
+                                      {"approved": True, "by": actor, "reason": args.reason}, actor=actor)
+    else:
+        cont = records.resume_attempt(engine, attempt_id, StepStatus.FAILED,
+                                      error=f"rejected by {actor}" + (f": {args.reason}" if args.reason else ""),
+                                      actor=actor)
+    if cont is None:
+        print("that step was decided already", file=sys.stderr)
+        return 1
+    from tasks.app import settings
+    from tasks.runtime import runtime
+    from tasks.steps import publish_continuation
+
+    publish_continuation(runtime(settings), attempt_id, cont)
+    print("approved" if args.approve else "rejected")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from celery import Signature, chain
+
+    from orchestrator.bench import compare_chain
+    from orchestrator.parser import parse_flow
+
+    engine = _engine(load_settings())
+
+    def start_flow(text: str) -> str:
+        return submit(engine, parse_flow(text), text, {}, trigger="bench")
+
+    def start_raw(steps: int, n: int, key: str) -> None:
+        sigs = [Signature("millrace.bench.raw", args=(0,), kwargs={"n": n})]
+        sigs += [Signature("millrace.bench.raw", kwargs={"n": n}) for _ in range(steps - 1)]
+        chain(*sigs, Signature("millrace.bench.done", kwargs={"key": key})).apply_async()
+
+    import tasks  # noqa: F401 - the app the signatures are sent with
+
+    comparison = compare_chain(engine, start_flow=start_flow, start_raw=start_raw, steps=args.steps,
+                               repetitions=args.repetitions,
+                               progress=lambda line: print(line, file=sys.stderr))
+    summary = {"scenarios": {comparison.scenario: comparison.summary()}}
+    print(json.dumps(summary, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(Flow.model_json_schema(by_alias=True), indent=2))
+    return 0
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+def run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as ``millrace run --json`` prints it: one entry per step path."""
+    steps: dict[str, dict[str, Any]] = {}
+    for row in run["steps"]:
+        entry = steps.setdefault(row["path"], {"path": row["path"], "attempts": 0,
+                                               "started_at": row["started_at"]})
+        entry["attempts"] += 1
+        entry["status"] = row["status"]
+        entry["finished_at"] = row["finished_at"]
+        entry["created_at"] = entry.get("created_at") or row["created_at"]
+        if row["error"]:
+            entry["error"] = row["error"]
+    return {
+        "run_id": run["id"],
+        "flow": run["flow_id"],
+        "version": run["flow_version"],
+        "status": run["status"],
+        "result": run["result"],
+        "error": run["error"],
+        "created_at": run["created_at"],
+        "started_at": run["started_at"],
+        "finished_at": run["finished_at"],
+        "steps": list(steps.values()),
+    }
+
+
+def _engine(settings: Settings) -> Engine:
+    engine = db.make_engine(settings.database_url)
+    if not db.is_current(engine):
+        if not settings.local:
+            raise FlowError("the database has no Millrace schema: run `millrace db upgrade`")
+        db.upgrade(engine)
+    return engine
+
+
+def _check_runnable(flow: Flow) -> None:
+    if flow.concurrency is not None:
+        raise ValidationError([Problem("concurrency", "concurrency limits are not enforced by this "
+                                       "release; remove `concurrency` to run the flow")])
+
+
+def _queues(flow: Flow, settings: Settings) -> list[str]:
+    plan = build_plan(flow, 0)
+    named = {node.step.queue for node in plan.nodes.values() if node.step.queue}
+    return [settings.default_queue, *sorted(named)]
+
+
+def _start_worker(settings: Settings, queues: list[str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel=WARNING",
+               f"--queues={','.join(queues)}", "--concurrency=2", "--without-heartbeat",
+               "--without-gossip", "--without-mingle"]
+    env = {**os.environ, "MILLRACE_HOME": str(settings.home)}
+    return subprocess.Popen(command, start_new_session=True, env=env)
+
+
+def _stop_worker(worker: subprocess.Popen) -> None:
+    try:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(worker.pid, signal.SIGKILL)
+
+
+def submit(engine: Engine, flow: Flow, source: str, given: dict[str, Any], *, trigger: str = "cli") -> str:
+    """Save the flow, check the inputs, record the run, then publish it; returns the run id."""
+    from tasks.steps import publish_run
+
+    _check_runnable(flow)
+    inputs = validate_inputs(flow.inputs, given)
+    version = records.save_flow(engine, flow, source)
+    run_id = str(uuid.uuid4())
+    records.create_run(engine, run_id, flow.id, version, inputs, trigger=trigger)
+    publish_run(build_plan(flow, version), run_id, inputs)
+    records.mark_published(engine, run_id)
+    return run_id
+
+
+def wait_for_run(engine: Engine, run_id: str, timeout: float | None = None) -> RunStatus:
+    """Wait until the run has ended (or ``timeout`` seconds); returns its status."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        status = records.run_status(engine, run_id)
+        if status.finished:
+            return status
+        if deadline is not None and time.monotonic() > deadline:
+            return status
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.25)
+
+
+def _seconds(start: dt.datetime | None, end: dt.datetime | None) -> str:
+    if not start or not end:
+        return ""
+    return f"{(end - start).total_seconds() * 1000:.0f} ms"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The errors Millrace reports to its users; each carries where it happened."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a document, at a JSON path like ``steps[2].with.x``."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class FlowError(Exception):
+    """Base of every error a user can cause with a flow, its inputs or a run."""
+
+
+class ValidationError(FlowError):
+    """A document or an input set is invalid; ``problems`` lists every place."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class ExpressionError(FlowError):
+    """An expression failed to evaluate at run time."""
+
+
+class NotFound(FlowError):
+    """A flow, run or step that does not exist."""
+
+
+class Conflict(FlowError):
+    """The request contradicts the current state (e.g. approving a finished step)."""
+
+
+def join_path(*parts: str | int) -> str:
+    """``join_path("steps", 2, "with", "x")`` -> ``steps[2].with.x``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out:
+            out += f".{part}"
+        else:
+            out = str(part)
+    return out

@@ -1,0 +1,210 @@
+"""``${{ ... }}`` expressions: Jinja2 expression syntax in an immutable sandbox.
+
+A value that is exactly one expression keeps the expression's type; expressions inside a
+longer string are interpolated. Values are compiled once (:func:`compile_value`) into
+:class:`Template` objects whose ``render(names)`` is all a worker does per step.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from orchestrator.errors import ExpressionError
+
+_EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
+NAMES = frozenset({"inputs", "steps", "item", "index", "run", "vars", "secrets"})
+MAX_EXPRESSION_CHARS = 4096
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """Sandbox where ``x.key`` on a mapping means the key, even ``x.items`` or ``x.keys``."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+_ENV = _Environment(undefined=StrictUndefined, autoescape=False)
+
+
+@dataclass(frozen=True)
+class References:
+    """What an expression reads: root names, and step ids read through ``steps.<id>``."""
+
+    names: frozenset[str] = frozenset()
+    steps: frozenset[str] = frozenset()
+    inputs: frozenset[str] = frozenset()
+
+    def __or__(self, other: References) -> References:
+        return References(
+            self.names | other.names, self.steps | other.steps, self.inputs | other.inputs
+        )
+
+
+@dataclass(frozen=True)
+class Expression:
+    source: str
+    references: References
+    _call: Any = field(repr=False, compare=False)
+
+    def evaluate(self, names: Mapping[str, Any]) -> Any:
+        try:
+            value = self._call(**names)
+        except (UndefinedError, SecurityError, TypeError, ValueError, ArithmeticError,
+                LookupError, AttributeError) as exc:
+            raise ExpressionError(f"${{{{ {self.source.strip()} }}}}: {exc}") from None
+        if isinstance(value, Undefined):
+            raise ExpressionError(f"${{{{ {self.source.strip()} }}}}: {value._undefined_message}")
+        return value
+
+
+class Template:
+    """A compiled value; ``render(names)`` evaluates its expressions."""
+
+    references = References()
+    is_constant = True
+
+    def render(self, names: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Constant(Template):
+    value: Any
+
+    def render(self, names: Mapping[str, Any]) -> Any:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Whole(Template):
+    expression: Expression
+    is_constant = False
+
+    @property
+    def references(self) -> References:  # type: ignore[override]
+        return self.expression.references
+
+    def render(self, names: Mapping[str, Any]) -> Any:
+        return self.expression.evaluate(names)
+
+
+@dataclass(frozen=True)
+class Interpolated(Template):
+    parts: tuple[str | Expression, ...]
+    is_constant = False
+
+    @property
+    def references(self) -> References:  # type: ignore[override]
+        refs = References()
+        for part in self.parts:
+            if isinstance(part, Expression):
+                refs = refs | part.references
+        return refs
+
+    def render(self, names: Mapping[str, Any]) -> str:
+        return "".join(
+            part if isinstance(part, str) else _as_text(part.evaluate(names))
+            for part in self.parts
+        )
+
+
+@dataclass(frozen=True)
+class Structure(Template):
+    """A list or mapping holding templates."""
+
+    items: tuple[tuple[Any, Template], ...]
+    is_list: bool
+    is_constant = False
+
+    @property
+    def references(self) -> References:  # type: ignore[override]
+        refs = References()
+        for _, template in self.items:
+            refs = refs | template.references
+        return refs
+
+    def render(self, names: Mapping[str, Any]) -> Any:
+        if self.is_list:
+            return [template.render(names) for _, template in self.items]
+        return {key: template.render(names) for key, template in self.items}
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+@lru_cache(maxsize=8192)
+def compile_expression(source: str) -> Expression:
+    """Compile the text between ``${{`` and ``}}``; raises ExpressionError on bad syntax."""
+    if len(source) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(f"expression is longer than {MAX_EXPRESSION_CHARS} characters")
+    if not source.strip():
+        raise ExpressionError("empty expression ${{ }}")
+    try:
+        tree = _ENV.parse("{{ " + source + " }}")
+        call = _ENV.compile_expression(source, undefined_to_none=False)
+    except TemplateSyntaxError as exc:
+        message = (exc.message or "syntax error").replace("print statement", "expression")
+        raise ExpressionError(f"${{{{ {source.strip()} }}}}: {message}") from None
+    return Expression(source, _references(tree), call)
+
+
+def compile_value(value: Any) -> Template:
+    """Compile a literal that may hold expressions anywhere inside it."""
+    if isinstance(value, str):
+        matches = list(_EXPRESSION.finditer(value))
+        if not matches:
+            if "${{" in value:
+                raise ExpressionError(f"'{value}' opens an expression with ${{{{ but never closes it")
+            return Constant(value)
+        if len(matches) == 1 and matches[0].span() == (0, len(value)):
+            return Whole(compile_expression(matches[0].group(1)))
+        parts: list[str | Expression] = []
+        pos = 0
+        for match in matches:
+            if match.start() > pos:
+                parts.append(value[pos : match.start()])
+            parts.append(compile_expression(match.group(1)))
+            pos = match.end()
+        if pos < len(value):
+            parts.append(value[pos:])
+        return Interpolated(tuple(parts))
+    if isinstance(value, list | dict):
+        pairs = list(enumerate(value)) if isinstance(value, list) else list(value.items())
+        compiled = tuple((key, compile_value(item)) for key, item in pairs)
+        if all(template.is_constant for _, template in compiled):
+            return Constant(value)
+        return Structure(compiled, isinstance(value, list))
+    return Constant(value)
+
+
+def _references(tree: nodes.Template) -> References:
+    names = {node.name for node in tree.find_all(nodes.Name) if node.ctx == "load"}
+    steps: set[str] = set()
+    inputs: set[str] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node.node, nodes.Name) and node.node.name in ("steps", "inputs"):
+            if isinstance(node, nodes.Getattr):
+                key = node.attr
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                key = node.arg.value
+            else:
+                continue
+            (steps if node.node.name == "steps" else inputs).add(key)
+    return References(frozenset(names), frozenset(steps), frozenset(inputs))

@@ -1,0 +1,178 @@
+"""The system of record: SQLAlchemy typed models for flows, runs, step attempts, audit events,
+and the chord bookkeeping of the Celery result backend."""
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Timestamp = DateTime(timezone=True)
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class StepStatus(enum.StrEnum):
+    RUNNING = "running"
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    @property
+    def finished(self) -> bool:
+        return self in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FlowRecord(Base):
+    """A flow id and its newest version; versions live in FlowVersion."""
+
+    __tablename__ = "flows"
+    flow_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    latest_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class FlowVersion(Base):
+    """One immutable saved version of a flow document."""
+
+    __tablename__ = "flow_versions"
+    flow_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(Json)
+    source: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(200))
+    flow_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    inputs: Mapped[dict[str, Any]] = mapped_column(Json)
+    result: Mapped[Any] = mapped_column(Json, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    trigger: Mapped[str] = mapped_column(String(32), default="api")
+    parent_run_id: Mapped[str | None] = mapped_column(String(36))
+    parent_step_run_id: Mapped[int | None] = mapped_column(Id)
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    published_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index("ix_runs_flow_created", "flow_id", "created_at"),
+        Index("ix_runs_status", "status"),
+    )
+
+
+class StepRun(Base):
+    """One attempt of one step (or for_each item) of one run; its outcome is written once."""
+
+    __tablename__ = "step_runs"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(36), ForeignKey("runs.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1000))
+    step_id: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(16))
+    item_index: Mapped[int | None] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    deliveries: Mapped[int] = mapped_column(Integer, default=1)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    started_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    result: Mapped[Any] = mapped_column(Json, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    logs: Mapped[str | None] = mapped_column(Text)
+    cached: Mapped[bool] = mapped_column(default=False)
+    # A waiting step (approval, sleep, subflow) keeps what must be published to go on.
+    continuation: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    resume_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    resume_pending_since: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "path", "attempt", name="uq_step_runs_attempt"),
+        Index("ix_step_runs_waiting", "status", "resume_at"),
+    )
+
+
+class StepCacheEntry(Base):
+    __tablename__ = "step_cache"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    result: Mapped[Any] = mapped_column(Json, nullable=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+
+class AuditEvent(Base):
+    """Append-only record of every run transition and decision."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(300))
+    details: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class Chord(Base):
+    """A chord whose body fires once, when all its parts have returned."""
+
+    __tablename__ = "chords"
+    group_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    fired_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class ChordPart(Base):
+    __tablename__ = "chord_parts"
+    group_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    part_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    result: Mapped[Any] = mapped_column(Json, nullable=True)
+
+
+class BenchMark(Base):
+    """When a raw-Celery baseline chain of ``millrace bench`` finished."""
+
+    __tablename__ = "bench_marks"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    finished_at: Mapped[dt.datetime] = mapped_column(Timestamp)

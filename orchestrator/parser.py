@@ -1,0 +1,129 @@
+"""Text to a validated :class:`~orchestrator.flow.Flow`: safe YAML/JSON loading, typed
+validation, then the checks across steps in ``validation.py``."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pydantic
+import yaml
+
+from orchestrator.errors import Problem, ValidationError, join_path
+from orchestrator.flow import KINDS, Flow
+from orchestrator.validation import check_flow
+
+MAX_DOCUMENT_BYTES = 1 << 20
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors, aliases (alias bombs) and duplicate keys."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.MarkedYAMLError(
+                problem="anchors and aliases (&, *) are not allowed in flows",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                raise yaml.MarkedYAMLError(
+                    problem="mapping keys must be plain values", problem_mark=key_node.start_mark
+                )
+            if key in seen:
+                raise yaml.MarkedYAMLError(
+                    problem=f"duplicate key '{key}'", problem_mark=key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_document(text: str | bytes, content_type: str | None = None) -> Any:
+    """Parse YAML or JSON text safely; JSON when ``content_type`` says so or text starts with ``{``."""
+    size = len(text.encode() if isinstance(text, str) else text)
+    if size > MAX_DOCUMENT_BYTES:
+        raise ValidationError(
+            [Problem("", f"document is {size} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes")]
+        )
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError([Problem("", f"document is not UTF-8: {exc}")]) from None
+    as_json = (content_type or "").endswith("json") or text.lstrip().startswith("{")
+    try:
+        if as_json:
+            return json.loads(text)
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            [Problem("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ValidationError([Problem("", f"invalid YAML at {where}{problem}")]) from None
+
+
+def parse_flow(text: str | bytes, content_type: str | None = None) -> Flow:
+    """Parse, validate and check a flow document; raises ValidationError listing every problem."""
+    return flow_from_data(load_document(text, content_type))
+
+
+def flow_from_data(data: Any) -> Flow:
+    """Validate already-loaded data into a checked Flow."""
+    if not isinstance(data, dict):
+        raise ValidationError([Problem("", "a flow document must be a mapping with id and steps")])
+    try:
+        flow = Flow.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(_problems(exc)) from None
+    problems = check_flow(flow)
+    if problems:
+        raise ValidationError(problems)
+    return flow
+
+
+def _problems(exc: pydantic.ValidationError) -> list[Problem]:
+    problems: list[Problem] = []
+    for error in exc.errors(include_url=False):
+        path = join_path(*_without_kind_tags(error["loc"]))
+        problem = Problem(path, _message(error))
+        if problem not in problems:
+            problems.append(problem)
+    return problems
+
+
+def _without_kind_tags(loc: tuple[Any, ...]) -> list[Any]:
+    # pydantic puts the union member's tag right after a step's list index: drop it.
+    return [
+        part
+        for i, part in enumerate(loc)
+        if not (part in KINDS and i > 0 and isinstance(loc[i - 1], int))
+    ]
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field missing"
+    if kind in ("union_tag_not_found", "union_tag_invalid", "model_attributes_type"):
+        return "a step must be a mapping with an id and exactly one kind"
+    if kind == "model_type" or kind == "dict_type":
+        return "expected a mapping"
+    if kind == "list_type":
+        return "expected a list"
+    if kind == "string_pattern_mismatch":
+        pattern = error.get("ctx", {}).get("pattern", "")
+        return f"'{error.get('input')}' is not allowed here (must match {pattern})"
+    if kind == "too_short":
+        return "must not be empty"
+    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")

@@ -1,0 +1,118 @@
+"""A flow indexed for execution: every step by its static path, expressions compiled once.
+
+Workers build a Plan once per flow version and keep it; per step they only render the
+templates it holds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.expressions import Constant, Template, compile_value
+from orchestrator.flow import (
+    Flow,
+    ForEachStep,
+    ParallelStep,
+    StepBase,
+    SwitchStep,
+    step_kind,
+)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One step of a flow, ready to run."""
+
+    path: str  # static path: ancestors' ids (and branch ids) joined by '.'
+    step: StepBase
+    kind: str
+    path_format: str  # the path with a `[{}]` after each enclosing for_each, for item indices
+    arguments: Template
+    condition: Template | None
+    items: Template | None
+    sequences: tuple[tuple[str, ...], ...]  # child step paths: per branch, the body, per case
+    labels: tuple[str, ...]  # branch ids (parallel), or case labels (switch)
+    case_conditions: tuple[Template, ...]
+    inner_ids: frozenset[str]  # every step id below this one
+
+    @property
+    def id(self) -> str:
+        return self.step.id
+
+    def concrete_path(self, indices: list[int]) -> str:
+        return self.path_format.format(*indices) if indices else self.path_format
+
+
+@dataclass(frozen=True)
+class Plan:
+    flow_id: str
+    version: int
+    flow: Flow
+    nodes: dict[str, Node]
+    main: tuple[str, ...]
+    on_failure: tuple[str, ...]
+
+    def node(self, path: str) -> Node:
+        return self.nodes[path]
+
+
+def build_plan(flow: Flow, version: int) -> Plan:
+    """Index ``flow`` (already validated) by static step path."""
+    nodes: dict[str, Node] = {}
+    main = _sequence(flow.steps, "", "", nodes)
+    on_failure = _sequence(flow.on_failure, "on_failure.", "on_failure.", nodes)
+    return Plan(flow.id, version, flow, nodes, main, on_failure)
+
+
+def _sequence(steps: list[StepBase], prefix: str, fmt_prefix: str, nodes: dict[str, Node]) -> tuple[str, ...]:
+    return tuple(_node(step, prefix, fmt_prefix, nodes) for step in steps)
+
+
+def _node(step: StepBase, prefix: str, fmt_prefix: str, nodes: dict[str, Node]) -> str:
+    path = prefix + step.id
+    fmt = fmt_prefix + step.id
+    sequences: list[tuple[str, ...]] = []
+    labels: list[str] = []
+    conditions: list[Template] = []
+    items: Template | None = None
+    if isinstance(step, ParallelStep):
+        for branch in step.parallel:
+            sequences.append(_sequence(branch.steps, f"{path}.{branch.id}.", f"{fmt}.{branch.id}.", nodes))
+            labels.append(branch.id)
+    elif isinstance(step, ForEachStep):
+        items = compile_value(step.for_each)
+        sequences.append(_sequence(step.do, f"{path}.", f"{fmt}[{{}}].", nodes))
+    elif isinstance(step, SwitchStep):
+        for i, case in enumerate(step.switch):
+            sequences.append(_sequence(case.do, f"{path}.", f"{fmt}.", nodes))
+            labels.append(f"case {i}")
+            conditions.append(compile_value(case.if_))
+        if step.else_:
+            sequences.append(_sequence(step.else_, f"{path}.", f"{fmt}.", nodes))
+            labels.append("else")
+    inner = frozenset(nodes[p].id for seq in sequences for p in seq) | frozenset(
+        i for seq in sequences for p in seq for i in nodes[p].inner_ids
+    )
+    nodes[path] = Node(
+        path=path,
+        step=step,
+        kind=step_kind(step) or "",
+        path_format=fmt,  # ids are identifiers: the only braces are the index slots
+        arguments=compile_value(step.with_),
+        condition=None if step.if_ is None else compile_value(step.if_),
+        items=items,
+        sequences=tuple(sequences),
+        labels=tuple(labels),
+        case_conditions=tuple(conditions),
+        inner_ids=inner,
+    )
+    return path
+
+
+def truthy(template: Template | None, names: dict[str, Any]) -> bool:
+    """Evaluate a condition; an absent condition holds."""
+    if template is None:
+        return True
+    if isinstance(template, Constant):
+        return bool(template.value)
+    return bool(template.render(names))

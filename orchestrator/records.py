@@ -1,0 +1,438 @@
+"""Everything Millrace writes to the system of record, each write one transaction.
+
+Step outcomes are recorded exactly once: an attempt row is keyed by (run, path, attempt),
+a redelivered task finds the row it opened, and an outcome is written only over a row
+still ``running``/``waiting`` (a fire-once update), so the first writer wins and every
+later delivery reads what was recorded.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, exists, func, insert, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from orchestrator.errors import Conflict, NotFound
+from orchestrator.flow import Flow
+from orchestrator.models import (
+    AuditEvent,
+    FlowRecord,
+    FlowVersion,
+    Run,
+    RunStatus,
+    StepCacheEntry,
+    StepRun,
+    StepStatus,
+)
+
+runs = Run.__table__
+step_runs = StepRun.__table__
+audit_events = AuditEvent.__table__
+flow_versions = FlowVersion.__table__
+flows = FlowRecord.__table__
+step_cache = StepCacheEntry.__table__
+
+ACTIVE = (RunStatus.RUNNING.value, RunStatus.SUSPENDED.value)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def dialect_insert(engine_or_conn: Engine | Connection, table: Any) -> Any:
+    """An INSERT that knows ON CONFLICT for the connected database."""
+    name = engine_or_conn.dialect.name
+    return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
+
+
+def audit(conn: Connection, actor: str, action: str, target: str, **details: Any) -> None:
+    conn.execute(insert(audit_events).values(at=now(), actor=actor, action=action, target=target, details=details))
+
+
+# --- flows -------------------------------------------------------------------------------
+
+def save_flow(engine: Engine, flow: Flow, source: str, actor: str = "cli") -> int:
+    """Store ``flow`` as a new version unless the latest version is the same document."""
+    document = flow.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+    for _ in range(3):
+        try:
+            with engine.begin() as conn:
+                latest = conn.execute(
+                    select(flow_versions.c.version, flow_versions.c.digest)
+                    .where(flow_versions.c.flow_id == flow.id)
+                    .order_by(flow_versions.c.version.desc()).limit(1)
+                ).first()
+                if latest and latest.digest == digest:
+                    return latest.version
+                version = latest.version + 1 if latest else 1
+                at = now()
+                conn.execute(insert(flow_versions).values(
+                    flow_id=flow.id, version=version, document=document, source=source,
+                    digest=digest, created_at=at))
+                if latest:
+                    conn.execute(update(flows).where(flows.c.flow_id == flow.id).values(
+                        latest_version=version, updated_at=at, deleted_at=None))
+                else:
+                    conn.execute(insert(flows).values(
+                        flow_id=flow.id, latest_version=version, created_at=at, updated_at=at))
+                audit(conn, actor, "flow.saved", f"flow:{flow.id}", version=version)
+                return version
+        except IntegrityError:
+            continue  # another writer took this version number: read again
+    raise Conflict(f"flow {flow.id} is being saved concurrently; try again")
+
+
+def load_flow_document(engine: Engine, flow_id: str, version: int | None = None) -> tuple[int, dict]:
+    """The stored document of a flow version (the latest when ``version`` is None)."""
+    query = select(flow_versions.c.version, flow_versions.c.document).where(flow_versions.c.flow_id == flow_id)
+    query = query.where(flow_versions.c.version == version) if version else query.order_by(
+        flow_versions.c.version.desc()).limit(1)
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    if row is None:
+        raise NotFound(f"flow '{flow_id}'" + (f" version {version}" if version else "") + " does not exist")
+    return row.version, row.document
+
+
+# --- runs --------------------------------------------------------------------------------
+
+def create_run(engine: Engine, run_id: str, flow_id: str, version: int, inputs: dict[str, Any], *,
+               trigger: str = "cli", parent_run_id: str | None = None,
+               parent_step_run_id: int | None = None, depth: int = 0, actor: str = "cli") -> None:
+    with engine.begin() as conn:
+        insert_run(conn, run_id, flow_id, version, inputs, trigger=trigger, parent_run_id=parent_run_id,
+                   parent_step_run_id=parent_step_run_id, depth=depth, actor=actor)
+
+
+def insert_run(conn: Connection, run_id: str, flow_id: str, version: int, inputs: dict[str, Any], *,
+               trigger: str, parent_run_id: str | None, parent_step_run_id: int | None, depth: int,
+               actor: str) -> None:
+    conn.execute(insert(runs).values(
+        id=run_id, flow_id=flow_id, flow_version=version, status=RunStatus.QUEUED.value,
+        inputs=inputs, trigger=trigger, parent_run_id=parent_run_id,
+        parent_step_run_id=parent_step_run_id, depth=depth, created_at=now()))
+    audit(conn, actor, "run.created", f"run:{run_id}", flow=flow_id, version=version, trigger=trigger)
+
+
+def mark_published(engine: Engine, run_id: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(runs).where(runs.c.id == run_id, runs.c.published_at.is_(None))
+                     .values(published_at=now()))
+
+
+def start_run(engine: Engine, run_id: str, worker: str) -> bool:
+    """queued -> running; False when the run is not queued (already started, or cancelled)."""
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(runs).where(runs.c.id == run_id, runs.c.status == RunStatus.QUEUED.value)
+            .values(status=RunStatus.RUNNING.value, started_at=now())
+        ).rowcount
+        if changed:
+            audit(conn, worker, "run.started", f"run:{run_id}")
+            return True
+        status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
+    return status in ACTIVE
+
+
+@dataclass(frozen=True)
+class Ending:
+    """A run that just ended, and who waits on it."""
+
+    run_id: str
+    status: RunStatus
+    result: Any
+    error: str | None
+    parent_step_run_id: int | None
+
+
+def finish_run(engine: Engine, run_id: str, phase: str, result: Any, worker: str) -> Ending | None:
+    """End a run: succeeded after its steps, failed after its on_failure steps; once."""
+    if phase == "main":
+        where = and_(runs.c.status.in_(ACTIVE), runs.c.error.is_(None))
+        status = RunStatus.SUCCEEDED
+    else:
+        where = runs.c.status == RunStatus.RUNNING.value
+        status = RunStatus.FAILED
+    with engine.begin() as conn:
+        row = conn.execute(
+            update(runs).where(runs.c.id == run_id, where)
+            .values(status=status.value, result=result if status is RunStatus.SUCCEEDED else None,
+                    finished_at=now())
+            .returning(runs.c.error, runs.c.parent_step_run_id)
+        ).first()
+        if row is None:
+            return None
+        audit(conn, worker, f"run.{status.value}", f"run:{run_id}", error=row.error)
+    return Ending(run_id, status, result, row.error, row.parent_step_run_id)
+
+
+def fail_run(engine: Engine, run_id: str, error: str, has_on_failure: bool, worker: str) -> Ending | None:
+    """Record the first failure of a run. With on_failure steps the run stays running
+    (they run, then finish marks it failed); without, it ends now. None if it had ended."""
+    values: dict[str, Any] = {"error": error}
+    if has_on_failure:
+        values["status"] = RunStatus.RUNNING.value
+    else:
+        values.update(status=RunStatus.FAILED.value, finished_at=now())
+    with engine.begin() as conn:
+        row = conn.execute(
+            update(runs).where(runs.c.id == run_id, runs.c.status.in_(ACTIVE), runs.c.error.is_(None))
+            .values(**values).returning(runs.c.parent_step_run_id)
+        ).first()
+        if row is None:
+            return None
+        audit(conn, worker, "run.failed" if not has_on_failure else "run.failing", f"run:{run_id}", error=error)
+    status = RunStatus.RUNNING if has_on_failure else RunStatus.FAILED
+    return Ending(run_id, status, None, error, row.parent_step_run_id)
+
+
+# --- step attempts -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Attempt:
+    id: int
+    status: StepStatus
+    result: Any
+    error: str | None
+    deliveries: int
+    continuation: dict | None
+    resume_at: dt.datetime | None
+
+    @property
+    def redelivered(self) -> bool:
+        return self.deliveries > 1
+
+
+def open_attempt(engine: Engine, *, run_id: str, phase: str, path: str, step_id: str, kind: str,
+                 item_index: int | None, attempt: int, worker: str,
+                 created_at: dt.datetime | None) -> Attempt | None:
+    """Open (or, on redelivery, find) the row of this attempt, in one round trip.
+
+    None when the run is no longer active for ``phase``: the caller stops.
+    """
+    if phase == "main":
+        active = and_(runs.c.status.in_(ACTIVE), runs.c.error.is_(None))
+    else:
+        active = runs.c.status == RunStatus.RUNNING.value
+    started = now()
+    values = select(
+        literal(run_id), literal(path), literal(step_id), literal(kind), literal(item_index),
+        literal(attempt), literal(StepStatus.RUNNING.value), literal(1), literal(worker),
+        literal(created_at or started, StepRun.created_at.type), literal(started, StepRun.started_at.type),
+    ).where(exists().where(runs.c.id == run_id, active))
+    stmt = dialect_insert(engine, step_runs).from_select(
+        ["run_id", "path", "step_id", "kind", "item_index", "attempt", "status", "deliveries",
+         "worker", "created_at", "started_at"], values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["run_id", "path", "attempt"],
+        set_={"deliveries": step_runs.c.deliveries + 1, "worker": worker},
+    ).returning(step_runs.c.id, step_runs.c.status, step_runs.c.result, step_runs.c.error,
+                step_runs.c.deliveries, step_runs.c.continuation, step_runs.c.resume_at)
+    with engine.begin() as conn:
+        row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    return Attempt(row.id, StepStatus(row.status), row.result, row.error, row.deliveries,
+                   row.continuation, row.resume_at)
+
+
+def attempt_id(engine: Engine, run_id: str, path: str, attempt: int) -> int:
+    with engine.connect() as conn:
+        found = conn.execute(select(step_runs.c.id).where(
+            step_runs.c.run_id == run_id, step_runs.c.path == path, step_runs.c.attempt == attempt)).scalar()
+    if found is None:
+        raise NotFound(f"run {run_id} has no attempt {attempt} of {path}")
+    return found
+
+
+def start_subflow(engine: Engine, *, parent_run_id: str, attempt_id: int, continuation: dict,
+                  flow_id: str, version: int, inputs: dict[str, Any], depth: int, worker: str) -> str:
+    """Create the child run of a flow step and park the step, together; returns the child id.
+
+    A redelivery finds the child made before (its publication is the sweeper's if lost).
+    """
+    with engine.begin() as conn:
+        existing = conn.execute(select(runs.c.id).where(runs.c.parent_step_run_id == attempt_id)).scalar()
+        if existing:
+            return existing
+        child_id = str(uuid.uuid4())
+        insert_run(conn, child_id, flow_id, version, inputs, trigger="subflow", parent_run_id=parent_run_id,
+                   parent_step_run_id=attempt_id, depth=depth, actor=worker)
+        conn.execute(update(step_runs).where(step_runs.c.id == attempt_id).values(
+            status=StepStatus.WAITING.value, continuation=continuation))
+    return child_id
+
+
+def record_skipped(engine: Engine, *, run_id: str, path: str, step_id: str, kind: str,
+                   item_index: int | None, worker: str) -> None:
+    at = now()
+    stmt = dialect_insert(engine, step_runs).values(
+        run_id=run_id, path=path, step_id=step_id, kind=kind, item_index=item_index, attempt=1,
+        status=StepStatus.SKIPPED.value, deliveries=1, worker=worker, created_at=at,
+        started_at=at, finished_at=at,
+    ).on_conflict_do_nothing()
+    with engine.begin() as conn:
+        conn.execute(stmt)
+
+
+def record_outcome(engine: Engine, attempt_id: int, status: StepStatus, result: Any = None,
+                   error: str | None = None, logs: str | None = None,
+                   cached: bool = False) -> tuple[StepStatus, Any, str | None]:
+    """Write an attempt's outcome once; returns the outcome on record (ours or an earlier one)."""
+    with engine.begin() as conn:
+        written = conn.execute(
+            update(step_runs)
+            .where(step_runs.c.id == attempt_id,
+                   step_runs.c.status.in_((StepStatus.RUNNING.value, StepStatus.WAITING.value)))
+            .values(status=status.value, result=result, error=error, logs=logs, cached=cached,
+                    finished_at=now(), continuation=None)
+        ).rowcount
+        if written:
+            return status, result, error
+        row = conn.execute(select(step_runs.c.status, step_runs.c.result, step_runs.c.error)
+                           .where(step_runs.c.id == attempt_id)).one()
+    return StepStatus(row.status), row.result, row.error
+
+
+def suspend_attempt(engine: Engine, attempt_id: int, run_id: str, continuation: dict, *,
+                    resume_at: dt.datetime | None, suspend_run: bool, worker: str) -> None:
+    """Park a step: it waits (approval, sleep, subflow) and keeps how to go on."""
+    with engine.begin() as conn:
+        conn.execute(update(step_runs).where(step_runs.c.id == attempt_id).values(
+            status=StepStatus.WAITING.value, continuation=continuation, resume_at=resume_at))
+        if suspend_run:
+            changed = conn.execute(update(runs).where(
+                runs.c.id == run_id, runs.c.status == RunStatus.RUNNING.value)
+                .values(status=RunStatus.SUSPENDED.value)).rowcount
+            if changed:
+                audit(conn, worker, "run.suspended", f"run:{run_id}")
+
+
+def resume_attempt(engine: Engine, attempt_id: int, status: StepStatus, result: Any = None,
+                   error: str | None = None, actor: str = "system") -> dict | None:
+    """Decide a waiting step once; returns its continuation to publish, or None if already decided.
+
+    The row stays marked pending until :func:`continuation_sent`, so a crash in between
+    is republished by the sweeper.
+    """
+    at = now()
+    with engine.begin() as conn:
+        row = conn.execute(
+            update(step_runs)
+            .where(step_runs.c.id == attempt_id, step_runs.c.status == StepStatus.WAITING.value)
+            .values(status=status.value, result=result, error=error, finished_at=at,
+                    resume_pending_since=at)
+            .returning(step_runs.c.run_id, step_runs.c.path, step_runs.c.continuation, step_runs.c.kind)
+        ).first()
+        if row is None:
+            return None
+        if row.kind == "approval":
+            waiting = select(step_runs.c.id).where(
+                step_runs.c.run_id == row.run_id, step_runs.c.status == StepStatus.WAITING.value,
+                step_runs.c.kind == "approval")
+            conn.execute(update(runs).where(
+                runs.c.id == row.run_id, runs.c.status == RunStatus.SUSPENDED.value, ~exists(waiting))
+                .values(status=RunStatus.RUNNING.value))
+            audit(conn, actor, "step.approved" if status is StepStatus.SUCCEEDED else "step.rejected",
+                  f"run:{row.run_id}", path=row.path, reason=error)
+    return row.continuation
+
+
+def continuation_sent(engine: Engine, attempt_id: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(step_runs).where(step_runs.c.id == attempt_id).values(resume_pending_since=None))
+
+
+# --- cache -------------------------------------------------------------------------------
+
+def cache_key(flow_id: str, path: str, code: str, args: dict[str, Any]) -> str:
+    blob = json.dumps([flow_id, path, code, args], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def cached_result(engine: Engine, key: str) -> tuple[bool, Any]:
+    with engine.connect() as conn:
+        row = conn.execute(select(step_cache.c.result).where(
+            step_cache.c.key == key, step_cache.c.expires_at > now())).first()
+    return (True, row.result) if row else (False, None)
+
+
+def store_cached_result(engine: Engine, key: str, result: Any, ttl: float) -> None:
+    expires = now() + dt.timedelta(seconds=ttl)
+    stmt = dialect_insert(engine, step_cache).values(key=key, result=result, expires_at=expires)
+    stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"result": result, "expires_at": expires})
+    with engine.begin() as conn:
+        conn.execute(stmt)
+
+
+# --- reading -----------------------------------------------------------------------------
+
+def get_run(engine: Engine, run_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        run = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
+        if run is None:
+            raise NotFound(f"run '{run_id}' does not exist")
+        steps = conn.execute(
+            select(step_runs).where(step_runs.c.run_id == run_id).order_by(step_runs.c.id)
+        ).mappings().all()
+    return {**dict(run), "steps": [dict(s) for s in steps]}
+
+
+def run_status(engine: Engine, run_id: str) -> RunStatus:
+    with engine.connect() as conn:
+        status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
+    if status is None:
+        raise NotFound(f"run '{run_id}' does not exist")
+    return RunStatus(status)
+
+
+def waiting_attempt(engine: Engine, run_id: str, step: str) -> int:
+    """The waiting attempt of step ``step`` (its id or path) in a run."""
+    with engine.connect() as conn:
+        row = conn.execute(select(step_runs.c.id, step_runs.c.kind).where(
+            step_runs.c.run_id == run_id, step_runs.c.status == StepStatus.WAITING.value,
+            (step_runs.c.path == step) | (step_runs.c.step_id == step),
+        ).order_by(step_runs.c.id)).first()
+    if row is None:
+        raise NotFound(f"run '{run_id}' has no step '{step}' waiting")
+    if row.kind != "approval":
+        raise Conflict(f"step '{step}' waits for a {row.kind}, not for an approval")
+    return row.id
+
+
+def count_rows(engine: Engine, table: Any, *where: Any) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+# --- what the sweeper repairs ------------------------------------------------------------
+
+def unpublished_runs(engine: Engine, older_than: float) -> list[Any]:
+    """Runs committed but never published (the publisher died in between)."""
+    cutoff = now() - dt.timedelta(seconds=older_than)
+    with engine.connect() as conn:
+        return conn.execute(select(runs.c.id, runs.c.flow_id, runs.c.flow_version, runs.c.inputs, runs.c.depth)
+                            .where(runs.c.status == RunStatus.QUEUED.value, runs.c.published_at.is_(None),
+                                   runs.c.created_at < cutoff).limit(100)).all()
+
+
+def unsent_continuations(engine: Engine, older_than: float) -> list[Any]:
+    """Decided waits whose continuation was not confirmed sent."""
+    cutoff = now() - dt.timedelta(seconds=older_than)
+    with engine.connect() as conn:
+        return conn.execute(select(step_runs.c.id, step_runs.c.continuation).where(
+            step_runs.c.resume_pending_since < cutoff).limit(100)).all()
+
+
+def expired_approvals(engine: Engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(step_runs.c.id).where(
+            step_runs.c.status == StepStatus.WAITING.value, step_runs.c.kind == "approval",
+            step_runs.c.resume_at <= now()).limit(100)).scalars())

@@ -1,0 +1,168 @@
+"""Checks across a parsed flow: unique ids, options that fit the step kind, expressions
+that parse, and references only to inputs that exist and to steps that ran before."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.errors import ExpressionError, Problem, join_path
+from orchestrator.expressions import NAMES, References, compile_value
+from orchestrator.flow import (
+    EXECUTABLE_KINDS,
+    Flow,
+    ForEachStep,
+    ParallelStep,
+    StepBase,
+    SwitchStep,
+    step_kind,
+)
+from orchestrator.inputs import check_input_specs
+
+_ALLOWED_NAMES = NAMES | {"range", "dict"}
+_CODE_OPTIONS = ("retry", "timeout", "cache")
+
+
+@dataclass(frozen=True)
+class _Scope:
+    visible: frozenset[str]
+    in_loop: bool
+
+
+def check_flow(flow: Flow) -> list[Problem]:
+    """Every problem in ``flow`` that the typed model alone cannot see."""
+    problems: list[Problem] = list(check_input_specs(flow.inputs))
+    first_seen: dict[str, str] = {}
+    for step, path in _walk(flow.steps, ("steps",)):
+        _check_unique(step, path, first_seen, problems)
+    for step, path in _walk(flow.on_failure, ("on_failure",)):
+        _check_unique(step, path, first_seen, problems)
+    checker = _ReferenceChecker(flow, set(first_seen), problems)
+    checker.sequence(flow.steps, ("steps",), _Scope(frozenset(), False))
+    top_ids = frozenset(step.id for step in flow.steps)
+    checker.sequence(flow.on_failure, ("on_failure",), _Scope(top_ids, False))
+    return problems
+
+
+def _walk(steps: list[Any], prefix: tuple[Any, ...]) -> Iterator[tuple[StepBase, tuple]]:
+    for i, step in enumerate(steps):
+        path = (*prefix, i)
+        yield step, path
+        for child, child_path in _children(step, path):
+            yield from _walk(child, child_path)
+
+
+def _children(step: StepBase, path: tuple) -> Iterator[tuple[list, tuple]]:
+    if isinstance(step, ParallelStep):
+        for b, branch in enumerate(step.parallel):
+            yield branch.steps, (*path, "parallel", b, "steps")
+    elif isinstance(step, ForEachStep):
+        yield step.do, (*path, "do")
+    elif isinstance(step, SwitchStep):
+        for c, case in enumerate(step.switch):
+            yield case.do, (*path, "switch", c, "do")
+        if step.else_:
+            yield step.else_, (*path, "else")
+
+
+def _check_unique(step: StepBase, path: tuple, first_seen: dict[str, str], problems: list) -> None:
+    where = join_path(*path)
+    if step.id in first_seen:
+        problems.append(
+            Problem(f"{where}.id", f"duplicate step id '{step.id}' (first used at {first_seen[step.id]})")
+        )
+    else:
+        first_seen[step.id] = where
+    if isinstance(step, ParallelStep):
+        branch_ids: set[str] = set()
+        for b, branch in enumerate(step.parallel):
+            if branch.id in branch_ids:
+                problems.append(
+                    Problem(join_path(*path, "parallel", b, "id"), f"duplicate branch id '{branch.id}'")
+                )
+            branch_ids.add(branch.id)
+
+
+class _ReferenceChecker:
+    def __init__(self, flow: Flow, all_ids: set[str], problems: list[Problem]):
+        self.inputs = set(flow.inputs)
+        self.all_ids = all_ids
+        self.problems = problems
+
+    def sequence(self, steps: list[StepBase], prefix: tuple, scope: _Scope) -> None:
+        visible = set(scope.visible)
+        for i, step in enumerate(steps):
+            self.step(step, (*prefix, i), _Scope(frozenset(visible), scope.in_loop))
+            visible.add(step.id)
+
+    def step(self, step: StepBase, path: tuple, scope: _Scope) -> None:
+        kind = step_kind(step)
+        if kind not in EXECUTABLE_KINDS:
+            options = _CODE_OPTIONS if kind == "flow" else (*_CODE_OPTIONS, "with")
+            for option in options:
+                if option in step.model_fields_set or (option == "with" and step.with_):
+                    self.problems.append(
+                        Problem(join_path(*path, option), f"'{option}' does not apply to a {kind} step")
+                    )
+        self.value(step.if_, (*path, "if"), scope, condition=True)
+        for name, value in step.with_.items():
+            self.value(value, (*path, "with", name), scope)
+        if isinstance(step, ForEachStep):
+            self.value(step.for_each, (*path, "for_each"), scope, iterable=True)
+            self.sequence(step.do, (*path, "do"), _Scope(scope.visible, True))
+        elif isinstance(step, ParallelStep):
+            for b, branch in enumerate(step.parallel):
+                self.sequence(branch.steps, (*path, "parallel", b, "steps"), scope)
+        elif isinstance(step, SwitchStep):
+            for c, case in enumerate(step.switch):
+                self.value(case.if_, (*path, "switch", c, "if"), scope, condition=True)
+                self.sequence(case.do, (*path, "switch", c, "do"), scope)
+            if step.else_:
+                self.sequence(step.else_, (*path, "else"), scope)
+
+    def value(self, value: Any, path: tuple, scope: _Scope, *, condition: bool = False,
+              iterable: bool = False) -> None:
+        where = join_path(*path)
+        if condition and value is not None and not isinstance(value, bool):
+            if not (isinstance(value, str) and value.strip().startswith("${{")):
+                self.problems.append(Problem(where, "expected true, false or an expression ${{ ... }}"))
+                return
+        if iterable and not isinstance(value, list):
+            if not (isinstance(value, str) and value.strip().startswith("${{")):
+                self.problems.append(Problem(where, "expected a list or an expression ${{ ... }}"))
+                return
+        for leaf, leaf_path in _leaves(value, path):
+            try:
+                refs = compile_value(leaf).references
+            except ExpressionError as exc:
+                self.problems.append(Problem(join_path(*leaf_path), str(exc)))
+                continue
+            self.references(refs, join_path(*leaf_path), scope)
+
+    def references(self, refs: References, where: str, scope: _Scope) -> None:
+        for name in sorted(refs.names - _ALLOWED_NAMES):
+            self.problems.append(
+                Problem(where, f"unknown name '{name}'; expressions can use {', '.join(sorted(NAMES))}")
+            )
+        if not scope.in_loop:
+            for name in sorted(refs.names & {"item", "index"}):
+                self.problems.append(Problem(where, f"'{name}' is only defined inside for_each"))
+        for name in sorted(refs.inputs - self.inputs):
+            self.problems.append(Problem(where, f"unknown input '{name}'"))
+        for step_id in sorted(refs.steps - scope.visible):
+            if step_id not in self.all_ids:
+                message = f"unknown step '{step_id}'"
+            else:
+                message = f"step '{step_id}' has not run at this point (it is later, or in another branch)"
+            self.problems.append(Problem(where, message))
+
+
+def _leaves(value: Any, path: tuple) -> Iterator[tuple[str, tuple]]:
+    if isinstance(value, str):
+        yield value, path
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _leaves(item, (*path, i))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, key))

@@ -1,0 +1,25 @@
+"""Plain Celery tasks for the raw baseline of ``millrace bench``: the same work, no orchestration."""
+from __future__ import annotations
+
+from orchestrator.models import BenchMark
+from orchestrator.records import dialect_insert, now
+from tasks.app import app, settings
+from tasks.runtime import runtime
+
+
+def fibo(n: int) -> int:
+    return n if n < 2 else fibo(n - 1) + fibo(n - 2)
+
+
+@app.task(name="millrace.bench.raw")
+def raw(previous: int, n: int) -> int:
+    fibo(n)
+    return previous + 1
+
+
+@app.task(name="millrace.bench.done")
+def done(result: int, key: str) -> None:
+    engine = runtime(settings).engine
+    with engine.begin() as conn:
+        conn.execute(dialect_insert(engine, BenchMark.__table__).values(key=key, finished_at=now())
+                     .on_conflict_do_nothing())

@@ -1,0 +1,84 @@
+"""Repairs what a crash between a commit and a publish leaves behind, every few seconds.
+
+It runs as a thread of each worker's main process; on Postgres an advisory lock lets one
+worker sweep at a time.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery.signals import worker_ready, worker_shutdown
+from sqlalchemy import text
+
+from orchestrator import records
+from orchestrator.models import StepStatus
+from tasks.app import settings
+from tasks.runtime import Runtime
+from tasks.steps import publish_continuation, publish_run
+
+log = logging.getLogger("millrace.sweeper")
+_SWEEP_LOCK = 0x6D696C6C  # "mill"
+UNPUBLISHED_AFTER_S = 30.0
+UNSENT_AFTER_S = 60.0
+
+
+def sweep(rt: Runtime, unpublished_after: float = UNPUBLISHED_AFTER_S,
+          unsent_after: float = UNSENT_AFTER_S) -> None:
+    """One pass: publish forgotten runs and continuations, time out approvals."""
+    for run in records.unpublished_runs(rt.engine, unpublished_after):
+        log.warning("publishing run %s, left unpublished", run.id)
+        publish_run(rt.plan(run.flow_id, run.flow_version), run.id, run.inputs, run.depth)
+        records.mark_published(rt.engine, run.id)
+    for row in records.unsent_continuations(rt.engine, unsent_after):
+        log.warning("re-sending continuation of step attempt %s", row.id)
+        publish_continuation(rt, row.id, row.continuation)
+    for attempt_id in records.expired_approvals(rt.engine):
+        cont = records.resume_attempt(rt.engine, attempt_id, StepStatus.FAILED,
+                                      error="approval timed out", actor="sweeper")
+        if cont is not None:
+            publish_continuation(rt, attempt_id, cont)
+
+
+class Sweeper(threading.Thread):
+    def __init__(self, interval: float):
+        super().__init__(name="millrace-sweeper", daemon=True)
+        self.interval = interval
+        self.stopped = threading.Event()
+        self.rt = Runtime(settings)
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self._locked_sweep()
+            except Exception:  # a broken pass must not end the thread
+                log.exception("sweep failed")
+
+    def _locked_sweep(self) -> None:
+        if self.rt.engine.dialect.name != "postgresql":
+            sweep(self.rt)
+            return
+        with self.rt.engine.connect() as conn:
+            if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _SWEEP_LOCK}).scalar():
+                return
+            try:
+                sweep(self.rt)
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SWEEP_LOCK})
+                conn.commit()
+
+
+_sweeper: Sweeper | None = None
+
+
+@worker_ready.connect
+def _start(**_: object) -> None:
+    global _sweeper
+    _sweeper = Sweeper(settings.sweep_interval)
+    _sweeper.start()
+
+
+@worker_shutdown.connect
+def _stop(**_: object) -> None:
+    if _sweeper is not None:
+        _sweeper.stopped.set()

@@ -1,0 +1,52 @@
+"""A worker killed mid-run loses nothing: the run completes, each step recorded once."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from orchestrator import records
+from orchestrator.cli import submit, wait_for_run
+from orchestrator.parser import parse_flow
+from tests.conftest import QUEUE, Worker
+
+pytestmark = pytest.mark.integration
+
+
+def test_sigkill_of_the_worker_mid_flow_then_a_new_worker_completes_the_run(engine, worker):
+    queue = f"{QUEUE}_crash"
+    code = "import time\\ndef main(x: int) -> int:\\n    time.sleep(0.4)\\n    return x + 1"
+    lines = []
+    for i in range(10):
+        previous = "0" if i == 0 else '"${{ steps.s%d.result }}"' % (i - 1)
+        lines.append(f'  - id: s{i}\n    queue: {queue}\n    python: "{code}"\n    with: {{x: {previous}}}')
+    steps = "\n".join(lines)
+    text = f"id: test/crash\nsteps:\n{steps}\n"
+    doomed = Worker([queue], concurrency=1)
+    run_id = submit(engine, parse_flow(text), text, {}, trigger="test")
+    _wait_running(engine, run_id, "s3")
+    doomed.kill()
+
+    replacement = Worker([queue], concurrency=1)
+    try:
+        assert wait_for_run(engine, run_id, 120).finished
+    finally:
+        replacement.stop()
+    run = records.get_run(engine, run_id)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["result"] == 10
+    for i in range(10):
+        rows = [s for s in run["steps"] if s["path"] == f"s{i}"]
+        assert [(r["attempt"], r["status"]) for r in rows] == [(1, "succeeded")], rows
+    killed = next(s for s in run["steps"] if s["path"] == "s3")
+    assert killed["deliveries"] >= 2  # it ran again after the kill
+
+
+def _wait_running(engine, run_id: str, path: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = records.get_run(engine, run_id)
+        if any(s["path"] == path and s["status"] == "running" for s in run["steps"]):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never started: {records.get_run(engine, run_id)}")

@@ -1,0 +1,68 @@
+"""What a crash between a commit and a publish leaves behind is repaired by the sweeper."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from orchestrator import records
+from orchestrator.cli import submit, wait_for_run
+from orchestrator.models import StepStatus
+from orchestrator.parser import parse_flow
+
+pytestmark = pytest.mark.integration
+
+FLOW = """
+id: test/sweep
+steps:
+  - id: one
+    python: "def main():\\n    return 'published late'"
+"""
+
+
+def _runtime():
+    from tasks.app import settings
+    from tasks.runtime import Runtime
+
+    return Runtime(settings)
+
+
+def test_a_run_committed_but_never_published_is_published_by_the_sweeper(engine, worker):
+    from tasks.sweeper import sweep
+
+    flow = parse_flow(FLOW)
+    version = records.save_flow(engine, flow, FLOW)
+    run_id = str(uuid.uuid4())
+    records.create_run(engine, run_id, flow.id, version, {}, trigger="test")  # the publisher "died" here
+    time.sleep(1)
+    assert records.run_status(engine, run_id).value == "queued"
+    sweep(_runtime(), unpublished_after=0.5)
+    assert wait_for_run(engine, run_id, 60).value == "succeeded"
+    assert records.get_run(engine, run_id)["result"] == "published late"
+
+
+def test_an_approval_past_its_timeout_is_rejected_and_the_run_fails(engine, worker):
+    from tasks.sweeper import sweep
+
+    text = """
+id: test/approval_timeout
+steps:
+  - id: gate
+    approval: {timeout: 1s}
+  - id: after
+    bash: echo never
+"""
+    run_id = submit(engine, parse_flow(text), text, {}, trigger="test")
+    deadline = time.monotonic() + 30
+    while not any(s["status"] == StepStatus.WAITING.value for s in records.get_run(engine, run_id)["steps"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sweep(_runtime())
+    assert records.run_status(engine, run_id).value == "suspended"  # not yet due
+    time.sleep(1.2)
+    sweep(_runtime())
+    assert wait_for_run(engine, run_id, 30).value == "failed"
+    run = records.get_run(engine, run_id)
+    assert "approval timed out" in run["error"]
+    assert [s["path"] for s in run["steps"]] == ["gate"]
