@@ -51,7 +51,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     database_url = env.get("MILLRACE_DATABASE_URL", "")
     local = not broker_url and not database_url
     if not broker_url:
-        broker_url = "filesystem://"
+        broker_url = "filesystem://localhost/"
     if not database_url:
         database_url = f"sqlite:///{home / 'millrace.db'}"
     return Settings(

@@ -260,7 +260,9 @@ def _start_worker(settings: Settings, queues: list[str]) -> subprocess.Popen:
                f"--queues={','.join(queues)}", "--concurrency=2", "--without-heartbeat",
                "--without-gossip", "--without-mingle"]
     env = {**os.environ, "MILLRACE_HOME": str(settings.home)}
-    return subprocess.Popen(command, start_new_session=True, env=env)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.home / "worker.log", "ab") as log:
+        return subprocess.Popen(command, start_new_session=True, env=env, stdout=log, stderr=log)
 
 
 def _stop_worker(worker: subprocess.Popen) -> None:

@@ -61,7 +61,7 @@ class Worker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "devtasks", "worker", "--loglevel=INFO",
+            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO",
              f"--queues={','.join(queues)}", f"--concurrency={concurrency}",
              "--without-gossip", "--without-mingle", "--hostname", f"w{uuid.uuid4().hex[:6]}@%h"],
             cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -433,3 +433,32 @@ def only_child_run(engine, parent_run_id: str) -> str:
     with engine.connect() as conn:
         return conn.execute(select(records.runs.c.id).where(records.runs.c.parent_run_id == parent_run_id)).scalar()
 
+
+
+def test_a_step_with_a_queue_waits_for_a_worker_of_that_queue(engine, worker):
+    from tests.conftest import QUEUE, Worker
+
+    queue = f"{QUEUE}_gpu"
+    text = f"""
+id: test/queues
+steps:
+  - id: anywhere
+    python: "def main():\\n    return 20"
+  - id: on_gpu
+    queue: {queue}
+    python: "def main(x: int) -> int:\\n    return x + 1"
+    with: {{x: "${{{{ steps.anywhere.result }}}}"}}
+"""
+    run_id = submit(engine, parse_flow(text), text, {}, trigger="test")
+    wait_for_step(engine, run_id, "anywhere", StepStatus.SUCCEEDED)
+    time.sleep(2)
+    run = records.get_run(engine, run_id)
+    assert run["status"] == "running" and attempts(run, "on_gpu") == []
+    gpu_worker = Worker([queue], concurrency=1)
+    try:
+        assert wait_for_run(engine, run_id, 60).value == "succeeded"
+    finally:
+        gpu_worker.stop()
+    run = records.get_run(engine, run_id)
+    assert run["result"] == 21
+    assert only(run, "on_gpu")["worker"] != only(run, "anywhere")["worker"]
