@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from config.settings import Settings, load_settings
 from orchestrator import db, records
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except FlowError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:
+        print(f"error: the database is unreachable: {exc.orig}", file=sys.stderr)
         return 2
 
 

@@ -25,7 +25,9 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # No pre-ping round trip per checkout: the tasks requeue their message when the
+    # database drops a connection (tasks/app.py), which also covers a restart.
+    return create_engine(url, pool_size=5, max_overflow=5)
 
 
 def _alembic_config(engine: Engine):  # type: ignore[no-untyped-def]

@@ -8,13 +8,14 @@ later delivery reads what was recorded.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, exists, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -217,30 +218,35 @@ def open_attempt(engine: Engine, *, run_id: str, phase: str, path: str, step_id:
 
     None when the run is no longer active for ``phase``: the caller stops.
     """
-    if phase == "main":
-        active = and_(runs.c.status.in_(ACTIVE), runs.c.error.is_(None))
-    else:
-        active = runs.c.status == RunStatus.RUNNING.value
     started = now()
-    values = select(
-        literal(run_id), literal(path), literal(step_id), literal(kind), literal(item_index),
-        literal(attempt), literal(StepStatus.RUNNING.value), literal(1), literal(worker),
-        literal(created_at or started, StepRun.created_at.type), literal(started, StepRun.started_at.type),
-    ).where(exists().where(runs.c.id == run_id, active))
-    stmt = dialect_insert(engine, step_runs).from_select(
-        ["run_id", "path", "step_id", "kind", "item_index", "attempt", "status", "deliveries",
-         "worker", "created_at", "started_at"], values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["run_id", "path", "attempt"],
-        set_={"deliveries": step_runs.c.deliveries + 1, "worker": worker},
-    ).returning(step_runs.c.id, step_runs.c.status, step_runs.c.result, step_runs.c.error,
-                step_runs.c.deliveries, step_runs.c.continuation, step_runs.c.resume_at)
+    params = {"run_id": run_id, "path": path, "step_id": step_id, "kind": kind, "item_index": item_index,
+              "attempt": attempt, "worker": worker, "created_at": created_at or started, "started_at": started}
     with engine.begin() as conn:
-        row = conn.execute(stmt).first()
+        row = conn.execute(_open_statement(engine.dialect.name, phase), params).first()
     if row is None:
         return None
     return Attempt(row.id, StepStatus(row.status), row.result, row.error, row.deliveries,
                    row.continuation, row.resume_at)
+
+
+@functools.cache
+def _open_statement(dialect: str, phase: str) -> Any:
+    # Built once: constructing it per step costs more than the round trip it makes.
+    if phase == "main":
+        active = and_(runs.c.status.in_(ACTIVE), runs.c.error.is_(None))
+    else:
+        active = runs.c.status == RunStatus.RUNNING.value
+    columns = ["run_id", "path", "step_id", "kind", "item_index", "attempt", "worker", "created_at", "started_at"]
+    values = select(
+        *(bindparam(name, type_=step_runs.c[name].type) for name in columns),
+        literal(StepStatus.RUNNING.value), literal(1),
+    ).where(exists().where(runs.c.id == bindparam("run_id"), active))
+    insert_ = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(step_runs)
+    return insert_.from_select([*columns, "status", "deliveries"], values).on_conflict_do_update(
+        index_elements=["run_id", "path", "attempt"],
+        set_={"deliveries": step_runs.c.deliveries + 1, "worker": insert_.excluded.worker},
+    ).returning(step_runs.c.id, step_runs.c.status, step_runs.c.result, step_runs.c.error,
+                step_runs.c.deliveries, step_runs.c.continuation, step_runs.c.resume_at)
 
 
 def attempt_id(engine: Engine, run_id: str, path: str, attempt: int) -> int:
@@ -287,18 +293,24 @@ def record_outcome(engine: Engine, attempt_id: int, status: StepStatus, result: 
                    cached: bool = False) -> tuple[StepStatus, Any, str | None]:
     """Write an attempt's outcome once; returns the outcome on record (ours or an earlier one)."""
     with engine.begin() as conn:
-        written = conn.execute(
-            update(step_runs)
-            .where(step_runs.c.id == attempt_id,
-                   step_runs.c.status.in_((StepStatus.RUNNING.value, StepStatus.WAITING.value)))
-            .values(status=status.value, result=result, error=error, logs=logs, cached=cached,
-                    finished_at=now(), continuation=None)
-        ).rowcount
+        written = conn.execute(_RECORD_OUTCOME, {
+            "attempt_id": attempt_id, "status": status.value, "result": result, "error": error,
+            "logs": logs, "cached": cached, "finished_at": now()}).rowcount
         if written:
             return status, result, error
         row = conn.execute(select(step_runs.c.status, step_runs.c.result, step_runs.c.error)
                            .where(step_runs.c.id == attempt_id)).one()
     return StepStatus(row.status), row.result, row.error
+
+
+_RECORD_OUTCOME = (
+    update(step_runs)
+    .where(step_runs.c.id == bindparam("attempt_id"),
+           step_runs.c.status.in_((StepStatus.RUNNING.value, StepStatus.WAITING.value)))
+    .values(status=bindparam("status"), result=bindparam("result"), error=bindparam("error"),
+            logs=bindparam("logs"), cached=bindparam("cached"), finished_at=bindparam("finished_at"),
+            continuation=None)
+)
 
 
 def suspend_attempt(engine: Engine, attempt_id: int, run_id: str, continuation: dict, *,

@@ -1,16 +1,46 @@
 """The Celery application, configured from the environment."""
 from __future__ import annotations
 
+import logging
 import time
 
-from celery import Celery
+from celery import Celery, Task
+from celery.exceptions import Reject
 from celery.signals import before_task_publish
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from config.celery import celery_config
 from config.settings import load_settings
 
+log = logging.getLogger("millrace.tasks")
+# While the database is unreachable a message goes back to the queue at this pace.
+DATABASE_RETRY_PAUSE_S = 1.0
+
+
+class MillraceTask(Task):
+    """A task whose message goes back to the queue, unchanged, when the database fails it.
+
+    Every write a task makes is idempotent, so running it again from the start is safe;
+    the attempt number (``retries``) is kept, unlike with ``Task.retry``.
+    """
+
+    def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return super().__call__(*args, **kwargs)
+        except DBAPIError as exc:
+            if not _is_connection_problem(exc):
+                raise
+            log.warning("database unavailable in %s, requeueing: %s", self.name, exc.orig)
+            time.sleep(DATABASE_RETRY_PAUSE_S)
+            raise Reject(str(exc.orig), requeue=True) from None
+
+
+def _is_connection_problem(exc: DBAPIError) -> bool:
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
 settings = load_settings()
-app = Celery("millrace", set_as_current=True)
+app = Celery("millrace", set_as_current=True, task_cls=MillraceTask)
 app.config_from_object(celery_config(settings))
 app.conf.include = ["tasks.steps", "tasks.sweeper", "tasks.bench"]
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from celery import states
 from celery.backends.base import BaseBackend
 from celery.canvas import maybe_signature
 from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from orchestrator.db import make_engine
 from orchestrator.models import Chord, ChordPart
@@ -23,6 +25,7 @@ from orchestrator.records import dialect_insert, now
 log = logging.getLogger("millrace.backend")
 chords = Chord.__table__
 chord_parts = ChordPart.__table__
+PART_DEADLINE_S = 600.0
 
 
 class DatabaseBackend(BaseBackend):
@@ -54,6 +57,22 @@ class DatabaseBackend(BaseBackend):
             conn.execute(update(chords).where(chords.c.group_id == group_id).values(size=chord_size))
 
     def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> None:
+        # Called after the task's own work is committed: losing the part would leave the
+        # chord waiting forever, so a database outage is waited out here.
+        pause = 0.5
+        deadline = time.monotonic() + PART_DEADLINE_S
+        while True:
+            try:
+                return self._record_part(request, state, result)
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("chord part of %s waits for the database: %s", request.group, exc.orig)
+                self._engine = None
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
+
+    def _record_part(self, request: Any, state: str, result: Any) -> None:
         group_id = request.group
         if not group_id or request.chord is None:
             return

@@ -11,6 +11,7 @@ then the request ``{"code", "args", "env"}``; the child answers ``{"type": "pid"
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import inspect
 import io
@@ -102,6 +103,8 @@ class Server:
 
     def client_gone(self, conn: socket.socket, pid: int) -> None:
         # The client sends nothing after its request: readable means it hung up.
+        if self.children.get(pid) is not conn:
+            return  # reaped in this same round: nothing left to stop
         try:
             if conn.recv(1):
                 return
@@ -168,15 +171,14 @@ def run_child(conn: socket.socket, log_fd: int, request: dict) -> typing.NoRetur
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
         os.environ.clear()
         os.environ.update(request.get("env") or {})
-        send(conn, execute(request["code"], request["args"]))
+        report = execute(request["code"], request["args"])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        send(conn, report)  # the logs are complete before the caller hears the result
     except BaseException:  # a failure of the reporting itself
         code = 70
     finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        os._exit(code)
 
 
 def execute(source: str, args: dict) -> dict:
@@ -271,6 +273,7 @@ def main() -> None:
     path, preload = sys.argv[1], sys.argv[2:]
     for module in preload:
         importlib.import_module(module)
+    gc.freeze()  # what is imported now stays shared with every child, untouched by its GC
     server = Server(path)
     sys.stdout.write("ready\n")
     sys.stdout.flush()

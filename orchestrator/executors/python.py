@@ -106,7 +106,7 @@ class PythonExecutor:
 
 
 def _read_messages(conn: socket.socket, timeout: float | None) -> tuple[list[dict], bool]:
-    """Messages until the server reports the child's exit; kills the child on timeout."""
+    """Messages until the child's result or, if it died first, its exit; kills it on timeout."""
     deadline = None if timeout is None else time.monotonic() + timeout
     buffer = b""
     messages: list[dict] = []
@@ -137,8 +137,8 @@ def _read_messages(conn: socket.socket, timeout: float | None) -> tuple[list[dic
             messages.append(message)
             if message["type"] == "pid":
                 pid = message["pid"]
-            elif message["type"] == "exit":
-                return messages, timed_out
+            elif message["type"] in ("result", "exit"):
+                return messages, timed_out  # the server reaps the child and ends its group
     return messages, timed_out
 
 
