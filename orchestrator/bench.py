@@ -125,5 +125,6 @@ def _sample(engine: Engine, run_id: str) -> Sample:
     steps = sorted(run["steps"], key=lambda s: s["started_at"])
     assignment = sum((s["started_at"] - s["created_at"]).total_seconds() for s in steps)
     execution = sum((s["finished_at"] - s["started_at"]).total_seconds() for s in steps)
-    transition = sum((b["created_at"] - a["finished_at"]).total_seconds() for a, b in zip(steps, steps[1:], strict=False))
+    pairs = zip(steps, steps[1:], strict=False)
+    transition = sum((b["created_at"] - a["finished_at"]).total_seconds() for a, b in pairs)
     return Sample((run["finished_at"] - run["created_at"]).total_seconds(), assignment, execution, transition)

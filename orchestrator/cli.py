@@ -101,6 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine = _engine(settings)
     flow, source = load_flow_file(args.file, engine)
     inputs = parse_text_inputs(flow.inputs, args.input)
+    if settings.local and not args.local:
+        print("local mode: the run waits for a worker (`millrace worker`, or pass --local)", file=sys.stderr)
     worker = _start_worker(settings, _queues(flow, settings)) if args.local else None
     try:
         run_id = submit(engine, flow, source, inputs, trigger="cli")

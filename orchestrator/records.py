@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, exists, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -417,11 +417,6 @@ def waiting_attempt(engine: Engine, run_id: str, step: str) -> int:
     if row.kind != "approval":
         raise Conflict(f"step '{step}' waits for a {row.kind}, not for an approval")
     return row.id
-
-
-def count_rows(engine: Engine, table: Any, *where: Any) -> int:
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
 
 
 # --- what the sweeper repairs ------------------------------------------------------------

@@ -7,7 +7,6 @@ must not go on raises ``Ignore``: its chain stops and, inside a chord, it never 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +33,6 @@ from orchestrator.records import Attempt, Ending
 from tasks.app import app, settings
 from tasks.runtime import Runtime, runtime
 
-log = logging.getLogger("millrace.tasks")
 # Sleeps are re-published in slices so no message is held unacked near RabbitMQ's limit.
 SLEEP_SLICE_S = 600.0
 MAX_SUBFLOW_DEPTH = 10
@@ -74,7 +72,7 @@ def _begin(task: Task, ctx: Context, kw: dict[str, Any]) -> _Step | Context:
     idx = indices(ctx)
     step = _Step(rt, plan, node, ref, ctx, node.concrete_path(idx), idx[-1] if idx else None)
     try:
-        holds = truthy(node.condition, step.names)
+        holds = node.condition is None or truthy(node.condition, step.names)
     except ExpressionError as exc:
         _open(task, step)
         return _fail(task, step, f"if: {exc}", retryable=False)
@@ -107,8 +105,7 @@ def _succeed(step: _Step, result: Any, logs: str | None = None, cached: bool = F
     return set_outcome(step.ctx, step.node.id, status.value, result)
 
 
-def _fail(task: Task, step: _Step, error: str, *, logs: str | None = None, retryable: bool = True,
-          timed_out: bool = False) -> Context:
+def _fail(task: Task, step: _Step, error: str, *, logs: str | None = None, retryable: bool = True) -> Context:
     """Record a failed attempt, then retry, carry on (continue_on_error) or fail the run."""
     status, result, error = records.record_outcome(
         step.rt.engine, step.attempt.id, StepStatus.FAILED, error=error, logs=logs)
@@ -222,11 +219,12 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context:
     }
     if s.ctx.get("error"):
         env["MILLRACE_ERROR"] = s.ctx["error"]
-    timeout = node.step.timeout or settings.task_time_limit - 60
+    # Never past the task's hard limit: a pool process killed there is redelivered forever.
+    ceiling = settings.task_time_limit - 60
+    timeout = min(node.step.timeout or ceiling, ceiling)
     execution = executor.run(code, args, timeout=timeout, env=env)
     if not execution.ok:
-        return _fail(self, s, execution.error or "failed", logs=execution.logs,
-                     timed_out=execution.timed_out)
+        return _fail(self, s, execution.error or "failed", logs=execution.logs)
     if cache is not None:
         records.store_cached_result(s.rt.engine, key, execution.result, cache.ttl)
     return _succeed(s, execution.result, logs=execution.logs)

@@ -18,7 +18,7 @@ def test_sigkill_of_the_worker_mid_flow_then_a_new_worker_completes_the_run(engi
     code = "import time\\ndef main(x: int) -> int:\\n    time.sleep(0.4)\\n    return x + 1"
     lines = []
     for i in range(10):
-        previous = "0" if i == 0 else '"${{ steps.s%d.result }}"' % (i - 1)
+        previous = "0" if i == 0 else '"${{ steps.s' + str(i - 1) + '.result }}"'
         lines.append(f'  - id: s{i}\n    queue: {queue}\n    python: "{code}"\n    with: {{x: {previous}}}')
     steps = "\n".join(lines)
     text = f"id: test/crash\nsteps:\n{steps}\n"

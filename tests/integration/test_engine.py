@@ -44,7 +44,10 @@ steps:
     python: |
       def main(shout: str, n: int, mixed: str) -> list:
           return [shout] * n + [mixed]
-    with: {shout: "${{ steps.shout.result }}", n: "${{ steps.greet.result.n }}", mixed: "n=${{ steps.greet.result.n }}!"}
+    with:
+      shout: "${{ steps.shout.result }}"
+      n: "${{ steps.greet.result.n }}"
+      mixed: "n=${{ steps.greet.result.n }}!"
 """, {"name": "ada"})
     assert run["status"] == "succeeded", run["error"]
     assert run["result"] == ["HELLO ADA", "HELLO ADA", "n=2!"]

@@ -117,7 +117,8 @@ def test_there_are_at_least_25_distinct_mistakes() -> None:
 
 def test_every_problem_is_listed_at_once() -> None:
     with pytest.raises(ValidationError) as caught:
-        parse_flow("id: a\nsteps:\n  - id: x\n    bash: echo\n    with: {A: \"${{ nope }}\", B: \"${{ steps.z.result }}\"}\n"
+        parse_flow("id: a\nsteps:\n  - id: x\n    bash: echo\n"
+                   "    with: {A: \"${{ nope }}\", B: \"${{ steps.z.result }}\"}\n"
                    "  - id: x\n    sleep: 1s\n")
     assert {p.path for p in caught.value.problems} == {"steps[0].with.A", "steps[0].with.B", "steps[1].id"}
 
