@@ -19,11 +19,12 @@ from sqlalchemy.exc import OperationalError
 from config.settings import Settings, load_settings
 from orchestrator import db, records
 from orchestrator.errors import FlowError, Problem, ValidationError
-from orchestrator.flow import Flow
+from orchestrator.flow import Flow, step_kind
 from orchestrator.inputs import parse_text_inputs, validate_inputs
 from orchestrator.loading import load_flow_file
 from orchestrator.models import RunStatus, StepStatus
 from orchestrator.plan import build_plan
+from orchestrator.validation import walk_steps
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,10 +250,22 @@ def _engine(settings: Settings) -> Engine:
     return engine
 
 
+_NOT_YET = {
+    "script": "saved scripts arrive with the API; use an inline python: or bash: step",
+    "javascript": "javascript steps are not supported by this release; use python: or bash:",
+    "sql": "sql steps are not supported by this release; use python: or bash:",
+}
+
+
 def _check_runnable(flow: Flow) -> None:
+    """Refuse, before anything is stored, what this release cannot run."""
+    problems = [Problem(f"{path}.{kind}", _NOT_YET[kind])
+                for step, path in walk_steps(flow) if (kind := step_kind(step)) in _NOT_YET]
     if flow.concurrency is not None:
-        raise ValidationError([Problem("concurrency", "concurrency limits are not enforced by this "
-                                       "release; remove `concurrency` to run the flow")])
+        problems.append(Problem("concurrency", "concurrency limits are not enforced by this release; "
+                                               "remove `concurrency` to run the flow"))
+    if problems:
+        raise ValidationError(problems)
 
 
 def _queues(flow: Flow, settings: Settings) -> list[str]:

@@ -44,6 +44,13 @@ def check_flow(flow: Flow) -> list[Problem]:
     return problems
 
 
+def walk_steps(flow: Flow) -> Iterator[tuple[StepBase, str]]:
+    """Every step of ``flow``, nested ones included, with its JSON path."""
+    for steps, key in ((flow.steps, "steps"), (flow.on_failure, "on_failure")):
+        for step, path in _walk(steps, (key,)):
+            yield step, join_path(*path)
+
+
 def _walk(steps: list[Any], prefix: tuple[Any, ...]) -> Iterator[tuple[StepBase, tuple]]:
     for i, step in enumerate(steps):
         path = (*prefix, i)
