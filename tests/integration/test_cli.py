@@ -42,7 +42,8 @@ def test_wrong_inputs_are_refused_with_their_path(engine, tmp_path, capsys) -> N
 def test_run_prints_the_result_and_json_prints_the_steps(engine, worker, tmp_path, capsys) -> None:
     child = tmp_path / "child.yaml"
     child.write_text("id: test/cli_child\ninputs:\n  x: {type: integer}\nsteps:\n  - id: double\n"
-                     "    python: \"def main(x: int) -> int:\\n    return 2 * x\"\n    with: {x: \"${{ inputs.x }}\"}\n")
+                     "    python: \"def main(x: int) -> int:\\n    return 2 * x\"\n"
+                     "    with: {x: \"${{ inputs.x }}\"}\n")
     parent = tmp_path / "parent.yaml"
     parent.write_text("id: test/cli_parent\ninputs:\n  n: {type: integer, default: 4}\nsteps:\n  - id: sub\n"
                       "    flow: child.yaml\n    with: {x: \"${{ inputs.n }}\"}\n")

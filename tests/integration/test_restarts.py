@@ -1,0 +1,76 @@
+"""A database restart in the middle of a run: the run continues when it returns."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import DBAPIError
+
+from orchestrator import records
+from orchestrator.cli import submit
+from orchestrator.parser import parse_flow
+
+pytestmark = pytest.mark.integration
+
+
+def _restart_postgres() -> None:
+    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[0]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+                   check=True, capture_output=True, timeout=120)
+
+
+def _until_finished(engine, run_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            run = records.get_run(engine, run_id)
+            if run["status"] in ("succeeded", "failed", "cancelled"):
+                return run
+        except DBAPIError:
+            pass  # the database is still coming back
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not finish in {timeout}s")
+
+
+@pytest.mark.skipif(shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").exists(),
+                    reason="needs a local PostgreSQL cluster it may restart")
+def test_a_postgres_restart_mid_run_loses_nothing(engine, worker):
+    code = "import time\\ndef main(x: int) -> int:\\n    time.sleep(0.3)\\n    return x + 1"
+    lines = []
+    for i in range(12):
+        previous = "0" if i == 0 else '"${{ steps.s' + str(i - 1) + '.result }}"'
+        lines.append(f'  - id: s{i}\n    python: "{code}"\n    with: {{x: {previous}}}')
+    text = "id: test/pg_restart\nsteps:\n" + "\n".join(lines) + "\n"
+    run_id = submit(engine, parse_flow(text), text, {}, trigger="test")
+    time.sleep(1.2)
+    _restart_postgres()
+    run = _until_finished(engine, run_id, 180)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["result"] == 12
+    for i in range(12):
+        outcomes = [s for s in run["steps"] if s["path"] == f"s{i}"]
+        assert [(o["attempt"], o["status"]) for o in outcomes] == [(1, "succeeded")]
+
+
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs a local RabbitMQ it may restart")
+def test_a_rabbitmq_restart_mid_run_loses_nothing(engine, worker):
+    code = "import time\\ndef main(x: int) -> int:\\n    time.sleep(0.3)\\n    return x + 1"
+    lines = []
+    for i in range(12):
+        previous = "0" if i == 0 else '"${{ steps.s' + str(i - 1) + '.result }}"'
+        lines.append(f'  - id: s{i}\n    python: "{code}"\n    with: {{x: {previous}}}')
+    text = "id: test/mq_restart\nsteps:\n" + "\n".join(lines) + "\n"
+    run_id = submit(engine, parse_flow(text), text, {}, trigger="test")
+    time.sleep(1.2)
+    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
+    time.sleep(2)
+    subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+    run = _until_finished(engine, run_id, 180)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["result"] == 12
+    for i in range(12):
+        outcomes = [s for s in run["steps"] if s["path"] == f"s{i}"]
+        assert [(o["attempt"], o["status"]) for o in outcomes] == [(1, "succeeded")]
