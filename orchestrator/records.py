@@ -46,6 +46,12 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@functools.cache
+def autocommit(engine: Engine) -> Engine:
+    """The engine in autocommit mode: a single statement commits without BEGIN/COMMIT round trips."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def dialect_insert(engine_or_conn: Engine | Connection, table: Any) -> Any:
     """An INSERT that knows ON CONFLICT for the connected database."""
     name = engine_or_conn.dialect.name
@@ -221,7 +227,7 @@ def open_attempt(engine: Engine, *, run_id: str, phase: str, path: str, step_id:
     started = now()
     params = {"run_id": run_id, "path": path, "step_id": step_id, "kind": kind, "item_index": item_index,
               "attempt": attempt, "worker": worker, "created_at": created_at or started, "started_at": started}
-    with engine.begin() as conn:
+    with autocommit(engine).connect() as conn:
         row = conn.execute(_open_statement(engine.dialect.name, phase), params).first()
     if row is None:
         return None
@@ -292,7 +298,7 @@ def record_outcome(engine: Engine, attempt_id: int, status: StepStatus, result: 
                    error: str | None = None, logs: str | None = None,
                    cached: bool = False) -> tuple[StepStatus, Any, str | None]:
     """Write an attempt's outcome once; returns the outcome on record (ours or an earlier one)."""
-    with engine.begin() as conn:
+    with autocommit(engine).connect() as conn:
         written = conn.execute(_RECORD_OUTCOME, {
             "attempt_id": attempt_id, "status": status.value, "result": result, "error": error,
             "logs": logs, "cached": cached, "finished_at": now()}).rowcount
