@@ -4,10 +4,13 @@ Run as a script (``python forkserver.py SOCKET [MODULE ...]``) by
 :class:`~orchestrator.executors.python.PythonExecutor`, possibly with another
 environment's interpreter, so it uses the standard library only.
 
+A child is forked *before* it is needed (a spare, already in its own session), so a
+request only waits for the hand-over of its connection, not for a fork.
+
 Protocol on the Unix socket, every message a 4-byte big-endian length and a JSON object:
 the client sends the 4-byte length of its request with the log file descriptor attached,
-then the request ``{"code", "args", "env"}``; the child answers ``{"type": "pid"}`` then ``{"type":
-"result"}``; the server, having reaped the child, sends ``{"type": "exit"}`` and closes.
+then the request ``{"code", "args", "env"}``; the child answers ``{"type": "pid"}`` then
+``{"type": "result"}``; the server, having reaped the child, sends ``{"type": "exit"}``.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import io
 import json
 import linecache
 import os
+import select
 import selectors
 import signal
 import socket
@@ -64,6 +68,11 @@ class Server:
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "reap")
         self.selector.register(sys.stdin, selectors.EVENT_READ, "parent")
+        # Watched for hang-ups only (the child reads the request from the same socket).
+        self.hangups = select.epoll()
+        self.selector.register(self.hangups.fileno(), selectors.EVENT_READ, "hangup")
+        self.spare: tuple[int, socket.socket] | None = None  # a forked child awaiting a request
+        self.fork_spare()
 
     def serve(self) -> None:
         while True:
@@ -72,51 +81,64 @@ class Server:
                     self.accept()
                 elif key.data == "reap":
                     self.reap()
+                    if self.spare is None:
+                        self.fork_spare()
                 elif key.data == "parent":
                     if not sys.stdin.buffer.read1(4096):
                         return  # our parent is gone: so are we
-                else:
-                    self.client_gone(key.fileobj, key.data)
+                elif key.data == "hangup":
+                    self.clients_gone()
 
-    def accept(self) -> None:
-        conn, _ = self.listener.accept()
-        try:
-            conn.settimeout(10)
-            header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 1)
-            header += recv_exact(conn, _HEADER.size - len(header))
-            request = json.loads(recv_exact(conn, _HEADER.unpack(header)[0]))
-        except (OSError, EOFError, ValueError, struct.error):
-            conn.close()
-            return
-        log_fd = fds[0] if fds else os.open(os.devnull, os.O_WRONLY)
+    def fork_spare(self) -> None:
+        """Fork the child that will take the next request, while nobody waits for it."""
+        ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:
+            ours.close()
             # Hold no other step's connection: its client waits for it to close.
             for other in self.children.values():
                 other.close()
             self.listener.close()
-            run_child(conn, log_fd, request)  # never returns
-        os.close(log_fd)
-        self.children[pid] = conn
-        conn.setblocking(False)
-        self.selector.register(conn, selectors.EVENT_READ, pid)
+            os.setsid()  # its own process group: a timeout kills everything it starts
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _prepare_stdio()
+            try:
+                _, fds, _, _ = socket.recv_fds(theirs, 1, 1)
+            except OSError:
+                fds = []
+            if not fds:
+                os._exit(0)  # the server went away before giving us work
+            run_child(socket.socket(fileno=fds[0]))  # never returns
+        theirs.close()
+        self.spare = (pid, ours)
 
-    def client_gone(self, conn: socket.socket, pid: int) -> None:
-        # The client sends nothing after its request: readable means it hung up.
-        if self.children.get(pid) is not conn:
-            return  # reaped in this same round: nothing left to stop
+    def accept(self) -> None:
+        conn, _ = self.listener.accept()
+        if self.spare is None:
+            self.fork_spare()
+        pid, handle = self.spare
+        self.spare = None
         try:
-            if conn.recv(1):
-                return
-        except BlockingIOError:
-            return
+            socket.send_fds(handle, [b"."], [conn.fileno()])
         except OSError:
-            pass
-        self.selector.unregister(conn)
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+            conn.close()  # the spare died: the client sees the connection end
+            return
+        finally:
+            handle.close()
+        self.children[pid] = conn
+        self.hangups.register(conn.fileno(), select.EPOLLRDHUP)
+
+    def clients_gone(self) -> None:
+        """A client that hangs up before its step ends (its worker died): end the step."""
+        gone = {fd for fd, _ in self.hangups.poll(0)}
+        for pid, conn in list(self.children.items()):
+            if conn.fileno() in gone:
+                self.hangups.unregister(conn.fileno())
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
     def reap(self) -> None:
         while True:
@@ -135,12 +157,15 @@ class Server:
                 os.killpg(pid, signal.SIGKILL)  # what the step left running ends with it
             except (ProcessLookupError, PermissionError):
                 pass
+            if self.spare and self.spare[0] == pid:
+                self.spare[1].close()
+                self.spare = None
             conn = self.children.pop(pid, None)
             if conn is None:
                 continue
             try:
-                self.selector.unregister(conn)
-            except (KeyError, ValueError):
+                self.hangups.unregister(conn.fileno())
+            except (FileNotFoundError, ValueError):
                 pass
             try:
                 conn.setblocking(True)
@@ -154,21 +179,20 @@ class Server:
             conn.close()
 
 
-def run_child(conn: socket.socket, log_fd: int, request: dict) -> typing.NoReturn:
-    """In the forked child: run ``main(**args)`` and report; always ends with os._exit."""
+def run_child(conn: socket.socket) -> typing.NoReturn:
+    """In the child: read the request, run ``main(**args)``, report; always ends with os._exit."""
     code = 0
     try:
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        conn.setblocking(True)
+        conn.settimeout(10)
+        header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 1)
+        header += recv_exact(conn, _HEADER.size - len(header))
+        request = _loads(recv_exact(conn, _HEADER.unpack(header)[0]))
+        conn.settimeout(None)
         send(conn, {"type": "pid", "pid": os.getpid()})
+        log_fd = fds[0] if fds else os.open(os.devnull, os.O_WRONLY)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(log_fd)
-        sys.stdin = open(os.devnull)  # noqa: SIM115 - the child ends with os._exit
-        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
-        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
         os.environ.clear()
         os.environ.update(request.get("env") or {})
         report = execute(request["code"], request["args"])
@@ -179,6 +203,13 @@ def run_child(conn: socket.socket, log_fd: int, request: dict) -> typing.NoRetur
         code = 70
     finally:
         os._exit(code)
+
+
+def _prepare_stdio() -> None:
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - the child ends with os._exit
+    # Bound to descriptors 1 and 2, which become the step's log when it is handed over.
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
 
 
 def execute(source: str, args: dict) -> dict:
