@@ -1,1 +1,4 @@
-"""The Flask API (application factory and blueprints) — built on the engine in orchestrator/."""
+"""The Flask API: ``create_app`` builds it; one blueprint per resource."""
+from api.app import create_app
+
+__all__ = ["create_app"]

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from config.settings import Settings, load_settings
 from orchestrator import db, records
+from orchestrator.access import Role, create_token
 from orchestrator.errors import FlowError, Problem, ValidationError
 from orchestrator.flow import Flow, step_kind
 from orchestrator.inputs import parse_text_inputs, validate_inputs
@@ -89,6 +90,18 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--repetitions", type=int, default=5)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
+
+    api = sub.add_parser("api", help="serve the HTTP API (development server)")
+    api.add_argument("--port", type=int, default=None)
+    api.add_argument("--host", default="127.0.0.1")
+    api.set_defaults(handler=cmd_api)
+
+    tokens = sub.add_parser("tokens", help="API tokens")
+    tokens_sub = tokens.add_subparsers()
+    create = tokens_sub.add_parser("create", help="create a token; it is printed once, on the last line")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--name", required=True)
+    create.set_defaults(handler=cmd_tokens_create)
 
     schema = sub.add_parser("schema", help="print the flow JSON Schema")
     schema.set_defaults(handler=cmd_schema)
@@ -205,6 +218,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                progress=lambda line: print(line, file=sys.stderr))
     summary = {"scenarios": {comparison.scenario: comparison.summary()}}
     print(json.dumps(summary, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from api import create_app
+
+    settings = load_settings()
+    app = create_app(settings, _engine(settings))
+    app.run(host=args.host, port=args.port or settings.api_port)
+    return 0
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    engine = _engine(load_settings())
+    token = create_token(engine, args.name, Role(args.role))
+    print(f"token for {args.name} ({args.role}); it is shown this once:", file=sys.stderr)
+    print(token)
     return 0
 
 

@@ -176,3 +176,15 @@ class BenchMark(Base):
     __tablename__ = "bench_marks"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     finished_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+
+class ApiToken(Base):
+    """A bearer token of the API; only its SHA-256 is kept."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)

@@ -108,6 +108,27 @@ def load_flow_document(engine: Engine, flow_id: str, version: int | None = None)
     return row.version, row.document
 
 
+def get_flow_version(engine: Engine, flow_id: str, version: int | None = None) -> dict[str, Any]:
+    """A saved flow version with its document and source (the latest when ``version`` is None)."""
+    query = select(flow_versions).where(flow_versions.c.flow_id == flow_id)
+    query = query.where(flow_versions.c.version == version) if version else query.order_by(
+        flow_versions.c.version.desc()).limit(1)
+    with engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    if row is None:
+        raise NotFound(f"flow '{flow_id}'" + (f" version {version}" if version else "") + " does not exist")
+    return dict(row)
+
+
+def list_flows(engine: Engine, *, prefix: str = "", after: str = "", limit: int = 50) -> list[dict[str, Any]]:
+    """Saved flows ordered by id, ``limit`` after the id ``after`` (a stable cursor)."""
+    query = select(flows).where(flows.c.deleted_at.is_(None), flows.c.flow_id > after)
+    if prefix:
+        query = query.where(flows.c.flow_id.startswith(prefix, autoescape=True))
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query.order_by(flows.c.flow_id).limit(limit)).mappings()]
+
+
 # --- runs --------------------------------------------------------------------------------
 
 def create_run(engine: Engine, run_id: str, flow_id: str, version: int, inputs: dict[str, Any], *,

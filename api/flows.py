@@ -1,0 +1,80 @@
+"""/api/v1/flows: save flow documents as versions, read them back, validate without saving."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from api import context
+from api.auth import principal, requires
+from orchestrator import records
+from orchestrator.access import Permission
+from orchestrator.errors import NotFound, Problem, ValidationError
+from orchestrator.flow import Flow
+from orchestrator.parser import parse_flow
+
+blueprint = Blueprint("flows", __name__, url_prefix="/flows")
+MAX_PAGE = 200
+
+
+def _parse_body() -> tuple[Flow, str]:
+    body = request.get_data(cache=False)
+    content_type = request.mimetype or ""
+    if content_type not in ("application/json", "application/yaml", "application/x-yaml", "text/yaml"):
+        raise ValidationError([Problem("", "send the flow as application/yaml or application/json")])
+    flow = parse_flow(body, content_type)
+    return flow, body.decode("utf-8")
+
+
+def _flow_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["flow_id"],
+        "version": row["version"],
+        "created_at": row["created_at"].isoformat(),
+        "document": row["document"],
+        "source": row["source"],
+        "links": {"self": url_for("v1.flows.get_flow", flow_id=row["flow_id"], version=row["version"])},
+    }
+
+
+@blueprint.post("/validate")
+@requires(Permission.READ)
+def validate_flow() -> Response:
+    flow, _ = _parse_body()
+    return jsonify({"valid": True, "id": flow.id, "steps": len(flow.steps)})
+
+
+@blueprint.put("/<path:flow_id>")
+@requires(Permission.DEFINE)
+def put_flow(flow_id: str) -> Response:
+    flow, source = _parse_body()
+    if flow.id != flow_id:
+        raise ValidationError([Problem("id", f"the document's id '{flow.id}' differs from the URL's '{flow_id}'")])
+    engine = context.engine()
+    try:
+        previous = records.get_flow_version(engine, flow_id)["version"]
+    except NotFound:
+        previous = 0
+    version = records.save_flow(engine, flow, source, actor=principal().actor)
+    response = jsonify(_flow_json(records.get_flow_version(engine, flow_id, version)))
+    response.status_code = 201 if version > previous else 200
+    return response
+
+
+@blueprint.get("/<path:flow_id>")
+@requires(Permission.READ)
+def get_flow(flow_id: str) -> Response:
+    version = request.args.get("version", type=int)
+    return jsonify(_flow_json(records.get_flow_version(context.engine(), flow_id, version)))
+
+
+@blueprint.get("")
+@requires(Permission.READ)
+def list_flows() -> Response:
+    limit = min(max(request.args.get("limit", 50, type=int), 1), MAX_PAGE)
+    rows = records.list_flows(context.engine(), prefix=request.args.get("prefix", ""),
+                              after=request.args.get("cursor", ""), limit=limit)
+    items = [{"id": r["flow_id"], "latest_version": r["latest_version"],
+              "updated_at": r["updated_at"].isoformat()} for r in rows]
+    next_cursor = rows[-1]["flow_id"] if len(rows) == limit else None
+    return jsonify({"items": items, "next_cursor": next_cursor})

@@ -1,0 +1,36 @@
+"""Liveness and readiness, without a token."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+from kombu import Connection
+from sqlalchemy import text
+
+from api import context
+from api.errors import problem
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@blueprint.get("/readyz")
+def readyz() -> Response:
+    checks: dict[str, str] = {}
+    try:
+        with context.engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means not ready; say which
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    try:
+        with Connection(context.settings().broker_url, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+        checks["broker"] = "ok"
+    except Exception as exc:  # any failure means not ready; say which
+        checks["broker"] = f"unreachable: {type(exc).__name__}"
+    if all(v == "ok" for v in checks.values()):
+        return jsonify({"status": "ready", "checks": checks})
+    return problem(503, "Not ready", ", ".join(f"{k} {v}" for k, v in checks.items()), checks=checks)

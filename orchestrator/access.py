@@ -1,0 +1,82 @@
+"""Who may do what: roles, their permissions, and the API tokens that carry a role."""
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, insert, select
+
+from orchestrator.models import ApiToken
+from orchestrator.records import audit, now
+
+api_tokens = ApiToken.__table__
+TOKEN_PREFIX = "mr_"
+
+
+class Permission(enum.StrEnum):
+    READ = "read"  # flows, runs, logs, audit; not secrets
+    DEFINE = "define"  # save and delete flows and scripts
+    OPERATE = "operate"  # start, cancel, approve, restart runs
+    VARIABLES = "variables"  # set variables and secrets
+    ADMIN = "admin"  # tokens
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    DEVELOPER = "developer"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        return _PERMISSIONS[self]
+
+
+_PERMISSIONS = {
+    Role.ADMIN: frozenset(Permission),
+    Role.DEVELOPER: frozenset({Permission.READ, Permission.DEFINE, Permission.OPERATE, Permission.VARIABLES}),
+    Role.OPERATOR: frozenset({Permission.READ, Permission.OPERATE}),
+    Role.VIEWER: frozenset({Permission.READ}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The holder of a token, as the API sees it."""
+
+    token_id: int
+    name: str
+    role: Role
+
+    def may(self, permission: Permission) -> bool:
+        return permission in self.role.permissions
+
+    @property
+    def actor(self) -> str:
+        return f"token:{self.name}"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(engine: Engine, name: str, role: Role, actor: str = "cli") -> str:
+    """A new token for ``role``; the token itself is returned once and never stored."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        conn.execute(insert(api_tokens).values(name=name, role=role.value, token_hash=_digest(token),
+                                               created_at=now()))
+        audit(conn, actor, "token.created", f"token:{name}", role=role.value)
+    return token
+
+
+def authenticate(engine: Engine, token: str) -> Principal | None:
+    """The principal holding ``token``, or None for an unknown or revoked token."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role).where(
+            api_tokens.c.token_hash == _digest(token), api_tokens.c.revoked_at.is_(None))).first()
+    return Principal(row.id, row.name, Role(row.role)) if row else None

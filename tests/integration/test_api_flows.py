@@ -1,0 +1,145 @@
+"""The HTTP API for flow definitions, spoken to over HTTP with real tokens and Postgres."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestrator.access import Role, create_token
+
+pytestmark = pytest.mark.integration
+
+FLOW = """id: api/hello
+inputs:
+  name: {type: string, default: world}
+steps:
+  - id: greet
+    python: |
+      def main(name: str) -> str:
+          return "hello " + name
+    with: {name: "${{ inputs.name }}"}
+"""
+
+
+@pytest.fixture(scope="module")
+def client(engine):
+    from api import create_app
+    from config.settings import load_settings
+
+    app = create_app(load_settings(), engine)
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def tokens(engine) -> dict[Role, str]:
+    return {role: create_token(engine, f"test-{role.value}", role) for role in Role}
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_health_needs_no_token_and_readiness_checks_database_and_broker(client) -> None:
+    assert client.get("/healthz").json == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_every_api_route_needs_a_valid_token(client, tokens) -> None:
+    missing = client.get("/api/v1/flows")
+    assert missing.status_code == 401 and missing.mimetype == "application/problem+json"
+    assert "Bearer" in missing.headers["WWW-Authenticate"]
+    assert client.get("/api/v1/flows", headers=auth("mr_forged")).status_code == 401
+
+
+def test_a_developer_saves_versions_and_anyone_reads_them(client, tokens) -> None:
+    headers = {**auth(tokens[Role.DEVELOPER]), "Content-Type": "application/yaml"}
+    first = client.put("/api/v1/flows/api/hello", data=FLOW, headers=headers)
+    assert first.status_code == 201, first.json
+    again = client.put("/api/v1/flows/api/hello", data=FLOW, headers=headers)
+    assert again.status_code == 200 and again.json["version"] == first.json["version"]
+    changed = client.put("/api/v1/flows/api/hello", data=FLOW.replace("world", "there"), headers=headers)
+    assert changed.status_code == 201 and changed.json["version"] == first.json["version"] + 1
+    latest = client.get("/api/v1/flows/api/hello", headers=auth(tokens[Role.VIEWER]))
+    assert latest.json["version"] == changed.json["version"]
+    assert latest.json["document"]["inputs"]["name"]["default"] == "there"
+    old = client.get(f"/api/v1/flows/api/hello?version={first.json['version']}", headers=auth(tokens[Role.VIEWER]))
+    assert old.json["document"]["inputs"]["name"]["default"] == "world"
+    listed = client.get("/api/v1/flows?prefix=api/", headers=auth(tokens[Role.VIEWER])).json
+    assert [i["id"] for i in listed["items"]] == ["api/hello"]
+
+
+def test_viewers_and_operators_may_not_save_flows(client, tokens) -> None:
+    for role in (Role.VIEWER, Role.OPERATOR):
+        refused = client.put("/api/v1/flows/api/hello", data=FLOW,
+                             headers={**auth(tokens[role]), "Content-Type": "application/yaml"})
+        assert refused.status_code == 403, role
+        assert refused.json["detail"] == f"role '{role.value}' may not define"
+
+
+def test_an_invalid_flow_is_refused_with_every_problem_and_nothing_is_stored(client, tokens) -> None:
+    bad = FLOW.replace("${{ inputs.name }}", "${{ inputs.nme }}").replace("api/hello", "api/broken")
+    response = client.put("/api/v1/flows/api/broken", data=bad,
+                          headers={**auth(tokens[Role.DEVELOPER]), "Content-Type": "application/yaml"})
+    assert response.status_code == 422
+    assert response.json["errors"] == [{"path": "steps[0].with.name", "message": "unknown input 'nme'"}]
+    assert client.get("/api/v1/flows/api/broken", headers=auth(tokens[Role.VIEWER])).status_code == 404
+
+
+def test_validate_stores_nothing_and_reports_problems(client, tokens) -> None:
+    headers = {**auth(tokens[Role.VIEWER]), "Content-Type": "application/json"}
+    ok = client.post("/api/v1/flows/validate", data=json.dumps({"id": "api/x", "steps": [{"id": "a", "bash": "echo"}]}),
+                     headers=headers)
+    assert ok.status_code == 200 and ok.json["valid"] is True
+    bad = client.post("/api/v1/flows/validate", data='{"id": "api/x", "steps": [{"id": "a", "rust": "x"}]}',
+                      headers=headers)
+    assert bad.status_code == 422 and bad.json["errors"][0]["path"] == "steps[0]"
+    assert client.get("/api/v1/flows/api/x", headers=auth(tokens[Role.VIEWER])).status_code == 404
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "detail"), [
+    ("x: [", "application/yaml", 422, "invalid YAML"),
+    ("a: &x 1\nb: *x\n", "application/yaml", 422, "anchors and aliases"),
+    ("{", "application/json", 422, "invalid JSON"),
+    ("id: a", "text/plain", 422, "application/yaml or application/json"),
+    ("x" * (2 << 20), "application/yaml", 413, "Request Entity Too Large"),
+])
+def test_hostile_bodies_get_a_clear_4xx(client, tokens, body, content_type, status, detail) -> None:
+    response = client.put("/api/v1/flows/api/hostile", data=body,
+                          headers={**auth(tokens[Role.DEVELOPER]), "Content-Type": content_type})
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json"
+    text = json.dumps(response.json)
+    assert detail in text and "Traceback" not in text
+
+
+def test_the_url_id_must_match_the_document(client, tokens) -> None:
+    response = client.put("/api/v1/flows/api/other", data=FLOW,
+                          headers={**auth(tokens[Role.DEVELOPER]), "Content-Type": "application/yaml"})
+    assert response.status_code == 422 and response.json["errors"][0]["path"] == "id"
+
+
+def test_unknown_routes_and_methods_are_problem_documents(client, tokens) -> None:
+    assert client.get("/api/v1/nothing", headers=auth(tokens[Role.ADMIN])).status_code == 404
+    wrong_method = client.delete("/api/v1/flows/validate", headers=auth(tokens[Role.ADMIN]))
+    assert wrong_method.status_code == 405 and wrong_method.mimetype == "application/problem+json"
+    missing = client.get("/nothing")
+    assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
+
+
+def test_every_api_route_declares_the_permission_it_needs(client) -> None:
+    app = client.application
+    routes = [rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1")]
+    assert routes
+    for rule in routes:
+        view = app.view_functions[rule.endpoint]
+        assert getattr(view, "millrace_permission", None) is not None, rule.rule
+
+
+def test_tokens_create_prints_the_token_on_its_last_line(engine, client, capsys) -> None:
+    from orchestrator.cli import main
+
+    assert main(["tokens", "create", "--role", "viewer", "--name", "ci-bot"]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert client.get("/api/v1/flows", headers=auth(token)).status_code == 200
+    assert client.put("/api/v1/flows/api/x", data=FLOW, headers=auth(token)).status_code == 403
