@@ -5,6 +5,7 @@ from flask import current_app
 from sqlalchemy import Engine
 
 from config.settings import Settings
+from orchestrator.submission import Send
 
 
 def engine() -> Engine:
@@ -13,3 +14,7 @@ def engine() -> Engine:
 
 def settings() -> Settings:
     return current_app.extensions["millrace"]["settings"]
+
+
+def send() -> Send:
+    return current_app.extensions["millrace"]["send"]

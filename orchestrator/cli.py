@@ -8,8 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +17,13 @@ from sqlalchemy.exc import OperationalError
 from config.settings import Settings, load_settings
 from orchestrator import db, records
 from orchestrator.access import Role, create_token
-from orchestrator.errors import FlowError, Problem, ValidationError
-from orchestrator.flow import Flow, step_kind
-from orchestrator.inputs import parse_text_inputs, validate_inputs
+from orchestrator.errors import FlowError, ValidationError
+from orchestrator.flow import Flow
+from orchestrator.inputs import parse_text_inputs
 from orchestrator.loading import load_flow_file
-from orchestrator.models import RunStatus, StepStatus
+from orchestrator.models import RunStatus
 from orchestrator.plan import build_plan
-from orchestrator.validation import walk_steps
+from orchestrator.submission import decide_approval, submit, wait_for_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("local mode: the run waits for a worker (`millrace worker`, or pass --local)", file=sys.stderr)
     worker = _start_worker(settings, _queues(flow, settings)) if args.local else None
     try:
-        run_id = submit(engine, flow, source, inputs, trigger="cli")
+        run_id = submit(engine, send, flow, source, inputs, trigger="cli", actor=_actor())
         status = wait_for_run(engine, run_id, args.timeout)
     finally:
         if worker is not None:
@@ -174,23 +172,8 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 def cmd_decide(args: argparse.Namespace) -> int:
     engine = _engine(load_settings())
-    attempt_id = records.waiting_attempt(engine, args.run_id, args.step)
-    actor = os.environ.get("USER", "cli")
-    if args.approve:
-        cont = records.resume_attempt(engine, attempt_id, StepStatus.SUCCEEDED,
-                                      {"approved": True, "by": actor, "reason": args.reason}, actor=actor)
-    else:
-        cont = records.resume_attempt(engine, attempt_id, StepStatus.FAILED,
-                                      error=f"rejected by {actor}" + (f": {args.reason}" if args.reason else ""),
-                                      actor=actor)
-    if cont is None:
-        print("that step was decided already", file=sys.stderr)
-        return 1
-    from tasks.app import settings
-    from tasks.runtime import runtime
-    from tasks.steps import publish_continuation
-
-    publish_continuation(runtime(settings), attempt_id, cont)
+    decide_approval(engine, send, args.run_id, args.step, approve=args.approve, actor=_actor(),
+                    reason=args.reason)
     print("approved" if args.approve else "rejected")
     return 0
 
@@ -204,14 +187,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     engine = _engine(load_settings())
 
     def start_flow(text: str) -> str:
-        return submit(engine, parse_flow(text), text, {}, trigger="bench")
+        return submit(engine, send, parse_flow(text), text, {}, trigger="bench")
 
     def start_raw(steps: int, n: int, key: str) -> None:
         sigs = [Signature("millrace.bench.raw", args=(0,), kwargs={"n": n})]
         sigs += [Signature("millrace.bench.raw", kwargs={"n": n}) for _ in range(steps - 1)]
         chain(*sigs, Signature("millrace.bench.done", kwargs={"key": key})).apply_async()
-
-    import tasks  # noqa: F401 - the app the signatures are sent with
 
     comparison = compare_chain(engine, start_flow=start_flow, start_raw=start_raw, steps=args.steps,
                                repetitions=args.repetitions,
@@ -225,7 +206,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from api import create_app
 
     settings = load_settings()
-    app = create_app(settings, _engine(settings))
+    app = create_app(settings, _engine(settings), send)
     app.run(host=args.host, port=args.port or settings.api_port)
     return 0
 
@@ -244,6 +225,17 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 # --- helpers -----------------------------------------------------------------------------
+
+def send(signature: Any) -> None:
+    """Publish a signature with the Celery app (imported here, at the composition root)."""
+    import tasks  # noqa: F401 - makes the app the one signatures are sent with
+
+    signature.apply_async()
+
+
+def _actor() -> str:
+    return os.environ.get("USER") or "cli"
+
 
 def run_summary(run: dict[str, Any]) -> dict[str, Any]:
     """A run as ``millrace run --json`` prints it: one entry per step path."""
@@ -280,24 +272,6 @@ def _engine(settings: Settings) -> Engine:
     return engine
 
 
-_NOT_YET = {
-    "script": "saved scripts arrive with the API; use an inline python: or bash: step",
-    "javascript": "javascript steps are not supported by this release; use python: or bash:",
-    "sql": "sql steps are not supported by this release; use python: or bash:",
-}
-
-
-def _check_runnable(flow: Flow) -> None:
-    """Refuse, before anything is stored, what this release cannot run."""
-    problems = [Problem(f"{path}.{kind}", _NOT_YET[kind])
-                for step, path in walk_steps(flow) if (kind := step_kind(step)) in _NOT_YET]
-    if flow.concurrency is not None:
-        problems.append(Problem("concurrency", "concurrency limits are not enforced by this release; "
-                                               "remove `concurrency` to run the flow"))
-    if problems:
-        raise ValidationError(problems)
-
-
 def _queues(flow: Flow, settings: Settings) -> list[str]:
     plan = build_plan(flow, 0)
     named = {node.step.queue for node in plan.nodes.values() if node.step.queue}
@@ -320,34 +294,6 @@ def _stop_worker(worker: subprocess.Popen) -> None:
         worker.wait(timeout=20)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         os.killpg(worker.pid, signal.SIGKILL)
-
-
-def submit(engine: Engine, flow: Flow, source: str, given: dict[str, Any], *, trigger: str = "cli") -> str:
-    """Save the flow, check the inputs, record the run, then publish it; returns the run id."""
-    from tasks.steps import publish_run
-
-    _check_runnable(flow)
-    inputs = validate_inputs(flow.inputs, given)
-    version = records.save_flow(engine, flow, source)
-    run_id = str(uuid.uuid4())
-    records.create_run(engine, run_id, flow.id, version, inputs, trigger=trigger)
-    publish_run(build_plan(flow, version), run_id, inputs)
-    records.mark_published(engine, run_id)
-    return run_id
-
-
-def wait_for_run(engine: Engine, run_id: str, timeout: float | None = None) -> RunStatus:
-    """Wait until the run has ended (or ``timeout`` seconds); returns its status."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    pause = 0.01
-    while True:
-        status = records.run_status(engine, run_id)
-        if status.finished:
-            return status
-        if deadline is not None and time.monotonic() > deadline:
-            return status
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.25)
 
 
 def _seconds(start: dt.datetime | None, end: dt.datetime | None) -> str:

@@ -22,7 +22,6 @@ from orchestrator.context import (
     enter_item,
     expression_names,
     indices,
-    new_context,
     set_outcome,
 )
 from orchestrator.errors import ExpressionError, FlowError, ValidationError
@@ -30,6 +29,7 @@ from orchestrator.inputs import validate_inputs
 from orchestrator.models import StepStatus
 from orchestrator.plan import Node, Plan, truthy
 from orchestrator.records import Attempt, Ending
+from orchestrator.submission import publish_continuation, publish_run
 from tasks.app import app, settings
 from tasks.runtime import Runtime, runtime
 
@@ -54,6 +54,10 @@ class _Step:
     @property
     def names(self) -> dict[str, Any]:
         return expression_names(self.ctx)
+
+
+def send(signature: Signature) -> None:
+    signature.apply_async()
 
 
 def _ref(kw: dict[str, Any]) -> RunRef:
@@ -151,13 +155,7 @@ def _notify_parent(rt: Runtime, ending: Ending) -> None:
                                       error=f"subflow run {ending.run_id} {ending.status.value}: "
                                             f"{ending.error}", actor=rt.worker)
     if cont is not None:
-        publish_continuation(rt, ending.parent_step_run_id, cont)
-
-
-def publish_continuation(rt: Runtime, attempt_id: int, continuation: dict[str, Any]) -> None:
-    """Send a waiting step's saved message again, then mark it sent."""
-    Signature.from_dict(continuation, app=app).apply_async()
-    records.continuation_sent(rt.engine, attempt_id)
+        publish_continuation(rt.engine, send, ending.parent_step_run_id, cont)
 
 
 def _replay(step: _Step) -> Context:
@@ -397,15 +395,6 @@ def _start_subflow(task: Task, s: _Step, continuation: dict[str, Any]) -> Contex
     child_id = records.start_subflow(
         rt.engine, parent_run_id=s.ref.run_id, attempt_id=s.attempt.id, continuation=continuation,
         flow_id=flow_id, version=version, inputs=inputs, depth=depth, worker=rt.worker)
-    child_ref = RunRef(child_id, flow_id, version)
-    child_ctx = new_context(child_id, flow_id, version, inputs, depth)
-    compiler.compile_run(child_plan, child_ref, child_ctx).apply_async()
+    publish_run(send, child_plan, child_id, inputs, depth)
     records.mark_published(rt.engine, child_id)
     raise Ignore()
-
-
-def publish_run(plan: Plan, run_id: str, inputs: dict[str, Any], depth: int = 0) -> None:
-    """Send a run's canvas (its row is committed already)."""
-    ref = RunRef(run_id, plan.flow_id, plan.version)
-    compiler.compile_run(plan, ref, new_context(run_id, plan.flow_id, plan.version, inputs, depth)).apply_async()
-

@@ -13,9 +13,10 @@ from sqlalchemy import text
 
 from orchestrator import records
 from orchestrator.models import StepStatus
+from orchestrator.submission import publish_continuation, publish_run
 from tasks.app import settings
 from tasks.runtime import Runtime
-from tasks.steps import publish_continuation, publish_run
+from tasks.steps import send
 
 log = logging.getLogger("millrace.sweeper")
 _SWEEP_LOCK = 0x6D696C6C  # "mill"
@@ -28,16 +29,16 @@ def sweep(rt: Runtime, unpublished_after: float = UNPUBLISHED_AFTER_S,
     """One pass: publish forgotten runs and continuations, time out approvals."""
     for run in records.unpublished_runs(rt.engine, unpublished_after):
         log.warning("publishing run %s, left unpublished", run.id)
-        publish_run(rt.plan(run.flow_id, run.flow_version), run.id, run.inputs, run.depth)
+        publish_run(send, rt.plan(run.flow_id, run.flow_version), run.id, run.inputs, run.depth)
         records.mark_published(rt.engine, run.id)
     for row in records.unsent_continuations(rt.engine, unsent_after):
         log.warning("re-sending continuation of step attempt %s", row.id)
-        publish_continuation(rt, row.id, row.continuation)
+        publish_continuation(rt.engine, send, row.id, row.continuation)
     for attempt_id in records.expired_approvals(rt.engine):
         cont = records.resume_attempt(rt.engine, attempt_id, StepStatus.FAILED,
                                       error="approval timed out", actor="sweeper")
         if cont is not None:
-            publish_continuation(rt, attempt_id, cont)
+            publish_continuation(rt.engine, send, attempt_id, cont)
 
 
 class Sweeper(threading.Thread):

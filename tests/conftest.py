@@ -108,12 +108,13 @@ def worker(database_url: str):
 def run_flow(engine, worker):
     """Submit a flow text with inputs, wait for it, return the run with its steps."""
     from orchestrator import records
-    from orchestrator.cli import submit, wait_for_run
+    from orchestrator.cli import send
     from orchestrator.parser import parse_flow
+    from orchestrator.submission import submit, wait_for_run
 
     def _run(text: str, inputs: dict | None = None, timeout: float = 120) -> dict:
         text = text.replace("QUEUE_SPECIAL", f"{QUEUE}_special")
-        run_id = submit(engine, parse_flow(text), text, inputs or {}, trigger="test")
+        run_id = submit(engine, send, parse_flow(text), text, inputs or {}, trigger="test")
         status = wait_for_run(engine, run_id, timeout)
         assert status.finished, f"run {run_id} still {status} after {timeout}s"
         return records.get_run(engine, run_id)

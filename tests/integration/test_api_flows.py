@@ -26,7 +26,9 @@ def client(engine):
     from api import create_app
     from config.settings import load_settings
 
-    app = create_app(load_settings(), engine)
+    from orchestrator.cli import send
+
+    app = create_app(load_settings(), engine, send)
     return app.test_client()
 
 

@@ -6,8 +6,9 @@ import time
 import pytest
 
 from orchestrator import records
-from orchestrator.cli import submit, wait_for_run
+from orchestrator.cli import send
 from orchestrator.parser import parse_flow
+from orchestrator.submission import submit, wait_for_run
 from tests.conftest import QUEUE, Worker
 
 pytestmark = pytest.mark.integration
@@ -23,7 +24,7 @@ def test_sigkill_of_the_worker_mid_flow_then_a_new_worker_completes_the_run(engi
     steps = "\n".join(lines)
     text = f"id: test/crash\nsteps:\n{steps}\n"
     doomed = Worker([queue], concurrency=1)
-    run_id = submit(engine, parse_flow(text), text, {}, trigger="test")
+    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
     _wait_running(engine, run_id, "s3")
     doomed.kill()
 

@@ -6,9 +6,10 @@ import time
 import pytest
 
 from orchestrator import records
-from orchestrator.cli import submit, wait_for_run
+from orchestrator.cli import send
 from orchestrator.models import StepStatus
 from orchestrator.parser import parse_flow
+from orchestrator.submission import submit, wait_for_run
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +148,7 @@ def test_every_step_kind_and_option_produces_the_documented_result(engine, worke
     child = parse_flow(CHILD)
     records.save_flow(engine, child, CHILD)
     text = ALL_KINDS.replace("QUEUE_SPECIAL", worker_queue_special())
-    run_id = submit(engine, parse_flow(text), text, {}, trigger="test")
+    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
     wait_for_step(engine, run_id, "gate", StepStatus.WAITING)
     assert records.get_run(engine, run_id)["status"] == "suspended"
     approve(run_id, "gate")
@@ -175,7 +176,7 @@ def test_every_step_kind_and_option_produces_the_documented_result(engine, worke
     assert child_run["status"] == "succeeded" and child_run["result"] == 15
 
     # Same inputs again: `squares` comes from the cache.
-    second = submit(engine, parse_flow(text), text, {}, trigger="test")
+    second = submit(engine, send, parse_flow(text), text, {}, trigger="test")
     wait_for_step(engine, second, "gate", StepStatus.WAITING)
     approve(second, "gate")
     wait_for_run(engine, second, 120)
@@ -373,7 +374,7 @@ steps:
     python: "def main(x: str) -> str:\\n    return x + ' and shipped'"
     with: {x: "${{ steps.before.result }}"}
 """
-    run_id = submit(engine, parse_flow(text), text, {}, trigger="test")
+    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
     wait_for_step(engine, run_id, "review", StepStatus.WAITING)
     time.sleep(0.5)
     assert records.get_run(engine, run_id)["status"] == "suspended"
@@ -383,7 +384,7 @@ steps:
     run = records.get_run(engine, run_id)
     assert run["status"] == "succeeded" and run["result"] == "prepared and shipped"
 
-    rejected = submit(engine, parse_flow(text), text, {}, trigger="test")
+    rejected = submit(engine, send, parse_flow(text), text, {}, trigger="test")
     wait_for_step(engine, rejected, "review", StepStatus.WAITING)
     from orchestrator.cli import main
 
@@ -452,7 +453,7 @@ steps:
     python: "def main(x: int) -> int:\\n    return x + 1"
     with: {{x: "${{{{ steps.anywhere.result }}}}"}}
 """
-    run_id = submit(engine, parse_flow(text), text, {}, trigger="test")
+    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
     wait_for_step(engine, run_id, "anywhere", StepStatus.SUCCEEDED)
     time.sleep(2)
     run = records.get_run(engine, run_id)

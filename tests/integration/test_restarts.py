@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from orchestrator import records
-from orchestrator.cli import submit
+from orchestrator.cli import send
 from orchestrator.parser import parse_flow
+from orchestrator.submission import submit
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ def test_a_postgres_restart_mid_run_loses_nothing(engine, worker):
         previous = "0" if i == 0 else '"${{ steps.s' + str(i - 1) + '.result }}"'
         lines.append(f'  - id: s{i}\n    python: "{code}"\n    with: {{x: {previous}}}')
     text = "id: test/pg_restart\nsteps:\n" + "\n".join(lines) + "\n"
-    run_id = submit(engine, parse_flow(text), text, {}, trigger="test")
+    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
     time.sleep(1.2)
     _restart_postgres()
     run = _until_finished(engine, run_id, 180)
@@ -63,7 +64,7 @@ def test_a_rabbitmq_restart_mid_run_loses_nothing(engine, worker):
         previous = "0" if i == 0 else '"${{ steps.s' + str(i - 1) + '.result }}"'
         lines.append(f'  - id: s{i}\n    python: "{code}"\n    with: {{x: {previous}}}')
     text = "id: test/mq_restart\nsteps:\n" + "\n".join(lines) + "\n"
-    run_id = submit(engine, parse_flow(text), text, {}, trigger="test")
+    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
     time.sleep(1.2)
     subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
     time.sleep(2)

@@ -7,9 +7,10 @@ import uuid
 import pytest
 
 from orchestrator import records
-from orchestrator.cli import submit, wait_for_run
+from orchestrator.cli import send
 from orchestrator.models import StepStatus
 from orchestrator.parser import parse_flow
+from orchestrator.submission import submit, wait_for_run
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +54,7 @@ steps:
   - id: after
     bash: echo never
 """
-    run_id = submit(engine, parse_flow(text), text, {}, trigger="test")
+    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
     deadline = time.monotonic() + 30
     while not any(s["status"] == StepStatus.WAITING.value for s in records.get_run(engine, run_id)["steps"]):
         assert time.monotonic() < deadline

@@ -1,0 +1,107 @@
+"""/api/v1/.../runs: start runs (and wait for them), read them, decide their approvals."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from api import context
+from api.auth import principal, requires
+from orchestrator import records
+from orchestrator.access import Permission
+from orchestrator.errors import Problem, ValidationError
+from orchestrator.inputs import validate_inputs
+from orchestrator.parser import flow_from_data
+from orchestrator.plan import build_plan
+from orchestrator.submission import check_runnable, decide_approval, start_saved, wait_for_run
+
+blueprint = Blueprint("runs", __name__)
+MAX_WAIT_S = 300.0
+
+
+def _body(allowed: set[str]) -> dict[str, Any]:
+    if not request.content_length:
+        return {}
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationError([Problem("", "the body must be a JSON object")])
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValidationError([Problem(name, "unknown field") for name in unknown])
+    return data
+
+
+def _run_json(run: dict[str, Any]) -> dict[str, Any]:
+    steps = [{
+        "path": s["path"], "step_id": s["step_id"], "kind": s["kind"], "item_index": s["item_index"],
+        "attempt": s["attempt"], "status": s["status"], "deliveries": s["deliveries"],
+        "worker": s["worker"], "result": s["result"], "error": s["error"], "cached": s["cached"],
+        "created_at": _iso(s["created_at"]), "started_at": _iso(s["started_at"]),
+        "finished_at": _iso(s["finished_at"]),
+    } for s in run["steps"]]
+    return {
+        "id": run["id"], "flow": run["flow_id"], "version": run["flow_version"], "status": run["status"],
+        "trigger": run["trigger"], "inputs": run["inputs"], "result": run["result"], "error": run["error"],
+        "parent_run_id": run["parent_run_id"], "created_at": _iso(run["created_at"]),
+        "started_at": _iso(run["started_at"]), "finished_at": _iso(run["finished_at"]), "steps": steps,
+        "links": {"self": url_for("v1.runs.get_run", run_id=run["id"])},
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@blueprint.post("/flows/<path:flow_id>/runs")
+@requires(Permission.OPERATE)
+def start_run(flow_id: str) -> Response:
+    body = _body({"inputs", "version"})
+    given = body.get("inputs", {})
+    if not isinstance(given, dict):
+        raise ValidationError([Problem("inputs", "expected an object")])
+    engine = context.engine()
+    saved = records.get_flow_version(engine, flow_id, body.get("version"))
+    flow = flow_from_data(saved["document"])
+    check_runnable(flow)
+    inputs = validate_inputs(flow.inputs, given)
+    run_id = start_saved(engine, context.send(), build_plan(flow, saved["version"]), inputs,
+                         trigger="api", actor=principal().actor)
+    wait = request.args.get("wait", type=float)
+    if wait:
+        wait_for_run(engine, run_id, min(wait, MAX_WAIT_S))
+        run = records.get_run(engine, run_id)
+        if run["status"] in ("succeeded", "failed", "cancelled"):
+            return jsonify(_run_json(run))
+    response = jsonify({"id": run_id, "status": records.run_status(engine, run_id).value,
+                        "links": {"self": url_for("v1.runs.get_run", run_id=run_id)}})
+    response.status_code = 202
+    response.headers["Location"] = url_for("v1.runs.get_run", run_id=run_id)
+    return response
+
+
+@blueprint.get("/runs/<run_id>")
+@requires(Permission.READ)
+def get_run(run_id: str) -> Response:
+    return jsonify(_run_json(records.get_run(context.engine(), run_id)))
+
+
+@blueprint.post("/runs/<run_id>/steps/<path:step>/approve")
+@requires(Permission.OPERATE)
+def approve(run_id: str, step: str) -> Response:
+    return _decide(run_id, step, approve=True)
+
+
+@blueprint.post("/runs/<run_id>/steps/<path:step>/reject")
+@requires(Permission.OPERATE)
+def reject(run_id: str, step: str) -> Response:
+    return _decide(run_id, step, approve=False)
+
+
+def _decide(run_id: str, step: str, *, approve: bool) -> Response:
+    body = _body({"reason"})
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ValidationError([Problem("reason", "expected a string")])
+    decide_approval(context.engine(), context.send(), run_id, step, approve=approve,
+                    actor=principal().actor, reason=reason)
+    return jsonify({"run": run_id, "step": step, "decision": "approved" if approve else "rejected"})

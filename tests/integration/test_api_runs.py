@@ -1,0 +1,104 @@
+"""Runs over HTTP: start and wait, start and poll, approve, with the roles that may."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from orchestrator.access import Role, create_token
+
+pytestmark = pytest.mark.integration
+
+FLOW = """id: api/runs
+inputs:
+  n: {type: integer, default: 2}
+steps:
+  - id: double
+    python: "def main(n: int) -> int:\\n    return n * 2"
+    with: {n: "${{ inputs.n }}"}
+"""
+GATED = """id: api/gated
+steps:
+  - id: gate
+    approval: {}
+  - id: after
+    bash: echo shipped
+"""
+
+
+@pytest.fixture(scope="module")
+def client(engine, worker):
+    from api import create_app
+    from config.settings import load_settings
+    from orchestrator.cli import send
+
+    app = create_app(load_settings(), engine, send)
+    client = app.test_client()
+    developer = create_token(engine, "runs-dev", Role.DEVELOPER)
+    for text, flow_id in ((FLOW, "api/runs"), (GATED, "api/gated")):
+        saved = client.put(f"/api/v1/flows/{flow_id}", data=text,
+                           headers={"Authorization": f"Bearer {developer}", "Content-Type": "application/yaml"})
+        assert saved.status_code in (200, 201), saved.json
+    return client
+
+
+@pytest.fixture(scope="module")
+def operator(engine) -> dict[str, str]:
+    return {"Authorization": f"Bearer {create_token(engine, 'runs-op', Role.OPERATOR)}"}
+
+
+def test_run_and_wait_returns_the_finished_run(client, operator) -> None:
+    response = client.post("/api/v1/flows/api/runs/runs?wait=30", json={"inputs": {"n": 21}}, headers=operator)
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "succeeded" and response.json["result"] == 42
+    assert [(s["path"], s["status"], s["attempt"]) for s in response.json["steps"]] == [("double", "succeeded", 1)]
+
+
+def test_run_async_then_poll(client, operator) -> None:
+    started = client.post("/api/v1/flows/api/runs/runs", json={}, headers=operator)
+    assert started.status_code == 202 and started.headers["Location"] == started.json["links"]["self"]
+    deadline = time.monotonic() + 30
+    while True:
+        run = client.get(started.json["links"]["self"], headers=operator).json
+        if run["status"] == "succeeded":
+            break
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
+    assert run["result"] == 4 and run["inputs"] == {"n": 2} and run["trigger"] == "api"
+
+
+def test_approval_through_the_api(client, operator) -> None:
+    started = client.post("/api/v1/flows/api/gated/runs", headers=operator)
+    run_url = started.json["links"]["self"]
+    deadline = time.monotonic() + 30
+    while client.get(run_url, headers=operator).json["status"] != "suspended":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    decided = client.post(f"/api/v1/runs/{started.json['id']}/steps/gate/approve", json={"reason": "looks good"},
+                          headers=operator)
+    assert decided.status_code == 200
+    again = client.post(f"/api/v1/runs/{started.json['id']}/steps/gate/approve", headers=operator)
+    assert again.status_code == 404  # no step of that run waits any more
+    while client.get(run_url, headers=operator).json["status"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert client.get(run_url, headers=operator).json["result"] == "shipped"
+
+
+@pytest.mark.parametrize(("path", "body", "status", "where"), [
+    ("/api/v1/flows/api/runs/runs", {"inputs": {"n": "two"}}, 422, "inputs.n"),
+    ("/api/v1/flows/api/runs/runs", {"inputs": {"m": 1}}, 422, "inputs.m"),
+    ("/api/v1/flows/api/runs/runs", {"inputs": [1]}, 422, "inputs"),
+    ("/api/v1/flows/api/runs/runs", {"input": {}}, 422, "input"),
+    ("/api/v1/flows/api/nothing/runs", {}, 404, None),
+])
+def test_bad_run_requests_are_refused_and_start_nothing(client, operator, path, body, status, where) -> None:
+    response = client.post(path, json=body, headers=operator)
+    assert response.status_code == status, response.json
+    if where:
+        assert response.json["errors"][0]["path"] == where
+
+
+def test_a_viewer_cannot_start_runs(client, engine) -> None:
+    viewer = {"Authorization": f"Bearer {create_token(engine, 'runs-viewer', Role.VIEWER)}"}
+    assert client.post("/api/v1/flows/api/runs/runs", json={}, headers=viewer).status_code == 403
