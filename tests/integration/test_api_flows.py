@@ -25,7 +25,6 @@ steps:
 def client(engine):
     from api import create_app
     from config.settings import load_settings
-
     from orchestrator.cli import send
 
     app = create_app(load_settings(), engine, send)
