@@ -1,6 +1,7 @@
 """/api/v1/.../runs: start runs (and wait for them), read them, decide their approvals."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -9,14 +10,18 @@ from api import context
 from api.auth import principal, requires
 from orchestrator import records
 from orchestrator.access import Permission
-from orchestrator.errors import Problem, ValidationError
+from orchestrator.errors import NotFound, Problem, ValidationError
 from orchestrator.inputs import validate_inputs
+from orchestrator.models import RunStatus
 from orchestrator.parser import flow_from_data
 from orchestrator.plan import build_plan
 from orchestrator.submission import check_runnable, decide_approval, start_saved, wait_for_run
 
 blueprint = Blueprint("runs", __name__)
 MAX_WAIT_S = 300.0
+MAX_PAGE = 200
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICRO = dt.timedelta(microseconds=1)
 
 
 def _body(allowed: set[str]) -> dict[str, Any]:
@@ -77,6 +82,65 @@ def start_run(flow_id: str) -> Response:
     response.status_code = 202
     response.headers["Location"] = url_for("v1.runs.get_run", run_id=run_id)
     return response
+
+
+@blueprint.get("/runs")
+@requires(Permission.READ)
+def list_runs() -> Response:
+    args = request.args
+    status = args.get("status")
+    if status is not None and status not in {s.value for s in RunStatus}:
+        raise ValidationError([Problem("status", f"must be one of {', '.join(s.value for s in RunStatus)}")])
+    limit = min(max(args.get("limit", 50, type=int), 1), MAX_PAGE)
+    before = _cursor(args.get("cursor"))
+    rows = records.list_runs(context.engine(), flow_id=args.get("flow"), status=status,
+                             trigger=args.get("trigger"), since=_time(args, "since"), until=_time(args, "until"),
+                             before=before, limit=limit)
+    items = [{"id": r["id"], "flow": r["flow_id"], "version": r["flow_version"], "status": r["status"],
+              "trigger": r["trigger"], "error": r["error"], "created_at": _iso(r["created_at"]),
+              "started_at": _iso(r["started_at"]), "finished_at": _iso(r["finished_at"]),
+              "links": {"self": url_for("v1.runs.get_run", run_id=r["id"])}} for r in rows]
+    last = rows[-1] if len(rows) == limit else None
+    next_cursor = f"{(last['created_at'] - _EPOCH) // _MICRO}_{last['id']}" if last else None
+    return jsonify({"items": items, "next_cursor": next_cursor})
+
+
+def _time(args: Any, name: str) -> dt.datetime | None:
+    raw = args.get(name)
+    if raw is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValidationError([Problem(name, f"'{raw}' is not an ISO 8601 time")]) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _cursor(raw: str | None) -> tuple[dt.datetime, str] | None:
+    """The page boundary a previous page returned: its last run's creation time and id."""
+    if not raw:
+        return None
+    micros, _, run_id = raw.partition("_")
+    try:
+        return _EPOCH + int(micros) * _MICRO, run_id
+    except (ValueError, OverflowError):
+        raise ValidationError([Problem("cursor", "not a cursor this API returned")]) from None
+
+
+@blueprint.get("/runs/<run_id>/steps/<path:path>/logs")
+@requires(Permission.READ)
+def step_logs(run_id: str, path: str) -> Response:
+    run = records.get_run(context.engine(), run_id)
+    attempts = [s for s in run["steps"] if s["path"] == path]
+    if not attempts:
+        raise NotFound(f"run {run_id} has no step '{path}'")
+    wanted = request.args.get("attempt", type=int)
+    if wanted is not None:
+        attempts = [s for s in attempts if s["attempt"] == wanted]
+        if not attempts:
+            raise NotFound(f"step '{path}' of run {run_id} has no attempt {wanted}")
+    return jsonify({"run": run_id, "path": path, "attempts": [
+        {"attempt": s["attempt"], "status": s["status"], "logs": s["logs"] or ""} for s in attempts]})
 
 
 @blueprint.get("/runs/<run_id>")

@@ -424,6 +424,42 @@ def get_run(engine: Engine, run_id: str) -> dict[str, Any]:
     return {**dict(run), "steps": [dict(s) for s in steps]}
 
 
+def list_runs(engine: Engine, *, flow_id: str | None = None, status: str | None = None,
+              trigger: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
+              before: tuple[dt.datetime, str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Runs, newest first; ``before`` is the (created_at, id) of the last run of the previous page."""
+    query = select(runs.c.id, runs.c.flow_id, runs.c.flow_version, runs.c.status, runs.c.trigger,
+                   runs.c.created_at, runs.c.started_at, runs.c.finished_at, runs.c.error)
+    if flow_id:
+        query = query.where(runs.c.flow_id == flow_id)
+    if status:
+        query = query.where(runs.c.status == status)
+    if trigger:
+        query = query.where(runs.c.trigger == trigger)
+    if since:
+        query = query.where(runs.c.created_at >= since)
+    if until:
+        query = query.where(runs.c.created_at < until)
+    if before:
+        at, run_id = before
+        query = query.where((runs.c.created_at < at) | ((runs.c.created_at == at) & (runs.c.id < run_id)))
+    query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def list_audit(engine: Engine, *, action: str | None = None, target: str | None = None,
+               after_id: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+    """Audit events, oldest first, after the event id ``after_id``."""
+    query = select(audit_events).where(audit_events.c.id > after_id)
+    if action:
+        query = query.where(audit_events.c.action.startswith(action, autoescape=True))
+    if target:
+        query = query.where(audit_events.c.target == target)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query.order_by(audit_events.c.id).limit(limit)).mappings()]
+
+
 def run_status(engine: Engine, run_id: str) -> RunStatus:
     with engine.connect() as conn:
         status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()

@@ -102,3 +102,36 @@ def test_bad_run_requests_are_refused_and_start_nothing(client, operator, path, 
 def test_a_viewer_cannot_start_runs(client, engine) -> None:
     viewer = {"Authorization": f"Bearer {create_token(engine, 'runs-viewer', Role.VIEWER)}"}
     assert client.post("/api/v1/flows/api/runs/runs", json={}, headers=viewer).status_code == 403
+
+
+def test_runs_are_listed_newest_first_filtered_and_paged_stably(client, operator) -> None:
+    ids = [client.post("/api/v1/flows/api/runs/runs?wait=30", json={"inputs": {"n": i}}, headers=operator).json["id"]
+           for i in range(3)]
+    first = client.get("/api/v1/runs?flow=api/runs&status=succeeded&limit=2", headers=operator).json
+    assert [r["id"] for r in first["items"]] == ids[::-1][:2]
+    client.post("/api/v1/flows/api/runs/runs?wait=30", json={}, headers=operator)  # a newer run arrives
+    second = client.get(f"/api/v1/runs?flow=api/runs&status=succeeded&limit=2&cursor={first['next_cursor']}",
+                        headers=operator).json
+    assert second["items"][0]["id"] == ids[0]
+    assert client.get("/api/v1/runs?status=done", headers=operator).status_code == 422
+    assert client.get("/api/v1/runs?since=yesterday", headers=operator).json["errors"][0]["path"] == "since"
+
+
+def test_step_logs_and_the_audit_trail(client, operator) -> None:
+    run = client.post("/api/v1/flows/api/gated/runs", headers=operator).json
+    deadline = time.monotonic() + 30
+    while client.get(run["links"]["self"], headers=operator).json["status"] != "suspended":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    client.post(f"/api/v1/runs/{run['id']}/steps/gate/reject", json={"reason": "not now"}, headers=operator)
+    while client.get(run["links"]["self"], headers=operator).json["status"] != "failed":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    events = client.get(f"/api/v1/audit?target=run:{run['id']}", headers=operator).json["items"]
+    assert [e["action"] for e in events] == ["run.created", "run.started", "run.suspended", "step.rejected",
+                                             "run.failed"]
+    assert events[0]["actor"] == "token:runs-op" and events[3]["details"]["reason"] == "rejected by token:runs-op: not now"
+    done = client.post("/api/v1/flows/api/runs/runs?wait=30", json={}, headers=operator).json
+    logs = client.get(f"/api/v1/runs/{done['id']}/steps/double/logs", headers=operator)
+    assert logs.status_code == 200 and logs.json["attempts"][0]["status"] == "succeeded"
+    assert client.get(f"/api/v1/runs/{done['id']}/steps/nope/logs", headers=operator).status_code == 404
