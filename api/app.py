@@ -7,14 +7,15 @@ from sqlalchemy import Engine
 from api import audit, auth, errors, flows, health, runs
 from config.settings import Settings
 from orchestrator.parser import MAX_DOCUMENT_BYTES
-from orchestrator.submission import Send
+from orchestrator.submission import Revoke, Send
 
 
-def create_app(settings: Settings, engine: Engine, send: Send) -> Flask:
-    """A Flask app serving the Millrace API; ``send`` publishes the canvas of runs it starts."""
+def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke) -> Flask:
+    """A Flask app serving the Millrace API; ``send`` publishes what it starts, ``revoke`` kills
+    the tasks of what it cancels."""
     app = Flask("millrace")
     app.config["MAX_CONTENT_LENGTH"] = MAX_DOCUMENT_BYTES + 4096
-    app.extensions["millrace"] = {"settings": settings, "engine": engine, "send": send}
+    app.extensions["millrace"] = {"settings": settings, "engine": engine, "send": send, "revoke": revoke}
     errors.register(app)
     app.register_blueprint(health.blueprint)
     v1 = auth.protected_blueprint("v1", "/api/v1")

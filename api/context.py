@@ -5,7 +5,7 @@ from flask import current_app
 from sqlalchemy import Engine
 
 from config.settings import Settings
-from orchestrator.submission import Send
+from orchestrator.submission import Revoke, Send
 
 
 def engine() -> Engine:
@@ -18,3 +18,7 @@ def settings() -> Settings:
 
 def send() -> Send:
     return current_app.extensions["millrace"]["send"]
+
+
+def revoke() -> Revoke:
+    return current_app.extensions["millrace"]["revoke"]

@@ -15,7 +15,7 @@ from orchestrator.inputs import validate_inputs
 from orchestrator.models import RunStatus
 from orchestrator.parser import flow_from_data
 from orchestrator.plan import build_plan
-from orchestrator.submission import check_runnable, decide_approval, start_saved, wait_for_run
+from orchestrator.submission import cancel, check_runnable, decide_approval, start_saved, wait_for_run
 
 blueprint = Blueprint("runs", __name__)
 MAX_WAIT_S = 300.0
@@ -146,6 +146,14 @@ def step_logs(run_id: str, path: str) -> Response:
 @blueprint.get("/runs/<run_id>")
 @requires(Permission.READ)
 def get_run(run_id: str) -> Response:
+    return jsonify(_run_json(records.get_run(context.engine(), run_id)))
+
+
+@blueprint.post("/runs/<run_id>/cancel")
+@requires(Permission.OPERATE)
+def cancel_run(run_id: str) -> Response:
+    _body(set())
+    cancel(context.engine(), context.send(), context.revoke(), run_id, actor=principal().actor)
     return jsonify(_run_json(records.get_run(context.engine(), run_id)))
 
 

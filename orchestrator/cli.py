@@ -23,7 +23,7 @@ from orchestrator.inputs import parse_text_inputs
 from orchestrator.loading import load_flow_file
 from orchestrator.models import RunStatus
 from orchestrator.plan import build_plan
-from orchestrator.submission import decide_approval, submit, wait_for_run
+from orchestrator.submission import cancel, decide_approval, submit, wait_for_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_runs_show)
+
+    cancel_ = runs_sub.add_parser("cancel", help="cancel a run")
+    cancel_.add_argument("run_id")
+    cancel_.set_defaults(handler=cmd_runs_cancel)
 
     for name, verb in (("approve", "approve"), ("reject", "reject")):
         decide = sub.add_parser(name, help=f"{verb} a step waiting for approval")
@@ -170,6 +174,12 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs_cancel(args: argparse.Namespace) -> int:
+    cancel(_engine(load_settings()), send, revoke, args.run_id, actor=_actor())
+    print("cancelled")
+    return 0
+
+
 def cmd_decide(args: argparse.Namespace) -> int:
     engine = _engine(load_settings())
     decide_approval(engine, send, args.run_id, args.step, approve=args.approve, actor=_actor(),
@@ -206,7 +216,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from api import create_app
 
     settings = load_settings()
-    app = create_app(settings, _engine(settings), send)
+    app = create_app(settings, _engine(settings), send, revoke)
     app.run(host=args.host, port=args.port or settings.api_port)
     return 0
 
@@ -231,6 +241,13 @@ def send(signature: Any) -> None:
     import tasks  # noqa: F401 - makes the app the one signatures are sent with
 
     signature.apply_async()
+
+
+def revoke(task_ids: list[str]) -> None:
+    """Kill the processes running these tasks (their messages are then dropped, not redone)."""
+    from tasks import app
+
+    app.control.revoke(task_ids, terminate=True, signal="SIGKILL")
 
 
 def _actor() -> str:

@@ -115,6 +115,7 @@ class StepRun(Base):
     status: Mapped[str] = mapped_column(String(16))
     deliveries: Mapped[int] = mapped_column(Integer, default=1)
     worker: Mapped[str | None] = mapped_column(String(200))
+    task_id: Mapped[str | None] = mapped_column(String(64))  # the Celery task running it, to revoke
     created_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     started_at: Mapped[dt.datetime] = mapped_column(Timestamp)
     finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)

@@ -239,7 +239,7 @@ class Attempt:
 
 
 def open_attempt(engine: Engine, *, run_id: str, phase: str, path: str, step_id: str, kind: str,
-                 item_index: int | None, attempt: int, worker: str,
+                 item_index: int | None, attempt: int, worker: str, task_id: str | None,
                  created_at: dt.datetime | None) -> Attempt | None:
     """Open (or, on redelivery, find) the row of this attempt, in one round trip.
 
@@ -247,7 +247,8 @@ def open_attempt(engine: Engine, *, run_id: str, phase: str, path: str, step_id:
     """
     started = now()
     params = {"run_id": run_id, "path": path, "step_id": step_id, "kind": kind, "item_index": item_index,
-              "attempt": attempt, "worker": worker, "created_at": created_at or started, "started_at": started}
+              "attempt": attempt, "worker": worker, "task_id": task_id, "created_at": created_at or started,
+              "started_at": started}
     with autocommit(engine).connect() as conn:
         row = conn.execute(_open_statement(engine.dialect.name, phase), params).first()
     if row is None:
@@ -263,7 +264,8 @@ def _open_statement(dialect: str, phase: str) -> Any:
         active = and_(runs.c.status.in_(ACTIVE), runs.c.error.is_(None))
     else:
         active = runs.c.status == RunStatus.RUNNING.value
-    columns = ["run_id", "path", "step_id", "kind", "item_index", "attempt", "worker", "created_at", "started_at"]
+    columns = ["run_id", "path", "step_id", "kind", "item_index", "attempt", "worker", "task_id", "created_at",
+               "started_at"]
     values = select(
         *(bindparam(name, type_=step_runs.c[name].type) for name in columns),
         literal(StepStatus.RUNNING.value), literal(1),
@@ -271,7 +273,8 @@ def _open_statement(dialect: str, phase: str) -> Any:
     insert_ = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(step_runs)
     return insert_.from_select([*columns, "status", "deliveries"], values).on_conflict_do_update(
         index_elements=["run_id", "path", "attempt"],
-        set_={"deliveries": step_runs.c.deliveries + 1, "worker": insert_.excluded.worker},
+        set_={"deliveries": step_runs.c.deliveries + 1, "worker": insert_.excluded.worker,
+              "task_id": insert_.excluded.task_id},
     ).returning(step_runs.c.id, step_runs.c.status, step_runs.c.result, step_runs.c.error,
                 step_runs.c.deliveries, step_runs.c.continuation, step_runs.c.resume_at)
 
@@ -458,6 +461,41 @@ def list_audit(engine: Engine, *, action: str | None = None, target: str | None 
         query = query.where(audit_events.c.target == target)
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(query.order_by(audit_events.c.id).limit(limit)).mappings()]
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """A run just cancelled: the tasks of its running steps, its child runs, who waits on it."""
+
+    task_ids: list[str]
+    children: list[str]
+    parent_step_run_id: int | None
+
+
+def cancel_run(engine: Engine, run_id: str, actor: str) -> Cancellation:
+    """End a run as cancelled, once: its waiting steps end too; returns what is left to stop."""
+    at = now()
+    with engine.begin() as conn:
+        row = conn.execute(
+            update(runs).where(runs.c.id == run_id, runs.c.status.in_(
+                (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.SUSPENDED.value)))
+            .values(status=RunStatus.CANCELLED.value, finished_at=at).returning(runs.c.parent_step_run_id)
+        ).first()
+        if row is None:
+            status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
+            if status is None:
+                raise NotFound(f"run '{run_id}' does not exist")
+            raise Conflict(f"run {run_id} has ended already ({status})")
+        conn.execute(update(step_runs).where(step_runs.c.run_id == run_id, step_runs.c.status.in_(
+            (StepStatus.WAITING.value, StepStatus.RUNNING.value))).values(
+            status=StepStatus.FAILED.value, error="run cancelled", finished_at=at, continuation=None))
+        task_ids = list(conn.execute(select(step_runs.c.task_id).where(
+            step_runs.c.run_id == run_id, step_runs.c.error == "run cancelled",
+            step_runs.c.finished_at == at, step_runs.c.task_id.is_not(None))).scalars())
+        children = list(conn.execute(select(runs.c.id).where(
+            runs.c.parent_run_id == run_id, runs.c.finished_at.is_(None))).scalars())
+        audit(conn, actor, "run.cancelled", f"run:{run_id}")
+    return Cancellation(task_ids, children, row.parent_step_run_id)
 
 
 def run_status(engine: Engine, run_id: str) -> RunStatus:

@@ -25,6 +25,7 @@ from orchestrator.plan import Plan, build_plan
 from orchestrator.validation import walk_steps
 
 Send = Callable[[Signature], Any]
+Revoke = Callable[[list[str]], Any]  # stops the Celery tasks with these ids wherever they run
 
 _NOT_YET = {
     "script": "saved scripts arrive with the API; use an inline python: or bash: step",
@@ -88,6 +89,24 @@ def decide_approval(engine: Engine, send: Send, run_id: str, step: str, *, appro
     if cont is None:
         raise records.Conflict(f"step '{step}' of run {run_id} was decided already")
     publish_continuation(engine, send, attempt_id, cont)
+
+
+def cancel(engine: Engine, send: Send, revoke: Revoke, run_id: str, *, actor: str) -> None:
+    """Cancel a run: nothing more of it starts, its running steps are killed, its subflow runs
+    are cancelled, and a parent run waiting on it sees its flow step fail."""
+    cancellation = records.cancel_run(engine, run_id, actor)
+    if cancellation.task_ids:
+        revoke(cancellation.task_ids)
+    for child in cancellation.children:
+        try:
+            cancel(engine, send, revoke, child, actor=actor)
+        except records.Conflict:
+            pass  # it ended meanwhile
+    if cancellation.parent_step_run_id is not None:
+        cont = records.resume_attempt(engine, cancellation.parent_step_run_id, StepStatus.FAILED,
+                                      error=f"subflow run {run_id} cancelled", actor=actor)
+        if cont is not None:
+            publish_continuation(engine, send, cancellation.parent_step_run_id, cont)
 
 
 def wait_for_run(engine: Engine, run_id: str, timeout: float | None = None) -> RunStatus:

@@ -93,7 +93,7 @@ def _open(task: Task, step: _Step) -> None:
     attempt = records.open_attempt(
         step.rt.engine, run_id=step.ref.run_id, phase=step.ref.phase, path=step.path,
         step_id=step.node.id, kind=step.node.kind, item_index=step.item_index,
-        attempt=task.request.retries + 1, worker=step.rt.worker,
+        attempt=task.request.retries + 1, worker=step.rt.worker, task_id=task.request.id,
         created_at=dt.datetime.fromtimestamp(sent, dt.UTC) if sent else None,
     )
     if attempt is None:

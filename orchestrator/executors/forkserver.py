@@ -85,7 +85,8 @@ class Server:
                         self.fork_spare()
                 elif key.data == "parent":
                     if not sys.stdin.buffer.read1(4096):
-                        return  # our parent is gone: so are we
+                        self.stop_children()
+                        return  # our parent is gone: so are we and the steps it ran
                 elif key.data == "hangup":
                     self.clients_gone()
 
@@ -128,6 +129,13 @@ class Server:
             handle.close()
         self.children[pid] = conn
         self.hangups.register(conn.fileno(), select.EPOLLRDHUP)
+
+    def stop_children(self) -> None:
+        for pid in [*self.children, *([self.spare[0]] if self.spare else [])]:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def clients_gone(self) -> None:
         """A client that hangs up before its step ends (its worker died): end the step."""

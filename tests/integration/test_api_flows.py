@@ -25,9 +25,9 @@ steps:
 def client(engine):
     from api import create_app
     from config.settings import load_settings
-    from orchestrator.cli import send
+    from orchestrator.cli import revoke, send
 
-    app = create_app(load_settings(), engine, send)
+    app = create_app(load_settings(), engine, send, revoke)
     return app.test_client()
 
 

@@ -30,9 +30,9 @@ steps:
 def client(engine, worker):
     from api import create_app
     from config.settings import load_settings
-    from orchestrator.cli import send
+    from orchestrator.cli import revoke, send
 
-    app = create_app(load_settings(), engine, send)
+    app = create_app(load_settings(), engine, send, revoke)
     client = app.test_client()
     developer = create_token(engine, "runs-dev", Role.DEVELOPER)
     for text, flow_id in ((FLOW, "api/runs"), (GATED, "api/gated")):
@@ -136,3 +136,41 @@ def test_step_logs_and_the_audit_trail(client, operator) -> None:
     logs = client.get(f"/api/v1/runs/{done['id']}/steps/double/logs", headers=operator)
     assert logs.status_code == 200 and logs.json["attempts"][0]["status"] == "succeeded"
     assert client.get(f"/api/v1/runs/{done['id']}/steps/nope/logs", headers=operator).status_code == 404
+
+
+def test_cancel_stops_a_running_step_and_nothing_after_it_runs(client, operator, engine) -> None:
+    import subprocess
+
+    developer = {"Authorization": f"Bearer {create_token(engine, 'cancel-dev', Role.DEVELOPER)}",
+                 "Content-Type": "application/yaml"}
+    text = ("id: api/long\nsteps:\n  - id: forever\n    python: \"import subprocess\\ndef main():\\n"
+            "    subprocess.run(['sleep', '3597'])\"\n  - id: after\n    bash: echo never\n")
+    assert client.put("/api/v1/flows/api/long", data=text, headers=developer).status_code in (200, 201)
+    run = client.post("/api/v1/flows/api/long/runs", headers=operator).json
+    deadline = time.monotonic() + 30
+    while subprocess.run(["pgrep", "-f", "sleep 3597"], capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    cancelled = client.post(f"/api/v1/runs/{run['id']}/cancel", headers=operator)
+    assert cancelled.status_code == 200 and cancelled.json["status"] == "cancelled"
+    assert [(s["path"], s["status"], s["error"]) for s in cancelled.json["steps"]] == [
+        ("forever", "failed", "run cancelled")]
+    while subprocess.run(["pgrep", "-f", "sleep 3597"], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "the step's process is still running"
+        time.sleep(0.1)
+    time.sleep(1)
+    final = client.get(run["links"]["self"], headers=operator).json
+    assert final["status"] == "cancelled" and [s["path"] for s in final["steps"]] == ["forever"]
+    assert client.post(f"/api/v1/runs/{run['id']}/cancel", headers=operator).status_code == 409
+
+
+def test_cancel_ends_a_run_waiting_for_approval(client, operator) -> None:
+    run = client.post("/api/v1/flows/api/gated/runs", headers=operator).json
+    deadline = time.monotonic() + 30
+    while client.get(run["links"]["self"], headers=operator).json["status"] != "suspended":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    cancelled = client.post(f"/api/v1/runs/{run['id']}/cancel", headers=operator).json
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["steps"][0]["status"] == "failed" and cancelled["steps"][0]["error"] == "run cancelled"
+    assert client.post(f"/api/v1/runs/{run['id']}/steps/gate/approve", headers=operator).status_code == 404

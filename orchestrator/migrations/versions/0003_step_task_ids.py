@@ -1,0 +1,21 @@
+"""step task ids
+
+Revision ID: 0003
+Revises: 0002
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0003'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column('step_runs', sa.Column('task_id', sa.String(length=64), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column('step_runs', 'task_id')
