@@ -69,8 +69,11 @@ def start_run(flow_id: str) -> Response:
     flow = flow_from_data(saved["document"])
     check_runnable(flow)
     inputs = validate_inputs(flow.inputs, given)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise ValidationError([Problem("Idempotency-Key", "must be 1 to 200 characters")])
     run_id = start_saved(engine, context.send(), build_plan(flow, saved["version"]), inputs,
-                         trigger="api", actor=principal().actor)
+                         trigger="api", actor=principal().actor, idempotency_key=key)
     wait = request.args.get("wait", type=float)
     if wait:
         wait_for_run(engine, run_id, min(wait, MAX_WAIT_S))

@@ -87,6 +87,7 @@ class Run(Base):
     result: Mapped[Any] = mapped_column(Json, nullable=True)
     error: Mapped[str | None] = mapped_column(Text)
     trigger: Mapped[str] = mapped_column(String(32), default="api")
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     parent_run_id: Mapped[str | None] = mapped_column(String(36))
     parent_step_run_id: Mapped[int | None] = mapped_column(Id)
     depth: Mapped[int] = mapped_column(Integer, default=0)
@@ -98,6 +99,7 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_flow_created", "flow_id", "created_at"),
         Index("ix_runs_status", "status"),
+        Index("uq_runs_idempotency_key", "flow_id", "idempotency_key", unique=True),
     )
 
 

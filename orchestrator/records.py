@@ -133,19 +133,31 @@ def list_flows(engine: Engine, *, prefix: str = "", after: str = "", limit: int 
 
 def create_run(engine: Engine, run_id: str, flow_id: str, version: int, inputs: dict[str, Any], *,
                trigger: str = "cli", parent_run_id: str | None = None,
-               parent_step_run_id: int | None = None, depth: int = 0, actor: str = "cli") -> None:
-    with engine.begin() as conn:
-        insert_run(conn, run_id, flow_id, version, inputs, trigger=trigger, parent_run_id=parent_run_id,
-                   parent_step_run_id=parent_step_run_id, depth=depth, actor=actor)
+               parent_step_run_id: int | None = None, depth: int = 0, actor: str = "cli",
+               idempotency_key: str | None = None) -> str:
+    """Record a queued run; with an idempotency key already used for this flow, the earlier run's id."""
+    try:
+        with engine.begin() as conn:
+            insert_run(conn, run_id, flow_id, version, inputs, trigger=trigger, parent_run_id=parent_run_id,
+                       parent_step_run_id=parent_step_run_id, depth=depth, actor=actor,
+                       idempotency_key=idempotency_key)
+        return run_id
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        with engine.connect() as conn:
+            return conn.execute(select(runs.c.id).where(
+                runs.c.flow_id == flow_id, runs.c.idempotency_key == idempotency_key)).scalar_one()
 
 
 def insert_run(conn: Connection, run_id: str, flow_id: str, version: int, inputs: dict[str, Any], *,
                trigger: str, parent_run_id: str | None, parent_step_run_id: int | None, depth: int,
-               actor: str) -> None:
+               actor: str, idempotency_key: str | None = None) -> None:
     conn.execute(insert(runs).values(
         id=run_id, flow_id=flow_id, flow_version=version, status=RunStatus.QUEUED.value,
         inputs=inputs, trigger=trigger, parent_run_id=parent_run_id,
-        parent_step_run_id=parent_step_run_id, depth=depth, created_at=now()))
+        parent_step_run_id=parent_step_run_id, depth=depth, created_at=now(),
+        idempotency_key=idempotency_key))
     audit(conn, actor, "run.created", f"run:{run_id}", flow=flow_id, version=version, trigger=trigger)
 
 

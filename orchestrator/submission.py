@@ -55,12 +55,18 @@ def submit(engine: Engine, send: Send, flow: Flow, source: str, given: dict[str,
 
 
 def start_saved(engine: Engine, send: Send, plan: Plan, inputs: dict[str, Any], *, trigger: str,
-                actor: str) -> str:
-    """Record and publish a run of a saved flow version whose inputs are already checked."""
-    run_id = str(uuid.uuid4())
-    records.create_run(engine, run_id, plan.flow_id, plan.version, inputs, trigger=trigger, actor=actor)
-    publish_run(send, plan, run_id, inputs)
-    records.mark_published(engine, run_id)
+                actor: str, idempotency_key: str | None = None) -> str:
+    """Record and publish a run of a saved flow version whose inputs are already checked.
+
+    With an ``idempotency_key`` used before for this flow, nothing starts: the earlier
+    run's id is returned.
+    """
+    new_id = str(uuid.uuid4())
+    run_id = records.create_run(engine, new_id, plan.flow_id, plan.version, inputs, trigger=trigger, actor=actor,
+                                idempotency_key=idempotency_key)
+    if run_id == new_id:
+        publish_run(send, plan, run_id, inputs)
+        records.mark_published(engine, run_id)
     return run_id
 
 

@@ -174,3 +174,16 @@ def test_cancel_ends_a_run_waiting_for_approval(client, operator) -> None:
     assert cancelled["status"] == "cancelled"
     assert cancelled["steps"][0]["status"] == "failed" and cancelled["steps"][0]["error"] == "run cancelled"
     assert client.post(f"/api/v1/runs/{run['id']}/steps/gate/approve", headers=operator).status_code == 404
+
+
+def test_the_same_idempotency_key_returns_the_same_run(client, operator, engine) -> None:
+    from orchestrator import records
+
+    headers = {**operator, "Idempotency-Key": "invoice-2026-11-24"}
+    first = client.post("/api/v1/flows/api/runs/runs?wait=30", json={"inputs": {"n": 5}}, headers=headers)
+    second = client.post("/api/v1/flows/api/runs/runs?wait=30", json={"inputs": {"n": 5}}, headers=headers)
+    assert first.json["id"] == second.json["id"] and second.json["result"] == 10
+    assert len([r for r in records.list_runs(engine, flow_id="api/runs", limit=200)
+                if r["id"] == first.json["id"]]) == 1
+    other = client.post("/api/v1/flows/api/runs/runs", json={}, headers={**operator, "Idempotency-Key": "other"})
+    assert other.json["id"] != first.json["id"]
