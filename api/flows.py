@@ -1,6 +1,7 @@
 """/api/v1/flows: save flow documents as versions, read them back, validate without saving."""
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -66,6 +67,28 @@ def put_flow(flow_id: str) -> Response:
 def get_flow(flow_id: str) -> Response:
     version = request.args.get("version", type=int)
     return jsonify(_flow_json(records.get_flow_version(context.engine(), flow_id, version)))
+
+
+@blueprint.delete("/<path:flow_id>")
+@requires(Permission.DEFINE)
+def delete_flow(flow_id: str) -> Response:
+    records.delete_flow(context.engine(), flow_id, principal().actor)
+    return Response(status=204)
+
+
+@blueprint.get("/<path:flow_id>/versions")
+@requires(Permission.READ)
+def flow_versions(flow_id: str) -> Response:
+    """Every version, each with a unified diff of its source against the one before."""
+    versions = records.flow_versions_of(context.engine(), flow_id)
+    items = []
+    previous = ""
+    for row in versions:
+        diff = "".join(difflib.unified_diff(previous.splitlines(True), row["source"].splitlines(True),
+                                            f"version {row['version'] - 1}", f"version {row['version']}"))
+        items.append({"version": row["version"], "created_at": row["created_at"].isoformat(), "diff": diff})
+        previous = row["source"]
+    return jsonify({"id": flow_id, "versions": items})
 
 
 @blueprint.get("")

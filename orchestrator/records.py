@@ -109,8 +109,12 @@ def load_flow_document(engine: Engine, flow_id: str, version: int | None = None)
 
 
 def get_flow_version(engine: Engine, flow_id: str, version: int | None = None) -> dict[str, Any]:
-    """A saved flow version with its document and source (the latest when ``version`` is None)."""
+    """A saved flow version with its document and source (the latest when ``version`` is None;
+    a deleted flow has no latest version, but its versions can still be read by number)."""
     query = select(flow_versions).where(flow_versions.c.flow_id == flow_id)
+    if not version:
+        live = select(flows.c.flow_id).where(flows.c.flow_id == flow_id, flows.c.deleted_at.is_(None))
+        query = query.where(exists(live))
     query = query.where(flow_versions.c.version == version) if version else query.order_by(
         flow_versions.c.version.desc()).limit(1)
     with engine.connect() as conn:
@@ -118,6 +122,26 @@ def get_flow_version(engine: Engine, flow_id: str, version: int | None = None) -
     if row is None:
         raise NotFound(f"flow '{flow_id}'" + (f" version {version}" if version else "") + " does not exist")
     return dict(row)
+
+
+def delete_flow(engine: Engine, flow_id: str, actor: str) -> None:
+    """Hide a flow from listings and new runs; its versions stay for the runs that used them."""
+    with engine.begin() as conn:
+        changed = conn.execute(update(flows).where(flows.c.flow_id == flow_id, flows.c.deleted_at.is_(None))
+                               .values(deleted_at=now())).rowcount
+        if not changed:
+            raise NotFound(f"flow '{flow_id}' does not exist")
+        audit(conn, actor, "flow.deleted", f"flow:{flow_id}")
+
+
+def flow_versions_of(engine: Engine, flow_id: str) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(flow_versions.c.version, flow_versions.c.created_at, flow_versions.c.source)
+                            .where(flow_versions.c.flow_id == flow_id).order_by(flow_versions.c.version)).mappings()
+        found = [dict(r) for r in rows]
+    if not found:
+        raise NotFound(f"flow '{flow_id}' does not exist")
+    return found
 
 
 def list_flows(engine: Engine, *, prefix: str = "", after: str = "", limit: int = 50) -> list[dict[str, Any]]:

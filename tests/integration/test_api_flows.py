@@ -122,7 +122,7 @@ def test_the_url_id_must_match_the_document(client, tokens) -> None:
 
 def test_unknown_routes_and_methods_are_problem_documents(client, tokens) -> None:
     assert client.get("/api/v1/nothing", headers=auth(tokens[Role.ADMIN])).status_code == 404
-    wrong_method = client.delete("/api/v1/flows/validate", headers=auth(tokens[Role.ADMIN]))
+    wrong_method = client.patch("/api/v1/flows/validate", headers=auth(tokens[Role.ADMIN]))
     assert wrong_method.status_code == 405 and wrong_method.mimetype == "application/problem+json"
     missing = client.get("/nothing")
     assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
@@ -144,3 +144,22 @@ def test_tokens_create_prints_the_token_on_its_last_line(engine, client, capsys)
     token = capsys.readouterr().out.strip().splitlines()[-1]
     assert client.get("/api/v1/flows", headers=auth(token)).status_code == 200
     assert client.put("/api/v1/flows/api/x", data=FLOW, headers=auth(token)).status_code == 403
+
+
+def test_versions_come_with_diffs_and_deletion_keeps_old_versions(client, tokens) -> None:
+    headers = {**auth(tokens[Role.DEVELOPER]), "Content-Type": "application/yaml"}
+    text = FLOW.replace("api/hello", "api/versioned")
+    client.put("/api/v1/flows/api/versioned", data=text, headers=headers)
+    client.put("/api/v1/flows/api/versioned", data=text.replace("world", "moon"), headers=headers)
+    versions = client.get("/api/v1/flows/api/versioned/versions", headers=auth(tokens[Role.VIEWER])).json["versions"]
+    assert [v["version"] for v in versions] == [1, 2]
+    assert "-  name: {type: string, default: world}" in versions[1]["diff"]
+    assert "+  name: {type: string, default: moon}" in versions[1]["diff"]
+    assert client.delete("/api/v1/flows/api/versioned", headers=auth(tokens[Role.VIEWER])).status_code == 403
+    assert client.delete("/api/v1/flows/api/versioned", headers=auth(tokens[Role.DEVELOPER])).status_code == 204
+    assert client.get("/api/v1/flows/api/versioned", headers=auth(tokens[Role.VIEWER])).status_code == 404
+    kept = client.get("/api/v1/flows/api/versioned?version=1", headers=auth(tokens[Role.VIEWER]))
+    assert kept.status_code == 200 and kept.json["version"] == 1
+    listed = client.get("/api/v1/flows?prefix=api/versioned", headers=auth(tokens[Role.VIEWER])).json["items"]
+    assert listed == []
+    assert client.delete("/api/v1/flows/api/versioned", headers=auth(tokens[Role.DEVELOPER])).status_code == 404
