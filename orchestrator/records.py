@@ -77,6 +77,8 @@ def save_flow(engine: Engine, flow: Flow, source: str, actor: str = "cli") -> in
                     .order_by(flow_versions.c.version.desc()).limit(1)
                 ).first()
                 if latest and latest.digest == digest:
+                    conn.execute(update(flows).where(flows.c.flow_id == flow.id, flows.c.deleted_at.is_not(None))
+                                 .values(deleted_at=None, updated_at=now()))  # saving again restores it
                     return latest.version
                 version = latest.version + 1 if latest else 1
                 at = now()

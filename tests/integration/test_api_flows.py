@@ -163,3 +163,12 @@ def test_versions_come_with_diffs_and_deletion_keeps_old_versions(client, tokens
     listed = client.get("/api/v1/flows?prefix=api/versioned", headers=auth(tokens[Role.VIEWER])).json["items"]
     assert listed == []
     assert client.delete("/api/v1/flows/api/versioned", headers=auth(tokens[Role.DEVELOPER])).status_code == 404
+
+
+def test_saving_a_deleted_flow_again_restores_it(client, tokens) -> None:
+    headers = {**auth(tokens[Role.DEVELOPER]), "Content-Type": "application/yaml"}
+    text = FLOW.replace("api/hello", "api/phoenix")
+    client.put("/api/v1/flows/api/phoenix", data=text, headers=headers)
+    client.delete("/api/v1/flows/api/phoenix", headers=headers)
+    assert client.put("/api/v1/flows/api/phoenix", data=text, headers=headers).status_code == 200
+    assert client.get("/api/v1/flows/api/phoenix", headers=headers).json["version"] == 1
