@@ -53,7 +53,7 @@ def put_flow(flow_id: str) -> Response:
         raise ValidationError([Problem("id", f"the document's id '{flow.id}' differs from the URL's '{flow_id}'")])
     engine = context.engine()
     try:
-        previous = records.get_flow_version(engine, flow_id)["version"]
+        previous = records.flow_versions_of(engine, flow_id)[-1]["version"]
     except NotFound:
         previous = 0
     version = records.save_flow(engine, flow, source, actor=principal().actor)
