@@ -10,7 +10,7 @@ from api import context
 from api.auth import principal, requires
 from orchestrator import records
 from orchestrator.access import Permission
-from orchestrator.errors import NotFound, Problem, ValidationError
+from orchestrator.errors import Problem, ValidationError
 from orchestrator.flow import Flow
 from orchestrator.parser import parse_flow
 
@@ -52,10 +52,7 @@ def put_flow(flow_id: str) -> Response:
     if flow.id != flow_id:
         raise ValidationError([Problem("id", f"the document's id '{flow.id}' differs from the URL's '{flow_id}'")])
     engine = context.engine()
-    try:
-        previous = records.flow_versions_of(engine, flow_id)[-1]["version"]
-    except NotFound:
-        previous = 0
+    previous = records.newest_version(engine, flow_id)
     version = records.save_flow(engine, flow, source, actor=principal().actor)
     response = jsonify(_flow_json(records.get_flow_version(engine, flow_id, version)))
     response.status_code = 201 if version > previous else 200

@@ -136,6 +136,13 @@ def delete_flow(engine: Engine, flow_id: str, actor: str) -> None:
         audit(conn, actor, "flow.deleted", f"flow:{flow_id}")
 
 
+def newest_version(engine: Engine, flow_id: str) -> int:
+    """The highest version number saved for a flow, deleted or not; 0 if none."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.max(flow_versions.c.version))
+                            .where(flow_versions.c.flow_id == flow_id)).scalar() or 0
+
+
 def flow_versions_of(engine: Engine, flow_id: str) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(select(flow_versions.c.version, flow_versions.c.created_at, flow_versions.c.source)
