@@ -28,7 +28,7 @@ class Settings:
     broker_url: str
     database_url: str
     local: bool
-    secret_key: str
+    secret_keys: tuple[str, ...]  # Fernet keys; the first encrypts, all decrypt (rotation)
     api_port: int = 8080
     default_queue: str = "millrace"
     log_limit: int = 65536
@@ -59,7 +59,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         broker_url=broker_url,
         database_url=database_url,
         local=local,
-        secret_key=env.get("MILLRACE_SECRET_KEY", ""),
+        secret_keys=tuple(k.strip() for k in env.get("MILLRACE_SECRET_KEY", "").split(",") if k.strip()),
         api_port=_env_int(env, "MILLRACE_API_PORT", 8080),
         default_queue=env.get("MILLRACE_DEFAULT_QUEUE", "millrace"),
         log_limit=_env_int(env, "MILLRACE_LOG_LIMIT", 65536),

@@ -22,14 +22,15 @@ def new_context(run_id: str, flow_id: str, version: int, inputs: dict[str, Any],
     }
 
 
-def expression_names(ctx: Context) -> dict[str, Any]:
+def expression_names(ctx: Context, variables: dict[str, Any] | None = None,
+                     secrets: dict[str, Any] | None = None) -> dict[str, Any]:
     """The names an expression sees in this context."""
     names = {
         "inputs": ctx["inputs"],
         "steps": ctx["steps"],
         "run": {**ctx["run"], "error": ctx.get("error")},
-        "vars": {},
-        "secrets": {},
+        "vars": variables or {},
+        "secrets": secrets or {},
     }
     if ctx["loops"]:
         frame = ctx["loops"][-1]

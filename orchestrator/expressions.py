@@ -43,10 +43,13 @@ class References:
     names: frozenset[str] = frozenset()
     steps: frozenset[str] = frozenset()
     inputs: frozenset[str] = frozenset()
+    vars: frozenset[str] = frozenset()
+    secrets: frozenset[str] = frozenset()
 
     def __or__(self, other: References) -> References:
         return References(
-            self.names | other.names, self.steps | other.steps, self.inputs | other.inputs
+            self.names | other.names, self.steps | other.steps, self.inputs | other.inputs,
+            self.vars | other.vars, self.secrets | other.secrets,
         )
 
 
@@ -196,15 +199,14 @@ def compile_value(value: Any) -> Template:
 
 def _references(tree: nodes.Template) -> References:
     names = {node.name for node in tree.find_all(nodes.Name) if node.ctx == "load"}
-    steps: set[str] = set()
-    inputs: set[str] = set()
+    keys: dict[str, set[str]] = {"steps": set(), "inputs": set(), "vars": set(), "secrets": set()}
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        if isinstance(node.node, nodes.Name) and node.node.name in ("steps", "inputs"):
+        if isinstance(node.node, nodes.Name) and node.node.name in keys:
             if isinstance(node, nodes.Getattr):
                 key = node.attr
             elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
                 key = node.arg.value
             else:
                 continue
-            (steps if node.node.name == "steps" else inputs).add(key)
-    return References(frozenset(names), frozenset(steps), frozenset(inputs))
+            keys[node.node.name].add(key)
+    return References(frozenset(names), *(frozenset(keys[k]) for k in ("steps", "inputs", "vars", "secrets")))

@@ -191,3 +191,14 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class Variable(Base):
+    """A named value flows read as ``vars.<name>``, or, encrypted, as ``secrets.<name>``."""
+
+    __tablename__ = "variables"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    secret: Mapped[bool] = mapped_column(default=False)
+    value: Mapped[Any] = mapped_column(Json, nullable=True)  # plain variables only
+    ciphertext: Mapped[str | None] = mapped_column(Text)  # secrets only: Fernet token of the JSON value
+    updated_at: Mapped[dt.datetime] = mapped_column(Timestamp)

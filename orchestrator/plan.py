@@ -34,6 +34,8 @@ class Node:
     labels: tuple[str, ...]  # branch ids (parallel), or case labels (switch)
     case_conditions: tuple[Template, ...]
     inner_ids: frozenset[str]  # every step id below this one
+    variables: frozenset[str]  # vars.<name> its expressions read
+    secrets: frozenset[str]  # secrets.<name> its expressions read
 
     @property
     def id(self) -> str:
@@ -93,18 +95,26 @@ def _node(step: StepBase, prefix: str, fmt_prefix: str, nodes: dict[str, Node]) 
     inner = frozenset(nodes[p].id for seq in sequences for p in seq) | frozenset(
         i for seq in sequences for p in seq for i in nodes[p].inner_ids
     )
+    condition = None if step.if_ is None else compile_value(step.if_)
+    arguments = compile_value(step.with_)
+    refs = arguments.references
+    for template in (condition, items, *conditions):
+        if template is not None:
+            refs = refs | template.references
     nodes[path] = Node(
         path=path,
         step=step,
         kind=step_kind(step) or "",
         path_format=fmt,  # ids are identifiers: the only braces are the index slots
-        arguments=compile_value(step.with_),
-        condition=None if step.if_ is None else compile_value(step.if_),
+        arguments=arguments,
+        condition=condition,
         items=items,
         sequences=tuple(sequences),
         labels=tuple(labels),
         case_conditions=tuple(conditions),
         inner_ids=inner,
+        variables=refs.vars,
+        secrets=refs.secrets,
     )
     return path
 

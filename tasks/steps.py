@@ -7,7 +7,7 @@ must not go on raises ``Ignore``: its chain stops and, inside a chord, it never 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Signature, Task
@@ -30,6 +30,8 @@ from orchestrator.models import StepStatus
 from orchestrator.plan import Node, Plan, truthy
 from orchestrator.records import Attempt, Ending
 from orchestrator.submission import publish_continuation, publish_run
+from orchestrator.variables import mask
+from orchestrator.variables import resolve as resolve_variables
 from tasks.app import app, settings
 from tasks.runtime import Runtime, runtime
 
@@ -50,10 +52,19 @@ class _Step:
     path: str
     item_index: int | None
     attempt: Attempt | None = None
+    secrets: dict[str, Any] = field(default_factory=dict)  # the values to mask in what it records
+    _names: dict[str, Any] | None = None
 
     @property
     def names(self) -> dict[str, Any]:
-        return expression_names(self.ctx)
+        """What its expressions see; the variables and secrets they read are fetched once."""
+        if self._names is None:
+            found_vars: dict[str, Any] = {}
+            if self.node.variables or self.node.secrets:
+                found_vars, self.secrets = resolve_variables(
+                    self.rt.engine, settings.secret_keys, self.node.variables, self.node.secrets)
+            self._names = expression_names(self.ctx, found_vars, self.secrets)
+        return self._names
 
 
 def send(signature: Signature) -> None:
@@ -221,11 +232,13 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context:
     ceiling = settings.task_time_limit - 60
     timeout = min(node.step.timeout or ceiling, ceiling)
     execution = executor.run(code, args, timeout=timeout, env=env)
+    logs = mask(execution.logs, s.secrets)
     if not execution.ok:
-        return _fail(self, s, execution.error or "failed", logs=execution.logs)
+        return _fail(self, s, mask(execution.error or "failed", s.secrets), logs=logs)
+    result = mask(execution.result, s.secrets)
     if cache is not None:
-        records.store_cached_result(s.rt.engine, key, execution.result, cache.ttl)
-    return _succeed(s, execution.result, logs=execution.logs)
+        records.store_cached_result(s.rt.engine, key, result, cache.ttl)
+    return _succeed(s, result, logs=logs)
 
 
 def _executor(rt: Runtime, kind: str) -> Any:

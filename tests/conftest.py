@@ -28,6 +28,8 @@ os.environ["MILLRACE_DATABASE_URL"] = f"postgresql+psycopg://{PG.split('://', 1)
 os.environ["MILLRACE_BROKER_URL"] = AMQP
 os.environ["MILLRACE_DEFAULT_QUEUE"] = QUEUE
 os.environ.setdefault("MILLRACE_HOME", str(ROOT / ".millrace" / "test"))
+# A fixed key for the session: the test process and its workers encrypt and decrypt alike.
+os.environ["MILLRACE_SECRET_KEY"] = "zT5cQ2H3uJ8GZbqL9cW1mA4vN7xY0kE6rP2sD5fG8hI="
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,76 @@
+"""Variables and secrets reach steps through expressions; secrets never come back out."""
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+
+from orchestrator.access import Role, create_token
+from orchestrator.errors import ExpressionError
+from orchestrator.variables import mask, resolve, set_variable
+
+pytestmark = pytest.mark.integration
+
+KEYS = ("zT5cQ2H3uJ8GZbqL9cW1mA4vN7xY0kE6rP2sD5fG8hI=",)
+
+
+def test_a_secret_reaches_the_step_and_is_masked_in_logs_and_result(engine, run_flow) -> None:
+    set_variable(engine, "api_password", "hunter2-very-secret", secret=True, keys=KEYS, actor="test")
+    set_variable(engine, "region", "eu-west", secret=False, keys=KEYS, actor="test")
+    run = run_flow("""
+id: test/secrets
+steps:
+  - id: use
+    bash: |
+      echo "connecting to $REGION with $PASSWORD" >&2
+      echo "{\\"len\\": ${#PASSWORD}, \\"echo\\": \\"$PASSWORD\\"}"
+    with: {PASSWORD: "${{ secrets.api_password }}", REGION: "${{ vars.region }}"}
+""")
+    assert run["status"] == "succeeded", run["error"]
+    step = run["steps"][0]
+    assert step["result"] == {"len": 19, "echo": "***"}
+    assert "connecting to eu-west with ***" in step["logs"] and "hunter2" not in step["logs"]
+
+
+def test_a_missing_secret_fails_the_step_clearly(run_flow) -> None:
+    run = run_flow("id: test/nosecret\nsteps:\n  - id: use\n    bash: echo $X\n"
+                   "    with: {X: \"${{ secrets.never_set }}\"}\n")
+    assert run["status"] == "failed"
+    assert "secret 'never_set' is not defined" in run["steps"][0]["error"]
+
+
+def test_keys_rotate_old_secrets_still_decrypt(engine) -> None:
+    new_key = Fernet.generate_key().decode()
+    set_variable(engine, "rotated", {"token": "abc123"}, secret=True, keys=KEYS, actor="test")
+    _, secrets = resolve(engine, (new_key, *KEYS), frozenset(), frozenset({"rotated"}))
+    assert secrets == {"rotated": {"token": "abc123"}}
+    with pytest.raises(ExpressionError, match="cannot be decrypted"):
+        resolve(engine, (new_key,), frozenset(), frozenset({"rotated"}))
+
+
+def test_masking_reaches_into_nested_values() -> None:
+    assert mask({"a": ["x-s3cret-y", 5]}, {"k": "s3cret"}) == {"a": ["x-***-y", 5]}
+
+
+def test_the_api_never_returns_a_secret_value(engine) -> None:
+    from api import create_app
+    from config.settings import load_settings
+    from orchestrator.cli import revoke, send
+
+    client = create_app(load_settings(), engine, send, revoke).test_client()
+    developer = {"Authorization": f"Bearer {create_token(engine, 'vars-dev', Role.DEVELOPER)}"}
+    operator = {"Authorization": f"Bearer {create_token(engine, 'vars-op', Role.OPERATOR)}"}
+    assert client.put("/api/v1/variables/db_pass", json={"value": "pa55word", "secret": True},
+                      headers=developer).status_code == 204
+    assert client.put("/api/v1/variables/db_host", json={"value": "db.local"}, headers=developer).status_code == 204
+    assert client.put("/api/v1/variables/x", json={"value": 1}, headers=operator).status_code == 403
+    listed = client.get("/api/v1/variables", headers=operator).json["items"]
+    by_name = {v["name"]: v for v in listed}
+    assert by_name["db_host"]["value"] == "db.local"
+    assert "value" not in by_name["db_pass"] and by_name["db_pass"]["secret"] is True
+    assert "pa55word" not in client.get("/api/v1/variables/db_pass", headers=developer).get_data(as_text=True)
+    bad = client.put("/api/v1/variables/bad-name", json={"value": 1}, headers=developer)
+    assert bad.status_code == 422
+    assert client.put("/api/v1/variables/y", json={"value": 1, "colour": "red"},
+                      headers=developer).json["errors"][0]["path"] == "colour"
+    assert client.delete("/api/v1/variables/db_host", headers=developer).status_code == 204
+    assert client.get("/api/v1/variables/db_host", headers=developer).status_code == 404
