@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from config.settings import Settings, load_settings
 from orchestrator import db, records
@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OperationalError as exc:
         print(f"error: the database is unreachable: {exc.orig}", file=sys.stderr)
+        return 2
+    except DBAPIError as exc:
+        print(f"error: the database refused a request: {exc.orig}", file=sys.stderr)
         return 2
 
 
@@ -284,7 +287,8 @@ def _engine(settings: Settings) -> Engine:
     engine = db.make_engine(settings.database_url)
     if not db.is_current(engine):
         if not settings.local:
-            raise FlowError("the database has no Millrace schema: run `millrace db upgrade`")
+            raise FlowError("the database schema is missing or older than this Millrace: "
+                            "run `millrace db upgrade`")
         db.upgrade(engine)
     return engine
 

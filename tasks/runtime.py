@@ -3,31 +3,40 @@ from __future__ import annotations
 
 import os
 import socket
-from functools import cached_property
 
 from celery.signals import worker_process_init
-from orchestrator.executors.bash import BashExecutor
-from orchestrator.executors.python import PythonExecutor
 from sqlalchemy import Engine
 
 from config.settings import Settings
 from orchestrator.db import make_engine
+from orchestrator.executors.bash import BashExecutor
+from orchestrator.executors.python import PythonExecutor
 from orchestrator.parser import flow_from_data
 from orchestrator.plan import Plan, build_plan
 from orchestrator.records import load_flow_document
 
 
 class Runtime:
-    """Per-process resources, created lazily (after the pool forks)."""
+    """Per-process resources, created lazily (after the pool forks).
+
+    Plain lazy attributes, not ``functools.cached_property``: on Python 3.11 that holds a
+    lock shared by all instances while it computes, and a pool process forked while the
+    sweeper thread held it would wait on it forever.
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._plans: dict[tuple[str, int], Plan] = {}
+        self._engine: Engine | None = None
+        self._python: PythonExecutor | None = None
+        self._bash: BashExecutor | None = None
 
-    @cached_property
+    @property
     def engine(self) -> Engine:
-        return make_engine(self.settings.database_url)
+        if self._engine is None:
+            self._engine = make_engine(self.settings.database_url)
+        return self._engine
 
     def plan(self, flow_id: str, version: int) -> Plan:
         """The plan of a flow version; built once per process, versions are immutable."""
@@ -38,19 +47,17 @@ class Runtime:
             plan = self._plans[key] = build_plan(flow_from_data(document), version)
         return plan
 
-    @cached_property
+    @property
     def python(self) -> PythonExecutor:
-        return PythonExecutor(log_limit=self.settings.log_limit)
+        if self._python is None:
+            self._python = PythonExecutor(log_limit=self.settings.log_limit)
+        return self._python
 
-    @cached_property
+    @property
     def bash(self) -> BashExecutor:
-        return BashExecutor(log_limit=self.settings.log_limit)
-
-    def close(self) -> None:
-        if "python" in self.__dict__:
-            self.python.close()
-        if "engine" in self.__dict__:
-            self.engine.dispose()
+        if self._bash is None:
+            self._bash = BashExecutor(log_limit=self.settings.log_limit)
+        return self._bash
 
 
 _runtime: Runtime | None = None

@@ -50,10 +50,13 @@ class Sweeper(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
-            try:
-                self._locked_sweep()
-            except Exception:  # a broken pass must not end the thread
-                log.exception("sweep failed")
+            self.sweep_once()
+
+    def sweep_once(self) -> None:
+        try:
+            self._locked_sweep()
+        except Exception:  # a broken pass must not end the thread
+            log.exception("sweep failed")
 
     def _locked_sweep(self) -> None:
         if self.rt.engine.dialect.name != "postgresql":
@@ -76,6 +79,10 @@ _sweeper: Sweeper | None = None
 def _start(**_: object) -> None:
     global _sweeper
     _sweeper = Sweeper(settings.sweep_interval)
+    # The first pass runs here, in the main thread: the modules a sweep needs (the database
+    # driver above all) are imported now. A pool process forked later while the thread was
+    # importing one would inherit that module's import lock held, and hang on it.
+    _sweeper.sweep_once()
     _sweeper.start()
 
 
