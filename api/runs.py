@@ -15,7 +15,7 @@ from orchestrator.inputs import validate_inputs
 from orchestrator.models import RunStatus
 from orchestrator.parser import flow_from_data
 from orchestrator.plan import build_plan
-from orchestrator.submission import cancel, check_runnable, decide_approval, start_saved, wait_for_run
+from orchestrator.submission import cancel, check_runnable, decide_approval, restart, start_saved, wait_for_run
 
 blueprint = Blueprint("runs", __name__)
 MAX_WAIT_S = 300.0
@@ -47,7 +47,8 @@ def _run_json(run: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": run["id"], "flow": run["flow_id"], "version": run["flow_version"], "status": run["status"],
         "trigger": run["trigger"], "inputs": run["inputs"], "result": run["result"], "error": run["error"],
-        "parent_run_id": run["parent_run_id"], "created_at": _iso(run["created_at"]),
+        "parent_run_id": run["parent_run_id"], "restarted_from": run["restarted_from"],
+        "created_at": _iso(run["created_at"]),
         "started_at": _iso(run["started_at"]), "finished_at": _iso(run["finished_at"]), "steps": steps,
         "links": {"self": url_for("v1.runs.get_run", run_id=run["id"])},
     }
@@ -158,6 +159,26 @@ def cancel_run(run_id: str) -> Response:
     _body(set())
     cancel(context.engine(), context.send(), context.revoke(), run_id, actor=principal().actor)
     return jsonify(_run_json(records.get_run(context.engine(), run_id)))
+
+
+@blueprint.post("/runs/<run_id>/restart")
+@requires(Permission.OPERATE)
+def restart_run(run_id: str) -> Response:
+    """A new run from top-level step ``{"from": "<step id>"}``, reusing the results before it."""
+    body = _body({"from"})
+    step = body.get("from")
+    if not isinstance(step, str):
+        raise ValidationError([Problem("from", "name the top-level step to restart from")])
+    engine = context.engine()
+    old = records.get_run(engine, run_id)
+    saved = records.get_flow_version(engine, old["flow_id"], old["flow_version"])
+    plan = build_plan(flow_from_data(saved["document"]), saved["version"])
+    new_id = restart(engine, context.send(), plan, old, step, actor=principal().actor)
+    response = jsonify({"id": new_id, "restarted_from": run_id,
+                        "links": {"self": url_for("v1.runs.get_run", run_id=new_id)}})
+    response.status_code = 202
+    response.headers["Location"] = url_for("v1.runs.get_run", run_id=new_id)
+    return response
 
 
 @blueprint.post("/runs/<run_id>/steps/<path:step>/approve")

@@ -22,8 +22,9 @@ from orchestrator.flow import Flow
 from orchestrator.inputs import parse_text_inputs
 from orchestrator.loading import load_flow_file
 from orchestrator.models import RunStatus
+from orchestrator.parser import flow_from_data
 from orchestrator.plan import build_plan
-from orchestrator.submission import cancel, decide_approval, submit, wait_for_run
+from orchestrator.submission import cancel, decide_approval, restart, submit, wait_for_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_runs_show)
+
+    restart_ = runs_sub.add_parser("restart", help="a new run of a failed run from a top-level step")
+    restart_.add_argument("run_id")
+    restart_.add_argument("--from", dest="step", required=True, help="the top-level step id to start at")
+    restart_.set_defaults(handler=cmd_runs_restart)
 
     cancel_ = runs_sub.add_parser("cancel", help="cancel a run")
     cancel_.add_argument("run_id")
@@ -174,6 +180,15 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
             line += f"  {step['error'].splitlines()[0][:120]}"
         print(line)
     print(f"result: {json.dumps(run['result'], default=str)}")
+    return 0
+
+
+def cmd_runs_restart(args: argparse.Namespace) -> int:
+    engine = _engine(load_settings())
+    old = records.get_run(engine, args.run_id)
+    _, document = records.load_flow_document(engine, old["flow_id"], old["flow_version"])
+    plan = build_plan(flow_from_data(document), old["flow_version"])
+    print(restart(engine, send, plan, old, args.step, actor=_actor()))
     return 0
 
 

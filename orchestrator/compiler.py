@@ -58,9 +58,10 @@ class RunRef:
         return f"{self.flow_id} / {self.run_id} / {what}"
 
 
-def compile_run(plan: Plan, ref: RunRef, ctx: Context) -> Signature:
-    """The whole run: start, the main steps, finish."""
-    tasks = [_control(START, ref, "start"), *compile_sequence(plan, plan.main, ref), _control(FINISH, ref, "finish")]
+def compile_run(plan: Plan, ref: RunRef, ctx: Context, first: int = 0) -> Signature:
+    """The whole run: start, the main steps (from the ``first``-th on a restart), finish."""
+    steps = compile_sequence(plan, plan.main[first:], ref)
+    tasks = [_control(START, ref, "start"), *steps, _control(FINISH, ref, "finish")]
     return _with_context(chain(*tasks), ctx)
 
 

@@ -90,6 +90,7 @@ class Run(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     parent_run_id: Mapped[str | None] = mapped_column(String(36))
     parent_step_run_id: Mapped[int | None] = mapped_column(Id)
+    restarted_from: Mapped[str | None] = mapped_column(String(36))  # the failed run it continues
     depth: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
     published_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)

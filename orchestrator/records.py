@@ -167,13 +167,13 @@ def list_flows(engine: Engine, *, prefix: str = "", after: str = "", limit: int 
 def create_run(engine: Engine, run_id: str, flow_id: str, version: int, inputs: dict[str, Any], *,
                trigger: str = "cli", parent_run_id: str | None = None,
                parent_step_run_id: int | None = None, depth: int = 0, actor: str = "cli",
-               idempotency_key: str | None = None) -> str:
+               idempotency_key: str | None = None, restarted_from: str | None = None) -> str:
     """Record a queued run; with an idempotency key already used for this flow, the earlier run's id."""
     try:
         with engine.begin() as conn:
             insert_run(conn, run_id, flow_id, version, inputs, trigger=trigger, parent_run_id=parent_run_id,
                        parent_step_run_id=parent_step_run_id, depth=depth, actor=actor,
-                       idempotency_key=idempotency_key)
+                       idempotency_key=idempotency_key, restarted_from=restarted_from)
         return run_id
     except IntegrityError:
         if idempotency_key is None:
@@ -185,13 +185,14 @@ def create_run(engine: Engine, run_id: str, flow_id: str, version: int, inputs: 
 
 def insert_run(conn: Connection, run_id: str, flow_id: str, version: int, inputs: dict[str, Any], *,
                trigger: str, parent_run_id: str | None, parent_step_run_id: int | None, depth: int,
-               actor: str, idempotency_key: str | None = None) -> None:
+               actor: str, idempotency_key: str | None = None, restarted_from: str | None = None) -> None:
     conn.execute(insert(runs).values(
         id=run_id, flow_id=flow_id, flow_version=version, status=RunStatus.QUEUED.value,
         inputs=inputs, trigger=trigger, parent_run_id=parent_run_id,
         parent_step_run_id=parent_step_run_id, depth=depth, created_at=now(),
-        idempotency_key=idempotency_key))
-    audit(conn, actor, "run.created", f"run:{run_id}", flow=flow_id, version=version, trigger=trigger)
+        idempotency_key=idempotency_key, restarted_from=restarted_from))
+    audit(conn, actor, "run.created", f"run:{run_id}", flow=flow_id, version=version, trigger=trigger,
+          restarted_from=restarted_from)
 
 
 def mark_published(engine: Engine, run_id: str) -> None:
@@ -571,9 +572,19 @@ def unpublished_runs(engine: Engine, older_than: float) -> list[Any]:
     """Runs committed but never published (the publisher died in between)."""
     cutoff = now() - dt.timedelta(seconds=older_than)
     with engine.connect() as conn:
-        return conn.execute(select(runs.c.id, runs.c.flow_id, runs.c.flow_version, runs.c.inputs, runs.c.depth)
+        return conn.execute(select(runs.c.id, runs.c.flow_id, runs.c.flow_version, runs.c.inputs, runs.c.depth,
+                                   runs.c.restarted_from)
                             .where(runs.c.status == RunStatus.QUEUED.value, runs.c.published_at.is_(None),
                                    runs.c.created_at < cutoff).limit(100)).all()
+
+
+def abandon_unpublished(engine: Engine, run_id: str, error: str, actor: str) -> None:
+    """Fail a run that was recorded but whose canvas cannot be rebuilt to publish it."""
+    with engine.begin() as conn:
+        if conn.execute(update(runs).where(runs.c.id == run_id, runs.c.status == RunStatus.QUEUED.value,
+                                           runs.c.published_at.is_(None))
+                        .values(status=RunStatus.FAILED.value, error=error, finished_at=now())).rowcount:
+            audit(conn, actor, "run.failed", f"run:{run_id}", error=error)
 
 
 def unsent_continuations(engine: Engine, older_than: float) -> list[Any]:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from orchestrator import compiler, records
 from orchestrator.compiler import RunRef
-from orchestrator.context import new_context
+from orchestrator.context import new_context, set_outcome
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.flow import Flow, step_kind
 from orchestrator.inputs import validate_inputs
@@ -74,6 +74,31 @@ def publish_run(send: Send, plan: Plan, run_id: str, inputs: dict[str, Any], dep
     """Send a run's canvas (its row is committed already)."""
     ref = RunRef(run_id, plan.flow_id, plan.version)
     send(compiler.compile_run(plan, ref, new_context(run_id, plan.flow_id, plan.version, inputs, depth)))
+
+
+def restart(engine: Engine, send: Send, plan: Plan, run: dict[str, Any], step: str, *, actor: str) -> str:
+    """A new run of a failed or cancelled run's flow version that starts at top-level ``step``,
+    the steps before it handing on the results they recorded in ``run``."""
+    if run["status"] not in (RunStatus.FAILED.value, RunStatus.CANCELLED.value):
+        raise records.Conflict(f"run {run['id']} is {run['status']}; only failed or cancelled runs restart")
+    if step not in plan.main:
+        raise ValidationError([Problem("step", f"'{step}' is not a top-level step of {plan.flow_id}; "
+                                               f"restart from one of: {', '.join(plan.main)}")])
+    first = plan.main.index(step)
+    outcomes = {s["path"]: s for s in run["steps"] if s["status"] in ("succeeded", "skipped")}
+    missing = [path for path in plan.main[:first] if path not in outcomes]
+    if missing:
+        raise ValidationError([Problem("step", f"step '{missing[0]}' before '{step}' has no recorded outcome "
+                                               "to reuse; restart from it instead")])
+    new_id = str(uuid.uuid4())
+    records.create_run(engine, new_id, plan.flow_id, plan.version, run["inputs"], trigger="restart", actor=actor,
+                       restarted_from=run["id"])
+    ctx = new_context(new_id, plan.flow_id, plan.version, run["inputs"])
+    for path in plan.main[:first]:
+        set_outcome(ctx, plan.node(path).id, outcomes[path]["status"], outcomes[path]["result"])
+    send(compiler.compile_run(plan, RunRef(new_id, plan.flow_id, plan.version), ctx, first))
+    records.mark_published(engine, new_id)
+    return new_id
 
 
 def publish_continuation(engine: Engine, send: Send, attempt_id: int, continuation: dict[str, Any]) -> None:

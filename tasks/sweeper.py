@@ -28,6 +28,11 @@ def sweep(rt: Runtime, unpublished_after: float = UNPUBLISHED_AFTER_S,
           unsent_after: float = UNSENT_AFTER_S) -> None:
     """One pass: publish forgotten runs and continuations, time out approvals."""
     for run in records.unpublished_runs(rt.engine, unpublished_after):
+        if run.restarted_from:
+            # Which step it restarts from was only in the lost message: say so, do not guess.
+            records.abandon_unpublished(rt.engine, run.id, "this restart was never sent; restart "
+                                        f"{run.restarted_from} again", "sweeper")
+            continue
         log.warning("publishing run %s, left unpublished", run.id)
         publish_run(send, rt.plan(run.flow_id, run.flow_version), run.id, run.inputs, run.depth)
         records.mark_published(rt.engine, run.id)

@@ -187,3 +187,49 @@ def test_the_same_idempotency_key_returns_the_same_run(client, operator, engine)
                 if r["id"] == first.json["id"]]) == 1
     other = client.post("/api/v1/flows/api/runs/runs", json={}, headers={**operator, "Idempotency-Key": "other"})
     assert other.json["id"] != first.json["id"]
+
+
+def test_restart_a_failed_run_from_a_step_reusing_earlier_results(client, operator, engine) -> None:
+    developer = {"Authorization": f"Bearer {create_token(engine, 'restart-dev', Role.DEVELOPER)}",
+                 "Content-Type": "application/yaml"}
+    text = """id: api/restart
+steps:
+  - id: expensive
+    python: |
+      import random
+      def main() -> float:
+          return random.random()
+  - id: fragile
+    python: |
+      import os
+      def main(x: float) -> float:
+          if not os.path.exists("/tmp/millrace-restart-ok"):
+              raise RuntimeError("not yet")
+          return x
+    with: {x: "${{ steps.expensive.result }}"}
+"""
+    import os
+
+    if os.path.exists("/tmp/millrace-restart-ok"):
+        os.remove("/tmp/millrace-restart-ok")
+    client.put("/api/v1/flows/api/restart", data=text, headers=developer)
+    failed = client.post("/api/v1/flows/api/restart/runs?wait=30", json={}, headers=operator).json
+    assert failed["status"] == "failed"
+    first_value = failed["steps"][0]["result"]
+    open("/tmp/millrace-restart-ok", "w").close()
+    try:
+        bad = client.post(f"/api/v1/runs/{failed['id']}/restart", json={"from": "nope"}, headers=operator)
+        assert bad.status_code == 422 and "restart from one of: expensive, fragile" in bad.json["errors"][0]["message"]
+        restarted = client.post(f"/api/v1/runs/{failed['id']}/restart", json={"from": "fragile"}, headers=operator)
+        assert restarted.status_code == 202
+        deadline = time.monotonic() + 30
+        while (run := client.get(restarted.json["links"]["self"], headers=operator).json)["status"] != "succeeded":
+            assert time.monotonic() < deadline, run
+            time.sleep(0.1)
+        assert run["result"] == first_value  # the earlier result, not a new random number
+        assert run["restarted_from"] == failed["id"]
+        assert [s["path"] for s in run["steps"]] == ["fragile"]
+        done = client.post(f"/api/v1/runs/{run['id']}/restart", json={"from": "fragile"}, headers=operator)
+        assert done.status_code == 409
+    finally:
+        os.remove("/tmp/millrace-restart-ok")
