@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from api import context
 from api.auth import principal, requires
+from api.schemas import Decision, Empty, RestartRun, StartRun, accepts
 from orchestrator import records
 from orchestrator.access import Permission
 from orchestrator.errors import NotFound, Problem, ValidationError
@@ -22,18 +23,6 @@ MAX_WAIT_S = 300.0
 MAX_PAGE = 200
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICRO = dt.timedelta(microseconds=1)
-
-
-def _body(allowed: set[str]) -> dict[str, Any]:
-    if not request.content_length:
-        return {}
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ValidationError([Problem("", "the body must be a JSON object")])
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ValidationError([Problem(name, "unknown field") for name in unknown])
-    return data
 
 
 def _run_json(run: dict[str, Any]) -> dict[str, Any]:
@@ -60,16 +49,14 @@ def _iso(value: Any) -> str | None:
 
 @blueprint.post("/flows/<path:flow_id>/runs")
 @requires(Permission.OPERATE)
-def start_run(flow_id: str) -> Response:
-    body = _body({"inputs", "version"})
-    given = body.get("inputs", {})
-    if not isinstance(given, dict):
-        raise ValidationError([Problem("inputs", "expected an object")])
+@accepts(StartRun)
+def start_run(flow_id: str, body: StartRun) -> Response:
+    """Start a run; with ``?wait=SECONDS`` answer 200 with the run if it ends in time, else 202."""
     engine = context.engine()
-    saved = records.get_flow_version(engine, flow_id, body.get("version"))
+    saved = records.get_flow_version(engine, flow_id, body.version)
     flow = flow_from_data(saved["document"])
     check_runnable(flow)
-    inputs = validate_inputs(flow.inputs, given)
+    inputs = validate_inputs(flow.inputs, body.inputs)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 200:
         raise ValidationError([Problem("Idempotency-Key", "must be 1 to 200 characters")])
@@ -155,20 +142,19 @@ def get_run(run_id: str) -> Response:
 
 @blueprint.post("/runs/<run_id>/cancel")
 @requires(Permission.OPERATE)
-def cancel_run(run_id: str) -> Response:
-    _body(set())
+@accepts(Empty)
+def cancel_run(run_id: str, body: Empty) -> Response:
+    """Cancel a run: its running steps are killed, nothing after them starts."""
     cancel(context.engine(), context.send(), context.revoke(), run_id, actor=principal().actor)
     return jsonify(_run_json(records.get_run(context.engine(), run_id)))
 
 
 @blueprint.post("/runs/<run_id>/restart")
 @requires(Permission.OPERATE)
-def restart_run(run_id: str) -> Response:
+@accepts(RestartRun)
+def restart_run(run_id: str, body: RestartRun) -> Response:
     """A new run from top-level step ``{"from": "<step id>"}``, reusing the results before it."""
-    body = _body({"from"})
-    step = body.get("from")
-    if not isinstance(step, str):
-        raise ValidationError([Problem("from", "name the top-level step to restart from")])
+    step = body.from_
     engine = context.engine()
     old = records.get_run(engine, run_id)
     saved = records.get_flow_version(engine, old["flow_id"], old["flow_version"])
@@ -183,21 +169,21 @@ def restart_run(run_id: str) -> Response:
 
 @blueprint.post("/runs/<run_id>/steps/<path:step>/approve")
 @requires(Permission.OPERATE)
-def approve(run_id: str, step: str) -> Response:
-    return _decide(run_id, step, approve=True)
+@accepts(Decision)
+def approve(run_id: str, step: str, body: Decision) -> Response:
+    """Approve a waiting approval step; the run goes on."""
+    return _decide(run_id, step, body, approve=True)
 
 
 @blueprint.post("/runs/<run_id>/steps/<path:step>/reject")
 @requires(Permission.OPERATE)
-def reject(run_id: str, step: str) -> Response:
-    return _decide(run_id, step, approve=False)
+@accepts(Decision)
+def reject(run_id: str, step: str, body: Decision) -> Response:
+    """Reject a waiting approval step; the step fails."""
+    return _decide(run_id, step, body, approve=False)
 
 
-def _decide(run_id: str, step: str, *, approve: bool) -> Response:
-    body = _body({"reason"})
-    reason = body.get("reason")
-    if reason is not None and not isinstance(reason, str):
-        raise ValidationError([Problem("reason", "expected a string")])
+def _decide(run_id: str, step: str, body: Decision, *, approve: bool) -> Response:
     decide_approval(context.engine(), context.send(), run_id, step, approve=approve,
-                    actor=principal().actor, reason=reason)
+                    actor=principal().actor, reason=body.reason)
     return jsonify({"run": run_id, "step": step, "decision": "approved" if approve else "rejected"})

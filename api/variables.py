@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 
 from api import context
 from api.auth import principal, requires
+from api.schemas import SetVariable, accepts
 from orchestrator import variables
 from orchestrator.access import Permission
-from orchestrator.errors import Problem, ValidationError
 
 blueprint = Blueprint("variables", __name__, url_prefix="/variables")
 
@@ -35,17 +35,10 @@ def get_variable(name: str) -> Response:
 
 @blueprint.put("/<name>")
 @requires(Permission.VARIABLES)
-def put_variable(name: str) -> Response:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or "value" not in body:
-        raise ValidationError([Problem("", 'send a JSON object {"value": ..., "secret": false}')])
-    unknown = sorted(set(body) - {"value", "secret"})
-    if unknown:
-        raise ValidationError([Problem(k, "unknown field") for k in unknown])
-    secret = body.get("secret", False)
-    if not isinstance(secret, bool):
-        raise ValidationError([Problem("secret", "expected true or false")])
-    variables.set_variable(context.engine(), name, body["value"], secret=secret,
+@accepts(SetVariable)
+def put_variable(name: str, body: SetVariable) -> Response:
+    """Set a variable, or a secret: a secret's value is never returned."""
+    variables.set_variable(context.engine(), name, body.value, secret=body.secret,
                            keys=context.settings().secret_keys, actor=principal().actor)
     return Response(status=204)
 

@@ -83,14 +83,15 @@ def flow_from_data(data: Any) -> Flow:
     try:
         flow = Flow.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ValidationError(_problems(exc)) from None
+        raise ValidationError(problems_from(exc)) from None
     problems = check_flow(flow)
     if problems:
         raise ValidationError(problems)
     return flow
 
 
-def _problems(exc: pydantic.ValidationError) -> list[Problem]:
+def problems_from(exc: pydantic.ValidationError) -> list[Problem]:
+    """pydantic's errors as Problems: JSON paths and plain messages."""
     problems: list[Problem] = []
     for error in exc.errors(include_url=False):
         path = join_path(*_without_kind_tags(error["loc"]))

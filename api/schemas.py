@@ -1,0 +1,74 @@
+"""The bodies the API accepts, as pydantic models: they validate requests and describe them
+in the OpenAPI document, so the two cannot drift."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import pydantic
+from flask import request
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.errors import Problem, ValidationError
+from orchestrator.parser import problems_from
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StartRun(Body):
+    """Start a run of a saved flow."""
+
+    inputs: dict[str, Any] = Field(default_factory=dict, description="values for the flow's inputs")
+    version: int | None = Field(default=None, ge=1, description="the flow version; the latest when omitted")
+
+
+class Decision(Body):
+    """Approve or reject a waiting approval step."""
+
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class RestartRun(Body):
+    """Restart a failed run from a top-level step."""
+
+    from_: str = Field(alias="from", description="the id of the top-level step to start at")
+
+
+class SetVariable(Body):
+    """Set a variable, or a secret (encrypted at rest, never returned)."""
+
+    value: Any
+    secret: bool = False
+
+
+class Empty(Body):
+    """No body, or an empty JSON object."""
+
+
+def accepts(model: type[Body]) -> Callable[[View], View]:
+    """Validate the JSON body with ``model`` and pass it to the view as ``body``."""
+
+    def wrap(view: View) -> View:
+        @wraps(view)
+        def validated(*args: Any, **kwargs: Any) -> Any:
+            if request.content_length or request.data:
+                data = request.get_json(silent=True)
+                if data is None:
+                    raise ValidationError([Problem("", "the body must be JSON (Content-Type: application/json)")])
+            else:
+                data = {}
+            try:
+                body = model.model_validate(data)
+            except pydantic.ValidationError as exc:
+                raise ValidationError(problems_from(exc)) from None
+            return view(*args, body=body, **kwargs)
+
+        validated.millrace_body = model  # type: ignore[attr-defined]
+        return validated  # type: ignore[return-value]
+
+    return wrap
