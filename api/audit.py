@@ -15,6 +15,7 @@ MAX_PAGE = 500
 @blueprint.get("")
 @requires(Permission.READ)
 def list_events() -> Response:
+    """Audit events, oldest first, filtered by action prefix and target, paged with ``cursor``."""
     limit = min(max(request.args.get("limit", 100, type=int), 1), MAX_PAGE)
     rows = records.list_audit(context.engine(), action=request.args.get("action"),
                               target=request.args.get("target"), after_id=request.args.get("cursor", 0, type=int),

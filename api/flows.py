@@ -38,16 +38,25 @@ def _flow_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _takes_document(view):  # type: ignore[no-untyped-def]
+    view.millrace_document = True  # its body is a flow document (OpenAPI shows the flow schema)
+    return view
+
+
 @blueprint.post("/validate")
 @requires(Permission.READ)
+@_takes_document
 def validate_flow() -> Response:
+    """Check a flow document; nothing is stored."""
     flow, _ = _parse_body()
     return jsonify({"valid": True, "id": flow.id, "steps": len(flow.steps)})
 
 
 @blueprint.put("/<path:flow_id>")
 @requires(Permission.DEFINE)
+@_takes_document
 def put_flow(flow_id: str) -> Response:
+    """Save a flow document as a new version (201), or find it unchanged (200)."""
     flow, source = _parse_body()
     if flow.id != flow_id:
         raise ValidationError([Problem("id", f"the document's id '{flow.id}' differs from the URL's '{flow_id}'")])
@@ -62,6 +71,7 @@ def put_flow(flow_id: str) -> Response:
 @blueprint.get("/<path:flow_id>")
 @requires(Permission.READ)
 def get_flow(flow_id: str) -> Response:
+    """A flow version with its document and source: the latest, or ``?version=N``."""
     version = request.args.get("version", type=int)
     return jsonify(_flow_json(records.get_flow_version(context.engine(), flow_id, version)))
 
@@ -69,6 +79,7 @@ def get_flow(flow_id: str) -> Response:
 @blueprint.delete("/<path:flow_id>")
 @requires(Permission.DEFINE)
 def delete_flow(flow_id: str) -> Response:
+    """Delete a flow: it leaves listings and cannot start; its versions stay for its runs."""
     records.delete_flow(context.engine(), flow_id, principal().actor)
     return Response(status=204)
 
@@ -91,6 +102,7 @@ def flow_versions(flow_id: str) -> Response:
 @blueprint.get("")
 @requires(Permission.READ)
 def list_flows() -> Response:
+    """Saved flows by id, paged with ``cursor``, filtered by ``prefix``."""
     limit = min(max(request.args.get("limit", 50, type=int), 1), MAX_PAGE)
     rows = records.list_flows(context.engine(), prefix=request.args.get("prefix", ""),
                               after=request.args.get("cursor", ""), limit=limit)

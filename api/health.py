@@ -13,11 +13,13 @@ blueprint = Blueprint("health", __name__)
 
 @blueprint.get("/healthz")
 def healthz() -> Response:
+    """The process is up."""
     return jsonify({"status": "ok"})
 
 
 @blueprint.get("/readyz")
 def readyz() -> Response:
+    """The database and the broker answer."""
     checks: dict[str, str] = {}
     try:
         with context.engine().connect() as conn:

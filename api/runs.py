@@ -78,6 +78,7 @@ def start_run(flow_id: str, body: StartRun) -> Response:
 @blueprint.get("/runs")
 @requires(Permission.READ)
 def list_runs() -> Response:
+    """Runs, newest first; filter by flow, status, trigger, since/until; paged with ``cursor``."""
     args = request.args
     status = args.get("status")
     if status is not None and status not in {s.value for s in RunStatus}:
@@ -121,6 +122,7 @@ def _cursor(raw: str | None) -> tuple[dt.datetime, str] | None:
 @blueprint.get("/runs/<run_id>/steps/<path:path>/logs")
 @requires(Permission.READ)
 def step_logs(run_id: str, path: str) -> Response:
+    """The captured output of every attempt of one step (or ``?attempt=N``)."""
     run = records.get_run(context.engine(), run_id)
     attempts = [s for s in run["steps"] if s["path"] == path]
     if not attempts:
@@ -137,6 +139,7 @@ def step_logs(run_id: str, path: str) -> Response:
 @blueprint.get("/runs/<run_id>")
 @requires(Permission.READ)
 def get_run(run_id: str) -> Response:
+    """A run: status, inputs, result, error, and every step attempt with its timings."""
     return jsonify(_run_json(records.get_run(context.engine(), run_id)))
 
 

@@ -24,12 +24,14 @@ def _json(row: dict[str, Any]) -> dict[str, Any]:
 @blueprint.get("")
 @requires(Permission.READ)
 def list_variables() -> Response:
+    """Every variable with its value and every secret without."""
     return jsonify({"items": [_json(r) for r in variables.list_variables(context.engine())]})
 
 
 @blueprint.get("/<name>")
 @requires(Permission.READ)
 def get_variable(name: str) -> Response:
+    """One variable, or one secret without its value."""
     return jsonify(_json(variables.get_variable(context.engine(), name)))
 
 
@@ -46,5 +48,6 @@ def put_variable(name: str, body: SetVariable) -> Response:
 @blueprint.delete("/<name>")
 @requires(Permission.VARIABLES)
 def delete_variable(name: str) -> Response:
+    """Delete a variable or secret."""
     variables.delete_variable(context.engine(), name, principal().actor)
     return Response(status=204)

@@ -172,3 +172,24 @@ def test_saving_a_deleted_flow_again_restores_it(client, tokens) -> None:
     client.delete("/api/v1/flows/api/phoenix", headers=headers)
     assert client.put("/api/v1/flows/api/phoenix", data=text, headers=headers).status_code == 200
     assert client.get("/api/v1/flows/api/phoenix", headers=headers).json["version"] == 1
+
+
+def test_the_openapi_document_describes_every_route_with_its_permission_and_body(client, tokens) -> None:
+    doc = client.get("/api/v1/openapi.json", headers=auth(tokens[Role.VIEWER])).json
+    assert doc["openapi"] == "3.1.0"
+    app = client.application
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<path:", "{").replace("<", "{").replace(">", "}")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            operation = doc["paths"][path][method.lower()]
+            if rule.rule.startswith("/api/v1"):
+                assert operation["security"] == [{"bearer": []}], path
+                assert operation["x-permission"] == app.view_functions[rule.endpoint].millrace_permission.value
+    start = doc["paths"]["/api/v1/flows/{flow_id}/runs"]["post"]
+    ref = start["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["additionalProperties"] is False
+    put = doc["paths"]["/api/v1/flows/{flow_id}"]["put"]["requestBody"]["content"]
+    assert put["application/yaml"]["schema"]["$ref"] == "#/components/schemas/Flow"
+    assert "PythonStep" in doc["components"]["schemas"]

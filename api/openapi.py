@@ -1,0 +1,92 @@
+"""The OpenAPI 3.1 document, built from the routes themselves and the models that validate them."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify
+
+from api.auth import requires
+from orchestrator.access import Permission
+from orchestrator.flow import Flow
+
+blueprint = Blueprint("openapi", __name__)
+_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
+_PROBLEM = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "required": ["path", "message"], "properties": {
+            "path": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+}
+_SUCCESS = {"GET": "200", "PUT": "200", "POST": "200", "DELETE": "204"}
+
+
+def build(app: Flask) -> dict[str, Any]:
+    """Every route of ``app`` with its permission, parameters, body and error shape."""
+    components: dict[str, Any] = {"Problem": _PROBLEM}
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if rule.endpoint == "static":
+            continue
+        view = app.view_functions[rule.endpoint]
+        path = _PARAM.sub(r"{\1}", rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            paths.setdefault(path, {})[method.lower()] = _operation(rule, view, method, components)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Millrace API", "version": "1"},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "a token from `millrace tokens create`"}},
+        },
+    }
+
+
+def _operation(rule: Any, view: Any, method: str, components: dict[str, Any]) -> dict[str, Any]:
+    doc = (view.__doc__ or rule.endpoint).strip().splitlines()[0]
+    problem = {"content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    operation: dict[str, Any] = {
+        "operationId": rule.endpoint.replace(".", "_"),
+        "summary": doc,
+        "tags": [rule.endpoint.split(".")[-2] if rule.endpoint.count(".") > 1 else rule.endpoint.split(".")[0]],
+        "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                       for name in _PARAM.findall(rule.rule)],
+        "responses": {
+            _SUCCESS[method]: {"description": "done", **({} if method == "DELETE" else {
+                "content": {"application/json": {"schema": {"type": "object"}}}})},
+            "4XX": {"description": "the request cannot be done; see detail and errors", **problem},
+        },
+    }
+    permission = getattr(view, "millrace_permission", None)
+    if permission is not None:
+        operation["security"] = [{"bearer": []}]
+        operation["x-permission"] = permission.value
+    body = getattr(view, "millrace_body", None)
+    if body is not None:
+        operation["requestBody"] = {"required": False, "content": {
+            "application/json": {"schema": {"$ref": _register(body, components)}}}}
+    if getattr(view, "millrace_document", False):
+        ref = {"$ref": _register(Flow, components)}
+        operation["requestBody"] = {"required": True, "content": {
+            "application/yaml": {"schema": ref}, "application/json": {"schema": ref}}}
+    return operation
+
+
+def _register(model: Any, components: dict[str, Any]) -> str:
+    schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    components.update(schema.pop("$defs", {}))
+    components[model.__name__] = schema
+    return f"#/components/schemas/{model.__name__}"
+
+
+@blueprint.get("/openapi.json")
+@requires(Permission.READ)
+def openapi() -> Response:
+    """This API's OpenAPI 3.1 document."""
+    return jsonify(build(current_app))
