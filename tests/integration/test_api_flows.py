@@ -175,8 +175,10 @@ def test_saving_a_deleted_flow_again_restores_it(client, tokens) -> None:
 
 
 def test_the_openapi_document_describes_every_route_with_its_permission_and_body(client, tokens) -> None:
+    from openapi_spec_validator import validate
+
     doc = client.get("/api/v1/openapi.json", headers=auth(tokens[Role.VIEWER])).json
-    assert doc["openapi"] == "3.1.0"
+    validate(doc)  # a valid OpenAPI 3.1 document, every $ref resolving
     app = client.application
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
