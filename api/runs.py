@@ -68,10 +68,15 @@ def start_run(flow_id: str, body: StartRun) -> Response:
         run = records.get_run(engine, run_id)
         if run["status"] in ("succeeded", "failed", "cancelled"):
             return jsonify(_run_json(run))
-    response = jsonify({"id": run_id, "status": records.run_status(engine, run_id).value,
-                        "links": {"self": url_for("v1.runs.get_run", run_id=run_id)}})
+    return _accepted(run_id, status=records.run_status(engine, run_id).value)
+
+
+def _accepted(run_id: str, **fields: Any) -> Response:
+    """202 for a run that goes on without the caller, with where to follow it."""
+    location = url_for("v1.runs.get_run", run_id=run_id)
+    response = jsonify({"id": run_id, **fields, "links": {"self": location}})
     response.status_code = 202
-    response.headers["Location"] = url_for("v1.runs.get_run", run_id=run_id)
+    response.headers["Location"] = location
     return response
 
 
@@ -163,11 +168,7 @@ def restart_run(run_id: str, body: RestartRun) -> Response:
     saved = records.get_flow_version(engine, old["flow_id"], old["flow_version"])
     plan = build_plan(flow_from_data(saved["document"]), saved["version"])
     new_id = restart(engine, context.send(), plan, old, step, actor=principal().actor)
-    response = jsonify({"id": new_id, "restarted_from": run_id,
-                        "links": {"self": url_for("v1.runs.get_run", run_id=new_id)}})
-    response.status_code = 202
-    response.headers["Location"] = url_for("v1.runs.get_run", run_id=new_id)
-    return response
+    return _accepted(new_id, restarted_from=run_id)
 
 
 @blueprint.post("/runs/<run_id>/steps/<path:step>/approve")

@@ -26,6 +26,15 @@ steps:
 """
 
 
+def until_status(client, url: str, headers: dict, status: str, timeout: float = 30) -> dict:
+    """Poll a run until it has ``status``; returns it."""
+    deadline = time.monotonic() + timeout
+    while (run := client.get(url, headers=headers).json)["status"] != status:
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
+    return run
+
+
 @pytest.fixture(scope="module")
 def client(engine, worker):
     from api import create_app
@@ -57,32 +66,20 @@ def test_run_and_wait_returns_the_finished_run(client, operator) -> None:
 def test_run_async_then_poll(client, operator) -> None:
     started = client.post("/api/v1/flows/api/runs/runs", json={}, headers=operator)
     assert started.status_code == 202 and started.headers["Location"] == started.json["links"]["self"]
-    deadline = time.monotonic() + 30
-    while True:
-        run = client.get(started.json["links"]["self"], headers=operator).json
-        if run["status"] == "succeeded":
-            break
-        assert time.monotonic() < deadline, run
-        time.sleep(0.1)
+    run = until_status(client, started.json["links"]["self"], operator, "succeeded")
     assert run["result"] == 4 and run["inputs"] == {"n": 2} and run["trigger"] == "api"
 
 
 def test_approval_through_the_api(client, operator) -> None:
     started = client.post("/api/v1/flows/api/gated/runs", headers=operator)
     run_url = started.json["links"]["self"]
-    deadline = time.monotonic() + 30
-    while client.get(run_url, headers=operator).json["status"] != "suspended":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    until_status(client, run_url, operator, "suspended")
     decided = client.post(f"/api/v1/runs/{started.json['id']}/steps/gate/approve", json={"reason": "looks good"},
                           headers=operator)
     assert decided.status_code == 200
     again = client.post(f"/api/v1/runs/{started.json['id']}/steps/gate/approve", headers=operator)
     assert again.status_code == 404  # no step of that run waits any more
-    while client.get(run_url, headers=operator).json["status"] != "succeeded":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    assert client.get(run_url, headers=operator).json["result"] == "shipped"
+    assert until_status(client, run_url, operator, "succeeded")["result"] == "shipped"
 
 
 @pytest.mark.parametrize(("path", "body", "status", "where"), [
@@ -119,14 +116,9 @@ def test_runs_are_listed_newest_first_filtered_and_paged_stably(client, operator
 
 def test_step_logs_and_the_audit_trail(client, operator) -> None:
     run = client.post("/api/v1/flows/api/gated/runs", headers=operator).json
-    deadline = time.monotonic() + 30
-    while client.get(run["links"]["self"], headers=operator).json["status"] != "suspended":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    until_status(client, run["links"]["self"], operator, "suspended")
     client.post(f"/api/v1/runs/{run['id']}/steps/gate/reject", json={"reason": "not now"}, headers=operator)
-    while client.get(run["links"]["self"], headers=operator).json["status"] != "failed":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    until_status(client, run["links"]["self"], operator, "failed")
     events = client.get(f"/api/v1/audit?target=run:{run['id']}", headers=operator).json["items"]
     assert [e["action"] for e in events] == ["run.created", "run.started", "run.suspended", "step.rejected",
                                              "run.failed"]
@@ -166,10 +158,7 @@ def test_cancel_stops_a_running_step_and_nothing_after_it_runs(client, operator,
 
 def test_cancel_ends_a_run_waiting_for_approval(client, operator) -> None:
     run = client.post("/api/v1/flows/api/gated/runs", headers=operator).json
-    deadline = time.monotonic() + 30
-    while client.get(run["links"]["self"], headers=operator).json["status"] != "suspended":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    until_status(client, run["links"]["self"], operator, "suspended")
     cancelled = client.post(f"/api/v1/runs/{run['id']}/cancel", headers=operator).json
     assert cancelled["status"] == "cancelled"
     assert cancelled["steps"][0]["status"] == "failed" and cancelled["steps"][0]["error"] == "run cancelled"
@@ -222,10 +211,7 @@ steps:
         assert bad.status_code == 422 and "restart from one of: expensive, fragile" in bad.json["errors"][0]["message"]
         restarted = client.post(f"/api/v1/runs/{failed['id']}/restart", json={"from": "fragile"}, headers=operator)
         assert restarted.status_code == 202
-        deadline = time.monotonic() + 30
-        while (run := client.get(restarted.json["links"]["self"], headers=operator).json)["status"] != "succeeded":
-            assert time.monotonic() < deadline, run
-            time.sleep(0.1)
+        run = until_status(client, restarted.json["links"]["self"], operator, "succeeded")
         assert run["result"] == first_value  # the earlier result, not a new random number
         assert run["restarted_from"] == failed["id"]
         assert [s["path"] for s in run["steps"]] == ["fragile"]

@@ -23,6 +23,25 @@ def _restart_postgres() -> None:
                    check=True, capture_output=True, timeout=120)
 
 
+def _start_slow_chain(engine, flow_id: str) -> str:
+    """12 sequential steps of 0.3 s each, passing a counter along."""
+    code = "import time\\ndef main(x: int) -> int:\\n    time.sleep(0.3)\\n    return x + 1"
+    lines = []
+    for i in range(12):
+        previous = "0" if i == 0 else '"${{ steps.s' + str(i - 1) + '.result }}"'
+        lines.append(f'  - id: s{i}\n    python: "{code}"\n    with: {{x: {previous}}}')
+    text = f"id: {flow_id}\nsteps:\n" + "\n".join(lines) + "\n"
+    return submit(engine, send, parse_flow(text), text, {}, trigger="test")
+
+
+def _assert_one_outcome_per_step(run: dict) -> None:
+    assert run["status"] == "succeeded", run["error"]
+    assert run["result"] == 12
+    for i in range(12):
+        outcomes = [s for s in run["steps"] if s["path"] == f"s{i}"]
+        assert [(o["attempt"], o["status"]) for o in outcomes] == [(1, "succeeded")]
+
+
 def _until_finished(engine, run_id: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -39,39 +58,17 @@ def _until_finished(engine, run_id: str, timeout: float) -> dict:
 @pytest.mark.skipif(shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").exists(),
                     reason="needs a local PostgreSQL cluster it may restart")
 def test_a_postgres_restart_mid_run_loses_nothing(engine, worker):
-    code = "import time\\ndef main(x: int) -> int:\\n    time.sleep(0.3)\\n    return x + 1"
-    lines = []
-    for i in range(12):
-        previous = "0" if i == 0 else '"${{ steps.s' + str(i - 1) + '.result }}"'
-        lines.append(f'  - id: s{i}\n    python: "{code}"\n    with: {{x: {previous}}}')
-    text = "id: test/pg_restart\nsteps:\n" + "\n".join(lines) + "\n"
-    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
+    run_id = _start_slow_chain(engine, "test/pg_restart")
     time.sleep(1.2)
     _restart_postgres()
-    run = _until_finished(engine, run_id, 180)
-    assert run["status"] == "succeeded", run["error"]
-    assert run["result"] == 12
-    for i in range(12):
-        outcomes = [s for s in run["steps"] if s["path"] == f"s{i}"]
-        assert [(o["attempt"], o["status"]) for o in outcomes] == [(1, "succeeded")]
+    _assert_one_outcome_per_step(_until_finished(engine, run_id, 180))
 
 
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs a local RabbitMQ it may restart")
 def test_a_rabbitmq_restart_mid_run_loses_nothing(engine, worker):
-    code = "import time\\ndef main(x: int) -> int:\\n    time.sleep(0.3)\\n    return x + 1"
-    lines = []
-    for i in range(12):
-        previous = "0" if i == 0 else '"${{ steps.s' + str(i - 1) + '.result }}"'
-        lines.append(f'  - id: s{i}\n    python: "{code}"\n    with: {{x: {previous}}}')
-    text = "id: test/mq_restart\nsteps:\n" + "\n".join(lines) + "\n"
-    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
+    run_id = _start_slow_chain(engine, "test/mq_restart")
     time.sleep(1.2)
     subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
     time.sleep(2)
     subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
-    run = _until_finished(engine, run_id, 180)
-    assert run["status"] == "succeeded", run["error"]
-    assert run["result"] == 12
-    for i in range(12):
-        outcomes = [s for s in run["steps"] if s["path"] == f"s{i}"]
-        assert [(o["attempt"], o["status"]) for o in outcomes] == [(1, "succeeded")]
+    _assert_one_outcome_per_step(_until_finished(engine, run_id, 180))
