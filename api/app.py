@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import Engine
 
-from api import audit, auth, errors, flows, health, openapi, runs, variables
+from api import audit, auth, errors, flows, health, openapi, runs, tokens, variables
 from config.settings import Settings
 from orchestrator.parser import MAX_DOCUMENT_BYTES
 from orchestrator.submission import Revoke, Send
@@ -23,6 +23,7 @@ def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke) -
     v1.register_blueprint(runs.blueprint)
     v1.register_blueprint(audit.blueprint)
     v1.register_blueprint(variables.blueprint)
+    v1.register_blueprint(tokens.blueprint)
     v1.register_blueprint(openapi.blueprint)
     app.register_blueprint(v1)
     return app

@@ -12,6 +12,7 @@ from orchestrator.flow import Flow
 
 blueprint = Blueprint("openapi", __name__)
 _PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
+_INT_PARAM = re.compile(r"<int:([a-z_]+)>")
 _PROBLEM = {
     "type": "object",
     "required": ["type", "title", "status", "detail"],
@@ -55,8 +56,9 @@ def _operation(rule: Any, view: Any, method: str, components: dict[str, Any]) ->
         "operationId": rule.endpoint.replace(".", "_"),
         "summary": doc,
         "tags": [rule.endpoint.split(".")[-2] if rule.endpoint.count(".") > 1 else rule.endpoint.split(".")[0]],
-        "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                       for name in _PARAM.findall(rule.rule)],
+        "parameters": [{"name": name, "in": "path", "required": True, "schema": {
+            "type": "integer" if name in _INT_PARAM.findall(rule.rule) else "string"}}
+            for name in _PARAM.findall(rule.rule)],
         "responses": {
             _SUCCESS[method]: {"description": "done", **({} if method == "DELETE" else {
                 "content": {"application/json": {"schema": {"type": "object"}}}})},

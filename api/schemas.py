@@ -10,6 +10,7 @@ import pydantic
 from flask import request
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.access import Role
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.parser import problems_from
 
@@ -44,6 +45,13 @@ class SetVariable(Body):
 
     value: Any
     secret: bool = False
+
+
+class NewToken(Body):
+    """Create an API token; it is returned once."""
+
+    name: str = Field(min_length=1, max_length=200)
+    role: Role
 
 
 class Empty(Body):

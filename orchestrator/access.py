@@ -6,8 +6,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 
+from orchestrator.errors import NotFound
 from orchestrator.models import ApiToken
 from orchestrator.records import audit, now
 
@@ -70,6 +71,22 @@ def create_token(engine: Engine, name: str, role: Role, actor: str = "cli") -> s
                                                created_at=now()))
         audit(conn, actor, "token.created", f"token:{name}", role=role.value)
     return token
+
+
+def list_tokens(engine: Engine) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.created_at,
+                                   api_tokens.c.revoked_at).order_by(api_tokens.c.id)).mappings()
+        return [dict(r) for r in rows]
+
+
+def revoke_token(engine: Engine, token_id: int, actor: str) -> None:
+    with engine.begin() as conn:
+        row = conn.execute(update(api_tokens).where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+                           .values(revoked_at=now()).returning(api_tokens.c.name)).first()
+        if row is None:
+            raise NotFound(f"no active token {token_id}")
+        audit(conn, actor, "token.revoked", f"token:{row.name}")
 
 
 def authenticate(engine: Engine, token: str) -> Principal | None:
