@@ -29,31 +29,27 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
     return response
 
 
+# One HTTP status per error type, in one place (ValidationError adds its `errors` list).
+STATUS: dict[type[Exception], tuple[int, str]] = {
+    ValidationError: (422, "Invalid document"),
+    NotFound: (404, "Not found"),
+    Conflict: (409, "Conflict"),
+    FlowError: (400, "Bad request"),
+    Unauthorized: (401, "Unauthorized"),
+    Forbidden: (403, "Forbidden"),
+}
+
+
 def register(app: Flask) -> None:
-    @app.errorhandler(ValidationError)
-    def _invalid(exc: ValidationError) -> Response:
-        errors = [{"path": p.path, "message": p.message} for p in exc.problems]
-        return problem(422, "Invalid document", f"{len(errors)} problem(s) found", errors=errors)
+    def known(exc: Exception) -> Response:
+        status, title = next(v for k, v in STATUS.items() if isinstance(exc, k))
+        if isinstance(exc, ValidationError):
+            errors = [{"path": p.path, "message": p.message} for p in exc.problems]
+            return problem(status, title, f"{len(errors)} problem(s) found", errors=errors)
+        return problem(status, title, str(exc))
 
-    @app.errorhandler(NotFound)
-    def _not_found(exc: NotFound) -> Response:
-        return problem(404, "Not found", str(exc))
-
-    @app.errorhandler(Conflict)
-    def _conflict(exc: Conflict) -> Response:
-        return problem(409, "Conflict", str(exc))
-
-    @app.errorhandler(FlowError)
-    def _flow_error(exc: FlowError) -> Response:
-        return problem(400, "Bad request", str(exc))
-
-    @app.errorhandler(Unauthorized)
-    def _unauthorized(exc: Unauthorized) -> Response:
-        return problem(401, "Unauthorized", str(exc))
-
-    @app.errorhandler(Forbidden)
-    def _forbidden(exc: Forbidden) -> Response:
-        return problem(403, "Forbidden", str(exc))
+    for error_type in STATUS:
+        app.register_error_handler(error_type, known)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
