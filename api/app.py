@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import Engine
 
-from api import audit, auth, errors, flows, health, openapi, runs, tokens, variables
+from api import audit, auth, errors, flows, health, openapi, runs, scripts, tokens, variables
 from config.settings import Settings
 from orchestrator.parser import MAX_DOCUMENT_BYTES
 from orchestrator.submission import Revoke, Send
@@ -20,10 +20,12 @@ def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke) -
     app.register_blueprint(health.blueprint)
     v1 = auth.protected_blueprint("v1", "/api/v1")
     v1.register_blueprint(flows.blueprint)
+    v1.register_blueprint(scripts.blueprint)
     v1.register_blueprint(runs.blueprint)
     v1.register_blueprint(audit.blueprint)
     v1.register_blueprint(variables.blueprint)
     v1.register_blueprint(tokens.blueprint)
     v1.register_blueprint(openapi.blueprint)
     app.register_blueprint(v1)
+    app.add_url_rule("/api/v1/docs", "docs", openapi.docs_page)  # a page without data: no token
     return app

@@ -16,6 +16,10 @@ from orchestrator.access import Permission, Principal, authenticate
 
 View = TypeVar("View", bound=Callable)
 
+# The only endpoints served without a token: liveness, readiness, and the docs page (a page
+# without data, which asks for a token and sends it with every request it makes).
+PUBLIC = ("health.healthz", "health.readyz", "docs")
+
 
 def requires(permission: Permission) -> Callable[[View], View]:
     def mark(view: View) -> View:

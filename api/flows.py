@@ -1,21 +1,20 @@
 """/api/v1/flows: save flow documents as versions, read them back, validate without saving."""
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from api import context
+from api import context, versioned
 from api.auth import principal, requires
 from orchestrator import records
 from orchestrator.access import Permission
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.flow import Flow
 from orchestrator.parser import parse_flow
+from orchestrator.scripts import check_script_steps
 
 blueprint = Blueprint("flows", __name__, url_prefix="/flows")
-MAX_PAGE = 200
 
 
 def _parse_body() -> tuple[Flow, str]:
@@ -49,6 +48,7 @@ def _takes_document(view):  # type: ignore[no-untyped-def]
 def validate_flow() -> Response:
     """Check a flow document; nothing is stored."""
     flow, _ = _parse_body()
+    check_script_steps(context.engine(), flow)
     return jsonify({"valid": True, "id": flow.id, "steps": len(flow.steps)})
 
 
@@ -61,7 +61,8 @@ def put_flow(flow_id: str) -> Response:
     if flow.id != flow_id:
         raise ValidationError([Problem("id", f"the document's id '{flow.id}' differs from the URL's '{flow_id}'")])
     engine = context.engine()
-    previous = records.newest_version(engine, flow_id)
+    check_script_steps(engine, flow)
+    previous = records.newest_version(engine, records.FLOWS, flow_id)
     version = records.save_flow(engine, flow, source, actor=principal().actor)
     response = jsonify(_flow_json(records.get_flow_version(engine, flow_id, version)))
     response.status_code = 201 if version > previous else 200
@@ -80,7 +81,7 @@ def get_flow(flow_id: str) -> Response:
 @requires(Permission.DEFINE)
 def delete_flow(flow_id: str) -> Response:
     """Delete a flow: it leaves listings and cannot start; its versions stay for its runs."""
-    records.delete_flow(context.engine(), flow_id, principal().actor)
+    records.delete_versioned(context.engine(), records.FLOWS, flow_id, principal().actor)
     return Response(status=204)
 
 
@@ -88,25 +89,12 @@ def delete_flow(flow_id: str) -> Response:
 @requires(Permission.READ)
 def flow_versions(flow_id: str) -> Response:
     """Every version, each with a unified diff of its source against the one before."""
-    versions = records.flow_versions_of(context.engine(), flow_id)
-    items = []
-    previous = ""
-    for row in versions:
-        diff = "".join(difflib.unified_diff(previous.splitlines(True), row["source"].splitlines(True),
-                                            f"version {row['version'] - 1}", f"version {row['version']}"))
-        items.append({"version": row["version"], "created_at": row["created_at"].isoformat(), "diff": diff})
-        previous = row["source"]
-    return jsonify({"id": flow_id, "versions": items})
+    return versioned.history(records.FLOWS, flow_id, "source")
 
 
 @blueprint.get("")
 @requires(Permission.READ)
 def list_flows() -> Response:
     """Saved flows by id, paged with ``cursor``, filtered by ``prefix``."""
-    limit = min(max(request.args.get("limit", 50, type=int), 1), MAX_PAGE)
-    rows = records.list_flows(context.engine(), prefix=request.args.get("prefix", ""),
-                              after=request.args.get("cursor", ""), limit=limit)
-    items = [{"id": r["flow_id"], "latest_version": r["latest_version"],
-              "updated_at": r["updated_at"].isoformat()} for r in rows]
-    next_cursor = rows[-1]["flow_id"] if len(rows) == limit else None
-    return jsonify({"items": items, "next_cursor": next_cursor})
+    return versioned.listing(records.FLOWS, lambda row: {
+        "id": row["flow_id"], "latest_version": row["latest_version"], "updated_at": row["updated_at"].isoformat()})

@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify, url_for
+from markupsafe import escape
 
 from api.auth import requires
 from orchestrator.access import Permission
@@ -31,7 +32,7 @@ def build(app: Flask) -> dict[str, Any]:
     components: dict[str, Any] = {"Problem": _PROBLEM}
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if rule.endpoint == "static":
+        if rule.endpoint in ("static", "docs"):
             continue
         view = app.view_functions[rule.endpoint]
         path = _PARAM.sub(r"{\1}", rule.rule)
@@ -92,3 +93,56 @@ def _register(model: Any, components: dict[str, Any]) -> str:
 def openapi() -> Response:
     """This API's OpenAPI 3.1 document."""
     return jsonify(build(current_app))
+
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Millrace API</title>
+  <link rel="stylesheet" href="{assets}/swagger-ui.css">
+  <style>
+    body {{ margin: 0; font-family: sans-serif; }}
+    #token {{ padding: 12px 20px; background: #1b1b1b; color: #eee; }}
+    #token input {{ width: 28em; font-family: monospace; }}
+  </style>
+</head>
+<body>
+  <form id="token">
+    <label>API token <input name="value" type="password" autocomplete="off"
+      placeholder="from `millrace tokens create`"></label>
+    <button>Use</button>
+  </form>
+  <div id="ui"></div>
+  <script src="{assets}/swagger-ui-bundle.js"></script>
+  <script>
+    const KEY = "millrace-token";
+    const form = document.getElementById("token");
+    function show(token) {{
+      SwaggerUIBundle({{
+        url: "{spec}", dom_id: "#ui", deepLinking: true, tryItOutEnabled: true,
+        requestInterceptor: (req) => {{ req.headers.Authorization = "Bearer " + token; return req; }},
+      }});
+    }}
+    form.addEventListener("submit", (event) => {{
+      event.preventDefault();
+      sessionStorage.setItem(KEY, form.value.value);
+      show(form.value.value);
+    }});
+    const saved = sessionStorage.getItem(KEY);
+    if (saved) {{ form.value.value = saved; show(saved); }}
+  </script>
+</body>
+</html>
+"""
+
+
+def docs_page() -> Response:
+    """Interactive docs (Swagger UI) for the OpenAPI document.
+
+    The page itself holds no data, so it is served without a token: it asks for one and
+    sends it with every request it makes, the OpenAPI document's included.
+    """
+    settings = current_app.extensions["millrace"]["settings"]
+    html = _DOCS_PAGE.format(assets=escape(settings.docs_assets), spec=url_for("v1.openapi.openapi"))
+    return Response(html, mimetype="text/html")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pydantic
 from flask import request
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.access import Role
 from orchestrator.errors import Problem, ValidationError
-from orchestrator.parser import problems_from
+from orchestrator.parser import MAX_DOCUMENT_BYTES, problems_from
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -52,6 +52,15 @@ class NewToken(Body):
 
     name: str = Field(min_length=1, max_length=200)
     role: Role
+
+
+class SaveScript(Body):
+    """Save code as a script's next version."""
+
+    language: Literal["python", "bash", "javascript", "sql"]
+    code: str = Field(min_length=1, max_length=MAX_DOCUMENT_BYTES,
+                      description="Python/JavaScript: defines `main`; Bash/SQL: the script itself")
+    summary: str | None = Field(default=None, max_length=500)
 
 
 class Empty(Body):

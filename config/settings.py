@@ -30,6 +30,8 @@ class Settings:
     local: bool
     secret_keys: tuple[str, ...]  # Fernet keys; the first encrypts, all decrypt (rotation)
     api_port: int = 8080
+    # Where the browser loads Swagger UI from for /api/v1/docs (a mirror for air-gapped sites).
+    docs_assets: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14"
     default_queue: str = "millrace"
     log_limit: int = 65536
     result_limit: int = 1 << 20
@@ -61,6 +63,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         local=local,
         secret_keys=tuple(k.strip() for k in env.get("MILLRACE_SECRET_KEY", "").split(",") if k.strip()),
         api_port=_env_int(env, "MILLRACE_API_PORT", 8080),
+        docs_assets=env.get("MILLRACE_DOCS_ASSETS", Settings.docs_assets).rstrip("/"),
         default_queue=env.get("MILLRACE_DEFAULT_QUEUE", "millrace"),
         log_limit=_env_int(env, "MILLRACE_LOG_LIMIT", 65536),
         result_limit=_env_int(env, "MILLRACE_RESULT_LIMIT", 1 << 20),

@@ -12,9 +12,13 @@ Context = dict[str, Any]
 
 
 def new_context(run_id: str, flow_id: str, version: int, inputs: dict[str, Any],
-                depth: int = 0) -> Context:
+                depth: int = 0, scripts: dict[str, int] | None = None) -> Context:
+    """A run's first context; ``scripts`` pins each ``script:`` reference to a version."""
+    run: dict[str, Any] = {"id": run_id, "flow": flow_id, "version": version, "depth": depth}
+    if scripts:
+        run["scripts"] = scripts
     return {
-        "run": {"id": run_id, "flow": flow_id, "version": version, "depth": depth},
+        "run": run,
         "inputs": inputs,
         "steps": {},
         "last": None,

@@ -23,6 +23,8 @@ from orchestrator.durations import Duration
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 FLOW_ID = r"^[a-z0-9_][a-z0-9_-]*(/[a-z0-9_][a-z0-9_-]*)*$"
+SCRIPT_PATH = r"[a-z0-9_][a-z0-9_-]*(/[a-z0-9_][a-z0-9_-]*)*"
+SCRIPT_REF = rf"^{SCRIPT_PATH}(@[1-9][0-9]*)?$"
 INPUT_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 
 StepId = Annotated[str, Field(pattern=STEP_ID, description="Unique in the flow; a Python identifier")]
@@ -99,7 +101,9 @@ class SqlStep(StepBase):
 
 
 class ScriptStep(StepBase):
-    script: Annotated[str, Field(pattern=r"^[a-z0-9_][a-z0-9_/-]*(@[0-9]+)?$")]
+    script: Annotated[str, Field(pattern=SCRIPT_REF, max_length=210,
+                                 description="A saved script's path, `@N` to pin version N (else the latest "
+                                             "when the run starts)")]
 
 
 class SubflowStep(StepBase):

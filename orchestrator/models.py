@@ -77,6 +77,32 @@ class FlowVersion(Base):
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
 
 
+class ScriptRecord(Base):
+    """A saved script's path and its newest version; versions live in ScriptVersion."""
+
+    __tablename__ = "scripts"
+    path: Mapped[str] = mapped_column(String(200), primary_key=True)
+    latest_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class ScriptVersion(Base):
+    """One immutable saved version of a script, with the input schema read from its code."""
+
+    __tablename__ = "script_versions"
+    path: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    language: Mapped[str] = mapped_column(String(16))
+    code: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(String(500))
+    input_schema: Mapped[dict[str, Any]] = mapped_column(Json)
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
 class Run(Base):
     __tablename__ = "runs"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -91,6 +117,7 @@ class Run(Base):
     parent_run_id: Mapped[str | None] = mapped_column(String(36))
     parent_step_run_id: Mapped[int | None] = mapped_column(Id)
     restarted_from: Mapped[str | None] = mapped_column(String(36))  # the failed run it continues
+    scripts: Mapped[dict[str, int] | None] = mapped_column(Json, nullable=True)  # script ref -> pinned version
     depth: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
     published_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)

@@ -27,6 +27,8 @@ from orchestrator.models import (
     FlowVersion,
     Run,
     RunStatus,
+    ScriptRecord,
+    ScriptVersion,
     StepCacheEntry,
     StepRun,
     StepStatus,
@@ -38,6 +40,8 @@ audit_events = AuditEvent.__table__
 flow_versions = FlowVersion.__table__
 flows = FlowRecord.__table__
 step_cache = StepCacheEntry.__table__
+scripts = ScriptRecord.__table__
+script_versions = ScriptVersion.__table__
 
 ACTIVE = (RunStatus.RUNNING.value, RunStatus.SUSPENDED.value)
 
@@ -62,40 +66,65 @@ def audit(conn: Connection, actor: str, action: str, target: str, **details: Any
     conn.execute(insert(audit_events).values(at=now(), actor=actor, action=action, target=target, details=details))
 
 
-# --- flows -------------------------------------------------------------------------------
+# --- flows and scripts: immutable versions under a head row ----------------------------
+
+@dataclass(frozen=True)
+class Versioned:
+    """A kind of definition kept as immutable versions: its head table and versions table."""
+
+    noun: str
+    heads: Any
+    versions: Any
+    key: str  # the column naming one definition
+
+    def key_of(self, table: Any) -> Any:
+        return table.c[self.key]
+
+
+FLOWS = Versioned("flow", flows, flow_versions, "flow_id")
+SCRIPTS = Versioned("script", scripts, script_versions, "path")
+
 
 def save_flow(engine: Engine, flow: Flow, source: str, actor: str = "cli") -> int:
     """Store ``flow`` as a new version unless the latest version is the same document."""
     document = flow.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+    return save_version(engine, FLOWS, flow.id, {"document": document, "source": source}, actor,
+                        same_as=document)
+
+
+def save_version(engine: Engine, kind: Versioned, key: str, values: dict[str, Any], actor: str, *,
+                 same_as: Any) -> int:
+    """Store ``values`` as the next version of ``key``, unless the latest version was saved
+    with an equal ``same_as`` (then its number is returned, and a deleted definition is
+    restored)."""
+    digest = hashlib.sha256(json.dumps(same_as, sort_keys=True).encode()).hexdigest()
+    heads, versions = kind.heads, kind.versions
     for _ in range(3):
         try:
             with engine.begin() as conn:
                 latest = conn.execute(
-                    select(flow_versions.c.version, flow_versions.c.digest)
-                    .where(flow_versions.c.flow_id == flow.id)
-                    .order_by(flow_versions.c.version.desc()).limit(1)
+                    select(versions.c.version, versions.c.digest).where(kind.key_of(versions) == key)
+                    .order_by(versions.c.version.desc()).limit(1)
                 ).first()
                 if latest and latest.digest == digest:
-                    conn.execute(update(flows).where(flows.c.flow_id == flow.id, flows.c.deleted_at.is_not(None))
+                    conn.execute(update(heads).where(kind.key_of(heads) == key, heads.c.deleted_at.is_not(None))
                                  .values(deleted_at=None, updated_at=now()))  # saving again restores it
                     return latest.version
                 version = latest.version + 1 if latest else 1
                 at = now()
-                conn.execute(insert(flow_versions).values(
-                    flow_id=flow.id, version=version, document=document, source=source,
-                    digest=digest, created_at=at))
+                conn.execute(insert(versions).values(
+                    {kind.key: key, "version": version, "digest": digest, "created_at": at, **values}))
                 if latest:
-                    conn.execute(update(flows).where(flows.c.flow_id == flow.id).values(
+                    conn.execute(update(heads).where(kind.key_of(heads) == key).values(
                         latest_version=version, updated_at=at, deleted_at=None))
                 else:
-                    conn.execute(insert(flows).values(
-                        flow_id=flow.id, latest_version=version, created_at=at, updated_at=at))
-                audit(conn, actor, "flow.saved", f"flow:{flow.id}", version=version)
+                    conn.execute(insert(heads).values(
+                        {kind.key: key, "latest_version": version, "created_at": at, "updated_at": at}))
+                audit(conn, actor, f"{kind.noun}.saved", f"{kind.noun}:{key}", version=version)
                 return version
         except IntegrityError:
             continue  # another writer took this version number: read again
-    raise Conflict(f"flow {flow.id} is being saved concurrently; try again")
+    raise Conflict(f"{kind.noun} {key} is being saved concurrently; try again")
 
 
 def load_flow_document(engine: Engine, flow_id: str, version: int | None = None) -> tuple[int, dict]:
@@ -110,56 +139,67 @@ def load_flow_document(engine: Engine, flow_id: str, version: int | None = None)
     return row.version, row.document
 
 
-def get_flow_version(engine: Engine, flow_id: str, version: int | None = None) -> dict[str, Any]:
-    """A saved flow version with its document and source (the latest when ``version`` is None;
-    a deleted flow has no latest version, but its versions can still be read by number)."""
-    query = select(flow_versions).where(flow_versions.c.flow_id == flow_id)
+def get_version(engine: Engine, kind: Versioned, key: str, version: int | None = None) -> dict[str, Any]:
+    """A saved version (the latest when ``version`` is None; a deleted definition has no
+    latest version, but its versions can still be read by number)."""
+    versions = kind.versions
+    query = select(versions).where(kind.key_of(versions) == key)
     if not version:
-        live = select(flows.c.flow_id).where(flows.c.flow_id == flow_id, flows.c.deleted_at.is_(None))
-        query = query.where(exists(live))
-    query = query.where(flow_versions.c.version == version) if version else query.order_by(
-        flow_versions.c.version.desc()).limit(1)
+        live = select(kind.key_of(kind.heads)).where(kind.key_of(kind.heads) == key,
+                                                      kind.heads.c.deleted_at.is_(None))
+        query = query.where(exists(live)).order_by(versions.c.version.desc()).limit(1)
+    else:
+        query = query.where(versions.c.version == version)
     with engine.connect() as conn:
         row = conn.execute(query).mappings().first()
     if row is None:
-        raise NotFound(f"flow '{flow_id}'" + (f" version {version}" if version else "") + " does not exist")
+        raise NotFound(f"{kind.noun} '{key}'" + (f" version {version}" if version else "") + " does not exist")
     return dict(row)
 
 
-def delete_flow(engine: Engine, flow_id: str, actor: str) -> None:
-    """Hide a flow from listings and new runs; its versions stay for the runs that used them."""
+def get_flow_version(engine: Engine, flow_id: str, version: int | None = None) -> dict[str, Any]:
+    return get_version(engine, FLOWS, flow_id, version)
+
+
+def delete_versioned(engine: Engine, kind: Versioned, key: str, actor: str) -> None:
+    """Hide a definition from listings and new use; its versions stay for the runs that used them."""
     with engine.begin() as conn:
-        changed = conn.execute(update(flows).where(flows.c.flow_id == flow_id, flows.c.deleted_at.is_(None))
+        changed = conn.execute(update(kind.heads).where(kind.key_of(kind.heads) == key,
+                                                        kind.heads.c.deleted_at.is_(None))
                                .values(deleted_at=now())).rowcount
         if not changed:
-            raise NotFound(f"flow '{flow_id}' does not exist")
-        audit(conn, actor, "flow.deleted", f"flow:{flow_id}")
+            raise NotFound(f"{kind.noun} '{key}' does not exist")
+        audit(conn, actor, f"{kind.noun}.deleted", f"{kind.noun}:{key}")
 
 
-def newest_version(engine: Engine, flow_id: str) -> int:
-    """The highest version number saved for a flow, deleted or not; 0 if none."""
+def newest_version(engine: Engine, kind: Versioned, key: str) -> int:
+    """The highest version number saved, deleted or not; 0 if none."""
     with engine.connect() as conn:
-        return conn.execute(select(func.max(flow_versions.c.version))
-                            .where(flow_versions.c.flow_id == flow_id)).scalar() or 0
+        return conn.execute(select(func.max(kind.versions.c.version))
+                            .where(kind.key_of(kind.versions) == key)).scalar() or 0
 
 
-def flow_versions_of(engine: Engine, flow_id: str) -> list[dict[str, Any]]:
+def versions_of(engine: Engine, kind: Versioned, key: str, text_column: str) -> list[dict[str, Any]]:
+    """Every version's number, time and ``text_column`` (the text diffs are made of)."""
+    versions = kind.versions
     with engine.connect() as conn:
-        rows = conn.execute(select(flow_versions.c.version, flow_versions.c.created_at, flow_versions.c.source)
-                            .where(flow_versions.c.flow_id == flow_id).order_by(flow_versions.c.version)).mappings()
+        rows = conn.execute(select(versions.c.version, versions.c.created_at, versions.c[text_column])
+                            .where(kind.key_of(versions) == key).order_by(versions.c.version)).mappings()
         found = [dict(r) for r in rows]
     if not found:
-        raise NotFound(f"flow '{flow_id}' does not exist")
+        raise NotFound(f"{kind.noun} '{key}' does not exist")
     return found
 
 
-def list_flows(engine: Engine, *, prefix: str = "", after: str = "", limit: int = 50) -> list[dict[str, Any]]:
-    """Saved flows ordered by id, ``limit`` after the id ``after`` (a stable cursor)."""
-    query = select(flows).where(flows.c.deleted_at.is_(None), flows.c.flow_id > after)
+def list_heads(engine: Engine, kind: Versioned, *, prefix: str = "", after: str = "",
+               limit: int = 50) -> list[dict[str, Any]]:
+    """Live definitions ordered by key, ``limit`` after the key ``after`` (a stable cursor)."""
+    key = kind.key_of(kind.heads)
+    query = select(kind.heads).where(kind.heads.c.deleted_at.is_(None), key > after)
     if prefix:
-        query = query.where(flows.c.flow_id.startswith(prefix, autoescape=True))
+        query = query.where(key.startswith(prefix, autoescape=True))
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(query.order_by(flows.c.flow_id).limit(limit)).mappings()]
+        return [dict(r) for r in conn.execute(query.order_by(key).limit(limit)).mappings()]
 
 
 # --- runs --------------------------------------------------------------------------------
@@ -167,13 +207,14 @@ def list_flows(engine: Engine, *, prefix: str = "", after: str = "", limit: int 
 def create_run(engine: Engine, run_id: str, flow_id: str, version: int, inputs: dict[str, Any], *,
                trigger: str = "cli", parent_run_id: str | None = None,
                parent_step_run_id: int | None = None, depth: int = 0, actor: str = "cli",
-               idempotency_key: str | None = None, restarted_from: str | None = None) -> str:
+               idempotency_key: str | None = None, restarted_from: str | None = None,
+               scripts: dict[str, int] | None = None) -> str:
     """Record a queued run; with an idempotency key already used for this flow, the earlier run's id."""
     try:
         with engine.begin() as conn:
             insert_run(conn, run_id, flow_id, version, inputs, trigger=trigger, parent_run_id=parent_run_id,
                        parent_step_run_id=parent_step_run_id, depth=depth, actor=actor,
-                       idempotency_key=idempotency_key, restarted_from=restarted_from)
+                       idempotency_key=idempotency_key, restarted_from=restarted_from, scripts=scripts)
         return run_id
     except IntegrityError:
         if idempotency_key is None:
@@ -185,12 +226,13 @@ def create_run(engine: Engine, run_id: str, flow_id: str, version: int, inputs: 
 
 def insert_run(conn: Connection, run_id: str, flow_id: str, version: int, inputs: dict[str, Any], *,
                trigger: str, parent_run_id: str | None, parent_step_run_id: int | None, depth: int,
-               actor: str, idempotency_key: str | None = None, restarted_from: str | None = None) -> None:
+               actor: str, idempotency_key: str | None = None, restarted_from: str | None = None,
+               scripts: dict[str, int] | None = None) -> None:
     conn.execute(insert(runs).values(
         id=run_id, flow_id=flow_id, flow_version=version, status=RunStatus.QUEUED.value,
         inputs=inputs, trigger=trigger, parent_run_id=parent_run_id,
         parent_step_run_id=parent_step_run_id, depth=depth, created_at=now(),
-        idempotency_key=idempotency_key, restarted_from=restarted_from))
+        idempotency_key=idempotency_key, restarted_from=restarted_from, scripts=scripts or None))
     audit(conn, actor, "run.created", f"run:{run_id}", flow=flow_id, version=version, trigger=trigger,
           restarted_from=restarted_from)
 
@@ -335,7 +377,8 @@ def attempt_id(engine: Engine, run_id: str, path: str, attempt: int) -> int:
 
 
 def start_subflow(engine: Engine, *, parent_run_id: str, attempt_id: int, continuation: dict,
-                  flow_id: str, version: int, inputs: dict[str, Any], depth: int, worker: str) -> str:
+                  flow_id: str, version: int, inputs: dict[str, Any], depth: int, worker: str,
+                  scripts: dict[str, int] | None = None) -> str:
     """Create the child run of a flow step and park the step, together; returns the child id.
 
     A redelivery finds the child made before (its publication is the sweeper's if lost).
@@ -346,7 +389,7 @@ def start_subflow(engine: Engine, *, parent_run_id: str, attempt_id: int, contin
             return existing
         child_id = str(uuid.uuid4())
         insert_run(conn, child_id, flow_id, version, inputs, trigger="subflow", parent_run_id=parent_run_id,
-                   parent_step_run_id=attempt_id, depth=depth, actor=worker)
+                   parent_step_run_id=attempt_id, depth=depth, actor=worker, scripts=scripts)
         conn.execute(update(step_runs).where(step_runs.c.id == attempt_id).values(
             status=StepStatus.WAITING.value, continuation=continuation))
     return child_id
@@ -573,7 +616,7 @@ def unpublished_runs(engine: Engine, older_than: float) -> list[Any]:
     cutoff = now() - dt.timedelta(seconds=older_than)
     with engine.connect() as conn:
         return conn.execute(select(runs.c.id, runs.c.flow_id, runs.c.flow_version, runs.c.inputs, runs.c.depth,
-                                   runs.c.restarted_from)
+                                   runs.c.restarted_from, runs.c.scripts)
                             .where(runs.c.status == RunStatus.QUEUED.value, runs.c.published_at.is_(None),
                                    runs.c.created_at < cutoff).limit(100)).all()
 

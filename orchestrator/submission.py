@@ -22,13 +22,13 @@ from orchestrator.flow import Flow, step_kind
 from orchestrator.inputs import validate_inputs
 from orchestrator.models import RunStatus, StepStatus
 from orchestrator.plan import Plan, build_plan
+from orchestrator.scripts import check_script_steps, pin_scripts
 from orchestrator.validation import walk_steps
 
 Send = Callable[[Signature], Any]
 Revoke = Callable[[list[str]], Any]  # stops the Celery tasks with these ids wherever they run
 
 _NOT_YET = {
-    "script": "saved scripts arrive with the API; use an inline python: or bash: step",
     "javascript": "javascript steps are not supported by this release; use python: or bash:",
     "sql": "sql steps are not supported by this release; use python: or bash:",
 }
@@ -49,6 +49,7 @@ def submit(engine: Engine, send: Send, flow: Flow, source: str, given: dict[str,
            trigger: str, actor: str = "cli") -> str:
     """Save the flow, check the inputs, record the run, then publish it; returns the run id."""
     check_runnable(flow)
+    check_script_steps(engine, flow)
     inputs = validate_inputs(flow.inputs, given)
     version = records.save_flow(engine, flow, source, actor=actor)
     return start_saved(engine, send, build_plan(flow, version), inputs, trigger=trigger, actor=actor)
@@ -59,21 +60,23 @@ def start_saved(engine: Engine, send: Send, plan: Plan, inputs: dict[str, Any], 
     """Record and publish a run of a saved flow version whose inputs are already checked.
 
     With an ``idempotency_key`` used before for this flow, nothing starts: the earlier
-    run's id is returned.
+    run's id is returned. Each ``script:`` step is pinned now to the version it will run.
     """
     new_id = str(uuid.uuid4())
+    pins = pin_scripts(engine, plan.flow)
     run_id = records.create_run(engine, new_id, plan.flow_id, plan.version, inputs, trigger=trigger, actor=actor,
-                                idempotency_key=idempotency_key)
+                                idempotency_key=idempotency_key, scripts=pins)
     if run_id == new_id:
-        publish_run(send, plan, run_id, inputs)
+        publish_run(send, plan, run_id, inputs, scripts=pins)
         records.mark_published(engine, run_id)
     return run_id
 
 
-def publish_run(send: Send, plan: Plan, run_id: str, inputs: dict[str, Any], depth: int = 0) -> None:
+def publish_run(send: Send, plan: Plan, run_id: str, inputs: dict[str, Any], depth: int = 0,
+                scripts: dict[str, int] | None = None) -> None:
     """Send a run's canvas (its row is committed already)."""
     ref = RunRef(run_id, plan.flow_id, plan.version)
-    send(compiler.compile_run(plan, ref, new_context(run_id, plan.flow_id, plan.version, inputs, depth)))
+    send(compiler.compile_run(plan, ref, new_context(run_id, plan.flow_id, plan.version, inputs, depth, scripts)))
 
 
 def restart(engine: Engine, send: Send, plan: Plan, run: dict[str, Any], step: str, *, actor: str) -> str:
@@ -92,8 +95,8 @@ def restart(engine: Engine, send: Send, plan: Plan, run: dict[str, Any], step: s
                                                "to reuse; restart from it instead")])
     new_id = str(uuid.uuid4())
     records.create_run(engine, new_id, plan.flow_id, plan.version, run["inputs"], trigger="restart", actor=actor,
-                       restarted_from=run["id"])
-    ctx = new_context(new_id, plan.flow_id, plan.version, run["inputs"])
+                       restarted_from=run["id"], scripts=run["scripts"])
+    ctx = new_context(new_id, plan.flow_id, plan.version, run["inputs"], scripts=run["scripts"])
     for path in plan.main[:first]:
         set_outcome(ctx, plan.node(path).id, outcomes[path]["status"], outcomes[path]["result"])
     send(compiler.compile_run(plan, RunRef(new_id, plan.flow_id, plan.version), ctx, first))

@@ -13,7 +13,7 @@ from orchestrator.executors.bash import BashExecutor
 from orchestrator.executors.python import PythonExecutor
 from orchestrator.parser import flow_from_data
 from orchestrator.plan import Plan, build_plan
-from orchestrator.records import load_flow_document
+from orchestrator.records import SCRIPTS, get_version, load_flow_document
 
 
 class Runtime:
@@ -28,6 +28,7 @@ class Runtime:
         self.settings = settings
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._plans: dict[tuple[str, int], Plan] = {}
+        self._scripts: dict[tuple[str, int], tuple[str, str]] = {}
         self._engine: Engine | None = None
         self._python: PythonExecutor | None = None
         self._bash: BashExecutor | None = None
@@ -46,6 +47,15 @@ class Runtime:
             _, document = load_flow_document(self.engine, flow_id, version)
             plan = self._plans[key] = build_plan(flow_from_data(document), version)
         return plan
+
+    def script(self, path: str, version: int) -> tuple[str, str]:
+        """A saved script version's language and code; read once per process (immutable)."""
+        key = (path, version)
+        found = self._scripts.get(key)
+        if found is None:
+            row = get_version(self.engine, SCRIPTS, path, version)
+            found = self._scripts[key] = (row["language"], row["code"])
+        return found
 
     @property
     def python(self) -> PythonExecutor:

@@ -29,6 +29,7 @@ from orchestrator.inputs import validate_inputs
 from orchestrator.models import StepStatus
 from orchestrator.plan import Node, Plan, truthy
 from orchestrator.records import Attempt, Ending
+from orchestrator.scripts import pin_scripts, split_ref
 from orchestrator.submission import publish_continuation, publish_run
 from orchestrator.variables import mask
 from orchestrator.variables import resolve as resolve_variables
@@ -210,16 +211,22 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context:
         args = node.arguments.render(s.names)
     except ExpressionError as exc:
         return _fail(self, s, f"with: {exc}", retryable=False)
-    code = getattr(node.step, node.kind)
+    kind, code = node.kind, getattr(node.step, node.kind)
+    if kind == "script":
+        pinned = s.ctx["run"].get("scripts", {}).get(code)
+        if pinned is None:
+            return _fail(self, s, f"script '{code}' was not pinned when the run started", retryable=False)
+        kind, code = s.rt.script(split_ref(code)[0], pinned)
     cache = node.step.cache
     if cache is not None:
         key = records.cache_key(s.ref.flow_id, node.path, code, args)
         hit, result = records.cached_result(s.rt.engine, key)
         if hit:
             return _succeed(s, result, cached=True)
-    executor = _executor(s.rt, node.kind)
+    executor = _executor(s.rt, kind)
     if executor is None:
-        return _fail(self, s, _unavailable(node.kind), retryable=False)
+        return _fail(self, s, f"{kind} steps are not supported by this worker yet; use python: or bash:",
+                     retryable=False)
     env = {
         "MILLRACE_RUN_ID": s.ref.run_id,
         "MILLRACE_FLOW_ID": s.ref.flow_id,
@@ -247,12 +254,6 @@ def _executor(rt: Runtime, kind: str) -> Any:
     if kind == "bash":
         return rt.bash
     return None
-
-
-def _unavailable(kind: str) -> str:
-    if kind == "script":
-        return "saved scripts arrive with the API; use an inline python: or bash: step"
-    return f"{kind} steps are not supported by this worker yet; use python: or bash:"
 
 
 # --- composite steps ---------------------------------------------------------------------
@@ -403,11 +404,12 @@ def _start_subflow(task: Task, s: _Step, continuation: dict[str, Any]) -> Contex
         version, _ = records.load_flow_document(rt.engine, flow_id, int(version_text) if version_text else None)
         child_plan = rt.plan(flow_id, version)
         inputs = validate_inputs(child_plan.flow.inputs, args)
+        pins = pin_scripts(rt.engine, child_plan.flow)
     except (FlowError, ValidationError) as exc:
         return _fail(task, s, f"flow {ref_text}: {exc}", retryable=False)
     child_id = records.start_subflow(
         rt.engine, parent_run_id=s.ref.run_id, attempt_id=s.attempt.id, continuation=continuation,
-        flow_id=flow_id, version=version, inputs=inputs, depth=depth, worker=rt.worker)
-    publish_run(send, child_plan, child_id, inputs, depth)
+        flow_id=flow_id, version=version, inputs=inputs, depth=depth, worker=rt.worker, scripts=pins)
+    publish_run(send, child_plan, child_id, inputs, depth, pins)
     records.mark_published(rt.engine, child_id)
     raise Ignore()

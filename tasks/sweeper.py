@@ -34,7 +34,7 @@ def sweep(rt: Runtime, unpublished_after: float = UNPUBLISHED_AFTER_S,
                                         f"{run.restarted_from} again", "sweeper")
             continue
         log.warning("publishing run %s, left unpublished", run.id)
-        publish_run(send, rt.plan(run.flow_id, run.flow_version), run.id, run.inputs, run.depth)
+        publish_run(send, rt.plan(run.flow_id, run.flow_version), run.id, run.inputs, run.depth, run.scripts)
         records.mark_published(rt.engine, run.id)
     for row in records.unsent_continuations(rt.engine, unsent_after):
         log.warning("re-sending continuation of step attempt %s", row.id)

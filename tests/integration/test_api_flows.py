@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from api.auth import PUBLIC
 from orchestrator.access import Role, create_token
 
 pytestmark = pytest.mark.integration
@@ -131,11 +132,23 @@ def test_unknown_routes_and_methods_are_problem_documents(client, tokens) -> Non
 
 def test_every_api_route_declares_the_permission_it_needs(client) -> None:
     app = client.application
-    routes = [rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1")]
+    routes = [rule for rule in app.url_map.iter_rules()
+              if rule.rule.startswith("/api/v1") and rule.endpoint not in PUBLIC]
     assert routes
     for rule in routes:
         view = app.view_functions[rule.endpoint]
         assert getattr(view, "millrace_permission", None) is not None, rule.rule
+
+
+def test_the_docs_page_is_public_and_the_document_it_shows_is_not(client, tokens) -> None:
+    page = client.get("/api/v1/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert 'url: "/api/v1/openapi.json"' in page.text and "swagger-ui-bundle.js" in page.text
+    assert "Bearer " in page.text  # it sends the token it asks for
+    assert client.get("/api/v1/openapi.json").status_code == 401
+    assert set(PUBLIC) == {rule.endpoint for rule in client.application.url_map.iter_rules()
+                           if getattr(client.application.view_functions[rule.endpoint], "millrace_permission",
+                                      None) is None and rule.endpoint != "static"}
 
 
 def test_tokens_create_prints_the_token_on_its_last_line(engine, client, capsys) -> None:
@@ -182,7 +195,7 @@ def test_the_openapi_document_describes_every_route_with_its_permission_and_body
     validate(doc)  # a valid OpenAPI 3.1 document, every $ref resolving
     app = client.application
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint in ("static", "docs"):
             continue
         path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
@@ -204,7 +217,7 @@ def test_each_role_gets_exactly_what_its_permissions_allow_on_every_route(client
                "path": "gate", "name": "nothing_here", "token_id": "999999"}
     checked = 0
     for rule in app.url_map.iter_rules():
-        if not rule.rule.startswith("/api/v1"):
+        if not rule.rule.startswith("/api/v1") or rule.endpoint in PUBLIC:
             continue
         needed = app.view_functions[rule.endpoint].millrace_permission
         url = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", lambda m: samples[m.group(1)], rule.rule)

@@ -1,0 +1,87 @@
+"""/api/v1/scripts: saved, versioned code at a path; its input schema read from the code."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from api import context, versioned
+from api.auth import principal, requires
+from api.schemas import SaveScript, accepts
+from orchestrator import records
+from orchestrator.access import Permission
+from orchestrator.errors import Problem, ValidationError
+from orchestrator.flow import SCRIPT_PATH
+from orchestrator.scripts import save_script
+
+blueprint = Blueprint("scripts", __name__, url_prefix="/scripts")
+_PATH = re.compile(SCRIPT_PATH)
+MAX_PATH = 200
+
+
+def _checked(path: str) -> str:
+    if len(path) > MAX_PATH or not _PATH.fullmatch(path):
+        raise ValidationError([Problem("path", f"'{path[:MAX_PATH]}' is not a script path: lowercase letters, "
+                                               "digits, '_' and '-' in '/'-separated parts, at most 200 "
+                                               "characters, e.g. etl/clean_rows")])
+    return path
+
+
+def _script_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "path": row["path"],
+        "version": row["version"],
+        "language": row["language"],
+        "summary": row["summary"],
+        "code": row["code"],
+        "input_schema": row["input_schema"],
+        "created_at": row["created_at"].isoformat(),
+        "created_by": row["created_by"],
+        "links": {"self": url_for("v1.scripts.get_script", path=row["path"], version=row["version"])},
+    }
+
+
+@blueprint.put("/<path:path>")
+@requires(Permission.DEFINE)
+@accepts(SaveScript)
+def put_script(path: str, body: SaveScript) -> Response:
+    """Save code as the script's next version (201), or find it unchanged (200); the answer
+    holds the input schema read from the code."""
+    engine = context.engine()
+    previous = records.newest_version(engine, records.SCRIPTS, _checked(path))
+    version = save_script(engine, path, body.language, body.code, body.summary, principal().actor)
+    response = jsonify(_script_json(records.get_version(engine, records.SCRIPTS, path, version)))
+    response.status_code = 201 if version > previous else 200
+    return response
+
+
+@blueprint.get("/<path:path>")
+@requires(Permission.READ)
+def get_script(path: str) -> Response:
+    """A script version with its code and input schema: the latest, or ``?version=N``."""
+    version = request.args.get("version", type=int)
+    return jsonify(_script_json(records.get_version(context.engine(), records.SCRIPTS, path, version)))
+
+
+@blueprint.delete("/<path:path>")
+@requires(Permission.DEFINE)
+def delete_script(path: str) -> Response:
+    """Delete a script: it leaves listings and new runs; its versions stay for runs that pinned them."""
+    records.delete_versioned(context.engine(), records.SCRIPTS, path, principal().actor)
+    return Response(status=204)
+
+
+@blueprint.get("/<path:path>/versions")
+@requires(Permission.READ)
+def script_versions(path: str) -> Response:
+    """Every version, each with a unified diff of its code against the one before."""
+    return versioned.history(records.SCRIPTS, path, "code")
+
+
+@blueprint.get("")
+@requires(Permission.READ)
+def list_scripts() -> Response:
+    """Saved scripts by path, paged with ``cursor``, filtered by ``prefix``."""
+    return versioned.listing(records.SCRIPTS, lambda row: {
+        "path": row["path"], "latest_version": row["latest_version"], "updated_at": row["updated_at"].isoformat()})
