@@ -5,6 +5,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from api import context
 from api.auth import requires
+from api.schemas import MAX_ID, query_number
 from orchestrator import records
 from orchestrator.access import Permission
 
@@ -16,10 +17,10 @@ MAX_PAGE = 500
 @requires(Permission.READ)
 def list_events() -> Response:
     """Audit events, oldest first, filtered by action prefix and target, paged with ``cursor``."""
-    limit = min(max(request.args.get("limit", 100, type=int), 1), MAX_PAGE)
+    limit = query_number("limit", int, 100, low=1, high=MAX_PAGE)
+    after = query_number("cursor", int, 0, low=0, high=MAX_ID)
     rows = records.list_audit(context.engine(), action=request.args.get("action"),
-                              target=request.args.get("target"), after_id=request.args.get("cursor", 0, type=int),
-                              limit=limit)
+                              target=request.args.get("target"), after_id=after, limit=limit)
     items = [{"id": r["id"], "at": r["at"].isoformat(), "actor": r["actor"], "action": r["action"],
               "target": r["target"], "details": r["details"]} for r in rows]
     return jsonify({"items": items, "next_cursor": rows[-1]["id"] if len(rows) == limit else None})

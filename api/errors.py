@@ -5,9 +5,11 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
-from orchestrator.errors import Conflict, FlowError, NotFound, ValidationError
+from orchestrator.errors import Conflict, FlowError, NotFound, Problem, ValidationError
+from orchestrator.parser import LONE_SURROGATE
 
 log = logging.getLogger("millrace.api")
 
@@ -50,6 +52,22 @@ def register(app: Flask) -> None:
 
     for error_type in STATUS:
         app.register_error_handler(error_type, known)
+
+    @app.errorhandler(DataError)
+    def _unstorable(exc: DataError) -> Response:
+        # A value the database refuses (a number out of its range, say): the request's fault.
+        # Checks at the edge name the place for known cases; this is the net beneath them.
+        diag = getattr(getattr(exc, "orig", None), "diag", None)
+        reason = getattr(diag, "message_primary", None) or "a value in the request cannot be stored"
+        return problem(400, "Bad request", reason)
+
+    @app.before_request
+    def _printable_url() -> None:
+        from flask import request
+
+        for place, text in (("path", request.path), *((f"query {k}", v) for k, v in request.args.items(multi=True))):
+            if "\x00" in text or LONE_SURROGATE.search(text):
+                raise ValidationError([Problem(place, "the URL contains a NUL or an undecodable character")])
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from api import context, versioned
 from api.auth import principal, requires
+from api.schemas import MAX_VERSION, query_number, responds
 from orchestrator import records
 from orchestrator.access import Permission
 from orchestrator.errors import Problem, ValidationError
@@ -54,6 +55,7 @@ def validate_flow() -> Response:
 
 @blueprint.put("/<path:flow_id>")
 @requires(Permission.DEFINE)
+@responds(201, 200)
 @_takes_document
 def put_flow(flow_id: str) -> Response:
     """Save a flow document as a new version (201), or find it unchanged (200)."""
@@ -73,7 +75,7 @@ def put_flow(flow_id: str) -> Response:
 @requires(Permission.READ)
 def get_flow(flow_id: str) -> Response:
     """A flow version with its document and source: the latest, or ``?version=N``."""
-    version = request.args.get("version", type=int)
+    version = query_number("version", int, low=0, high=MAX_VERSION)
     return jsonify(_flow_json(records.get_flow_version(context.engine(), flow_id, version)))
 
 

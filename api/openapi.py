@@ -24,7 +24,8 @@ _PROBLEM = {
             "path": {"type": "string"}, "message": {"type": "string"}}}},
     },
 }
-_SUCCESS = {"GET": "200", "PUT": "200", "POST": "200", "DELETE": "204"}
+_SUCCESS = {"GET": 200, "PUT": 200, "POST": 200, "DELETE": 204}
+_MEANING = {200: "done", 201: "created", 202: "accepted: it goes on; poll the link", 204: "done, nothing to return"}
 
 
 def build(app: Flask) -> dict[str, Any]:
@@ -61,8 +62,8 @@ def _operation(rule: Any, view: Any, method: str, components: dict[str, Any]) ->
             "type": "integer" if name in _INT_PARAM.findall(rule.rule) else "string"}}
             for name in _PARAM.findall(rule.rule)],
         "responses": {
-            _SUCCESS[method]: {"description": "done", **({} if method == "DELETE" else {
-                "content": {"application/json": {"schema": {"type": "object"}}}})},
+            **{str(status): _success(status) for status in getattr(view, "millrace_statuses", ())
+               or (_SUCCESS[method],)},
             "4XX": {"description": "the request cannot be done; see detail and errors", **problem},
         },
     }
@@ -79,6 +80,12 @@ def _operation(rule: Any, view: Any, method: str, components: dict[str, Any]) ->
         operation["requestBody"] = {"required": True, "content": {
             "application/yaml": {"schema": ref}, "application/json": {"schema": ref}}}
     return operation
+
+
+def _success(status: int) -> dict[str, Any]:
+    if status == 204:
+        return {"description": _MEANING[status]}
+    return {"description": _MEANING[status], "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
 def _register(model: Any, components: dict[str, Any]) -> str:

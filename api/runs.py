@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from api import context
 from api.auth import principal, requires
-from api.schemas import Decision, Empty, RestartRun, StartRun, accepts
+from api.schemas import MAX_VERSION, Decision, Empty, RestartRun, StartRun, accepts, query_number, responds
 from orchestrator import records
 from orchestrator.access import Permission
 from orchestrator.errors import NotFound, Problem, ValidationError
@@ -49,6 +49,7 @@ def _iso(value: Any) -> str | None:
 
 @blueprint.post("/flows/<path:flow_id>/runs")
 @requires(Permission.OPERATE)
+@responds(202, 200)
 @accepts(StartRun)
 def start_run(flow_id: str, body: StartRun) -> Response:
     """Start a run; with ``?wait=SECONDS`` answer 200 with the run if it ends in time, else 202."""
@@ -57,14 +58,14 @@ def start_run(flow_id: str, body: StartRun) -> Response:
     flow = flow_from_data(saved["document"])
     check_runnable(flow)
     inputs = validate_inputs(flow.inputs, body.inputs)
+    wait = query_number("wait", float, low=0, high=MAX_WAIT_S)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 200:
         raise ValidationError([Problem("Idempotency-Key", "must be 1 to 200 characters")])
     run_id = start_saved(engine, context.send(), build_plan(flow, saved["version"]), inputs,
                          trigger="api", actor=principal().actor, idempotency_key=key)
-    wait = request.args.get("wait", type=float)
     if wait:
-        wait_for_run(engine, run_id, min(wait, MAX_WAIT_S))
+        wait_for_run(engine, run_id, wait)
         run = records.get_run(engine, run_id)
         if run["status"] in ("succeeded", "failed", "cancelled"):
             return jsonify(_run_json(run))
@@ -88,7 +89,7 @@ def list_runs() -> Response:
     status = args.get("status")
     if status is not None and status not in {s.value for s in RunStatus}:
         raise ValidationError([Problem("status", f"must be one of {', '.join(s.value for s in RunStatus)}")])
-    limit = min(max(args.get("limit", 50, type=int), 1), MAX_PAGE)
+    limit = query_number("limit", int, 50, low=1, high=MAX_PAGE)
     before = _cursor(args.get("cursor"))
     rows = records.list_runs(context.engine(), flow_id=args.get("flow"), status=status,
                              trigger=args.get("trigger"), since=_time(args, "since"), until=_time(args, "until"),
@@ -132,7 +133,7 @@ def step_logs(run_id: str, path: str) -> Response:
     attempts = [s for s in run["steps"] if s["path"] == path]
     if not attempts:
         raise NotFound(f"run {run_id} has no step '{path}'")
-    wanted = request.args.get("attempt", type=int)
+    wanted = query_number("attempt", int, low=0, high=MAX_VERSION)
     if wanted is not None:
         attempts = [s for s in attempts if s["attempt"] == wanted]
         if not attempts:
@@ -159,6 +160,7 @@ def cancel_run(run_id: str, body: Empty) -> Response:
 
 @blueprint.post("/runs/<run_id>/restart")
 @requires(Permission.OPERATE)
+@responds(202)
 @accepts(RestartRun)
 def restart_run(run_id: str, body: RestartRun) -> Response:
     """A new run from top-level step ``{"from": "<step id>"}``, reusing the results before it."""

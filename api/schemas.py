@@ -8,13 +8,15 @@ from typing import Any, Literal, TypeVar
 
 import pydantic
 from flask import request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from orchestrator.access import Role
 from orchestrator.errors import Problem, ValidationError
-from orchestrator.parser import MAX_DOCUMENT_BYTES, problems_from
+from orchestrator.parser import MAX_DOCUMENT_BYTES, check_storable, problems_from
 
 View = TypeVar("View", bound=Callable[..., Any])
+MAX_VERSION = 2**31 - 1  # versions and attempts are 32-bit integers in the database
+MAX_ID = 2**63 - 1  # ids are 64-bit
 
 
 class Body(BaseModel):
@@ -44,7 +46,7 @@ class SetVariable(Body):
     """Set a variable, or a secret (encrypted at rest, never returned)."""
 
     value: Any
-    secret: bool = False
+    secret: StrictBool = False
 
 
 class NewToken(Body):
@@ -67,18 +69,51 @@ class Empty(Body):
     """No body, or an empty JSON object."""
 
 
+def query_number(name: str, kind: type[int] | type[float], default: float | None = None, *,
+                 low: float | None = None, high: float | None = None) -> Any:
+    """The query parameter ``name`` as ``kind``, kept within [low, high]; a 422 naming it if it
+    is not a number."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise ValidationError([Problem(name, f"'{raw[:50]}' is not {noun}")]) from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValidationError([Problem(name, f"'{raw[:50]}' is not a finite number")])
+    if low is not None:
+        value = max(value, kind(low))
+    if high is not None:
+        value = min(value, kind(high))
+    return value
+
+
+def responds(*statuses: int) -> Callable[[View], View]:
+    """The success statuses a view answers with, for the OpenAPI document (when not the
+    method's usual one: 200, or 204 for DELETE)."""
+
+    def mark(view: View) -> View:
+        view.millrace_statuses = statuses  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
 def accepts(model: type[Body]) -> Callable[[View], View]:
     """Validate the JSON body with ``model`` and pass it to the view as ``body``."""
 
     def wrap(view: View) -> View:
         @wraps(view)
         def validated(*args: Any, **kwargs: Any) -> Any:
-            if request.content_length or request.data:
-                data = request.get_json(silent=True)
+            try:
+                data = request.get_json(silent=True) if request.content_length or request.data else {}
                 if data is None:
                     raise ValidationError([Problem("", "the body must be JSON (Content-Type: application/json)")])
-            else:
-                data = {}
+                check_storable(data)
+            except RecursionError:
+                raise ValidationError([Problem("", "the body nests too deeply")]) from None
             try:
                 body = model.model_validate(data)
             except pydantic.ValidationError as exc:

@@ -4,11 +4,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, url_for
 
 from api import context, versioned
 from api.auth import principal, requires
-from api.schemas import SaveScript, accepts
+from api.schemas import MAX_VERSION, SaveScript, accepts, query_number, responds
 from orchestrator import records
 from orchestrator.access import Permission
 from orchestrator.errors import Problem, ValidationError
@@ -44,6 +44,7 @@ def _script_json(row: dict[str, Any]) -> dict[str, Any]:
 
 @blueprint.put("/<path:path>")
 @requires(Permission.DEFINE)
+@responds(201, 200)
 @accepts(SaveScript)
 def put_script(path: str, body: SaveScript) -> Response:
     """Save code as the script's next version (201), or find it unchanged (200); the answer
@@ -60,7 +61,7 @@ def put_script(path: str, body: SaveScript) -> Response:
 @requires(Permission.READ)
 def get_script(path: str) -> Response:
     """A script version with its code and input schema: the latest, or ``?version=N``."""
-    version = request.args.get("version", type=int)
+    version = query_number("version", int, low=0, high=MAX_VERSION)
     return jsonify(_script_json(records.get_version(context.engine(), records.SCRIPTS, path, version)))
 
 

@@ -5,14 +5,16 @@ from flask import Blueprint, Response, jsonify
 
 from api import context
 from api.auth import principal, requires
-from api.schemas import NewToken, accepts
+from api.schemas import MAX_ID, NewToken, accepts, responds
 from orchestrator.access import Permission, create_token, list_tokens, revoke_token
+from orchestrator.errors import NotFound
 
 blueprint = Blueprint("tokens", __name__, url_prefix="/tokens")
 
 
 @blueprint.post("")
 @requires(Permission.ADMIN)
+@responds(201)
 @accepts(NewToken)
 def new_token(body: NewToken) -> Response:
     """Create a token for a role; the token is in this answer and nowhere else."""
@@ -36,5 +38,7 @@ def tokens() -> Response:
 @requires(Permission.ADMIN)
 def revoke(token_id: int) -> Response:
     """Revoke a token: it stops working at once."""
+    if token_id > MAX_ID:
+        raise NotFound(f"token {token_id} does not exist")
     revoke_token(context.engine(), token_id, principal().actor)
     return Response(status=204)

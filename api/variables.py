@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify
 
 from api import context
 from api.auth import principal, requires
-from api.schemas import SetVariable, accepts
+from api.schemas import SetVariable, accepts, responds
 from orchestrator import variables
 from orchestrator.access import Permission
 
@@ -37,6 +37,7 @@ def get_variable(name: str) -> Response:
 
 @blueprint.put("/<name>")
 @requires(Permission.VARIABLES)
+@responds(204)
 @accepts(SetVariable)
 def put_variable(name: str, body: SetVariable) -> Response:
     """Set a variable, or a secret: a secret's value is never returned."""

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Response, jsonify, request
 
 from api import context
+from api.schemas import query_number
 from orchestrator import records
 
 MAX_PAGE = 200
@@ -15,7 +16,7 @@ MAX_PAGE = 200
 
 def page_limit() -> int:
     """``?limit=``, kept between 1 and MAX_PAGE (50 when absent)."""
-    return min(max(request.args.get("limit", 50, type=int), 1), MAX_PAGE)
+    return query_number("limit", int, 50, low=1, high=MAX_PAGE)
 
 
 def history(kind: records.Versioned, key: str, text_column: str) -> Response:

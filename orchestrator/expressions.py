@@ -165,7 +165,20 @@ def compile_expression(source: str) -> Expression:
     except TemplateSyntaxError as exc:
         message = (exc.message or "syntax error").replace("print statement", "expression")
         raise ExpressionError(f"${{{{ {source.strip()} }}}}: {message}") from None
+    hidden = _private_attribute(tree)
+    if hidden is not None:
+        # The sandbox refuses these when evaluating; refusing them here tells the author at save.
+        raise ExpressionError(f"${{{{ {source.strip()} }}}}: '{hidden}' is private; expressions may not "
+                              "read names starting with '_'")
     return Expression(source, _references(tree), call)
+
+
+def _private_attribute(tree: nodes.Template) -> str | None:
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(name, str) and name.startswith("_"):
+            return name
+    return None
 
 
 def compile_value(value: Any) -> Template:

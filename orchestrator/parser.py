@@ -3,6 +3,9 @@ validation, then the checks across steps in ``validation.py``."""
 from __future__ import annotations
 
 import json
+import math
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import pydantic
@@ -57,9 +60,10 @@ def load_document(text: str | bytes, content_type: str | None = None) -> Any:
             raise ValidationError([Problem("", f"document is not UTF-8: {exc}")]) from None
     as_json = (content_type or "").endswith("json") or text.lstrip().startswith("{")
     try:
-        if as_json:
-            return json.loads(text)
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = json.loads(text) if as_json else yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - safe
+        check_storable(data)
+    except RecursionError:
+        raise ValidationError([Problem("", "the document nests too deeply")]) from None
     except json.JSONDecodeError as exc:
         raise ValidationError(
             [Problem("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]
@@ -69,6 +73,36 @@ def load_document(text: str | bytes, content_type: str | None = None) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ValidationError([Problem("", f"invalid YAML at {where}{problem}")]) from None
+    return data
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_storable(data: Any) -> None:
+    """Refuse what JSON allows but the database cannot keep: NUL characters, lone UTF-16
+    surrogates, NaN and infinities; the error names every place."""
+    problems = list(_unstorable(data, ()))
+    if problems:
+        raise ValidationError(problems[:20])
+
+
+def _unstorable(data: Any, path: tuple[Any, ...]) -> Iterator[Problem]:
+    if isinstance(data, str):
+        if "\x00" in data:
+            yield Problem(join_path(*path), "text cannot contain NUL (\\u0000) characters")
+        elif LONE_SURROGATE.search(data):
+            yield Problem(join_path(*path), "text cannot contain lone UTF-16 surrogates")
+    elif isinstance(data, float) and not math.isfinite(data):
+        yield Problem(join_path(*path), f"{data} is not a number JSON can keep")
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(key, str) and ("\x00" in key or LONE_SURROGATE.search(key)):
+                yield Problem(join_path(*path), f"key {key!r} contains a NUL or a lone surrogate")
+            yield from _unstorable(value, (*path, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _unstorable(value, (*path, i))
 
 
 def parse_flow(text: str | bytes, content_type: str | None = None) -> Flow:
