@@ -102,9 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
 
-    api = sub.add_parser("api", help="serve the HTTP API (development server)")
-    api.add_argument("--port", type=int, default=None)
+    api = sub.add_parser("api", help="serve the HTTP API with gunicorn (--dev: Flask's development server)")
+    api.add_argument("--port", type=int, default=None, help="default: MILLRACE_API_PORT or 8080")
     api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    api.add_argument("--dev", action="store_true", help="Flask's development server, one process")
     api.set_defaults(handler=cmd_api)
 
     tokens = sub.add_parser("tokens", help="API tokens")
@@ -230,12 +232,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_api(args: argparse.Namespace) -> int:
+def api_app() -> Any:
+    """The API app, wired to the configured database and broker (also ``api.wsgi:app``)."""
     from api import create_app
 
     settings = load_settings()
-    app = create_app(settings, _engine(settings), send, revoke)
-    app.run(host=args.host, port=args.port or settings.api_port)
+    return create_app(settings, _engine(settings), send, revoke)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    port = args.port or settings.api_port
+    if args.dev:
+        api_app().run(host=args.host, port=port)
+        return 0
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    sys.argv = ["millrace-api", "--workers", str(args.workers), "--bind", f"{args.host}:{port}",
+                "--access-logfile", "-", "--timeout", "330", "api.wsgi:app"]  # ?wait may hold 300 s
+    WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()
     return 0
 
 
