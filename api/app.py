@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import Engine
 
-from api import audit, auth, errors, flows, health, openapi, runs, scripts, tokens, variables
+from api import audit, auth, errors, flows, health, hooks, openapi, runs, schedules, scripts, tokens, variables
 from config.settings import Settings
 from orchestrator.parser import MAX_DOCUMENT_BYTES
 from orchestrator.submission import Revoke, Send
@@ -22,6 +22,8 @@ def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke) -
     v1.register_blueprint(flows.blueprint)
     v1.register_blueprint(scripts.blueprint)
     v1.register_blueprint(runs.blueprint)
+    v1.register_blueprint(schedules.blueprint)
+    v1.register_blueprint(hooks.blueprint)
     v1.register_blueprint(audit.blueprint)
     v1.register_blueprint(variables.blueprint)
     v1.register_blueprint(tokens.blueprint)

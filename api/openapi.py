@@ -24,7 +24,7 @@ _PROBLEM = {
             "path": {"type": "string"}, "message": {"type": "string"}}}},
     },
 }
-_SUCCESS = {"GET": 200, "PUT": 200, "POST": 200, "DELETE": 204}
+_SUCCESS = {"GET": 200, "PUT": 200, "POST": 200, "PATCH": 200, "DELETE": 204}
 _MEANING = {200: "done", 201: "created", 202: "accepted: it goes on; poll the link", 204: "done, nothing to return"}
 
 
@@ -45,8 +45,12 @@ def build(app: Flask) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "a token from `millrace tokens create`"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "a token from `millrace tokens create`"},
+                "hook": {"type": "http", "scheme": "bearer",
+                         "description": "the flow's webhook token (PUT /api/v1/flows/{flow_id}/webhook)"},
+            },
         },
     }
 
@@ -71,6 +75,11 @@ def _operation(rule: Any, view: Any, method: str, components: dict[str, Any]) ->
     if permission is not None:
         operation["security"] = [{"bearer": []}]
         operation["x-permission"] = permission.value
+    if getattr(view, "millrace_security", None):
+        operation["security"] = [{view.millrace_security: []}]
+    if getattr(view, "millrace_free_body", False):
+        operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "description": "the run's inputs"}}}}
     body = getattr(view, "millrace_body", None)
     if body is not None:
         operation["requestBody"] = {"required": False, "content": {

@@ -53,17 +53,23 @@ def _iso(value: Any) -> str | None:
 @accepts(StartRun)
 def start_run(flow_id: str, body: StartRun) -> Response:
     """Start a run; with ``?wait=SECONDS`` answer 200 with the run if it ends in time, else 202."""
+    return start_and_answer(flow_id, body.inputs, body.version, trigger="api", actor=principal().actor)
+
+
+def start_and_answer(flow_id: str, given: dict[str, Any], version: int | None, *, trigger: str,
+                     actor: str) -> Response:
+    """Start a run of a saved flow with the request's ``?wait`` and ``Idempotency-Key``."""
     engine = context.engine()
-    saved = records.get_flow_version(engine, flow_id, body.version)
+    saved = records.get_flow_version(engine, flow_id, version)
     flow = flow_from_data(saved["document"])
     check_runnable(flow)
-    inputs = validate_inputs(flow.inputs, body.inputs)
+    inputs = validate_inputs(flow.inputs, given)
     wait = query_number("wait", float, low=0, high=MAX_WAIT_S)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 200:
         raise ValidationError([Problem("Idempotency-Key", "must be 1 to 200 characters")])
     run_id = start_saved(engine, context.send(), build_plan(flow, saved["version"]), inputs,
-                         trigger="api", actor=principal().actor, idempotency_key=key)
+                         trigger=trigger, actor=actor, idempotency_key=key)
     if wait:
         wait_for_run(engine, run_id, wait)
         run = records.get_run(engine, run_id)

@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeVar
 
 import pydantic
 from flask import request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from orchestrator.access import Role
 from orchestrator.errors import Problem, ValidationError
@@ -63,6 +63,40 @@ class SaveScript(Body):
     code: str = Field(min_length=1, max_length=MAX_DOCUMENT_BYTES,
                       description="Python/JavaScript: defines `main`; Bash/SQL: the script itself")
     summary: str | None = Field(default=None, max_length=500)
+
+
+class NewSchedule(Body):
+    """A cron schedule of a saved flow."""
+
+    flow: str = Field(min_length=1, max_length=200)
+    cron: str = Field(min_length=1, max_length=200, description="5 fields, 6 with seconds first, or @hourly...")
+    timezone: str = Field(default="UTC", max_length=64)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    catchup: Literal["none", "last", "all"] = "last"
+    max_catchup: int = Field(default=100, ge=1, le=10_000)
+    overlap: Literal["allow", "skip", "queue"] = "allow"
+    enabled: StrictBool = True
+    paused_until: AwareDatetime | None = None
+
+
+class ScheduleChanges(Body):
+    """The fields to change; a schedule declared in a flow changes only enabled and paused_until."""
+
+    cron: str | None = Field(default=None, min_length=1, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+    inputs: dict[str, Any] | None = None
+    catchup: Literal["none", "last", "all"] | None = None
+    max_catchup: int | None = Field(default=None, ge=1, le=10_000)
+    overlap: Literal["allow", "skip", "queue"] | None = None
+    enabled: StrictBool | None = None
+    paused_until: AwareDatetime | None = None
+
+
+class Backfill(Body):
+    """Run every slot of a time range that has not run."""
+
+    start: AwareDatetime
+    end: AwareDatetime
 
 
 class Empty(Body):

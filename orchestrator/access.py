@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 
 from orchestrator.errors import NotFound
-from orchestrator.models import ApiToken
+from orchestrator.models import ApiToken, Webhook
 from orchestrator.records import audit, now
 
 api_tokens = ApiToken.__table__
+webhooks = Webhook.__table__
 TOKEN_PREFIX = "mr_"
 
 
@@ -97,3 +99,37 @@ def authenticate(engine: Engine, token: str) -> Principal | None:
         row = conn.execute(select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role).where(
             api_tokens.c.token_hash == _digest(token), api_tokens.c.revoked_at.is_(None))).first()
     return Principal(row.id, row.name, Role(row.role)) if row else None
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+HOOK_PREFIX = "mh_"
+
+
+def enable_webhook(engine: Engine, flow_id: str, actor: str) -> str:
+    """Give a saved flow a webhook, or a new token for the one it has (the old one stops
+    working); the token is returned once and never stored."""
+    from orchestrator.records import get_flow_version
+
+    get_flow_version(engine, flow_id)  # NotFound for a flow that does not exist
+    token = HOOK_PREFIX + secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        conn.execute(delete(webhooks).where(webhooks.c.flow_id == flow_id))
+        conn.execute(insert(webhooks).values(flow_id=flow_id, token_hash=_digest(token), created_at=now(),
+                                             created_by=actor))
+        audit(conn, actor, "webhook.enabled", f"flow:{flow_id}")
+    return token
+
+
+def disable_webhook(engine: Engine, flow_id: str, actor: str) -> None:
+    with engine.begin() as conn:
+        if not conn.execute(delete(webhooks).where(webhooks.c.flow_id == flow_id)).rowcount:
+            raise NotFound(f"flow '{flow_id}' has no webhook")
+        audit(conn, actor, "webhook.disabled", f"flow:{flow_id}")
+
+
+def webhook_accepts(engine: Engine, flow_id: str, token: str) -> bool:
+    """Whether ``token`` is the current token of ``flow_id``'s webhook."""
+    with engine.connect() as conn:
+        stored = conn.execute(select(webhooks.c.token_hash).where(webhooks.c.flow_id == flow_id)).scalar()
+    return stored is not None and hmac.compare_digest(stored, _digest(token))

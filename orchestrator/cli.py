@@ -102,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
 
+    scheduler = sub.add_parser("scheduler", help="fire cron schedules (run two for availability: one leads)")
+    scheduler.add_argument("--loglevel", default="INFO")
+    scheduler.set_defaults(handler=cmd_scheduler)
+
     api = sub.add_parser("api", help="serve the HTTP API with gunicorn (--dev: Flask's development server)")
     api.add_argument("--port", type=int, default=None, help="default: MILLRACE_API_PORT or 8080")
     api.add_argument("--host", default="127.0.0.1")
@@ -229,6 +233,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                progress=lambda line: print(line, file=sys.stderr))
     summary = {"scenarios": {comparison.scenario: comparison.summary()}}
     print(json.dumps(summary, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    if load_settings().local:
+        raise SystemExit("the scheduler needs PostgreSQL (set MILLRACE_DATABASE_URL)")
+    from tasks.scheduler import run_scheduler
+
+    run_scheduler(args.loglevel)
     return 0
 
 

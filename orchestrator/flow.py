@@ -221,10 +221,48 @@ class InputSpec(Model):
         return "default" not in self.model_fields_set
 
 
-class Trigger(Model):
-    cron: str
-    timezone: str = "UTC"
+CATCHUP = ("none", "last", "all")
+OVERLAP = ("allow", "skip", "queue")
+
+
+class CronTrigger(Model):
+    """Run the flow on a cron schedule (kept in sync with ``/api/v1/schedules``)."""
+
+    id: StepId
+    cron: str = Field(description="5 fields, 6 with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly")
+    timezone: str = Field(default="UTC", description="IANA time zone the fields are read in")
     inputs: dict[str, Any] = Field(default_factory=dict)
+    catchup: Literal["none", "last", "all"] = Field(
+        default="last", description="slots missed while no scheduler ran: skip them, run the last, or run all")
+    max_catchup: int = Field(default=100, ge=1, le=10_000, description="with catchup: all, at most this many")
+    overlap: Literal["allow", "skip", "queue"] = Field(
+        default="allow", description="when the previous scheduled run is still going")
+    enabled: bool = True
+
+
+class FlowTrigger(Model):
+    """Run the flow when a run of another flow ends in one of ``status``."""
+
+    id: StepId
+    flow: FlowId
+    status: Annotated[list[Literal["succeeded", "failed", "cancelled"]], Field(min_length=1)] = ["succeeded"]
+    inputs: dict[str, Any] = Field(default_factory=dict, description=(
+        "the new run's inputs; expressions read `trigger.run_id`, `.flow`, `.status`, `.result`, `.error`"))
+
+
+def _trigger_kind(data: Any) -> str | None:
+    if isinstance(data, CronTrigger | FlowTrigger):
+        return "cron" if isinstance(data, CronTrigger) else "flow"
+    if isinstance(data, dict):
+        return "cron" if "cron" in data else "flow" if "flow" in data else None
+    return None
+
+
+Trigger = Annotated[
+    Annotated[CronTrigger, Tag("cron")] | Annotated[FlowTrigger, Tag("flow")],
+    Discriminator(_trigger_kind, custom_error_type="trigger_kind",
+                  custom_error_message="a trigger has `cron:` or `flow:`"),
+]
 
 
 class Concurrency(Model):

@@ -118,6 +118,12 @@ class Run(Base):
     parent_step_run_id: Mapped[int | None] = mapped_column(Id)
     restarted_from: Mapped[str | None] = mapped_column(String(36))  # the failed run it continues
     scripts: Mapped[dict[str, int] | None] = mapped_column(Json, nullable=True)  # script ref -> pinned version
+    schedule_id: Mapped[str | None] = mapped_column(String(64))  # the schedule that started it
+    # Concurrency: the flow's key value; a held run waits (unpublished) for a free slot.
+    concurrency_key: Mapped[str | None] = mapped_column(String(200))
+    held: Mapped[bool] = mapped_column(default=False)
+    # When what follows a run's end (flow triggers, freed concurrency slots) was done.
+    followed_up_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     depth: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
     published_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
@@ -128,7 +134,72 @@ class Run(Base):
         Index("ix_runs_flow_created", "flow_id", "created_at"),
         Index("ix_runs_status", "status"),
         Index("uq_runs_idempotency_key", "flow_id", "idempotency_key", unique=True),
+        Index("ix_runs_schedule_status", "schedule_id", "status"),
+        Index("ix_runs_concurrency", "flow_id", "concurrency_key", "status"),
+        Index("ix_runs_follow_up", "followed_up_at", "finished_at"),
     )
+
+
+class Schedule(Base):
+    """A cron schedule of a flow: declared in the flow's ``triggers`` or made through the API."""
+
+    __tablename__ = "schedules"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(200))
+    trigger_id: Mapped[str | None] = mapped_column(String(64))  # set when declared in the flow
+    cron: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    inputs: Mapped[dict[str, Any]] = mapped_column(Json)
+    catchup: Mapped[str] = mapped_column(String(8))
+    max_catchup: Mapped[int] = mapped_column(Integer)
+    overlap: Mapped[str] = mapped_column(String(8))
+    enabled: Mapped[bool] = mapped_column(default=True)
+    paused_until: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    next_fire_at: Mapped[dt.datetime] = mapped_column(Timestamp)  # the first slot not yet decided
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index("ix_schedules_due", "enabled", "next_fire_at"),
+        Index("uq_schedules_trigger", "flow_id", "trigger_id", unique=True),
+    )
+
+
+class ScheduleFire(Base):
+    """What became of one slot of a schedule; the unique key makes a slot fire at most once."""
+
+    __tablename__ = "schedule_fires"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[str] = mapped_column(String(64))
+    fire_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    status: Mapped[str] = mapped_column(String(16))  # started | skipped | missed | queued
+    run_id: Mapped[str | None] = mapped_column(String(36))
+    reason: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (Index("uq_schedule_fires_slot", "schedule_id", "fire_at", unique=True),)
+
+
+class FlowTriggerRecord(Base):
+    """A flow's `triggers: - flow:` entry, indexed by the upstream flow it listens to."""
+
+    __tablename__ = "flow_triggers"
+    flow_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    trigger_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    upstream: Mapped[str] = mapped_column(String(200), index=True)
+    statuses: Mapped[list[str]] = mapped_column(Json)
+    inputs: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class Webhook(Base):
+    """A flow's webhook: its own secret token (only the SHA-256 is kept)."""
+
+    __tablename__ = "webhooks"
+    flow_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    created_by: Mapped[str] = mapped_column(String(200))
 
 
 class StepRun(Base):

@@ -12,21 +12,26 @@ import functools
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, exists, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from orchestrator.cron import parse_cron
 from orchestrator.errors import Conflict, NotFound
-from orchestrator.flow import Flow
+from orchestrator.flow import CronTrigger, Flow, FlowTrigger
 from orchestrator.models import (
     AuditEvent,
     FlowRecord,
+    FlowTriggerRecord,
     FlowVersion,
     Run,
     RunStatus,
+    Schedule,
+    ScheduleFire,
     ScriptRecord,
     ScriptVersion,
     StepCacheEntry,
@@ -41,6 +46,9 @@ flow_versions = FlowVersion.__table__
 flows = FlowRecord.__table__
 step_cache = StepCacheEntry.__table__
 scripts = ScriptRecord.__table__
+schedules = Schedule.__table__
+schedule_fires = ScheduleFire.__table__
+flow_triggers = FlowTriggerRecord.__table__
 script_versions = ScriptVersion.__table__
 
 ACTIVE = (RunStatus.RUNNING.value, RunStatus.SUSPENDED.value)
@@ -66,6 +74,12 @@ def audit(conn: Connection, actor: str, action: str, target: str, **details: Any
     conn.execute(insert(audit_events).values(at=now(), actor=actor, action=action, target=target, details=details))
 
 
+def record_event(engine: Engine, actor: str, action: str, target: str, **details: Any) -> None:
+    """An audit event on its own (what happened changed nothing else)."""
+    with engine.begin() as conn:
+        audit(conn, actor, action, target, **details)
+
+
 # --- flows and scripts: immutable versions under a head row ----------------------------
 
 @dataclass(frozen=True)
@@ -86,14 +100,61 @@ SCRIPTS = Versioned("script", scripts, script_versions, "path")
 
 
 def save_flow(engine: Engine, flow: Flow, source: str, actor: str = "cli") -> int:
-    """Store ``flow`` as a new version unless the latest version is the same document."""
+    """Store ``flow`` as a new version unless the latest version is the same document; its
+    triggers become schedules and trigger rows in the same transaction."""
     document = flow.model_dump(mode="json", by_alias=True, exclude_unset=True)
     return save_version(engine, FLOWS, flow.id, {"document": document, "source": source}, actor,
-                        same_as=document)
+                        same_as=document, also=lambda conn: sync_triggers(conn, flow))
+
+
+def sync_triggers(conn: Connection, flow: Flow | None, flow_id: str | None = None) -> None:
+    """Make the flow's declared schedules and flow triggers what its latest version says
+    (``flow`` None: it was deleted, so it has none). A schedule whose cron, zone and state
+    did not change keeps its next slot."""
+    flow_id = flow.id if flow is not None else flow_id
+    declared = {t.id: t for t in (flow.triggers if flow is not None else [])}
+    crons = {i: t for i, t in declared.items() if isinstance(t, CronTrigger)}
+    at = now()
+    existing = {row.trigger_id: row for row in conn.execute(select(schedules).where(
+        schedules.c.flow_id == flow_id, schedules.c.trigger_id.is_not(None)))}
+    gone = [row.id for trigger_id, row in existing.items() if trigger_id not in crons]
+    if gone:
+        conn.execute(delete(schedules).where(schedules.c.id.in_(gone)))
+    for trigger_id, trigger in crons.items():
+        values = {"cron": trigger.cron, "timezone": trigger.timezone, "inputs": trigger.inputs,
+                  "catchup": trigger.catchup, "max_catchup": trigger.max_catchup, "overlap": trigger.overlap,
+                  "enabled": trigger.enabled, "updated_at": at}
+        row = existing.get(trigger_id)
+        if row is None:
+            conn.execute(insert(schedules).values(
+                id=declared_schedule_id(flow_id, trigger_id), flow_id=flow_id, trigger_id=trigger_id,
+                next_fire_at=parse_cron(trigger.cron, trigger.timezone).next_after(at), created_at=at, **values))
+        elif any(getattr(row, k) != v for k, v in values.items() if k != "updated_at"):
+            if (row.cron, row.timezone, row.enabled) != (trigger.cron, trigger.timezone, trigger.enabled):
+                values["next_fire_at"] = parse_cron(trigger.cron, trigger.timezone).next_after(at)
+            conn.execute(update(schedules).where(schedules.c.id == row.id).values(**values))
+    conn.execute(delete(flow_triggers).where(flow_triggers.c.flow_id == flow_id))
+    rows = [{"flow_id": flow_id, "trigger_id": t.id, "upstream": t.flow, "statuses": list(t.status),
+             "inputs": t.inputs} for t in declared.values() if isinstance(t, FlowTrigger)]
+    if rows:
+        conn.execute(insert(flow_triggers), rows)
+
+
+def declared_schedule_id(flow_id: str, trigger_id: str) -> str:
+    """The stable id of the schedule a flow's cron trigger declares."""
+    return "f-" + hashlib.sha256(f"{flow_id}#{trigger_id}".encode()).hexdigest()[:20]
+
+
+def downstream_triggers(engine: Engine, flow_id: str, status: str) -> list[Any]:
+    """The flow triggers of live flows that a run of ``flow_id`` ending in ``status`` fires."""
+    live = select(flows.c.flow_id).where(flows.c.flow_id == flow_triggers.c.flow_id, flows.c.deleted_at.is_(None))
+    with engine.connect() as conn:
+        return [row for row in conn.execute(select(flow_triggers).where(
+            flow_triggers.c.upstream == flow_id, exists(live))) if status in row.statuses]
 
 
 def save_version(engine: Engine, kind: Versioned, key: str, values: dict[str, Any], actor: str, *,
-                 same_as: Any) -> int:
+                 same_as: Any, also: Callable[[Connection], None] | None = None) -> int:
     """Store ``values`` as the next version of ``key``, unless the latest version was saved
     with an equal ``same_as`` (then its number is returned, and a deleted definition is
     restored)."""
@@ -107,8 +168,11 @@ def save_version(engine: Engine, kind: Versioned, key: str, values: dict[str, An
                     .order_by(versions.c.version.desc()).limit(1)
                 ).first()
                 if latest and latest.digest == digest:
-                    conn.execute(update(heads).where(kind.key_of(heads) == key, heads.c.deleted_at.is_not(None))
-                                 .values(deleted_at=None, updated_at=now()))  # saving again restores it
+                    restored = conn.execute(update(heads).where(kind.key_of(heads) == key,
+                                                                heads.c.deleted_at.is_not(None))
+                                            .values(deleted_at=None, updated_at=now())).rowcount
+                    if restored and also is not None:  # saving again restores it, triggers included
+                        also(conn)
                     return latest.version
                 version = latest.version + 1 if latest else 1
                 at = now()
@@ -120,6 +184,8 @@ def save_version(engine: Engine, kind: Versioned, key: str, values: dict[str, An
                 else:
                     conn.execute(insert(heads).values(
                         {kind.key: key, "latest_version": version, "created_at": at, "updated_at": at}))
+                if also is not None:
+                    also(conn)
                 audit(conn, actor, f"{kind.noun}.saved", f"{kind.noun}:{key}", version=version)
                 return version
         except IntegrityError:
@@ -169,6 +235,8 @@ def delete_versioned(engine: Engine, kind: Versioned, key: str, actor: str) -> N
                                .values(deleted_at=now())).rowcount
         if not changed:
             raise NotFound(f"{kind.noun} '{key}' does not exist")
+        if kind is FLOWS:
+            sync_triggers(conn, None, key)  # a deleted flow has no schedules or triggers
         audit(conn, actor, f"{kind.noun}.deleted", f"{kind.noun}:{key}")
 
 
@@ -208,33 +276,109 @@ def create_run(engine: Engine, run_id: str, flow_id: str, version: int, inputs: 
                trigger: str = "cli", parent_run_id: str | None = None,
                parent_step_run_id: int | None = None, depth: int = 0, actor: str = "cli",
                idempotency_key: str | None = None, restarted_from: str | None = None,
-               scripts: dict[str, int] | None = None) -> str:
-    """Record a queued run; with an idempotency key already used for this flow, the earlier run's id."""
+               scripts: dict[str, int] | None = None, limit: Limit | None = None,
+               schedule_id: str | None = None) -> Created:
+    """Record a run; with an idempotency key already used for this flow, the earlier run."""
     try:
         with engine.begin() as conn:
-            insert_run(conn, run_id, flow_id, version, inputs, trigger=trigger, parent_run_id=parent_run_id,
-                       parent_step_run_id=parent_step_run_id, depth=depth, actor=actor,
-                       idempotency_key=idempotency_key, restarted_from=restarted_from, scripts=scripts)
-        return run_id
+            return insert_run(conn, run_id, flow_id, version, inputs, trigger=trigger, parent_run_id=parent_run_id,
+                              parent_step_run_id=parent_step_run_id, depth=depth, actor=actor,
+                              idempotency_key=idempotency_key, restarted_from=restarted_from, scripts=scripts,
+                              limit=limit, schedule_id=schedule_id)
     except IntegrityError:
         if idempotency_key is None:
             raise
         with engine.connect() as conn:
-            return conn.execute(select(runs.c.id).where(
-                runs.c.flow_id == flow_id, runs.c.idempotency_key == idempotency_key)).scalar_one()
+            earlier = conn.execute(select(runs.c.id, runs.c.status).where(
+                runs.c.flow_id == flow_id, runs.c.idempotency_key == idempotency_key)).one()
+        return Created(earlier.id, RunStatus(earlier.status), publish=False, new=False)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A flow's concurrency limit for one key value."""
+
+    limit: int
+    key: str
+    on_limit: str  # queue | cancel | fail
+
+
+@dataclass(frozen=True)
+class Created:
+    run_id: str
+    status: RunStatus
+    publish: bool  # its canvas is to be sent now (not held, not refused, not made before)
+    new: bool = True
 
 
 def insert_run(conn: Connection, run_id: str, flow_id: str, version: int, inputs: dict[str, Any], *,
                trigger: str, parent_run_id: str | None, parent_step_run_id: int | None, depth: int,
                actor: str, idempotency_key: str | None = None, restarted_from: str | None = None,
-               scripts: dict[str, int] | None = None) -> None:
+               scripts: dict[str, int] | None = None, limit: Limit | None = None,
+               schedule_id: str | None = None) -> Created:
+    """Insert a queued run, admitted under ``limit``: over it, the run is held (queue),
+    recorded cancelled (cancel), or refused with Conflict and not recorded (fail)."""
+    status, held, error = RunStatus.QUEUED, False, None
+    if limit is not None and running_under(conn, flow_id, limit.key) >= limit.limit:
+        if limit.on_limit == "fail":
+            raise Conflict(f"flow {flow_id} has {limit.limit} active run(s)"
+                           + (f" for key '{limit.key}'" if limit.key else "") + ", its concurrency limit")
+        if limit.on_limit == "cancel":
+            status, error = RunStatus.CANCELLED, f"cancelled: concurrency limit {limit.limit} reached"
+        else:
+            held = True
+    at = now()
     conn.execute(insert(runs).values(
-        id=run_id, flow_id=flow_id, flow_version=version, status=RunStatus.QUEUED.value,
+        id=run_id, flow_id=flow_id, flow_version=version, status=status.value,
         inputs=inputs, trigger=trigger, parent_run_id=parent_run_id,
-        parent_step_run_id=parent_step_run_id, depth=depth, created_at=now(),
-        idempotency_key=idempotency_key, restarted_from=restarted_from, scripts=scripts or None))
+        parent_step_run_id=parent_step_run_id, depth=depth, created_at=at,
+        idempotency_key=idempotency_key, restarted_from=restarted_from, scripts=scripts or None,
+        schedule_id=schedule_id, concurrency_key=limit.key if limit else None, held=held, error=error,
+        finished_at=at if status is RunStatus.CANCELLED else None))
     audit(conn, actor, "run.created", f"run:{run_id}", flow=flow_id, version=version, trigger=trigger,
-          restarted_from=restarted_from)
+          restarted_from=restarted_from, held=held or None)
+    if error:
+        audit(conn, actor, "run.cancelled", f"run:{run_id}", error=error)
+    return Created(run_id, status, publish=status is RunStatus.QUEUED and not held)
+
+
+def running_under(conn: Connection, flow_id: str, key: str) -> int:
+    """Active runs of a flow for a concurrency key, after taking the key's lock until commit."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"millrace-concurrency:{flow_id}:{key}"))))
+    return conn.execute(select(func.count()).select_from(runs).where(
+        runs.c.flow_id == flow_id, runs.c.concurrency_key == key, runs.c.held.is_(False),
+        runs.c.status.in_((RunStatus.QUEUED.value, *ACTIVE)))).scalar_one()
+
+
+def release_held(engine: Engine, flow_id: str, key: str, limit: int) -> list[Any]:
+    """Admit the oldest held runs of a flow and key that now fit under ``limit``; returns
+    them (id, flow_version, inputs, depth, scripts) for publishing."""
+    with engine.begin() as conn:
+        free = limit - running_under(conn, flow_id, key)
+        if free <= 0:
+            return []
+        rows = conn.execute(select(runs.c.id, runs.c.flow_version, runs.c.inputs, runs.c.depth, runs.c.scripts)
+                            .where(runs.c.flow_id == flow_id, runs.c.concurrency_key == key,
+                                   runs.c.held.is_(True), runs.c.status == RunStatus.QUEUED.value)
+                            .order_by(runs.c.created_at).limit(free)).all()
+        if rows:
+            conn.execute(update(runs).where(runs.c.id.in_([r.id for r in rows])).values(held=False))
+        return rows
+
+
+def ended_runs_to_follow_up(engine: Engine, older_than: float) -> list[str]:
+    """Runs that ended more than ``older_than`` seconds ago and were never followed up."""
+    cutoff = now() - dt.timedelta(seconds=older_than)
+    with engine.connect() as conn:
+        return list(conn.execute(select(runs.c.id).where(
+            runs.c.followed_up_at.is_(None), runs.c.finished_at < cutoff).limit(100)).scalars())
+
+
+def mark_followed_up(engine: Engine, run_id: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(runs).where(runs.c.id == run_id, runs.c.followed_up_at.is_(None))
+                     .values(followed_up_at=now()))
 
 
 def mark_published(engine: Engine, run_id: str) -> None:
@@ -505,11 +649,13 @@ def store_cached_result(engine: Engine, key: str, result: Any, ttl: float) -> No
 
 # --- reading -----------------------------------------------------------------------------
 
-def get_run(engine: Engine, run_id: str) -> dict[str, Any]:
+def get_run(engine: Engine, run_id: str, *, with_steps: bool = True) -> dict[str, Any]:
     with engine.connect() as conn:
         run = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
         if run is None:
             raise NotFound(f"run '{run_id}' does not exist")
+        if not with_steps:
+            return dict(run)
         steps = conn.execute(
             select(step_runs).where(step_runs.c.run_id == run_id).order_by(step_runs.c.id)
         ).mappings().all()
@@ -618,7 +764,7 @@ def unpublished_runs(engine: Engine, older_than: float) -> list[Any]:
         return conn.execute(select(runs.c.id, runs.c.flow_id, runs.c.flow_version, runs.c.inputs, runs.c.depth,
                                    runs.c.restarted_from, runs.c.scripts)
                             .where(runs.c.status == RunStatus.QUEUED.value, runs.c.published_at.is_(None),
-                                   runs.c.created_at < cutoff).limit(100)).all()
+                                   runs.c.held.is_(False), runs.c.created_at < cutoff).limit(100)).all()
 
 
 def abandon_unpublished(engine: Engine, run_id: str, error: str, actor: str) -> None:

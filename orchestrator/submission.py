@@ -17,15 +17,18 @@ from sqlalchemy import Engine
 from orchestrator import compiler, records
 from orchestrator.compiler import RunRef
 from orchestrator.context import new_context, set_outcome
-from orchestrator.errors import Problem, ValidationError
+from orchestrator.errors import FlowError, Problem, ValidationError
+from orchestrator.expressions import compile_value
 from orchestrator.flow import Flow, step_kind
 from orchestrator.inputs import validate_inputs
 from orchestrator.models import RunStatus, StepStatus
+from orchestrator.parser import flow_from_data
 from orchestrator.plan import Plan, build_plan
 from orchestrator.scripts import check_script_steps, pin_scripts
 from orchestrator.validation import walk_steps
 
 Send = Callable[[Signature], Any]
+PlanOf = Callable[[str, int | None], Plan]  # the plan of a flow version (None: the latest)
 Revoke = Callable[[list[str]], Any]  # stops the Celery tasks with these ids wherever they run
 
 _NOT_YET = {
@@ -38,9 +41,6 @@ def check_runnable(flow: Flow) -> None:
     """Refuse, before anything is stored, what this release cannot run."""
     problems = [Problem(f"{path}.{kind}", _NOT_YET[kind])
                 for step, path in walk_steps(flow) if (kind := step_kind(step)) in _NOT_YET]
-    if flow.concurrency is not None:
-        problems.append(Problem("concurrency", "concurrency limits are not enforced by this release; "
-                                               "remove `concurrency` to run the flow"))
     if problems:
         raise ValidationError(problems)
 
@@ -61,15 +61,70 @@ def start_saved(engine: Engine, send: Send, plan: Plan, inputs: dict[str, Any], 
 
     With an ``idempotency_key`` used before for this flow, nothing starts: the earlier
     run's id is returned. Each ``script:`` step is pinned now to the version it will run.
+    Over the flow's concurrency limit the run is held, cancelled, or refused (Conflict).
     """
-    new_id = str(uuid.uuid4())
     pins = pin_scripts(engine, plan.flow)
-    run_id = records.create_run(engine, new_id, plan.flow_id, plan.version, inputs, trigger=trigger, actor=actor,
-                                idempotency_key=idempotency_key, scripts=pins)
-    if run_id == new_id:
-        publish_run(send, plan, run_id, inputs, scripts=pins)
-        records.mark_published(engine, run_id)
-    return run_id
+    created = records.create_run(engine, str(uuid.uuid4()), plan.flow_id, plan.version, inputs, trigger=trigger,
+                                 actor=actor, idempotency_key=idempotency_key, scripts=pins,
+                                 limit=limit_of(plan, inputs))
+    if created.publish:
+        publish_run(send, plan, created.run_id, inputs, scripts=pins)
+        records.mark_published(engine, created.run_id)
+    return created.run_id
+
+
+def limit_of(plan: Plan, inputs: dict[str, Any]) -> records.Limit | None:
+    """The concurrency limit a run with these inputs falls under, if its flow has one."""
+    rule = plan.flow.concurrency
+    if rule is None:
+        return None
+    key = "" if rule.key is None else compile_value(rule.key).render({"inputs": inputs})
+    return records.Limit(rule.limit, str(key)[:200], rule.on_limit)
+
+
+def stored_plan(engine: Engine, flow_id: str, version: int | None) -> Plan:
+    """The plan of a saved flow version (None: the latest), read from the database."""
+    number, document = records.load_flow_document(engine, flow_id, version)
+    return build_plan(flow_from_data(document), number)
+
+
+def follow_up(engine: Engine, send: Send, run_id: str, plan_of: PlanOf | None = None) -> None:
+    """What a run's end sets off, each part safe to do twice: the runs its flow triggers
+    start, and runs held by its concurrency limit take its slot. Then it is marked done."""
+    plan_of = plan_of or (lambda flow_id, version: stored_plan(engine, flow_id, version))
+    run = records.get_run(engine, run_id, with_steps=False)
+    if run["finished_at"] is None or run["followed_up_at"] is not None:
+        return
+    for trigger in records.downstream_triggers(engine, run["flow_id"], run["status"]):
+        _start_triggered(engine, send, trigger, run, plan_of)
+    if run["concurrency_key"] is not None:
+        release(engine, send, run["flow_id"], run["concurrency_key"], plan_of)
+    records.mark_followed_up(engine, run_id)
+
+
+def release(engine: Engine, send: Send, flow_id: str, key: str, plan_of: PlanOf) -> None:
+    """Publish the held runs of ``flow_id`` and ``key`` that fit under its limit now."""
+    latest = plan_of(flow_id, None)
+    if latest.flow.concurrency is None:
+        limit = 1_000_000  # the limit was removed: let every held run go
+    else:
+        limit = latest.flow.concurrency.limit
+    for row in records.release_held(engine, flow_id, key, limit):
+        publish_run(send, plan_of(flow_id, row.flow_version), row.id, row.inputs, row.depth, row.scripts)
+        records.mark_published(engine, row.id)
+
+
+def _start_triggered(engine: Engine, send: Send, trigger: Any, upstream: dict[str, Any], plan_of: PlanOf) -> None:
+    names = {"trigger": {"run_id": upstream["id"], "flow": upstream["flow_id"], "status": upstream["status"],
+                         "result": upstream["result"], "error": upstream["error"]}}
+    try:
+        plan = plan_of(trigger.flow_id, None)
+        inputs = validate_inputs(plan.flow.inputs, compile_value(trigger.inputs).render(names))
+        start_saved(engine, send, plan, inputs, trigger=f"flow:{upstream['flow_id']}", actor="trigger",
+                    idempotency_key=f"trigger:{trigger.trigger_id}:{upstream['id']}")
+    except (FlowError, records.Conflict) as exc:  # its inputs do not fit, its limit refuses: said, not lost
+        records.record_event(engine, "trigger", "trigger.refused", f"flow:{trigger.flow_id}",
+                             trigger=trigger.trigger_id, upstream_run=upstream["id"], error=str(exc))
 
 
 def publish_run(send: Send, plan: Plan, run_id: str, inputs: dict[str, Any], depth: int = 0,
@@ -95,7 +150,7 @@ def restart(engine: Engine, send: Send, plan: Plan, run: dict[str, Any], step: s
                                                "to reuse; restart from it instead")])
     new_id = str(uuid.uuid4())
     records.create_run(engine, new_id, plan.flow_id, plan.version, run["inputs"], trigger="restart", actor=actor,
-                       restarted_from=run["id"], scripts=run["scripts"])
+                       restarted_from=run["id"], scripts=run["scripts"])  # a restart is not held by a limit
     ctx = new_context(new_id, plan.flow_id, plan.version, run["inputs"], scripts=run["scripts"])
     for path in plan.main[:first]:
         set_outcome(ctx, plan.node(path).id, outcomes[path]["status"], outcomes[path]["result"])
@@ -131,6 +186,7 @@ def cancel(engine: Engine, send: Send, revoke: Revoke, run_id: str, *, actor: st
     cancellation = records.cancel_run(engine, run_id, actor)
     if cancellation.task_ids:
         revoke(cancellation.task_ids)
+    follow_up(engine, send, run_id)
     for child in cancellation.children:
         try:
             cancel(engine, send, revoke, child, actor=actor)

@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.errors import ExpressionError, Problem, join_path
+from orchestrator.cron import parse_cron
+from orchestrator.errors import ExpressionError, Problem, ValidationError, join_path
 from orchestrator.expressions import NAMES, References, compile_value
 from orchestrator.flow import (
     EXECUTABLE_KINDS,
+    CronTrigger,
     Flow,
     ForEachStep,
     ParallelStep,
@@ -17,7 +19,7 @@ from orchestrator.flow import (
     SwitchStep,
     step_kind,
 )
-from orchestrator.inputs import check_input_specs
+from orchestrator.inputs import check_input_specs, validate_inputs
 
 _ALLOWED_NAMES = NAMES | {"range", "dict"}
 _CODE_OPTIONS = ("retry", "timeout", "cache")
@@ -41,7 +43,44 @@ def check_flow(flow: Flow) -> list[Problem]:
     checker.sequence(flow.steps, ("steps",), _Scope(frozenset(), False))
     top_ids = frozenset(step.id for step in flow.steps)
     checker.sequence(flow.on_failure, ("on_failure",), _Scope(top_ids, False))
+    problems += check_triggers(flow)
     return problems
+
+
+def check_triggers(flow: Flow) -> list[Problem]:
+    """Trigger ids unique; cron expressions and zones valid; a cron trigger's inputs fit the
+    flow's; a flow trigger's inputs read only ``trigger``; the concurrency key only ``inputs``."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for i, trigger in enumerate(flow.triggers):
+        path = f"triggers[{i}]"
+        if trigger.id in seen:
+            problems.append(Problem(f"{path}.id", f"duplicate trigger id '{trigger.id}'"))
+        seen.add(trigger.id)
+        if isinstance(trigger, CronTrigger):
+            try:
+                parse_cron(trigger.cron, trigger.timezone, path=path)
+                validate_inputs(flow.inputs, trigger.inputs)
+            except ValidationError as exc:
+                problems += [Problem(p.path.replace("inputs.", f"{path}.inputs.", 1)
+                                     if p.path.startswith("inputs.") else p.path, p.message) for p in exc.problems]
+        else:
+            if trigger.flow == flow.id:
+                problems.append(Problem(f"{path}.flow", "a flow cannot trigger itself"))
+            problems += _only_names(trigger.inputs, {"trigger"}, f"{path}.inputs")
+    if flow.concurrency is not None and flow.concurrency.key is not None:
+        problems += _only_names(flow.concurrency.key, {"inputs"}, "concurrency.key")
+    return problems
+
+
+def _only_names(value: Any, allowed: set[str], path: str) -> list[Problem]:
+    try:
+        names = compile_value(value).references.names
+    except ExpressionError as exc:
+        return [Problem(path, str(exc))]
+    unknown = sorted(names - allowed - {"range", "dict"})
+    return [Problem(path, f"'{name}' is not known here; expressions here read: {', '.join(sorted(allowed))}")
+            for name in unknown]
 
 
 def walk_steps(flow: Flow) -> Iterator[tuple[StepBase, str]]:

@@ -48,6 +48,12 @@ class Runtime:
             plan = self._plans[key] = build_plan(flow_from_data(document), version)
         return plan
 
+    def plan_of(self, flow_id: str, version: int | None) -> Plan:
+        """Like :meth:`plan`; version None: the latest saved version, read now."""
+        if version is None:
+            version, _ = load_flow_document(self.engine, flow_id)
+        return self.plan(flow_id, version)
+
     def script(self, path: str, version: int) -> tuple[str, str]:
         """A saved script version's language and code; read once per process (immutable)."""
         key = (path, version)

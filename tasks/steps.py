@@ -30,7 +30,7 @@ from orchestrator.models import StepStatus
 from orchestrator.plan import Node, Plan, truthy
 from orchestrator.records import Attempt, Ending
 from orchestrator.scripts import pin_scripts, split_ref
-from orchestrator.submission import publish_continuation, publish_run
+from orchestrator.submission import follow_up, publish_continuation, publish_run
 from orchestrator.variables import mask
 from orchestrator.variables import resolve as resolve_variables
 from tasks.app import app, settings
@@ -152,7 +152,14 @@ def _fail_run(rt: Runtime, plan: Plan, ref: RunRef, ctx: Context, error: str) ->
             compiler.compile_on_failure(plan, ref, handler_ctx).apply_async()
             return
     if ending is not None:
-        _notify_parent(rt, ending)
+        _ended(rt, ending)
+
+
+def _ended(rt: Runtime, ending: Ending) -> None:
+    """A run ended: its parent's step, its flow triggers and its concurrency slot follow."""
+    _notify_parent(rt, ending)
+    if ending.status.finished:
+        follow_up(rt.engine, send, ending.run_id, rt.plan_of)
 
 
 def _notify_parent(rt: Runtime, ending: Ending) -> None:
@@ -193,7 +200,7 @@ def finish(self: Task, ctx: Context, **kw: Any) -> None:
     rt = runtime(settings)
     ending = records.finish_run(rt.engine, kw["run"], kw.get("phase", "main"), ctx.get("last"), rt.worker)
     if ending is not None:
-        _notify_parent(rt, ending)
+        _ended(rt, ending)
 
 
 # --- code steps --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from orchestrator import records
 from orchestrator.models import StepStatus
-from orchestrator.submission import publish_continuation, publish_run
+from orchestrator.submission import follow_up, publish_continuation, publish_run
 from tasks.app import settings
 from tasks.runtime import Runtime
 from tasks.steps import send
@@ -22,6 +22,7 @@ log = logging.getLogger("millrace.sweeper")
 _SWEEP_LOCK = 0x6D696C6C  # "mill"
 UNPUBLISHED_AFTER_S = 30.0
 UNSENT_AFTER_S = 60.0
+FOLLOW_UP_AFTER_S = 30.0  # a run ended this long ago with no follow-up: its worker died first
 
 
 def sweep(rt: Runtime, unpublished_after: float = UNPUBLISHED_AFTER_S,
@@ -36,6 +37,9 @@ def sweep(rt: Runtime, unpublished_after: float = UNPUBLISHED_AFTER_S,
         log.warning("publishing run %s, left unpublished", run.id)
         publish_run(send, rt.plan(run.flow_id, run.flow_version), run.id, run.inputs, run.depth, run.scripts)
         records.mark_published(rt.engine, run.id)
+    for run_id in records.ended_runs_to_follow_up(rt.engine, FOLLOW_UP_AFTER_S):
+        log.warning("following up run %s, ended without it", run_id)
+        follow_up(rt.engine, send, run_id, rt.plan_of)
     for row in records.unsent_continuations(rt.engine, unsent_after):
         log.warning("re-sending continuation of step attempt %s", row.id)
         publish_continuation(rt.engine, send, row.id, row.continuation)
