@@ -18,6 +18,7 @@ def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke) -
     app.extensions["millrace"] = {"settings": settings, "engine": engine, "send": send, "revoke": revoke}
     errors.register(app)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(health.metrics_blueprint)
     v1 = auth.protected_blueprint("v1", "/api/v1")
     v1.register_blueprint(flows.blueprint)
     v1.register_blueprint(scripts.blueprint)

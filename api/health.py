@@ -1,4 +1,4 @@
-"""Liveness and readiness, without a token."""
+"""Liveness and readiness, without a token; Prometheus metrics, with one."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
@@ -6,15 +6,29 @@ from kombu import Connection
 from sqlalchemy import text
 
 from api import context
+from api.auth import protected_blueprint, requires
 from api.errors import problem
+from orchestrator.access import Permission
+from orchestrator.metrics import exposition
 
 blueprint = Blueprint("health", __name__)
+metrics_blueprint = protected_blueprint("ops", "")  # /metrics: scrape with a viewer's token
 
 
 @blueprint.get("/healthz")
 def healthz() -> Response:
     """The process is up."""
     return jsonify({"status": "ok"})
+
+
+@metrics_blueprint.get("/metrics")
+@requires(Permission.READ)
+def metrics() -> Response:
+    """Prometheus metrics: runs by flow and status, step durations, queue latency, scheduler lag."""
+    return Response(exposition(context.engine()), mimetype="text/plain", content_type="text/plain; version=0.0.4")
+
+
+metrics.millrace_produces = "text/plain"  # type: ignore[attr-defined]
 
 
 @blueprint.get("/readyz")

@@ -66,8 +66,8 @@ def _operation(rule: Any, view: Any, method: str, components: dict[str, Any]) ->
             "type": "integer" if name in _INT_PARAM.findall(rule.rule) else "string"}}
             for name in _PARAM.findall(rule.rule)],
         "responses": {
-            **{str(status): _success(status) for status in getattr(view, "millrace_statuses", ())
-               or (_SUCCESS[method],)},
+            **{str(status): _success(status, getattr(view, "millrace_produces", "application/json"))
+               for status in getattr(view, "millrace_statuses", ()) or (_SUCCESS[method],)},
             "4XX": {"description": "the request cannot be done; see detail and errors", **problem},
         },
     }
@@ -91,10 +91,11 @@ def _operation(rule: Any, view: Any, method: str, components: dict[str, Any]) ->
     return operation
 
 
-def _success(status: int) -> dict[str, Any]:
+def _success(status: int, media: str) -> dict[str, Any]:
     if status == 204:
         return {"description": _MEANING[status]}
-    return {"description": _MEANING[status], "content": {"application/json": {"schema": {"type": "object"}}}}
+    schema = {"type": "object"} if media == "application/json" else {"type": "string"}
+    return {"description": _MEANING[status], "content": {media: {"schema": schema}}}
 
 
 def _register(model: Any, components: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from orchestrator.models import RunStatus
 from orchestrator.parser import flow_from_data
 from orchestrator.plan import build_plan
 from orchestrator.submission import cancel, check_runnable, decide_approval, restart, start_saved, wait_for_run
+from orchestrator.timeline import render_timeline
 
 blueprint = Blueprint("runs", __name__)
 MAX_WAIT_S = 300.0
@@ -153,6 +154,16 @@ def step_logs(run_id: str, path: str) -> Response:
 def get_run(run_id: str) -> Response:
     """A run: status, inputs, result, error, and every step attempt with its timings."""
     return jsonify(_run_json(records.get_run(context.engine(), run_id)))
+
+
+@blueprint.get("/runs/<run_id>/timeline.svg")
+@requires(Permission.READ)
+def run_timeline(run_id: str) -> Response:
+    """The run as a Gantt chart (SVG): each step attempt waiting, then executing."""
+    return Response(render_timeline(records.get_run(context.engine(), run_id)), mimetype="image/svg+xml")
+
+
+run_timeline.millrace_produces = "image/svg+xml"  # type: ignore[attr-defined]
 
 
 @blueprint.post("/runs/<run_id>/cancel")

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+SCENARIO_NAMES = ("light40", "long10", "fanout40", "throughput")  # orchestrator.bench.SCENARIOS
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="millrace", description="Workflow orchestration on Celery")
     sub = parser.add_subparsers()
@@ -85,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     restart_.add_argument("--from", dest="step", required=True, help="the top-level step id to start at")
     restart_.set_defaults(handler=cmd_runs_restart)
 
+    timeline = runs_sub.add_parser("timeline", help="a Gantt chart of a run's steps, as SVG")
+    timeline.add_argument("run_id")
+    timeline.add_argument("-o", "--output", required=True, help="the SVG file to write")
+    timeline.set_defaults(handler=cmd_runs_timeline)
+
     cancel_ = runs_sub.add_parser("cancel", help="cancel a run")
     cancel_.add_argument("run_id")
     cancel_.set_defaults(handler=cmd_runs_cancel)
@@ -96,11 +104,34 @@ def _parser() -> argparse.ArgumentParser:
         decide.add_argument("--reason", default=None)
         decide.set_defaults(handler=cmd_decide, approve=name == "approve")
 
-    bench = sub.add_parser("bench", help="compare a flow with the same work as a raw Celery chain")
-    bench.add_argument("--steps", type=int, default=40)
-    bench.add_argument("--repetitions", type=int, default=5)
-    bench.add_argument("--json", action="store_true")
+    bench = sub.add_parser("bench", help="Millrace next to raw Celery on the same workers; kept in Postgres")
+    bench.add_argument("--scenario", action="append", choices=sorted(SCENARIO_NAMES),
+                       help="run only these (repeatable); default: all")
+    bench.add_argument("--repetitions", type=int, default=None, help="default: per scenario (2 to 5)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(handler=cmd_bench)
+    bench_sub = bench.add_subparsers()
+    bench_history = bench_sub.add_parser("history", help="stored results, newest first")
+    bench_history.add_argument("--limit", type=int, default=20)
+    bench_history.set_defaults(handler=cmd_bench_history)
+    bench_compare = bench_sub.add_parser("compare", help="two stored results, scenario by scenario")
+    bench_compare.add_argument("a", type=int)
+    bench_compare.add_argument("b", type=int)
+    bench_compare.set_defaults(handler=cmd_bench_compare)
+    bench_chart = bench_sub.add_parser("chart", help="a stored result as an SVG chart")
+    bench_chart.add_argument("id", type=int, nargs="?", help="default: the newest")
+    bench_chart.add_argument("-o", "--output", required=True)
+    bench_chart.set_defaults(handler=cmd_bench_chart)
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers()
+    verify = audit_sub.add_parser("verify", help="check the hash chain; name the first broken link")
+    verify.set_defaults(handler=cmd_audit_verify)
+
+    flower = sub.add_parser("flower", help="Flower, the Celery monitor, on this broker (basic auth, localhost)")
+    flower.add_argument("--port", type=int, default=None, help="default: MILLRACE_FLOWER_PORT or 5555")
+    flower.add_argument("--address", default=None, help="default: MILLRACE_FLOWER_ADDRESS or 127.0.0.1")
+    flower.set_defaults(handler=cmd_flower)
 
     scheduler = sub.add_parser("scheduler", help="fire cron schedules (run two for availability: one leads)")
     scheduler.add_argument("--loglevel", default="INFO")
@@ -170,6 +201,15 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs_timeline(args: argparse.Namespace) -> int:
+    from orchestrator.timeline import render_timeline
+
+    run = records.get_run(_engine(load_settings()), args.run_id)
+    Path(args.output).write_text(render_timeline(run))
+    print(f"wrote {args.output}: {len(run['steps'])} step attempts of run {run['id']}", file=sys.stderr)
+    return 0
+
+
 def cmd_runs_show(args: argparse.Namespace) -> int:
     engine = _engine(load_settings())
     run = records.get_run(engine, args.run_id)
@@ -213,9 +253,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from celery import Signature, chain
-
-    from orchestrator.bench import compare_chain
+    from orchestrator import bench
     from orchestrator.parser import parse_flow
 
     engine = _engine(load_settings())
@@ -223,16 +261,77 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def start_flow(text: str) -> str:
         return submit(engine, send, parse_flow(text), text, {}, trigger="bench")
 
-    def start_raw(steps: int, n: int, key: str) -> None:
-        sigs = [Signature("millrace.bench.raw", args=(0,), kwargs={"n": n})]
-        sigs += [Signature("millrace.bench.raw", kwargs={"n": n}) for _ in range(steps - 1)]
-        chain(*sigs, Signature("millrace.bench.done", kwargs={"key": key})).apply_async()
-
-    comparison = compare_chain(engine, start_flow=start_flow, start_raw=start_raw, steps=args.steps,
-                               repetitions=args.repetitions,
-                               progress=lambda line: print(line, file=sys.stderr))
-    summary = {"scenarios": {comparison.scenario: comparison.summary()}}
+    names = args.scenario or list(bench.SCENARIOS)
+    results = {}
+    for name in names:
+        measured = bench.run_scenario(engine, bench.SCENARIOS[name], start_flow=start_flow, send=send,
+                                      repetitions=args.repetitions,
+                                      progress=lambda line: print(line, file=sys.stderr))
+        results[name] = measured.summary()
+    summary = {"scenarios": results}
+    bench_id = bench.store(engine, summary, {"scenarios": names, "repetitions": args.repetitions})
+    print(f"stored as bench {bench_id} (millrace bench history / compare / chart)", file=sys.stderr)
     print(json.dumps(summary, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_bench_history(args: argparse.Namespace) -> int:
+    from orchestrator import bench
+
+    for row in bench.history(_engine(load_settings()), args.limit):
+        figures = ", ".join(f"{name} {s['millrace_s'] * 1000:.0f} ms (x{s['ratio']})"
+                            for name, s in row["summary"]["scenarios"].items())
+        print(f"{row['id']:>5}  {row['created_at']:%Y-%m-%d %H:%M}  {row['git_revision'] or '-':<9} "
+              f"{row['machine'].get('cpus')} cpu  {figures}")
+    return 0
+
+
+def cmd_bench_compare(args: argparse.Namespace) -> int:
+    from orchestrator import bench
+
+    engine = _engine(load_settings())
+    print("\n".join(bench.compare(bench.get(engine, args.a), bench.get(engine, args.b))))
+    return 0
+
+
+def cmd_bench_chart(args: argparse.Namespace) -> int:
+    from orchestrator import bench
+    from orchestrator.bench_chart import render_chart
+
+    engine = _engine(load_settings())
+    if args.id is None:
+        newest = bench.history(engine, 1)
+        if not newest:
+            raise SystemExit("no bench result stored yet: run `millrace bench`")
+        args.id = newest[0]["id"]
+    Path(args.output).write_text(render_chart(bench.get(engine, args.id)))
+    print(f"wrote {args.output} (bench {args.id})", file=sys.stderr)
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from orchestrator.audit import verify
+
+    verdict = verify(_engine(load_settings()))
+    if verdict.ok:
+        print(f"audit chain intact: {verdict.events} events")
+        return 0
+    print(f"audit chain broken at event #{verdict.broken_at} (id {verdict.event_id}): {verdict.reason}; "
+          f"{verdict.events} events before it are intact", file=sys.stderr)
+    return 1
+
+
+def cmd_flower(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if not settings.flower_basic_auth:
+        raise SystemExit("set MILLRACE_FLOWER_BASIC_AUTH=user:password: Flower shows every task's arguments")
+    from tasks import app
+
+    app.start(["flower", f"--address={args.address or settings.flower_address}",
+               f"--port={args.port or settings.flower_port}", f"--basic-auth={settings.flower_basic_auth}",
+               "--persistent=False", "--purge_offline_workers=60",
+               # args is `flow / run / step path`: the column that says what a task is doing
+               "--tasks_columns=name,args,state,received,started,runtime,worker,uuid"])
     return 0
 
 

@@ -252,6 +252,13 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(300))
     details: Mapped[dict[str, Any]] = mapped_column(Json)
+    # The chain (PostgreSQL: set by a trigger under a lock, so concurrent writers queue):
+    # seq orders it, hash = sha256(prev_hash | seq | at | actor | action | target | details).
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("uq_audit_events_seq", "seq", unique=True),)
 
 
 class Chord(Base):
@@ -278,6 +285,18 @@ class BenchMark(Base):
     __tablename__ = "bench_marks"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     finished_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+
+class BenchRun(Base):
+    """One `millrace bench` invocation: its figures, where and on which revision."""
+
+    __tablename__ = "bench_runs"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    git_revision: Mapped[str | None] = mapped_column(String(40))
+    machine: Mapped[dict[str, Any]] = mapped_column(Json)
+    args: Mapped[dict[str, Any]] = mapped_column(Json)
+    summary: Mapped[dict[str, Any]] = mapped_column(Json)
 
 
 class ApiToken(Base):

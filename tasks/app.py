@@ -24,6 +24,10 @@ class MillraceTask(Task):
     the attempt number (``retries``) is kept, unlike with ``Task.retry``.
     """
 
+    # What task events (and so Flower) show of a return value: a context is long; its
+    # head is enough there, the run's record has all of it.
+    resultrepr_maxsize = 300
+
     def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         try:
             return super().__call__(*args, **kwargs)

@@ -17,6 +17,13 @@ def raw(previous: int, n: int) -> int:
     return previous + 1
 
 
+@app.task(name="millrace.bench.sum")
+def total(results: list[int], key: str) -> None:
+    """The fan-out baseline's chord body: add up, then mark done."""
+    sum(results)
+    done(0, key)
+
+
 @app.task(name="millrace.bench.done")
 def done(result: int, key: str) -> None:
     engine = runtime(settings).engine

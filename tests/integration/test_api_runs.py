@@ -219,3 +219,39 @@ steps:
         assert done.status_code == 409
     finally:
         os.remove("/tmp/millrace-restart-ok")
+
+
+def test_a_runs_timeline_is_an_svg_gantt_chart_of_its_attempts(client, operator, engine, tmp_path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from orchestrator.cli import main
+
+    run = client.post("/api/v1/flows/api/runs/runs?wait=30", json={"inputs": {"n": 2}}, headers=operator).json
+    svg = client.get(f"/api/v1/runs/{run['id']}/timeline.svg", headers=operator)
+    assert svg.status_code == 200 and svg.mimetype == "image/svg+xml"
+    root = ET.fromstring(svg.data)  # well-formed XML
+    tooltips = [t.text for t in root.iter("{http://www.w3.org/2000/svg}title")]
+    assert any(t.startswith("double: waited ") for t in tooltips)
+    assert any(t.startswith("double: succeeded, ran ") for t in tooltips)
+    out = tmp_path / "run.svg"
+    assert main(["runs", "timeline", run["id"], "-o", str(out)]) == 0
+    assert out.read_text().startswith("<svg") and "double" in out.read_text()
+
+
+def test_prometheus_metrics_count_runs_and_time_steps(client, operator) -> None:
+    assert client.get("/metrics").status_code == 401
+    before = client.get("/metrics", headers=operator).text
+    client.post("/api/v1/flows/api/runs/runs?wait=30", json={"inputs": {"n": 1}}, headers=operator)
+    text = client.get("/metrics", headers=operator).text
+
+    def value(text: str, sample: str) -> float:
+        line = next((line for line in text.splitlines() if line.startswith(sample + " ")), None)
+        return float(line.split()[-1]) if line else 0.0
+
+    started = 'millrace_runs_started_total{flow="api/runs"}'
+    finished = 'millrace_runs_finished_total{flow="api/runs",status="succeeded"}'
+    assert value(text, started) == value(before, started) + 1
+    assert value(text, finished) == value(before, finished) + 1
+    assert value(text, 'millrace_step_duration_seconds_count{kind="python"}') >= 1
+    assert 0 < value(text, 'millrace_step_queue_latency_seconds{kind="python",quantile="0.5"}') < 30
+    assert "# TYPE millrace_scheduler_lag_seconds gauge" in text

@@ -1,0 +1,62 @@
+"""The audit trail's chain: each event stores the hash of the one before it.
+
+PostgreSQL writes the chain (a trigger, under a lock, see migration 0008) and refuses any
+UPDATE, DELETE or TRUNCATE of ``audit_events``. :func:`verify` recomputes every hash from the
+stored fields and names the first event where the chain breaks: an event changed (its hash
+no longer matches its fields), removed, or inserted (the next one's ``prev_hash`` no longer
+matches).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
+
+_CANONICAL = """concat_ws('|', coalesce(prev_hash, ''), seq::text,
+    to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), actor, action, target, details::text)"""
+_WALK = text(f"""
+SELECT id, seq, prev_hash, hash,
+       encode(sha256(convert_to({_CANONICAL}, 'UTF8')), 'hex') AS expected,
+       lag(hash) OVER (ORDER BY seq) AS previous,
+       lag(seq) OVER (ORDER BY seq) AS previous_seq
+FROM audit_events WHERE seq > :after ORDER BY seq LIMIT :batch
+""")
+_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    events: int
+    broken_at: int | None = None  # the seq of the first event that does not fit
+    event_id: int | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_at is None
+
+
+def verify(engine: Engine) -> Verdict:
+    """Walk the whole chain in order; the first broken link, if any."""
+    if engine.dialect.name != "postgresql":
+        raise RuntimeError("the audit chain is kept by PostgreSQL; local mode (SQLite) has none to verify")
+    checked, after, previous_hash, previous_seq = 0, 0, None, 0
+    with engine.connect() as conn:
+        unchained = conn.execute(text("SELECT min(id) FROM audit_events WHERE seq IS NULL")).scalar()
+        if unchained is not None:
+            return Verdict(checked, 0, unchained, "an event outside the chain (written with the trigger off)")
+        while True:
+            rows = conn.execute(_WALK, {"after": after, "batch": _BATCH}).all()
+            if not rows:
+                return Verdict(checked)
+            for i, row in enumerate(rows):
+                expected_prev = row.previous if i else previous_hash
+                seq_before = row.previous_seq if i else previous_seq
+                if row.seq != seq_before + 1:
+                    return Verdict(checked, row.seq, row.id, f"events {seq_before + 1}..{row.seq - 1} are missing")
+                if row.prev_hash != expected_prev:
+                    return Verdict(checked, row.seq, row.id, "its prev_hash is not the hash of the event before it")
+                if row.hash != row.expected:
+                    return Verdict(checked, row.seq, row.id, "its fields no longer match its hash (changed)")
+                checked += 1
+            after, previous_hash, previous_seq = rows[-1].seq, rows[-1].hash, rows[-1].seq

@@ -1,0 +1,40 @@
+"""`millrace bench` end to end on the test workers: scenarios through the real path next to
+raw Celery, stored in Postgres, listed, compared and drawn."""
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from orchestrator.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_measures_stores_compares_and_draws(engine, worker, capsys, tmp_path) -> None:
+    for _ in range(2):
+        assert main(["bench", "--scenario", "light40", "--scenario", "fanout40", "--repetitions", "1",
+                     "--json"]) == 0
+    captured = capsys.readouterr()
+    first, second = (json.loads(line) for line in captured.out.strip().splitlines())
+    assert "light40 1/1: millrace" in captured.err  # progress while it runs
+    light = second["scenarios"]["light40"]
+    assert light["steps"] == 40 and light["millrace_s"] > light["raw_s"] > 0
+    assert light["ratio"] == pytest.approx(light["millrace_s"] / light["raw_s"], rel=0.02)
+    assert set(light["breakdown_ms_per_step"]) == {"assignment", "execution", "transition"}
+    assert abs(sum(light["breakdown_percent"].values()) - 100) < 0.5
+    fan = second["scenarios"]["fanout40"]
+    assert fan["millrace_s"] > 0 and fan["raw_s"] > 0
+    assert main(["bench", "history", "--limit", "2"]) == 0
+    listed = capsys.readouterr().out.strip().splitlines()
+    assert len(listed) == 2 and "light40" in listed[0]
+    newest, older = (int(line.split()[0]) for line in listed)
+    assert main(["bench", "compare", str(older), str(newest)]) == 0
+    assert "light40: millrace" in capsys.readouterr().out
+    chart = tmp_path / "bench.svg"
+    assert main(["bench", "chart", "-o", str(chart)]) == 0
+    root = ET.fromstring(chart.read_text())
+    texts = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "light40" in texts and "fanout40" in texts and any(t.startswith("raw ") for t in texts)
+    assert first["scenarios"].keys() == second["scenarios"].keys()

@@ -1,0 +1,98 @@
+"""Flower in a real browser: headless Chromium (Debian's package, installed here when it is
+missing) opens Flower's tasks page while a flow runs; the page shows the flow's steps by
+name, and a screenshot is kept under .millrace/."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+FLOW = """id: flower/visible
+steps:
+  - {id: fetch_orders, bash: echo 3}
+  - id: each_order
+    for_each: [1, 2, 3]
+    do:
+      - {id: charge_card, bash: "sleep 0.2; echo charged"}
+  - {id: send_receipts, python: "def main():\\n    return 'sent'"}
+"""
+
+
+def chromium() -> str:
+    found = shutil.which("chromium")
+    if found is None:
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, capture_output=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, timeout=600)
+        found = shutil.which("chromium")
+    assert found, "Debian's chromium package did not install"
+    return found
+
+
+@pytest.fixture(scope="module")
+def flower(worker):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(ROOT / ".millrace" / "flower.log", "w")  # noqa: SIM115 - closed below
+    env = {**os.environ, "MILLRACE_FLOWER_BASIC_AUTH": "ops:s3cret", "MILLRACE_FLOWER_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "flower"], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(f"{base}/healthcheck", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, (ROOT / ".millrace" / "flower.log").read_text()
+        time.sleep(0.2)
+    yield base
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_flower_needs_its_password_and_serves_prometheus_metrics(flower) -> None:
+    assert requests.get(f"{flower}/api/tasks", timeout=5).status_code == 401
+    metrics = requests.get(f"{flower}/metrics", auth=("ops", "s3cret"), timeout=5)
+    assert metrics.status_code == 200 and "flower_events_total" in metrics.text
+
+
+def test_the_tasks_page_shows_the_flows_steps_by_name(flower, engine, tmp_path) -> None:
+    from orchestrator.cli import send
+    from orchestrator.parser import parse_flow
+    from orchestrator.submission import submit, wait_for_run
+
+    browser = chromium()
+    run_id = submit(engine, send, parse_flow(FLOW), FLOW, {}, trigger="test")
+    # while it runs, and after: Flower hears the events and lists the tasks
+    deadline = time.monotonic() + 60
+    while "send_receipts" not in requests.get(f"{flower}/api/tasks", auth=("ops", "s3cret"), timeout=5).text:
+        assert time.monotonic() < deadline, "Flower never saw the last step"
+        time.sleep(0.3)
+    assert wait_for_run(engine, run_id, 60).finished
+    page = f"http://ops:s3cret@{flower.removeprefix('http://')}/tasks"
+    shot = ROOT / ".millrace" / "flower-tasks.png"
+    common = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=2000,900",
+              "--virtual-time-budget=10000", f"--user-data-dir={tmp_path / 'profile'}"]
+    subprocess.run([*common, f"--screenshot={shot}", page], check=True, capture_output=True, timeout=120)
+    dom = subprocess.run([*common, "--dump-dom", page], check=True, capture_output=True, text=True,
+                         timeout=120).stdout
+    assert shot.stat().st_size > 10_000  # a real picture, not an error page
+    (ROOT / ".millrace" / "flower-tasks.html").write_text(dom)
+    # the newest tasks first: the run's last steps, named, with the flow, the run and the step path
+    for name in ("millrace.finish", "millrace.step", "millrace.join", f"flower/visible / {run_id} / send_receipts",
+                 f"flower/visible / {run_id} / each_order.charge_card [item 2]"):
+        assert name in dom, name
