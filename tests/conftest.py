@@ -122,3 +122,44 @@ def run_flow(engine, worker):
         return records.get_run(engine, run_id)
 
     return _run
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Served:
+    """A `millrace` command serving HTTP on a free port, in its own process group, ready when
+    ``health`` answers 200."""
+
+    def __init__(self, name: str, argv: list[str], health: str, env: dict[str, str] | None = None,
+                 port: int | None = None):
+        import requests
+
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = ROOT / ".millrace" / f"{name}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *argv], cwd=ROOT,
+                                     env={**os.environ, **(env or {})}, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(self.base + health, timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            assert self.proc.poll() is None and time.monotonic() < deadline, self.log_path.read_text()[-3000:]
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        self._log.close()

@@ -5,8 +5,6 @@ of all of it."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Served
 
 pytestmark = pytest.mark.integration
 
@@ -40,26 +38,12 @@ DOUBLE = 'def main(n: int) -> int:\n    print("doubling", n)\n    return n * 2\n
 
 @pytest.fixture(scope="module")
 def server(database_url, worker):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = open(ROOT / ".millrace" / "api-life.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "api", "--port", str(port), "--workers", "2"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, (ROOT / ".millrace" / "api-life.log").read_text()
-        time.sleep(0.2)
-    yield base
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
-    log.close()
+    from tests.conftest import free_port
+
+    port = free_port()
+    served = Served("api-life", ["api", "--port", str(port), "--workers", "2"], "/readyz", port=port)
+    yield served.base
+    served.stop()
 
 
 def cli_token(role: str, name: str) -> str:

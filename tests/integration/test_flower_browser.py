@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
 import requests
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Served, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -41,27 +38,11 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def flower(worker):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = open(ROOT / ".millrace" / "flower.log", "w")  # noqa: SIM115 - closed below
-    env = {**os.environ, "MILLRACE_FLOWER_BASIC_AUTH": "ops:s3cret", "MILLRACE_FLOWER_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "flower"], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(f"{base}/healthcheck", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, (ROOT / ".millrace" / "flower.log").read_text()
-        time.sleep(0.2)
-    yield base
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
-    log.close()
+    port = free_port()
+    served = Served("flower", ["flower"], "/healthcheck", port=port,
+                    env={"MILLRACE_FLOWER_BASIC_AUTH": "ops:s3cret", "MILLRACE_FLOWER_PORT": str(port)})
+    yield served.base
+    served.stop()
 
 
 def test_flower_needs_its_password_and_serves_prometheus_metrics(flower) -> None:
