@@ -16,7 +16,7 @@ from orchestrator.inputs import validate_inputs
 from orchestrator.models import RunStatus
 from orchestrator.parser import flow_from_data
 from orchestrator.plan import build_plan
-from orchestrator.submission import cancel, check_runnable, decide_approval, restart, start_saved, wait_for_run
+from orchestrator.submission import cancel, decide_approval, restart, start_saved, wait_for_run
 from orchestrator.timeline import render_timeline
 
 blueprint = Blueprint("runs", __name__)
@@ -63,7 +63,6 @@ def start_and_answer(flow_id: str, given: dict[str, Any], version: int | None, *
     engine = context.engine()
     saved = records.get_flow_version(engine, flow_id, version)
     flow = flow_from_data(saved["document"])
-    check_runnable(flow)
     inputs = validate_inputs(flow.inputs, given)
     wait = query_number("wait", float, low=0, high=MAX_WAIT_S)
     key = request.headers.get("Idempotency-Key")

@@ -39,6 +39,9 @@ class Settings:
     # a task must end well before that or its message is redelivered mid-run.
     task_time_limit: int = 25 * 60
     sweep_interval: float = 5.0
+    # sql steps without `database:` may use Millrace's own database only when this is on.
+    sql_own_database: bool = False
+    sql_row_limit: int = 1000
     # Task events (received, started, succeeded...) and sent events, for Flower.
     task_events: bool = True
     flower_address: str = "127.0.0.1"
@@ -73,6 +76,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         log_limit=_env_int(env, "MILLRACE_LOG_LIMIT", 65536),
         result_limit=_env_int(env, "MILLRACE_RESULT_LIMIT", 1 << 20),
         task_time_limit=_env_int(env, "MILLRACE_TASK_TIME_LIMIT", 25 * 60),
+        sql_own_database=env.get("MILLRACE_SQL_OWN_DATABASE", "0").lower() in ("1", "true", "yes", "on"),
+        sql_row_limit=_env_int(env, "MILLRACE_SQL_ROW_LIMIT", 1000),
         task_events=env.get("MILLRACE_TASK_EVENTS", "1").lower() not in ("0", "false", "no", "off"),
         flower_address=env.get("MILLRACE_FLOWER_ADDRESS", "127.0.0.1"),
         flower_port=_env_int(env, "MILLRACE_FLOWER_PORT", 5555),

@@ -126,6 +126,8 @@ class Measured:
                for k in ("assignment", "execution", "transition")}
         total = sum(per.values()) or 1.0
         out.update({
+            # steps one after another: the breakdown adds up to the run's time (fan-out: it does not)
+            "sequential": s.kind == "chain",
             "millrace_per_step_ms": round(m / s.steps * 1000, 2),
             "raw_per_step_ms": round(r / s.steps * 1000, 2),
             "overhead_per_step_ms": round((m - r) / s.steps * 1000, 2),

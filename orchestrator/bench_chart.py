@@ -11,7 +11,9 @@ LABEL_W, BAR_W, ROW = 150, 620, 64
 
 
 def render_chart(bench: dict[str, Any]) -> str:
-    scenarios = bench["summary"]["scenarios"]
+    stored = bench["summary"]["scenarios"]
+    order = ["light40", "long10", "fanout40", "throughput"]
+    scenarios = {name: stored[name] for name in sorted(stored, key=lambda n: (order + [n]).index(n))}
     height = 90 + ROW * len(scenarios) + 30
     width = LABEL_W + BAR_W + 180
     head = (f"millrace bench #{bench['id']} · {bench.get('git_revision') or 'unknown revision'} · "
@@ -48,7 +50,7 @@ def render_chart(bench: dict[str, Any]) -> str:
 def _segments(s: dict[str, Any]) -> dict[str, float]:
     """Median seconds of each part of a Millrace run (throughput runs have no breakdown)."""
     per_step = s.get("breakdown_ms_per_step")
-    if not per_step:
+    if not per_step or not s.get("sequential"):
         return {"other": s["millrace_s"]}
     parts = {k: v * s["steps"] / 1000 for k, v in per_step.items()}
     parts["other"] = max(s["millrace_s"] - sum(parts.values()), 0.0)

@@ -92,18 +92,24 @@ class BashStep(StepBase):
 
 
 class JavaScriptStep(StepBase):
-    javascript: str
+    javascript: str = Field(description="JavaScript (an ES module) defining `main`; `with` values are matched "
+                                        "to main's parameters by name; its (awaited) return value is the result")
 
 
 class SqlStep(StepBase):
-    sql: str
-    database: str | None = None
+    sql: str = Field(description="One statement; `with` values are bound as %(name)s parameters, never "
+                                 "interpolated")
+    database: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description=(
+        "the name of a secret holding a PostgreSQL URL; without it, Millrace's own database if "
+        "MILLRACE_SQL_OWN_DATABASE allows"))
 
 
 class ScriptStep(StepBase):
     script: Annotated[str, Field(pattern=SCRIPT_REF, max_length=210,
                                  description="A saved script's path, `@N` to pin version N (else the latest "
                                              "when the run starts)")]
+    database: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                 description="for an SQL script: the secret holding its connection URL")
 
 
 class SubflowStep(StepBase):

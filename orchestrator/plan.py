@@ -114,7 +114,8 @@ def _node(step: StepBase, prefix: str, fmt_prefix: str, nodes: dict[str, Node]) 
         case_conditions=tuple(conditions),
         inner_ids=inner,
         variables=refs.vars,
-        secrets=refs.secrets,
+        # an sql step's `database:` names the secret holding its connection URL
+        secrets=refs.secrets | ({step.database} if getattr(step, "database", None) else set()),
     )
     return path
 

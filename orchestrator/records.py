@@ -16,7 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, exists, func, insert, literal, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -489,11 +502,17 @@ def open_attempt(engine: Engine, *, run_id: str, phase: str, path: str, step_id:
                    row.continuation, row.resume_at)
 
 
+def _inline(values: tuple[str, ...]) -> list[Any]:
+    """Constants written into the SQL text: an IN over bound parameters is re-expanded (and
+    the statement recompiled) at every execution, which a statement run per step cannot afford."""
+    return [literal_column(f"'{value}'") for value in values]
+
+
 @functools.cache
 def _open_statement(dialect: str, phase: str) -> Any:
     # Built once: constructing it per step costs more than the round trip it makes.
     if phase == "main":
-        active = and_(runs.c.status.in_(ACTIVE), runs.c.error.is_(None))
+        active = and_(runs.c.status.in_(_inline(ACTIVE)), runs.c.error.is_(None))
     else:
         active = runs.c.status == RunStatus.RUNNING.value
     columns = ["run_id", "path", "step_id", "kind", "item_index", "attempt", "worker", "task_id", "created_at",
@@ -569,7 +588,7 @@ def record_outcome(engine: Engine, attempt_id: int, status: StepStatus, result: 
 _RECORD_OUTCOME = (
     update(step_runs)
     .where(step_runs.c.id == bindparam("attempt_id"),
-           step_runs.c.status.in_((StepStatus.RUNNING.value, StepStatus.WAITING.value)))
+           step_runs.c.status.in_(_inline((StepStatus.RUNNING.value, StepStatus.WAITING.value))))
     .values(status=bindparam("status"), result=bindparam("result"), error=bindparam("error"),
             logs=bindparam("logs"), cached=bindparam("cached"), finished_at=bindparam("finished_at"),
             continuation=None)

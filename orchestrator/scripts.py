@@ -22,7 +22,6 @@ from orchestrator.flow import Flow, ScriptStep
 from orchestrator.validation import walk_steps
 
 LANGUAGES = ("python", "bash", "javascript", "sql")
-NOT_RUN_YET = frozenset({"javascript", "sql"})
 
 _PY_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean",
              "list": "array", "tuple": "array", "dict": "object", "None": "null"}
@@ -135,7 +134,7 @@ def _any_of(options: list[dict[str, Any]]) -> dict[str, Any]:
 
 # --- JavaScript / TypeScript ---------------------------------------------------------------
 
-_JS_MAIN = re.compile(r"(?:^|\n)\s*(?:export\s+)?(?:default\s+)?(?:async\s+)?function\s+main\s*\(([^)]*)\)")
+_JS_MAIN = re.compile(r"(?:^|[\n;])\s*(?:export\s+)?(?:default\s+)?(?:async\s+)?function\s+main\s*\(([^)]*)\)")
 _JS_ARROW = re.compile(
     r"(?:^|\n)\s*(?:export\s+)?(?:const|let|var)\s+main\s*=\s*(?:async\s*)?\(([^)]*)\)\s*(?::[^=]*)?=>")
 
@@ -265,9 +264,6 @@ def check_script_steps(engine: Engine, flow: Flow) -> None:
         if isinstance(step, ScriptStep):
             name, _ = split_ref(step.script)
             saved = records.get_version(engine, records.SCRIPTS, name, pins[step.script])
-            if saved["language"] in NOT_RUN_YET:
-                problems.append(Problem(f"{path}.script", f"script '{step.script}' is {saved['language']}, "
-                                                          "which this release saves but does not run"))
             problems += _fit(saved["input_schema"], step.with_ or {}, f"{path}.with", step.script)
     if problems:
         raise ValidationError(problems)

@@ -19,36 +19,20 @@ from orchestrator.compiler import RunRef
 from orchestrator.context import new_context, set_outcome
 from orchestrator.errors import FlowError, Problem, ValidationError
 from orchestrator.expressions import compile_value
-from orchestrator.flow import Flow, step_kind
+from orchestrator.flow import Flow
 from orchestrator.inputs import validate_inputs
 from orchestrator.models import RunStatus, StepStatus
 from orchestrator.parser import flow_from_data
 from orchestrator.plan import Plan, build_plan
 from orchestrator.scripts import check_script_steps, pin_scripts
-from orchestrator.validation import walk_steps
 
 Send = Callable[[Signature], Any]
 PlanOf = Callable[[str, int | None], Plan]  # the plan of a flow version (None: the latest)
 Revoke = Callable[[list[str]], Any]  # stops the Celery tasks with these ids wherever they run
 
-_NOT_YET = {
-    "javascript": "javascript steps are not supported by this release; use python: or bash:",
-    "sql": "sql steps are not supported by this release; use python: or bash:",
-}
-
-
-def check_runnable(flow: Flow) -> None:
-    """Refuse, before anything is stored, what this release cannot run."""
-    problems = [Problem(f"{path}.{kind}", _NOT_YET[kind])
-                for step, path in walk_steps(flow) if (kind := step_kind(step)) in _NOT_YET]
-    if problems:
-        raise ValidationError(problems)
-
-
 def submit(engine: Engine, send: Send, flow: Flow, source: str, given: dict[str, Any], *,
            trigger: str, actor: str = "cli") -> str:
     """Save the flow, check the inputs, record the run, then publish it; returns the run id."""
-    check_runnable(flow)
     check_script_steps(engine, flow)
     inputs = validate_inputs(flow.inputs, given)
     version = records.save_flow(engine, flow, source, actor=actor)

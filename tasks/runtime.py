@@ -10,7 +10,9 @@ from sqlalchemy import Engine
 from config.settings import Settings
 from orchestrator.db import make_engine
 from orchestrator.executors.bash import BashExecutor
+from orchestrator.executors.javascript import JavaScriptExecutor
 from orchestrator.executors.python import PythonExecutor
+from orchestrator.executors.sql import SqlExecutor
 from orchestrator.parser import flow_from_data
 from orchestrator.plan import Plan, build_plan
 from orchestrator.records import SCRIPTS, get_version, load_flow_document
@@ -32,6 +34,8 @@ class Runtime:
         self._engine: Engine | None = None
         self._python: PythonExecutor | None = None
         self._bash: BashExecutor | None = None
+        self._javascript: JavaScriptExecutor | None = None
+        self._sql: SqlExecutor | None = None
 
     @property
     def engine(self) -> Engine:
@@ -68,6 +72,18 @@ class Runtime:
         if self._python is None:
             self._python = PythonExecutor(log_limit=self.settings.log_limit)
         return self._python
+
+    @property
+    def javascript(self) -> JavaScriptExecutor:
+        if self._javascript is None:
+            self._javascript = JavaScriptExecutor(log_limit=self.settings.log_limit)
+        return self._javascript
+
+    @property
+    def sql(self) -> SqlExecutor:
+        if self._sql is None:
+            self._sql = SqlExecutor(row_limit=self.settings.sql_row_limit)
+        return self._sql
 
     @property
     def bash(self) -> BashExecutor:

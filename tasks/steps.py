@@ -231,9 +231,6 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context:
         if hit:
             return _succeed(s, result, cached=True)
     executor = _executor(s.rt, kind)
-    if executor is None:
-        return _fail(self, s, f"{kind} steps are not supported by this worker yet; use python: or bash:",
-                     retryable=False)
     env = {
         "MILLRACE_RUN_ID": s.ref.run_id,
         "MILLRACE_FLOW_ID": s.ref.flow_id,
@@ -245,7 +242,17 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context:
     # Never past the task's hard limit: a pool process killed there is redelivered forever.
     ceiling = settings.task_time_limit - 60
     timeout = min(node.step.timeout or ceiling, ceiling)
-    execution = executor.run(code, args, timeout=timeout, env=env)
+    if kind == "sql":
+        database = getattr(node.step, "database", None)
+        url = s.secrets.get(database) if database else settings.database_url if settings.sql_own_database else None
+        if not isinstance(url, str):
+            why = (f"secret '{database}' holds no connection URL" if database else
+                   "an sql step names its `database:` (a secret holding a PostgreSQL URL); Millrace's own "
+                   "database is allowed only with MILLRACE_SQL_OWN_DATABASE=1")
+            return _fail(self, s, why, retryable=False)
+        execution = executor.run(code, args, url=url, timeout=timeout)
+    else:
+        execution = executor.run(code, args, timeout=timeout, env=env)
     logs = mask(execution.logs, s.secrets)
     if not execution.ok:
         return _fail(self, s, mask(execution.error or "failed", s.secrets), logs=logs)
@@ -256,11 +263,7 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context:
 
 
 def _executor(rt: Runtime, kind: str) -> Any:
-    if kind == "python":
-        return rt.python
-    if kind == "bash":
-        return rt.bash
-    return None
+    return {"python": rt.python, "bash": rt.bash, "javascript": rt.javascript, "sql": rt.sql}[kind]
 
 
 # --- composite steps ---------------------------------------------------------------------
