@@ -10,22 +10,27 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
-from orchestrator.access import Role
+from orchestrator.access import Role, create_token
 
 pytestmark = pytest.mark.integration
 
 EXAMPLES = 30
 
 
+# Revoking tokens at random would revoke the fuzzer's own token and turn the rest of the run
+# into 401s; revocation has its own test (test_api_flows).
+SKIPPED = {"DELETE /api/v1/tokens/{token_id}"}
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
-def test_generated_requests_never_break_the_api(api, mode) -> None:
+def test_generated_requests_never_break_the_api(api, engine, mode) -> None:
     api.save_flow("id: fuzz/hello\nsteps:\n  - {id: hi, bash: echo hi}\n")
-    document = api.get("/api/v1/openapi.json").json
+    headers = {"Authorization": f"Bearer {create_token(engine, f'fuzz-{mode.value}', Role.ADMIN)}"}
+    document = api.client.get("/api/v1/openapi.json", headers=headers).json
     schema = schemathesis.openapi.from_dict(document)
     schema.app = api.client.application
-    headers = api.headers(Role.ADMIN)
     failures = {}
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [op for result in schema.get_all_operations() if (op := result.ok()).label not in SKIPPED]
     assert len(operations) >= 30
 
     for operation in operations:
@@ -44,3 +49,5 @@ def test_generated_requests_never_break_the_api(api, mode) -> None:
         except BaseException as exc:  # every operation is tried; all failures are shown
             failures[operation.label] = str(exc)[:2000]
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
+    # the fuzzer's token still works: every request above was checked, not refused
+    assert api.client.get("/api/v1/flows", headers=headers).status_code == 200
