@@ -137,3 +137,25 @@ def test_a_concurrency_limit_of_one_holds_across_workers(api, engine, on_limit) 
     spans = sorted((dt.datetime.fromisoformat(r["started_at"]), dt.datetime.fromisoformat(r["finished_at"]))
                    for r in finished)
     assert all(earlier_end <= later_start for (_, earlier_end), (later_start, _) in zip(spans, spans[1:], strict=False))
+
+
+def test_a_run_waiting_for_approval_holds_its_slot_and_cancel_mode_ends_the_others(api) -> None:
+    api.save_flow("id: trig/gate_limited\nconcurrency: {limit: 1, key: '${{ inputs.customer }}', on_limit: cancel}\n"
+                  "inputs:\n  customer: {type: string}\n"
+                  "steps:\n  - {id: gate, approval: {}}\n  - {id: done, bash: echo done}\n")
+    first = api.post("/api/v1/flows/trig/gate_limited/runs", json={"inputs": {"customer": "acme"}}).json["id"]
+    deadline = time.monotonic() + 60
+    while not any(s["status"] == "waiting" for s in api.get(f"/api/v1/runs/{first}").json["steps"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    second = api.post("/api/v1/flows/trig/gate_limited/runs", json={"inputs": {"customer": "acme"}}).json
+    assert second["status"] == "cancelled"  # the waiting run holds acme's only slot
+    assert "concurrency limit 1 reached" in api.get(f"/api/v1/runs/{second['id']}").json["error"]
+    other = api.post("/api/v1/flows/trig/gate_limited/runs", json={"inputs": {"customer": "globex"}}).json
+    assert other["status"] != "cancelled"  # another key, another slot
+    api.approve_when_waiting(first, "gate")
+    assert api.finished_run(first)["status"] == "succeeded"
+    third = api.post("/api/v1/flows/trig/gate_limited/runs", json={"inputs": {"customer": "acme"}}).json
+    assert third["status"] != "cancelled"  # the slot is free again
+    api.post(f"/api/v1/runs/{third['id']}/cancel", json={})
+    api.post(f"/api/v1/runs/{other['id']}/cancel", json={})
