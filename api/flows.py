@@ -10,6 +10,7 @@ from api.auth import principal, requires
 from api.schemas import MAX_VERSION, query_number, responds
 from orchestrator import records
 from orchestrator.access import Permission
+from orchestrator.deps import index_of, lock_flow
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.flow import Flow
 from orchestrator.parser import parse_flow
@@ -64,6 +65,7 @@ def put_flow(flow_id: str) -> Response:
         raise ValidationError([Problem("id", f"the document's id '{flow.id}' differs from the URL's '{flow_id}'")])
     engine = context.engine()
     check_script_steps(engine, flow)
+    lock_flow(engine, flow, index_of(context.settings()))
     previous = records.newest_version(engine, records.FLOWS, flow_id)
     version = records.save_flow(engine, flow, source, actor=principal().actor)
     response = jsonify(_flow_json(records.get_flow_version(engine, flow_id, version)))

@@ -11,6 +11,7 @@ from api.auth import principal, requires
 from api.schemas import MAX_VERSION, SaveScript, accepts, query_number, responds
 from orchestrator import records
 from orchestrator.access import Permission
+from orchestrator.deps import dependencies_of, index_of
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.flow import SCRIPT_PATH
 from orchestrator.scripts import save_script
@@ -36,6 +37,7 @@ def _script_json(row: dict[str, Any]) -> dict[str, Any]:
         "summary": row["summary"],
         "code": row["code"],
         "input_schema": row["input_schema"],
+        "dependencies": dependencies_of(context.engine(), row["code"]) if row["language"] == "python" else None,
         "created_at": row["created_at"].isoformat(),
         "created_by": row["created_by"],
         "links": {"self": url_for("v1.scripts.get_script", path=row["path"], version=row["version"])},
@@ -51,7 +53,8 @@ def put_script(path: str, body: SaveScript) -> Response:
     holds the input schema read from the code."""
     engine = context.engine()
     previous = records.newest_version(engine, records.SCRIPTS, _checked(path))
-    version = save_script(engine, path, body.language, body.code, body.summary, principal().actor)
+    version = save_script(engine, path, body.language, body.code, body.summary, principal().actor,
+                          index_of(context.settings()))
     response = jsonify(_script_json(records.get_version(engine, records.SCRIPTS, path, version)))
     response.status_code = 201 if version > previous else 200
     return response

@@ -42,6 +42,9 @@ class Settings:
     # sql steps without `database:` may use Millrace's own database only when this is on.
     sql_own_database: bool = False
     sql_row_limit: int = 1000
+    # Where Python steps' packages come from (uv's --index-url / --extra-index-url).
+    pip_index_url: str = ""
+    pip_extra_index_urls: tuple[str, ...] = ()
     # Task events (received, started, succeeded...) and sent events, for Flower.
     task_events: bool = True
     flower_address: str = "127.0.0.1"
@@ -78,6 +81,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         task_time_limit=_env_int(env, "MILLRACE_TASK_TIME_LIMIT", 25 * 60),
         sql_own_database=env.get("MILLRACE_SQL_OWN_DATABASE", "0").lower() in ("1", "true", "yes", "on"),
         sql_row_limit=_env_int(env, "MILLRACE_SQL_ROW_LIMIT", 1000),
+        pip_index_url=env.get("MILLRACE_PIP_INDEX_URL", ""),
+        pip_extra_index_urls=tuple(u.strip() for u in env.get("MILLRACE_PIP_EXTRA_INDEX_URLS", "").split(",")
+                                   if u.strip()),
         task_events=env.get("MILLRACE_TASK_EVENTS", "1").lower() not in ("0", "false", "no", "off"),
         flower_address=env.get("MILLRACE_FLOWER_ADDRESS", "127.0.0.1"),
         flower_port=_env_int(env, "MILLRACE_FLOWER_PORT", 5555),

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from config.settings import Settings, load_settings
 from orchestrator import db, records
 from orchestrator.access import Role, create_token
+from orchestrator.deps import index_of
 from orchestrator.errors import FlowError, ValidationError
 from orchestrator.flow import Flow
 from orchestrator.inputs import parse_text_inputs
@@ -123,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     bench_chart.add_argument("-o", "--output", required=True)
     bench_chart.set_defaults(handler=cmd_bench_chart)
 
+    deps = sub.add_parser("deps", help="Python steps' package environments")
+    deps_sub = deps.add_subparsers()
+    prune = deps_sub.add_parser("prune", help="remove environments unused for N days")
+    prune.add_argument("--days", type=float, default=30)
+    prune.set_defaults(handler=cmd_deps_prune)
+
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers()
     verify = audit_sub.add_parser("verify", help="check the hash chain; name the first broken link")
@@ -167,7 +174,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("local mode: the run waits for a worker (`millrace worker`, or pass --local)", file=sys.stderr)
     worker = _start_worker(settings, _queues(flow, settings)) if args.local else None
     try:
-        run_id = submit(engine, send, flow, source, inputs, trigger="cli", actor=_actor())
+        run_id = submit(engine, send, flow, source, inputs, trigger="cli", actor=_actor(),
+                        index=index_of(settings))
         status = wait_for_run(engine, run_id, args.timeout)
     finally:
         if worker is not None:
@@ -306,6 +314,16 @@ def cmd_bench_chart(args: argparse.Namespace) -> int:
         args.id = newest[0]["id"]
     Path(args.output).write_text(render_chart(bench.get(engine, args.id)))
     print(f"wrote {args.output} (bench {args.id})", file=sys.stderr)
+    return 0
+
+
+def cmd_deps_prune(args: argparse.Namespace) -> int:
+    from orchestrator.deps import prune
+
+    settings = load_settings()
+    removed = prune(settings.home, args.days)
+    print(f"removed {len(removed)} environment(s) unused for {args.days:g} days from {settings.home / 'envs'}"
+          + "".join(f"\n  {name}" for name in removed))
     return 0
 
 

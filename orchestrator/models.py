@@ -287,6 +287,17 @@ class BenchMark(Base):
     finished_at: Mapped[dt.datetime] = mapped_column(Timestamp)
 
 
+class DependencyLock(Base):
+    """The exact versions a set of Python requirements resolved to, kept so that runs
+    months apart install the same packages."""
+
+    __tablename__ = "dependency_locks"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the sorted requirements
+    requirements: Mapped[list[str]] = mapped_column(Json)
+    lock: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+
 class BenchRun(Base):
     """One `millrace bench` invocation: its figures, where and on which revision."""
 

@@ -38,6 +38,7 @@ from orchestrator.errors import Conflict, NotFound
 from orchestrator.flow import CronTrigger, Flow, FlowTrigger
 from orchestrator.models import (
     AuditEvent,
+    DependencyLock,
     FlowRecord,
     FlowTriggerRecord,
     FlowVersion,
@@ -62,6 +63,7 @@ scripts = ScriptRecord.__table__
 schedules = Schedule.__table__
 schedule_fires = ScheduleFire.__table__
 flow_triggers = FlowTriggerRecord.__table__
+dependency_locks = DependencyLock.__table__
 script_versions = ScriptVersion.__table__
 
 ACTIVE = (RunStatus.RUNNING.value, RunStatus.SUSPENDED.value)

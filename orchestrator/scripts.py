@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from orchestrator import records
+from orchestrator.deps import Index, lock_code
 from orchestrator.errors import NotFound, Problem, ValidationError
 from orchestrator.executors import INHERITED_ENV
 from orchestrator.flow import Flow, ScriptStep
@@ -224,10 +225,13 @@ def _bash_inputs(code: str) -> dict[str, bool]:
 # --- the store ---------------------------------------------------------------------------
 
 def save_script(engine: Engine, path: str, language: str, code: str, summary: str | None,
-                actor: str) -> int:
+                actor: str, index: Index | None = None) -> int:
     """Save a new version of the script at ``path`` (or find the latest unchanged); its input
-    schema is read from the code, so code that cannot be read is refused here."""
+    schema is read from the code, so code that cannot be read is refused here, and a Python
+    script's requirements are locked now (refused if they do not resolve)."""
     schema = infer_schema(language, code)
+    if language == "python":
+        lock_code(engine, code, index or Index(), "code")
     values = {"language": language, "code": code, "summary": summary, "input_schema": schema,
               "created_by": actor}
     return records.save_version(engine, records.SCRIPTS, path, values, actor,

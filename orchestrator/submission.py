@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from orchestrator import compiler, records
 from orchestrator.compiler import RunRef
 from orchestrator.context import new_context, set_outcome
+from orchestrator.deps import Index, lock_flow
 from orchestrator.errors import FlowError, Problem, ValidationError
 from orchestrator.expressions import compile_value
 from orchestrator.flow import Flow
@@ -31,10 +32,11 @@ PlanOf = Callable[[str, int | None], Plan]  # the plan of a flow version (None: 
 Revoke = Callable[[list[str]], Any]  # stops the Celery tasks with these ids wherever they run
 
 def submit(engine: Engine, send: Send, flow: Flow, source: str, given: dict[str, Any], *,
-           trigger: str, actor: str = "cli") -> str:
+           trigger: str, actor: str = "cli", index: Index | None = None) -> str:
     """Save the flow, check the inputs, record the run, then publish it; returns the run id."""
     check_script_steps(engine, flow)
     inputs = validate_inputs(flow.inputs, given)
+    lock_flow(engine, flow, index or Index())
     version = records.save_flow(engine, flow, source, actor=actor)
     return start_saved(engine, send, build_plan(flow, version), inputs, trigger=trigger, actor=actor)
 

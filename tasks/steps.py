@@ -24,6 +24,7 @@ from orchestrator.context import (
     indices,
     set_outcome,
 )
+from orchestrator.deps import DependencyError
 from orchestrator.errors import ExpressionError, FlowError, ValidationError
 from orchestrator.inputs import validate_inputs
 from orchestrator.models import StepStatus
@@ -230,7 +231,10 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context:
         hit, result = records.cached_result(s.rt.engine, key)
         if hit:
             return _succeed(s, result, cached=True)
-    executor = _executor(s.rt, kind)
+    try:
+        executor = s.rt.python_for(code) if kind == "python" else _executor(s.rt, kind)
+    except DependencyError as exc:
+        return _fail(self, s, f"dependencies: {exc}", retryable=False)
     env = {
         "MILLRACE_RUN_ID": s.ref.run_id,
         "MILLRACE_FLOW_ID": s.ref.flow_id,

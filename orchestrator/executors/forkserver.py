@@ -311,7 +311,10 @@ def _name(kind: object) -> str:
 def main() -> None:
     path, preload = sys.argv[1], sys.argv[2:]
     for module in preload:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001, S112 - the step importing it reports the error itself
+            continue
     gc.freeze()  # what is imported now stays shared with every child, untouched by its GC
     server = Server(path)
     sys.stdout.write("ready\n")

@@ -1,0 +1,80 @@
+"""Python steps get the packages they import: resolved to a lock with uv (real PyPI),
+installed once per lock into an environment shared by the machine's workers, reused."""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+import pytest
+
+from config.settings import load_settings
+from orchestrator.deps import Index, environment_name, lock_for, requirements_of
+from orchestrator.errors import ValidationError
+
+pytestmark = pytest.mark.integration
+
+TABLE = """id: deps/table
+steps:
+  - id: pretty
+    python: |
+      from tabulate import tabulate
+      def main(n: int) -> str:
+          return tabulate([[n, n * 2]], tablefmt="plain")
+    with: {n: 21}
+"""
+PINNED = """id: deps/pinned
+steps:
+  - id: each
+    for_each: "${{ range(20) | list }}"
+    parallel: true
+    do:
+      - id: version
+        python: |
+          # /// script
+          # dependencies = ["six==1.16.0"]
+          # ///
+          import six
+          def main() -> str:
+              return six.__version__
+"""
+
+
+def builds_of(name: str) -> int:
+    log = load_settings().home / "envs" / "builds.log"
+    return sum(line.startswith(name) for line in log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_a_package_the_worker_lacks_is_installed_and_its_environment_reused(run_flow, engine) -> None:
+    assert importlib.util.find_spec("tabulate") is None  # not in the worker's own environment
+    first = run_flow(TABLE, timeout=300)
+    assert first["status"] == "succeeded", first["error"]
+    assert first["result"] == "21  42"
+    name = environment_name(lock_for(engine, requirements_of("import tabulate"), Index()))
+    built = builds_of(name)
+    assert built >= 1  # built this time or by an earlier run of these tests (kept under .millrace/)
+    second = run_flow(TABLE)
+    assert second["result"] == "21  42"
+    assert builds_of(name) == built  # no resolve, no install: the same environment
+
+
+def test_twenty_steps_asking_at_once_build_the_environment_once_and_get_the_pin(run_flow, engine) -> None:
+    code = '# /// script\n# dependencies = ["six==1.16.0"]\n# ///\n'
+    lock = lock_for(engine, requirements_of(code), Index())
+    assert "six==1.16.0" in lock
+    name = environment_name(lock)
+    shutil.rmtree(load_settings().home / "envs" / name, ignore_errors=True)  # make it new
+    before = builds_of(name)
+    run = run_flow(PINNED, timeout=300)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["result"] == ["1.16.0"] * 20  # the pin, not whatever the worker has
+    assert builds_of(name) == before + 1
+
+
+def test_a_package_that_does_not_exist_is_refused_with_the_resolvers_message(run_flow) -> None:
+    with pytest.raises(ValidationError) as caught:
+        run_flow("id: deps/unknown\nsteps:\n  - id: x\n    python: |\n"
+                 "      # /// script\n      # dependencies = [\"millrace-no-such-package-zz\"]\n      # ///\n"
+                 "      def main():\n          return 1\n")
+    problem = caught.value.problems[0]
+    assert problem.path == "steps[0].python"
+    assert "millrace-no-such-package-zz" in problem.message and "not found in the package registry" in problem.message

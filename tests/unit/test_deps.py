@@ -1,0 +1,38 @@
+"""What a Python step needs installed, read from its code (no network here)."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from orchestrator.deps import DependencyError, prune, requirements_of
+
+
+def test_imports_become_distributions_without_the_standard_library_or_millrace() -> None:
+    code = ("import json, os.path\nimport yaml\nfrom PIL import Image\nimport sklearn.linear_model\n"
+            "from requests import get\nfrom . import sibling\nimport orchestrator.flow\n"
+            "def main():\n    import numpy  # inside a function: not a top-level import\n")
+    assert requirements_of(code) == ["PyYAML", "pillow", "requests", "scikit-learn"]
+
+
+def test_a_pep723_block_decides_and_keeps_its_pins() -> None:
+    code = ('# /// script\n# requires-python = ">=3.11"\n# dependencies = [\n#   "six==1.16.0",\n'
+            '#   "humanize>=4",\n# ]\n# ///\nimport yaml\ndef main():\n    pass\n')
+    assert requirements_of(code) == ["humanize>=4", "six==1.16.0"]
+
+
+def test_a_broken_pep723_block_is_a_clear_error() -> None:
+    with pytest.raises(DependencyError, match="not valid TOML"):
+        requirements_of('# /// script\n# dependencies = ["six"\n# ///\n')
+
+
+def test_prune_removes_environments_unused_for_n_days(tmp_path) -> None:
+    old, fresh = tmp_path / "envs" / "old", tmp_path / "envs" / "fresh"
+    for folder in (old, fresh):
+        folder.mkdir(parents=True)
+        (folder / ".millrace-complete").write_text("{}")
+    ten_days_ago = time.time() - 10 * 86400
+    os.utime(old / ".millrace-complete", (ten_days_ago, ten_days_ago))
+    assert prune(tmp_path, 7) == ["old"]
+    assert fresh.exists() and not old.exists()
