@@ -45,6 +45,7 @@ class Settings:
     # Where Python steps' packages come from (uv's --index-url / --extra-index-url).
     pip_index_url: str = ""
     pip_extra_index_urls: tuple[str, ...] = ()
+    npm_registry: str = ""  # JavaScript steps' packages (npm's --registry); empty: npm's default
     # Task events (received, started, succeeded...) and sent events, for Flower.
     task_events: bool = True
     flower_address: str = "127.0.0.1"
@@ -82,6 +83,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         sql_own_database=env.get("MILLRACE_SQL_OWN_DATABASE", "0").lower() in ("1", "true", "yes", "on"),
         sql_row_limit=_env_int(env, "MILLRACE_SQL_ROW_LIMIT", 1000),
         pip_index_url=env.get("MILLRACE_PIP_INDEX_URL", ""),
+        npm_registry=env.get("MILLRACE_NPM_REGISTRY", ""),
         pip_extra_index_urls=tuple(u.strip() for u in env.get("MILLRACE_PIP_EXTRA_INDEX_URLS", "").split(",")
                                    if u.strip()),
         task_events=env.get("MILLRACE_TASK_EVENTS", "1").lower() not in ("0", "false", "no", "off"),

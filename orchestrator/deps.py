@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from sqlalchemy import Engine, select
 
 from orchestrator import records
 from orchestrator.errors import FlowError, Problem, ValidationError
-from orchestrator.flow import Flow, PythonStep
+from orchestrator.flow import Flow, JavaScriptStep, PythonStep
 from orchestrator.validation import walk_steps
 
 OWN_PACKAGES = frozenset({"orchestrator", "tasks", "api", "config", "__future__"})
@@ -85,6 +86,7 @@ class Index:
 
     url: str | None = None
     extra: tuple[str, ...] = ()
+    npm_registry: str | None = None  # for JavaScript steps (MILLRACE_NPM_REGISTRY)
 
     def args(self) -> list[str]:
         out = ["--index-url", self.url] if self.url else []
@@ -95,13 +97,18 @@ class Index:
 
 def lock_for(engine: Engine, requirements: list[str], index: Index) -> str:
     """The lock of ``requirements``: the one kept before, else resolved now and kept."""
+    return _kept_lock(engine, requirements, lambda: resolve(requirements, index))
+
+
+def _kept_lock(engine: Engine, requirements: list[str], resolve_now: Any) -> str:
+    """The lock kept for ``requirements``, or ``resolve_now()``'s, kept (the first writer wins)."""
     key = requirements_key(requirements)
     table = records.dependency_locks
     with engine.connect() as conn:
         found = conn.execute(select(table.c.lock).where(table.c.key == key)).scalar()
     if found is not None:
         return found
-    lock = resolve(requirements, index)
+    lock = resolve_now()
     with engine.begin() as conn:
         conn.execute(records.dialect_insert(conn, table).values(
             key=key, requirements=requirements, lock=lock, created_at=records.now()).on_conflict_do_nothing())
@@ -188,22 +195,36 @@ def lock_code(engine: Engine, code: str, index: Index, path: str) -> dict[str, A
     return describe(requirements, lock)
 
 
+def lock_js(engine: Engine, code: str, registry: str | None, path: str) -> None:
+    """Resolve and keep the npm lock of a JavaScript step's imports now; a ValidationError at
+    ``path`` carries npm's message if they do not resolve."""
+    packages = npm_requirements_of(code)
+    if packages:
+        try:
+            npm_lock_for(engine, packages, registry)
+        except DependencyError as exc:
+            raise ValidationError([Problem(path, f"npm packages do not resolve: {exc}")]) from None
+
+
 def lock_flow(engine: Engine, flow: Flow, index: Index) -> None:
-    """Lock the requirements of every Python step of ``flow`` (see :func:`lock_code`)."""
+    """Lock the packages of every Python and JavaScript step of ``flow`` (see :func:`lock_code`)."""
     problems = []
     for step, path in walk_steps(flow):
-        if isinstance(step, PythonStep):
-            try:
+        try:
+            if isinstance(step, PythonStep):
                 lock_code(engine, step.python, index, f"{path}.python")
-            except ValidationError as exc:
-                problems += exc.problems
+            elif isinstance(step, JavaScriptStep):
+                lock_js(engine, step.javascript, index.npm_registry, f"{path}.javascript")
+        except ValidationError as exc:
+            problems += exc.problems
     if problems:
         raise ValidationError(problems)
 
 
 def index_of(settings: Any) -> Index:
     """The package index the settings name (MILLRACE_PIP_INDEX_URL, MILLRACE_PIP_EXTRA_INDEX_URLS)."""
-    return Index(settings.pip_index_url or None, tuple(settings.pip_extra_index_urls))
+    return Index(settings.pip_index_url or None, tuple(settings.pip_extra_index_urls),
+                 settings.npm_registry or None)
 
 
 def dependencies_of(engine: Engine, code: str) -> dict[str, Any]:
@@ -215,3 +236,86 @@ def dependencies_of(engine: Engine, code: str) -> dict[str, Any]:
         lock = conn.execute(select(records.dependency_locks.c.lock).where(
             records.dependency_locks.c.key == requirements_key(requirements))).scalar()
     return describe(requirements, lock)
+
+
+# --- JavaScript: npm packages, the same way --------------------------------------------------
+
+_JS_IMPORT = re.compile(
+    r"""(?:\bimport\s+(?:[\w*${}\s,]+\s+from\s+)?|\bimport\s*\(\s*|\brequire\s*\(\s*)["']([^"'./][^"']*)["']""")
+_NODE_BUILTINS: frozenset[str] | None = None
+
+
+def npm_requirements_of(code: str) -> list[str]:
+    """The npm packages ``code`` imports (bare specifiers; Node's built-ins excluded)."""
+    packages = set()
+    for spec in _JS_IMPORT.findall(code):
+        if spec.startswith("node:"):
+            continue
+        parts = spec.split("/")
+        name = "/".join(parts[:2]) if spec.startswith("@") else parts[0]
+        if name not in _node_builtins():
+            packages.add(name)
+    return sorted(packages)
+
+
+def _node_builtins() -> frozenset[str]:
+    global _NODE_BUILTINS
+    if _NODE_BUILTINS is None:
+        node = shutil.which("node")
+        listed = subprocess.run([node, "-p", "require('module').builtinModules.join(' ')"], capture_output=True,
+                                text=True, timeout=30).stdout.split() if node else []
+        _NODE_BUILTINS = frozenset(listed)
+    return _NODE_BUILTINS
+
+
+def npm_lock_for(engine: Engine, packages: list[str], registry: str | None = None) -> str:
+    """The package-lock.json for ``packages`` (latest versions when first asked), kept like
+    Python locks: the same packages install the same versions later."""
+    def resolve_now() -> str:
+        with tempfile.TemporaryDirectory(prefix="millrace-npm-") as folder:
+            Path(folder, "package.json").write_text(_package_json(packages))
+            _npm(["install", "--package-lock-only", *(["--registry", registry] if registry else [])], folder)
+            return Path(folder, "package-lock.json").read_text()
+
+    return _kept_lock(engine, [f"npm:{name}" for name in packages], resolve_now)
+
+
+def node_modules(home: Path, packages: list[str], lock: str) -> Path:
+    """The node_modules folder installed from ``lock``, built once per machine like a
+    Python environment."""
+    folder = home / "npm" / environment_name(lock)
+    modules = folder / "node_modules"
+    if (folder / COMPLETE).exists() and modules.exists():
+        (folder / COMPLETE).touch()
+        return modules
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_suffix(".lock"), "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if (folder / COMPLETE).exists() and modules.exists():
+            return modules
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        (folder / "package.json").write_text(_package_json(packages))
+        (folder / "package-lock.json").write_text(lock)
+        _npm(["ci"], str(folder))
+        (folder / COMPLETE).write_text(json.dumps({"built_at": time.time()}))
+        with open(folder.parent / "builds.log", "a") as log:
+            log.write(f"{folder.name} {time.time():.3f} {os.getpid()}\n")
+    return modules
+
+
+def _package_json(packages: list[str]) -> str:
+    return json.dumps({"name": "millrace-step", "private": True, "type": "module",
+                       "dependencies": {name: "*" for name in packages}})
+
+
+def _npm(args: list[str], cwd: str) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise DependencyError("npm is not installed on this worker")
+    done = subprocess.run([npm, *args, "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        lines = [line.removeprefix("npm error ").strip() for line in done.stderr.splitlines()]
+        message = "; ".join(line for line in lines if line and not line.startswith(("A complete log", "/")))
+        raise DependencyError(message or f"npm {args[0]} failed with code {done.returncode}")

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from orchestrator import records
-from orchestrator.deps import Index, lock_code
+from orchestrator.deps import Index, lock_code, lock_js
 from orchestrator.errors import NotFound, Problem, ValidationError
 from orchestrator.executors import INHERITED_ENV
 from orchestrator.flow import Flow, ScriptStep
@@ -232,6 +232,8 @@ def save_script(engine: Engine, path: str, language: str, code: str, summary: st
     schema = infer_schema(language, code)
     if language == "python":
         lock_code(engine, code, index or Index(), "code")
+    elif language == "javascript":
+        lock_js(engine, code, (index or Index()).npm_registry, "code")
     values = {"language": language, "code": code, "summary": summary, "input_schema": schema,
               "created_by": actor}
     return records.save_version(engine, records.SCRIPTS, path, values, actor,

@@ -3,13 +3,23 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from celery.signals import worker_process_init
 from sqlalchemy import Engine
 
 from config.settings import Settings
 from orchestrator.db import make_engine
-from orchestrator.deps import Index, environment, lock_for, requirements_of, third_party_imports
+from orchestrator.deps import (
+    Index,
+    environment,
+    lock_for,
+    node_modules,
+    npm_lock_for,
+    npm_requirements_of,
+    requirements_of,
+    third_party_imports,
+)
 from orchestrator.executors.bash import BashExecutor
 from orchestrator.executors.javascript import JavaScriptExecutor
 from orchestrator.executors.python import PythonExecutor
@@ -37,6 +47,7 @@ class Runtime:
         self._bash: BashExecutor | None = None
         self._javascript: JavaScriptExecutor | None = None
         self._requirements: dict[str, list[str]] = {}  # code -> what it needs installed
+        self._locks: dict[tuple[str, ...], str] = {}
         self._environments: dict[tuple[str, tuple[str, ...]], PythonExecutor] = {}
         self._sql: SqlExecutor | None = None
 
@@ -79,7 +90,10 @@ class Runtime:
         if not requirements:
             return self.python
         index = Index(self.settings.pip_index_url or None, self.settings.pip_extra_index_urls)
-        lock = lock_for(self.engine, requirements, index)
+        key = tuple(requirements)
+        lock = self._locks.get(key)
+        if lock is None:  # a kept lock never changes: read once per process
+            lock = self._locks[key] = lock_for(self.engine, requirements, index)
         python = str(environment(self.settings.home, lock, index))
         # one fork server per environment and set of imports, which it imports ahead of the
         # steps: a step with dependencies starts as fast as one without
@@ -89,6 +103,14 @@ class Runtime:
             executor = PythonExecutor(python=python, preload=preload, log_limit=self.settings.log_limit)
             self._environments[(python, preload)] = executor
         return executor
+
+    def node_modules_for(self, code: str) -> Path | None:
+        """Where a JavaScript step's npm imports resolve: the modules installed for its lock."""
+        packages = npm_requirements_of(code)
+        if not packages:
+            return None
+        lock = npm_lock_for(self.engine, packages, self.settings.npm_registry or None)
+        return node_modules(self.settings.home, packages, lock)
 
     @property
     def python(self) -> PythonExecutor:

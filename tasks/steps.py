@@ -255,6 +255,12 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context:
                    "database is allowed only with MILLRACE_SQL_OWN_DATABASE=1")
             return _fail(self, s, why, retryable=False)
         execution = executor.run(code, args, url=url, timeout=timeout)
+    elif kind == "javascript":
+        try:
+            modules = s.rt.node_modules_for(code)
+        except DependencyError as exc:
+            return _fail(self, s, f"dependencies: {exc}", retryable=False)
+        execution = executor.run(code, args, timeout=timeout, env=env, node_modules=modules)
     else:
         execution = executor.run(code, args, timeout=timeout, env=env)
     logs = mask(execution.logs, s.secrets)

@@ -52,7 +52,8 @@ class JavaScriptExecutor:
         self.log_limit = log_limit
 
     def run(self, code: str, args: dict[str, Any], *, timeout: float | None = None,
-            env: Mapping[str, str] | None = None) -> Execution:
+            env: Mapping[str, str] | None = None, node_modules: Path | None = None) -> Execution:
+        """Run ``main``; ``node_modules``, when given, is where its npm imports resolve."""
         started = time.perf_counter()
         if self.node is None:
             return Execution(False, None, "Node.js is not installed on this worker (no `node` on PATH)", "", 0.0)
@@ -70,6 +71,8 @@ class JavaScriptExecutor:
         folder = Path(tempfile.mkdtemp(prefix="millrace-js-"))
         try:
             (folder / "runner.mjs").write_text(_RUNNER)
+            if node_modules is not None:
+                (folder / "node_modules").symlink_to(node_modules, target_is_directory=True)
             (folder / "step.mjs").write_text(code + "\nexport { main as __millrace_main };\n")
             # positional, in main's order; an argument not given stays undefined (its default applies)
             values = [args.get(name) for name in names]

@@ -78,3 +78,40 @@ def test_a_package_that_does_not_exist_is_refused_with_the_resolvers_message(run
     problem = caught.value.problems[0]
     assert problem.path == "steps[0].python"
     assert "millrace-no-such-package-zz" in problem.message and "not found in the package registry" in problem.message
+
+
+def test_a_javascript_step_gets_the_npm_packages_it_imports(run_flow) -> None:
+    run = run_flow("""id: deps/npm
+steps:
+  - id: pad
+    javascript: |
+      import leftPad from "left-pad";
+      import { createHash } from "node:crypto";
+      export function main(text, width) {
+        return { padded: leftPad(text, width, "*"), sha: createHash("sha1").update(text).digest("hex").slice(0, 8) };
+      }
+    with: {text: "mill", width: 8}
+""", timeout=300)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["result"] == {"padded": "****mill", "sha": "be37ec2e"}
+
+
+def test_an_npm_package_that_does_not_exist_is_refused_with_npms_message(run_flow) -> None:
+    with pytest.raises(ValidationError) as caught:
+        run_flow("id: deps/npm_unknown\nsteps:\n  - id: x\n    javascript: |\n"
+                 "      import nope from 'millrace-no-such-package-zz';\n      export function main() { return 1 }\n")
+    problem = caught.value.problems[0]
+    assert problem.path == "steps[0].javascript" and "npm packages do not resolve" in problem.message
+    assert "404" in problem.message or "Not Found" in problem.message
+
+
+def test_a_broken_environment_is_detected_and_rebuilt(run_flow, engine) -> None:
+    run_flow(TABLE)
+    name = environment_name(lock_for(engine, requirements_of("import tabulate"), Index()))
+    folder = load_settings().home / "envs" / name
+    shutil.rmtree(folder / "lib")  # half gone: its packages deleted under it
+    (folder / ".millrace-complete").unlink()
+    before = builds_of(name)
+    again = run_flow(TABLE)
+    assert again["status"] == "succeeded", again["error"]
+    assert builds_of(name) == before + 1
