@@ -20,7 +20,7 @@ def test_bench_measures_stores_compares_and_draws(engine, worker, capsys, tmp_pa
     first, second = (json.loads(line) for line in captured.out.strip().splitlines())
     assert "light40 1/1: millrace" in captured.err  # progress while it runs
     light = second["scenarios"]["light40"]
-    assert light["steps"] == 40 and light["millrace_s"] > light["raw_s"] > 0
+    assert light["steps"] == 40 and light["millrace_s"] > 0 and light["raw_s"] > 0  # figures, not a race
     assert light["ratio"] == pytest.approx(light["millrace_s"] / light["raw_s"], rel=0.02)
     assert set(light["breakdown_ms_per_step"]) == {"assignment", "execution", "transition"}
     assert abs(sum(light["breakdown_percent"].values()) - 100) < 0.5
