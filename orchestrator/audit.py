@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
-_CANONICAL = """concat_ws('|', coalesce(prev_hash, ''), seq::text,
-    to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), actor, action, target, details::text)"""
+_CANONICAL = """jsonb_build_array(coalesce(prev_hash, ''), seq,
+    to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), actor, action, target, details)::text"""
 _WALK = text(f"""
 SELECT id, seq, prev_hash, hash,
        encode(sha256(convert_to({_CANONICAL}, 'UTF8')), 'hex') AS expected,

@@ -157,14 +157,19 @@ def prune(home: Path, older_than_days: float) -> list[str]:
     for folder in sorted((home / "envs").glob("*")):
         if not folder.is_dir():
             continue
-        marker = folder / COMPLETE
-        used = marker.stat().st_mtime if marker.exists() else folder.stat().st_mtime
-        if used < cutoff:
-            with open(folder.with_suffix(".lock"), "w") as lock_file:
-                fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if _last_used(folder) >= cutoff:
+            continue
+        with open(folder.with_suffix(".lock"), "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            if folder.exists() and _last_used(folder) < cutoff:  # not rebuilt while we waited
                 shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder.name)
+                removed.append(folder.name)
     return removed
+
+
+def _last_used(folder: Path) -> float:
+    marker = folder / COMPLETE
+    return marker.stat().st_mtime if marker.exists() else folder.stat().st_mtime
 
 
 def _uv(args: list[str], stdin: str | None = None) -> str:

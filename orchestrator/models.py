@@ -127,6 +127,9 @@ class Run(Base):
     depth: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
     published_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    # Since when its publisher has owed its publication (created, or released from hold):
+    # the sweeper publishes a run only once this is long past.
+    publishable_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
 
@@ -253,7 +256,7 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(String(300))
     details: Mapped[dict[str, Any]] = mapped_column(Json)
     # The chain (PostgreSQL: set by a trigger under a lock, so concurrent writers queue):
-    # seq orders it, hash = sha256(prev_hash | seq | at | actor | action | target | details).
+    # seq orders it, hash = sha256 of the JSON array [prev_hash, seq, at, actor, action, target, details].
     seq: Mapped[int | None] = mapped_column(BigInteger)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))

@@ -294,6 +294,12 @@ def create_run(engine: Engine, run_id: str, flow_id: str, version: int, inputs: 
                scripts: dict[str, int] | None = None, limit: Limit | None = None,
                schedule_id: str | None = None) -> Created:
     """Record a run; with an idempotency key already used for this flow, the earlier run."""
+    if idempotency_key is not None:  # a retry finds its run even when the limit is now full
+        with engine.connect() as conn:
+            earlier = conn.execute(select(runs.c.id, runs.c.status).where(
+                runs.c.flow_id == flow_id, runs.c.idempotency_key == idempotency_key)).first()
+        if earlier is not None:
+            return Created(earlier.id, RunStatus(earlier.status), publish=False, new=False)
     try:
         with engine.begin() as conn:
             return insert_run(conn, run_id, flow_id, version, inputs, trigger=trigger, parent_run_id=parent_run_id,
@@ -349,6 +355,7 @@ def insert_run(conn: Connection, run_id: str, flow_id: str, version: int, inputs
         parent_step_run_id=parent_step_run_id, depth=depth, created_at=at,
         idempotency_key=idempotency_key, restarted_from=restarted_from, scripts=scripts or None,
         schedule_id=schedule_id, concurrency_key=limit.key if limit else None, held=held, error=error,
+        publishable_at=None if held else at,
         finished_at=at if status is RunStatus.CANCELLED else None))
     audit(conn, actor, "run.created", f"run:{run_id}", flow=flow_id, version=version, trigger=trigger,
           restarted_from=restarted_from, held=held or None)
@@ -378,7 +385,8 @@ def release_held(engine: Engine, flow_id: str, key: str, limit: int) -> list[Any
                                    runs.c.held.is_(True), runs.c.status == RunStatus.QUEUED.value)
                             .order_by(runs.c.created_at).limit(free)).all()
         if rows:
-            conn.execute(update(runs).where(runs.c.id.in_([r.id for r in rows])).values(held=False))
+            conn.execute(update(runs).where(runs.c.id.in_([r.id for r in rows]))
+                         .values(held=False, publishable_at=now()))
         return rows
 
 
@@ -785,7 +793,9 @@ def unpublished_runs(engine: Engine, older_than: float) -> list[Any]:
         return conn.execute(select(runs.c.id, runs.c.flow_id, runs.c.flow_version, runs.c.inputs, runs.c.depth,
                                    runs.c.restarted_from, runs.c.scripts)
                             .where(runs.c.status == RunStatus.QUEUED.value, runs.c.published_at.is_(None),
-                                   runs.c.held.is_(False), runs.c.created_at < cutoff).limit(100)).all()
+                                   runs.c.held.is_(False),
+                                   func.coalesce(runs.c.publishable_at, runs.c.created_at) < cutoff)
+                            .limit(100)).all()
 
 
 def abandon_unpublished(engine: Engine, run_id: str, error: str, actor: str) -> None:

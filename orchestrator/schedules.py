@@ -84,6 +84,9 @@ def _decide(engine: Engine, schedule_id: str, now: dt.datetime, actor: str, grac
                 f"no scheduler ran at this time; catchup is '{s.catchup}'", actor)
         started = [run for t in [*catch_up, *on_time] if (run := _fire(conn, s, t, actor)) is not None]
         last = slots[-1] if slots else (paused[-1] if paused else s.next_fire_at)
+        if started:  # a long catch-up: its runs are owed from the commit on, not from their insert
+            conn.execute(update(runs).where(runs.c.id.in_([r.run_id for r in started]))
+                         .values(publishable_at=records.now()))
         conn.execute(update(schedules).where(schedules.c.id == s.id).values(
             next_fire_at=cron.next_after(max(last, now)),
             paused_until=s.paused_until if s.paused_until is not None and s.paused_until > now else None))
@@ -122,8 +125,9 @@ def _fire(conn: Connection, s: Any, slot: dt.datetime, actor: str) -> Started | 
 def _start(conn: Connection, s: Any, fire_id: int, slot: dt.datetime, actor: str) -> Started | None:
     engine = conn.engine
     try:
-        version, document = records.load_flow_document(engine, s.flow_id)
-        plan = build_plan(flow_from_data(document), version)
+        saved = records.get_flow_version(engine, s.flow_id)  # NotFound once the flow is deleted
+        version = saved["version"]
+        plan = build_plan(flow_from_data(saved["document"]), version)
         inputs = validate_inputs(plan.flow.inputs, s.inputs)
         pins = pin_scripts(engine, plan.flow)
         run_id = str(uuid.uuid4())
@@ -154,10 +158,12 @@ def _start_queued(engine: Engine, schedule_id: str, actor: str) -> list[Started]
     return [started] if started is not None else []
 
 
-def _locked(conn: Connection, schedule_id: str) -> Any:
+def _locked(conn: Connection, schedule_id: str, *, wait: bool = False) -> Any:
+    """The schedule's row, locked until commit; None if another pass holds it (or, with
+    ``wait``, only if it no longer exists)."""
     query = select(schedules).where(schedules.c.id == schedule_id)
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+        query = query.with_for_update(skip_locked=not wait)
     return conn.execute(query).first()
 
 
@@ -285,7 +291,9 @@ def backfill(engine: Engine, schedule_id: str, start: dt.datetime, end: dt.datet
     started: list[Started] = []
     done = 0
     with engine.begin() as conn:
-        s = _locked(conn, schedule_id)
+        s = _locked(conn, schedule_id, wait=True)
+        if s is None:
+            raise NotFound(f"schedule '{schedule_id}' does not exist")
         for slot in slots:
             earlier = conn.execute(select(fires.c.id, fires.c.status).where(
                 fires.c.schedule_id == schedule_id, fires.c.fire_at == slot)).first()

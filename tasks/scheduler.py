@@ -52,9 +52,13 @@ class DatabaseScheduler(beat.Scheduler):
             return MAX_SLEEP_S
         rt = runtime(settings)
         now = dt.datetime.now(dt.UTC)
-        for started in fire_due(rt.engine, now, actor=self.identity):
-            self._publish(started)
-        upcoming = next_due(rt.engine)
+        try:
+            for started in fire_due(rt.engine, now, actor=self.identity):
+                self._publish(started)  # a run left unpublished by a failure here: the sweeper's
+            upcoming = next_due(rt.engine)
+        except Exception:  # the database or broker went away: log it, lead again next tick
+            log.exception("scheduler pass failed; trying again")
+            return MAX_SLEEP_S
         if upcoming is None:
             return MAX_SLEEP_S
         return min(max((upcoming - dt.datetime.now(dt.UTC)).total_seconds(), 0.01), MAX_SLEEP_S)
@@ -69,8 +73,11 @@ class DatabaseScheduler(beat.Scheduler):
         """Whether this process holds the leader lock now (taking it if it is free)."""
         try:
             if self._leader_conn is None or self._leader_conn.closed:
-                self._leader_conn = psycopg.connect(_libpq_url(settings.database_url), autocommit=True,
-                                                    connect_timeout=5)
+                # keepalives: a half-open connection is noticed in seconds, not hours, so a
+                # leader cut off from the database stops leading and the server frees its lock
+                self._leader_conn = psycopg.connect(
+                    _libpq_url(settings.database_url), autocommit=True, connect_timeout=5, keepalives=1,
+                    keepalives_idle=5, keepalives_interval=2, keepalives_count=3, tcp_user_timeout=10_000)
                 self._leading = False
             if self._leading:
                 self._leader_conn.execute("SELECT 1")  # still connected: still the holder

@@ -151,3 +151,13 @@ def test_a_flows_cron_triggers_are_its_schedules(engine) -> None:
     with engine.connect() as conn:
         assert conn.execute(select(records.schedules).where(
             records.schedules.c.flow_id == "sched/declared")).all() == []
+
+
+def test_a_slot_of_a_deleted_flow_is_recorded_skipped(engine) -> None:
+    s = schedule(engine, "deleted")
+    records.delete_versioned(engine, records.FLOWS, "sched/deleted", "test")
+    fire_due(engine, T0 + dt.timedelta(seconds=1))
+    with engine.connect() as conn:
+        row = conn.execute(select(records.schedule_fires).where(records.schedule_fires.c.schedule_id == s)).one()
+    assert row.status == "skipped" and "flow 'sched/deleted' does not exist" in row.reason
+    assert runs_of(engine, s) == []

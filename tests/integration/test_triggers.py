@@ -159,3 +159,15 @@ def test_a_run_waiting_for_approval_holds_its_slot_and_cancel_mode_ends_the_othe
     assert third["status"] != "cancelled"  # the slot is free again
     api.post(f"/api/v1/runs/{third['id']}/cancel", json={})
     api.post(f"/api/v1/runs/{other['id']}/cancel", json={})
+
+
+def test_a_retry_with_the_same_idempotency_key_finds_its_run_even_at_the_limit(api) -> None:
+    api.save_flow("id: trig/idem_limited\nconcurrency: {limit: 1, on_limit: fail}\n"
+                  "steps:\n  - {id: gate, approval: {}}\n")
+    headers = {"Idempotency-Key": "order-42"}
+    first = api.post("/api/v1/flows/trig/idem_limited/runs", json={}, headers=headers)
+    again = api.post("/api/v1/flows/trig/idem_limited/runs", json={}, headers=headers)
+    assert first.status_code == 202 and again.status_code == 202 and again.json["id"] == first.json["id"]
+    other = api.post("/api/v1/flows/trig/idem_limited/runs", json={}, headers={"Idempotency-Key": "order-43"})
+    assert other.status_code == 409  # a new run still meets the limit
+    api.post(f"/api/v1/runs/{first.json['id']}/cancel", json={})

@@ -12,9 +12,10 @@ branch_labels = None
 depends_on = None
 
 # What one event's hash covers, in SQL; `audit.verify` recomputes it the same way.
-CANONICAL = """concat_ws('|', coalesce({p}.prev_hash, ''), {p}.seq::text,
+# A JSON array, not a joined string: no field's text can spill into its neighbour's.
+CANONICAL = """jsonb_build_array(coalesce({p}.prev_hash, ''), {p}.seq,
     to_char({p}.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), {p}.actor, {p}.action, {p}.target,
-    {p}.details::text)"""
+    {p}.details)::text"""
 
 CHAIN = f"""
 CREATE FUNCTION millrace_audit_chain() RETURNS trigger LANGUAGE plpgsql AS $$
