@@ -135,11 +135,14 @@ def sync_triggers(conn: Connection, flow: Flow | None, flow_id: str | None = Non
     gone = [row.id for trigger_id, row in existing.items() if trigger_id not in crons]
     if gone:
         conn.execute(delete(schedules).where(schedules.c.id.in_(gone)))
+    declared_before = _declared_enabled(conn, flow_id) if existing else {}
     for trigger_id, trigger in crons.items():
         values = {"cron": trigger.cron, "timezone": trigger.timezone, "inputs": trigger.inputs,
                   "catchup": trigger.catchup, "max_catchup": trigger.max_catchup, "overlap": trigger.overlap,
                   "enabled": trigger.enabled, "updated_at": at}
         row = existing.get(trigger_id)
+        if row is not None and declared_before.get(trigger_id, trigger.enabled) == trigger.enabled:
+            values["enabled"] = row.enabled  # the document did not change it: a pause made through the API stays
         if row is None:
             conn.execute(insert(schedules).values(
                 id=declared_schedule_id(flow_id, trigger_id), flow_id=flow_id, trigger_id=trigger_id,
@@ -153,6 +156,14 @@ def sync_triggers(conn: Connection, flow: Flow | None, flow_id: str | None = Non
              "inputs": t.inputs} for t in declared.values() if isinstance(t, FlowTrigger)]
     if rows:
         conn.execute(insert(flow_triggers), rows)
+
+
+def _declared_enabled(conn: Connection, flow_id: str) -> dict[str, bool]:
+    """What the version before the newest one declared as each cron trigger's `enabled`."""
+    document = conn.execute(select(flow_versions.c.document).where(flow_versions.c.flow_id == flow_id)
+                            .order_by(flow_versions.c.version.desc()).offset(1).limit(1)).scalar()
+    return {t["id"]: t.get("enabled", True) for t in (document or {}).get("triggers", [])
+            if isinstance(t, dict) and "cron" in t and "id" in t}
 
 
 def declared_schedule_id(flow_id: str, trigger_id: str) -> str:

@@ -161,3 +161,18 @@ def test_a_slot_of_a_deleted_flow_is_recorded_skipped(engine) -> None:
         row = conn.execute(select(records.schedule_fires).where(records.schedule_fires.c.schedule_id == s)).one()
     assert row.status == "skipped" and "flow 'sched/deleted' does not exist" in row.reason
     assert runs_of(engine, s) == []
+
+
+def test_a_pause_made_through_the_api_survives_saving_the_flow_again(engine) -> None:
+    text = "id: sched/kept_paused\nsteps:\n  - {id: a, bash: echo}\ntriggers:\n  - {id: hourly, cron: '@hourly'}\n"
+    records.save_flow(engine, parse_flow(text), text)
+    schedule_id = records.declared_schedule_id("sched/kept_paused", "hourly")
+    update_schedule(engine, schedule_id, {"enabled": False}, "operator")
+    edited = text.replace("echo}", "echo edited}")
+    records.save_flow(engine, parse_flow(edited), edited)  # a developer changes a step
+    assert get_schedule(engine, schedule_id)["enabled"] is False
+    off = edited.replace("'@hourly'}", "'@hourly', enabled: false}")
+    on = off.replace("enabled: false", "enabled: true")
+    records.save_flow(engine, parse_flow(off), off)
+    records.save_flow(engine, parse_flow(on), on)  # the document itself turns it on: it is on
+    assert get_schedule(engine, schedule_id)["enabled"] is True
