@@ -310,7 +310,7 @@ def create_run(engine: Engine, run_id: str, flow_id: str, version: int, inputs: 
             earlier = conn.execute(select(runs.c.id, runs.c.status).where(
                 runs.c.flow_id == flow_id, runs.c.idempotency_key == idempotency_key)).first()
         if earlier is not None:
-            return Created(earlier.id, RunStatus(earlier.status), publish=False, new=False)
+            return Created(earlier.id, RunStatus(earlier.status), publish=False)
     try:
         with engine.begin() as conn:
             return insert_run(conn, run_id, flow_id, version, inputs, trigger=trigger, parent_run_id=parent_run_id,
@@ -323,7 +323,7 @@ def create_run(engine: Engine, run_id: str, flow_id: str, version: int, inputs: 
         with engine.connect() as conn:
             earlier = conn.execute(select(runs.c.id, runs.c.status).where(
                 runs.c.flow_id == flow_id, runs.c.idempotency_key == idempotency_key)).one()
-        return Created(earlier.id, RunStatus(earlier.status), publish=False, new=False)
+        return Created(earlier.id, RunStatus(earlier.status), publish=False)
 
 
 @dataclass(frozen=True)
@@ -340,7 +340,6 @@ class Created:
     run_id: str
     status: RunStatus
     publish: bool  # its canvas is to be sent now (not held, not refused, not made before)
-    new: bool = True
 
 
 def insert_run(conn: Connection, run_id: str, flow_id: str, version: int, inputs: dict[str, Any], *,

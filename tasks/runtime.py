@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from celery.signals import worker_process_init
 from sqlalchemy import Engine
@@ -11,8 +13,8 @@ from sqlalchemy import Engine
 from config.settings import Settings
 from orchestrator.db import make_engine
 from orchestrator.deps import (
-    Index,
     environment,
+    index_of,
     lock_for,
     node_modules,
     npm_lock_for,
@@ -46,9 +48,12 @@ class Runtime:
         self._python: PythonExecutor | None = None
         self._bash: BashExecutor | None = None
         self._javascript: JavaScriptExecutor | None = None
-        self._requirements: dict[str, list[str]] = {}  # code -> what it needs installed
+        # What never changes for a given code or requirement set, computed once per process:
+        # requirements and imports read from code, kept locks, environments' executors.
+        self._requirements: dict[tuple[str, str], list[str]] = {}
         self._locks: dict[tuple[str, ...], str] = {}
-        self._environments: dict[tuple[str, tuple[str, ...]], PythonExecutor] = {}
+        self._environments: dict[tuple[str, ...], PythonExecutor] = {}
+        self._index = index_of(settings)
         self._sql: SqlExecutor | None = None
 
     @property
@@ -84,32 +89,25 @@ class Runtime:
     def python_for(self, code: str) -> PythonExecutor:
         """The executor for a Python step: this interpreter when the code needs nothing beyond
         the standard library, else a fork server in the environment built for its lock."""
-        requirements = self._requirements.get(code)
-        if requirements is None:
-            requirements = self._requirements[code] = requirements_of(code)
+        requirements = _memo(self._requirements, ("python", code), lambda: requirements_of(code))
         if not requirements:
             return self.python
-        index = Index(self.settings.pip_index_url or None, self.settings.pip_extra_index_urls)
-        key = tuple(requirements)
-        lock = self._locks.get(key)
-        if lock is None:  # a kept lock never changes: read once per process
-            lock = self._locks[key] = lock_for(self.engine, requirements, index)
-        python = str(environment(self.settings.home, lock, index))
+        lock = _memo(self._locks, ("python", *requirements),  # a kept lock never changes
+                     lambda: lock_for(self.engine, requirements, self._index))
+        python = str(environment(self.settings.home, lock, self._index))
         # one fork server per environment and set of imports, which it imports ahead of the
         # steps: a step with dependencies starts as fast as one without
-        preload = ("json", *third_party_imports(code))
-        executor = self._environments.get((python, preload))
-        if executor is None:
-            executor = PythonExecutor(python=python, preload=preload, log_limit=self.settings.log_limit)
-            self._environments[(python, preload)] = executor
-        return executor
+        preload = ("json", *_memo(self._requirements, ("imports", code), lambda: third_party_imports(code)))
+        return _memo(self._environments, (python, *preload), lambda: PythonExecutor(
+            python=python, preload=preload, log_limit=self.settings.log_limit))
 
     def node_modules_for(self, code: str) -> Path | None:
         """Where a JavaScript step's npm imports resolve: the modules installed for its lock."""
-        packages = npm_requirements_of(code)
+        packages = _memo(self._requirements, ("javascript", code), lambda: npm_requirements_of(code))
         if not packages:
             return None
-        lock = npm_lock_for(self.engine, packages, self.settings.npm_registry or None)
+        lock = _memo(self._locks, ("javascript", *packages),
+                     lambda: npm_lock_for(self.engine, packages, self._index.npm_registry))
         return node_modules(self.settings.home, packages, lock)
 
     @property
@@ -135,6 +133,16 @@ class Runtime:
         if self._bash is None:
             self._bash = BashExecutor(log_limit=self.settings.log_limit)
         return self._bash
+
+
+T = TypeVar("T")
+
+
+def _memo(cache: dict[Any, T], key: Any, make: Callable[[], T]) -> T:
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = make()
+    return found
 
 
 _runtime: Runtime | None = None

@@ -273,7 +273,7 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context:
 
 
 def _executor(rt: Runtime, kind: str) -> Any:
-    return {"python": rt.python, "bash": rt.bash, "javascript": rt.javascript, "sql": rt.sql}[kind]
+    return getattr(rt, kind)  # python, bash, javascript, sql: the runtime's executor of that name
 
 
 # --- composite steps ---------------------------------------------------------------------
