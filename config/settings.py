@@ -16,6 +16,19 @@ def _env_int(environ: dict[str, str], name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _env_float(environ: dict[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+    if not value >= 0:
+        raise SystemExit(f"{name} must be a number of seconds >= 0, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything Millrace reads from its environment.
@@ -38,6 +51,9 @@ class Settings:
     # RabbitMQ closes a consumer holding an unacked message for 30 min by default:
     # a task must end well before that or its message is redelivered mid-run.
     task_time_limit: int = 25 * 60
+    # Consecutive code steps share one task; one that has run this long hands the rest on.
+    # Must stay well under a minute: a step started before then may run to the time limit.
+    batch_seconds: float = 5.0
     sweep_interval: float = 5.0
     # sql steps without `database:` may use Millrace's own database only when this is on.
     sql_own_database: bool = False
@@ -80,6 +96,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         log_limit=_env_int(env, "MILLRACE_LOG_LIMIT", 65536),
         result_limit=_env_int(env, "MILLRACE_RESULT_LIMIT", 1 << 20),
         task_time_limit=_env_int(env, "MILLRACE_TASK_TIME_LIMIT", 25 * 60),
+        batch_seconds=min(_env_float(env, "MILLRACE_STEP_BATCH_S", 5.0), 50.0),
         sql_own_database=env.get("MILLRACE_SQL_OWN_DATABASE", "0").lower() in ("1", "true", "yes", "on"),
         sql_row_limit=_env_int(env, "MILLRACE_SQL_ROW_LIMIT", 1000),
         pip_index_url=env.get("MILLRACE_PIP_INDEX_URL", ""),

@@ -1,6 +1,9 @@
 """Plan + run -> Celery canvas. Pure: signatures are built by task name, nothing is sent.
 
-A sequence of steps is a chain, one task per step, each handing its context to the next.
+A sequence of steps is a chain, each task handing its context to the next. Consecutive
+code steps on one queue share one ``millrace.step`` task (a *batch*, with the run's start
+before them and its finish after them when they are adjacent): each still runs in its own
+process and has its own attempt row; what is saved is a broker round trip per step.
 Composite steps are single tasks that replace themselves at run time, when what they
 expand to is known: ``parallel`` and ``for_each`` with a chord over branches or item
 lanes joined by ``millrace.join``, ``switch`` with the chosen case's chain closed by
@@ -60,34 +63,116 @@ class RunRef:
 
 def compile_run(plan: Plan, ref: RunRef, ctx: Context, first: int = 0) -> Signature:
     """The whole run: start, the main steps (from the ``first``-th on a restart), finish."""
-    steps = compile_sequence(plan, plan.main[first:], ref)
-    tasks = [_control(START, ref, "start"), *steps, _control(FINISH, ref, "finish")]
-    return _with_context(chain(*tasks), ctx)
+    units = [_Unit(plan, ref, {"start": True}), *_units(plan, plan.main[first:], ref),
+             _Unit(plan, ref, {"finish": True})]
+    return _with_context(chain(*_batched(units)), ctx)
 
 
 def compile_on_failure(plan: Plan, ref: RunRef, ctx: Context) -> Signature:
     """The on_failure steps, then the finish that marks the run failed."""
     on_failure = RunRef(ref.run_id, ref.flow_id, ref.version, "on_failure")
-    tasks = [*compile_sequence(plan, plan.on_failure, on_failure), _control(FINISH, on_failure, "finish")]
-    return _with_context(chain(*tasks), ctx)
+    units = [*_units(plan, plan.on_failure, on_failure), _Unit(plan, on_failure, {"finish": True})]
+    return _with_context(chain(*_batched(units)), ctx)
 
 
-def compile_sequence(plan: Plan, paths: tuple[str, ...], ref: RunRef,
-                     enter: dict[str, Any] | None = None) -> list[Signature]:
-    """One signature per step; ``enter`` starts a for_each item at the first one."""
-    sigs = []
+def compile_sequence(plan: Plan, paths: tuple[str, ...], ref: RunRef) -> list[Signature]:
+    """The tasks of a sequence of steps: batches of code steps, composite steps alone."""
+    return _batched(_units(plan, paths, ref))
+
+
+def compile_units(plan: Plan, ref: RunRef, units: list[dict[str, Any]]) -> Signature:
+    """The rest of a batch as a task of its own (a batch that ran long hands the rest on)."""
+    [sig] = _batched([_Unit(plan, ref, unit) for unit in units])
+    return sig
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One thing a task does: start the run, one step (entering an item first), finish."""
+
+    plan: Plan
+    ref: RunRef
+    spec: dict[str, Any]  # {"start": True} | {"node": path[, "enter": {index, item}]} | {"finish": True}
+
+    @property
+    def node(self) -> Node | None:
+        return self.plan.node(self.spec["node"]) if "node" in self.spec else None
+
+    @property
+    def task(self) -> str:
+        node = self.node
+        if node is None:
+            return START if "start" in self.spec else FINISH
+        return _TASK_FOR_KIND[node.kind]
+
+    @property
+    def label(self) -> str:
+        if self.node is None:
+            return "start" if "start" in self.spec else "finish"
+        enter = self.spec.get("enter")
+        return self.spec["node"] if enter is None else f"{self.spec['node']} [item {enter['index']}]"
+
+
+def _units(plan: Plan, paths: tuple[str, ...], ref: RunRef,
+           enter: dict[str, Any] | None = None) -> list[_Unit]:
+    """One unit per step; ``enter`` starts a for_each item at the first one."""
+    units = []
     for i, path in enumerate(paths):
-        node = plan.node(path)
-        kwargs = {**ref.kwargs(), "node": path}
-        label = path
+        spec: dict[str, Any] = {"node": path}
         if enter is not None and i == 0:
-            kwargs["enter"] = enter
-            label = f"{path} [item {enter['index']}]"
-        options: dict[str, Any] = {"argsrepr": ref.label(label), "kwargsrepr": "{}"}
-        if node.step.queue:
-            options["queue"] = node.step.queue
-        sigs.append(Signature(_TASK_FOR_KIND[node.kind], kwargs=kwargs, options=options))
-    return sigs
+            spec["enter"] = enter
+        units.append(_Unit(plan, ref, spec))
+    return units
+
+
+# How many steps' names one batch shows in Flower before it says how many more there are.
+LABELLED = 6
+
+
+def _batched(units: list[_Unit]) -> list[Signature]:
+    """Consecutive units that can share a task become one ``millrace.step`` task.
+
+    A batch holds code steps on one queue, with the start before them and the finish after
+    them. A step with ``retry`` opens a new batch: a retry re-sends the whole task, so it
+    must not repeat steps before it. Composite and waiting steps are tasks of their own.
+    """
+    batches: list[list[_Unit]] = []
+    for unit in units:
+        last = batches[-1] if batches else None
+        if last is not None and _joins(last, unit):
+            last.append(unit)
+        else:
+            batches.append([unit])
+    return [_batch_signature(batch) for batch in batches]
+
+
+def _joins(batch: list[_Unit], unit: _Unit) -> bool:
+    if unit.task == START or batch[-1].task == FINISH:
+        return False
+    if unit.task == FINISH:
+        return batch[-1].task in (STEP, START)
+    if unit.task != STEP or any(u.task not in (STEP, START) for u in batch):
+        return False
+    if getattr(unit.node.step, "retry", None) is not None and any(u.task == STEP for u in batch):
+        return False
+    queues = {u.node.step.queue for u in batch if u.node is not None}
+    return queues <= {unit.node.step.queue}
+
+
+def _batch_signature(batch: list[_Unit]) -> Signature:
+    ref = batch[0].ref
+    options: dict[str, Any] = {"kwargsrepr": "{}"}
+    queue = next((u.node.step.queue for u in batch if u.node is not None and u.node.step.queue), None)
+    if queue:
+        options["queue"] = queue
+    labels = [u.label for u in batch]
+    if len(labels) > LABELLED:
+        labels = [*labels[:LABELLED - 1], f"... {len(labels) - LABELLED} more", labels[-1]]
+    options["argsrepr"] = ref.label(", ".join(labels))
+    if len(batch) == 1 and batch[0].task != STEP:
+        where = batch[0].spec if batch[0].node is not None else {}
+        return Signature(batch[0].task, kwargs={**ref.kwargs(), **where}, options=options)
+    return Signature(STEP, kwargs={**ref.kwargs(), "units": [u.spec for u in batch]}, options=options)
 
 
 def compile_parallel(plan: Plan, node: Node, ref: RunRef, ctx: Context) -> Signature:
@@ -102,11 +187,11 @@ def compile_for_each(plan: Plan, node: Node, ref: RunRef, ctx: Context, items: l
     width = max(1, min(parallel, len(items)))
     lanes = []
     for lane in range(width):
-        tasks: list[Signature] = []
+        units: list[_Unit] = []
         for index in range(lane, len(items), width):
             enter = {"index": index, "item": items[index]}
-            tasks.extend(compile_sequence(plan, node.sequences[0], ref, enter))
-        lanes.append(_with_context(chain(*tasks), open_loop(ctx)))
+            units.extend(_units(plan, node.sequences[0], ref, enter))
+        lanes.append(_with_context(chain(*_batched(units)), open_loop(ctx)))
     return chord(group(lanes), _join(node, ref, len(items)))
 
 
@@ -120,10 +205,6 @@ def compile_case(plan: Plan, node: Node, ref: RunRef, ctx: Context, case: int) -
 def _join(node: Node, ref: RunRef, count: int) -> Signature:
     return Signature(JOIN, kwargs={**ref.kwargs(), "node": node.path, "count": count},
                      options={"argsrepr": ref.label(f"{node.path} (join)"), "kwargsrepr": "{}"})
-
-
-def _control(name: str, ref: RunRef, what: str) -> Signature:
-    return Signature(name, kwargs=ref.kwargs(), options={"argsrepr": ref.label(what), "kwargsrepr": "{}"})
 
 
 def _with_context(sig: Signature, ctx: Context) -> Signature:

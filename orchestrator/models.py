@@ -261,7 +261,9 @@ class AuditEvent(Base):
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (Index("uq_audit_events_seq", "seq", unique=True),)
+    # a run's events (target run:<id>) are read by the API; there are two per step
+    __table_args__ = (Index("uq_audit_events_seq", "seq", unique=True),
+                      Index("ix_audit_events_target", "target", "id"))
 
 
 class Chord(Base):

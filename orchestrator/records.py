@@ -651,11 +651,13 @@ def resume_attempt(engine: Engine, attempt_id: int, status: StepStatus, result: 
             waiting = select(step_runs.c.id).where(
                 step_runs.c.run_id == row.run_id, step_runs.c.status == StepStatus.WAITING.value,
                 step_runs.c.kind == "approval")
-            conn.execute(update(runs).where(
+            resumed = conn.execute(update(runs).where(
                 runs.c.id == row.run_id, runs.c.status == RunStatus.SUSPENDED.value, ~exists(waiting))
-                .values(status=RunStatus.RUNNING.value))
+                .values(status=RunStatus.RUNNING.value)).rowcount
             audit(conn, actor, "step.approved" if status is StepStatus.SUCCEEDED else "step.rejected",
                   f"run:{row.run_id}", path=row.path, reason=error)
+            if resumed:
+                audit(conn, actor, "run.resumed", f"run:{row.run_id}")
     return row.continuation
 
 

@@ -7,6 +7,7 @@ must not go on raises ``Ignore``: its chain stops and, inside a chord, it never 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,8 @@ class _Step:
     ctx: Context
     path: str
     item_index: int | None
+    number: int  # which attempt of the step this delivery is
+    first: bool  # the first step of its task: it waited in the queue since the message was sent
     attempt: Attempt | None = None
     secrets: dict[str, Any] = field(default_factory=dict)  # the values to mask in what it records
     _names: dict[str, Any] | None = None
@@ -77,8 +80,13 @@ def _ref(kw: dict[str, Any]) -> RunRef:
     return RunRef(kw["run"], kw["flow"], kw["version"], kw.get("phase", "main"))
 
 
-def _begin(task: Task, ctx: Context, kw: dict[str, Any]) -> _Step | Context:
-    """Open this step's attempt; returns the context to hand on when the step is skipped."""
+def _begin(task: Task, ctx: Context, kw: dict[str, Any], number: int | None = None,
+           first: bool = True) -> _Step | Context:
+    """Open this step's attempt; returns the context to hand on when the step is skipped.
+
+    ``number`` is the attempt's number, by default the task's (its retries + 1); ``first``
+    says whether it is the first step of its task (later ones of a batch never queued).
+    """
     rt = runtime(settings)
     ref = _ref(kw)
     plan = rt.plan(ref.flow_id, ref.version)
@@ -87,7 +95,8 @@ def _begin(task: Task, ctx: Context, kw: dict[str, Any]) -> _Step | Context:
     if enter is not None:
         enter_item(ctx, enter["index"], enter["item"])
     idx = indices(ctx)
-    step = _Step(rt, plan, node, ref, ctx, node.concrete_path(idx), idx[-1] if idx else None)
+    step = _Step(rt, plan, node, ref, ctx, node.concrete_path(idx), idx[-1] if idx else None,
+                 task.request.retries + 1 if number is None else number, first)
     try:
         holds = node.condition is None or truthy(node.condition, step.names)
     except ExpressionError as exc:
@@ -102,11 +111,11 @@ def _begin(task: Task, ctx: Context, kw: dict[str, Any]) -> _Step | Context:
 
 
 def _open(task: Task, step: _Step) -> None:
-    sent = task.request.get("millrace_sent_at")
+    sent = task.request.get("millrace_sent_at") if step.first else None
     attempt = records.open_attempt(
         step.rt.engine, run_id=step.ref.run_id, phase=step.ref.phase, path=step.path,
         step_id=step.node.id, kind=step.node.kind, item_index=step.item_index,
-        attempt=task.request.retries + 1, worker=step.rt.worker, task_id=task.request.id,
+        attempt=step.number, worker=step.rt.worker, task_id=task.request.id,
         created_at=dt.datetime.fromtimestamp(sent, dt.UTC) if sent else None,
     )
     if attempt is None:
@@ -133,9 +142,10 @@ def _fail(task: Task, step: _Step, error: str, *, logs: str | None = None, retry
 
 def _after_failure(task: Task, step: _Step, error: str, retryable: bool) -> Context:
     retry = getattr(step.node.step, "retry", None)
-    attempt = task.request.retries + 1
-    if retryable and retry is not None and attempt < retry.attempts:
-        raise task.retry(countdown=retry.delay_before(attempt + 1), max_retries=retry.attempts)
+    # A step with retry is the first step of its task (the compiler sees to it): the task's
+    # retry runs it again, and nothing before it.
+    if retryable and retry is not None and step.number < retry.attempts:
+        raise task.retry(countdown=retry.delay_before(step.number + 1), max_retries=retry.attempts)
     if step.node.step.continue_on_error:
         return set_outcome(step.ctx, step.node.id, StepStatus.FAILED.value, None, error)
     _fail_run(step.rt, step.plan, step.ref, step.ctx, f"step {step.path} failed: {error}")
@@ -190,14 +200,22 @@ def _replay(step: _Step) -> Context:
 
 @app.task(name="millrace.start", bind=True)
 def start(self: Task, ctx: Context, **kw: Any) -> Context:
+    return _start(ctx, kw)
+
+
+@app.task(name="millrace.finish", bind=True)
+def finish(self: Task, ctx: Context, **kw: Any) -> None:
+    _finish(ctx, kw)
+
+
+def _start(ctx: Context, kw: dict[str, Any]) -> Context:
     rt = runtime(settings)
     if not records.start_run(rt.engine, kw["run"], rt.worker):
         raise Ignore()
     return ctx
 
 
-@app.task(name="millrace.finish", bind=True)
-def finish(self: Task, ctx: Context, **kw: Any) -> None:
+def _finish(ctx: Context, kw: dict[str, Any]) -> None:
     rt = runtime(settings)
     ending = records.finish_run(rt.engine, kw["run"], kw.get("phase", "main"), ctx.get("last"), rt.worker)
     if ending is not None:
@@ -207,11 +225,41 @@ def finish(self: Task, ctx: Context, **kw: Any) -> None:
 # --- code steps --------------------------------------------------------------------------
 
 @app.task(name="millrace.step", bind=True)
-def step(self: Task, ctx: Context, **kw: Any) -> Context:
-    begun = _begin(self, ctx, kw)
+def step(self: Task, ctx: Context, **kw: Any) -> Context | None:
+    """A batch: consecutive code steps of one queue (and the run's start or finish next to
+    them), in order, each in its own process and with its own attempt row.
+
+    A redelivered batch replays the steps that have an outcome and runs the rest. One that
+    has run longer than ``MILLRACE_STEP_BATCH_S`` hands its remaining steps on as a new
+    task, so no task nears the hard time limit and Flower shows where a long run is.
+    """
+    units = kw["units"]
+    ref = {k: v for k, v in kw.items() if k != "units"}
+    began = time.monotonic()
+    # The first code step is the one the message was queued for, and the only one whose
+    # attempt number is the task's (a retrying step is always first: the compiler sees to it).
+    first_step = True
+    for i, unit in enumerate(units):
+        if i and time.monotonic() - began > settings.batch_seconds:
+            rest = compiler.compile_units(runtime(settings).plan(kw["flow"], kw["version"]), _ref(kw), units[i:])
+            raise self.replace(rest.clone(args=(ctx,)))
+        if "start" in unit:
+            ctx = _start(ctx, ref)
+        elif "finish" in unit:
+            return _finish(ctx, ref)
+        else:
+            number = self.request.retries + 1 if first_step else 1
+            ctx = _code_step(self, ctx, {**ref, **unit}, number, first_step)
+            first_step = False
+    return ctx
+
+
+def _code_step(task: Task, ctx: Context, kw: dict[str, Any], number: int, first: bool) -> Context:
+    begun = _begin(task, ctx, kw, number, first)
     if not isinstance(begun, _Step):
         return begun
     s = begun
+    self = task
     if s.attempt.status.finished:
         return _replay(s)
     node = s.node
@@ -239,7 +287,7 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context:
         "MILLRACE_RUN_ID": s.ref.run_id,
         "MILLRACE_FLOW_ID": s.ref.flow_id,
         "MILLRACE_STEP_PATH": s.path,
-        "MILLRACE_ATTEMPT": str(self.request.retries + 1),
+        "MILLRACE_ATTEMPT": str(s.number),
     }
     if s.ctx.get("error"):
         env["MILLRACE_ERROR"] = s.ctx["error"]

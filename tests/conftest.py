@@ -58,7 +58,8 @@ def engine(database_url: str):
 class Worker:
     """A real `celery -A tasks worker` process (and its pool) in its own process group."""
 
-    def __init__(self, queues: list[str], concurrency: int = 2, log: Path | None = None):
+    def __init__(self, queues: list[str], concurrency: int = 2, log: Path | None = None,
+                 env: dict[str, str] | None = None):
         self.log_path = log or ROOT / ".millrace" / f"worker-{uuid.uuid4().hex[:6]}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
@@ -67,6 +68,7 @@ class Worker:
              f"--queues={','.join(queues)}", f"--concurrency={concurrency}",
              "--without-gossip", "--without-mingle", "--hostname", f"w{uuid.uuid4().hex[:6]}@%h"],
             cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
         self._wait_ready()
 

@@ -120,10 +120,13 @@ def test_step_logs_and_the_audit_trail(client, operator) -> None:
     client.post(f"/api/v1/runs/{run['id']}/steps/gate/reject", json={"reason": "not now"}, headers=operator)
     until_status(client, run["links"]["self"], operator, "failed")
     events = client.get(f"/api/v1/audit?target=run:{run['id']}", headers=operator).json["items"]
-    assert [e["action"] for e in events] == ["run.created", "run.started", "run.suspended", "step.rejected",
-                                             "run.failed"]
+    assert [e["action"] for e in events] == [
+        "run.created", "run.started", "step.started", "step.waiting", "run.suspended", "step.failed",
+        "step.rejected", "run.resumed", "run.failed"]
     assert events[0]["actor"] == "token:runs-op"
-    assert events[3]["details"]["reason"] == "rejected by token:runs-op: not now"
+    assert events[5]["details"] == {"path": "gate", "attempt": 1, "deliveries": 1,
+                                    "error": "rejected by token:runs-op: not now"}
+    assert events[6]["details"]["reason"] == "rejected by token:runs-op: not now"
     done = client.post("/api/v1/flows/api/runs/runs?wait=30", json={}, headers=operator).json
     logs = client.get(f"/api/v1/runs/{done['id']}/steps/double/logs", headers=operator)
     assert logs.status_code == 200 and logs.json["attempts"][0]["status"] == "succeeded"

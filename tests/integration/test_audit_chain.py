@@ -87,3 +87,26 @@ def test_audit_verify_on_the_command_line(chain_db, capsys, monkeypatch) -> None
     tamper(chain_db, "UPDATE audit_events SET target = 'thing:x' WHERE seq = 2")
     assert main(["audit", "verify"]) == 1
     assert "broken at event #2" in capsys.readouterr().err
+
+
+def test_every_step_transition_is_an_event_of_its_run(engine, run_flow) -> None:
+    run = run_flow("""
+id: audit/steps
+steps:
+  - {id: a, bash: echo a}
+  - {id: b, if: "${{ false }}", bash: echo b}
+  - id: c
+    python: "def main():\\n    raise ValueError('boom')"
+    continue_on_error: true
+""")
+    events = [(e["action"], e["details"].get("path"), e["details"].get("error"))
+              for e in records.list_audit(engine, target=f"run:{run['id']}")]
+    assert events == [
+        ("run.created", None, None), ("run.started", None, None),
+        ("step.started", "a", None), ("step.succeeded", "a", None),
+        ("step.skipped", "b", None),
+        ("step.started", "c", None), ("step.failed", "c", "ValueError: boom"),
+        (f"run.{run['status']}", None, None)]
+    step_events = records.list_audit(engine, target=f"run:{run['id']}", action="step.")
+    assert all(e["actor"] == run["steps"][0]["worker"] for e in step_events)  # the worker that ran it
+    assert verify(engine).ok

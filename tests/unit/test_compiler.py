@@ -39,17 +39,59 @@ PLAN = build_plan(FLOW, 7)
 REF = RunRef("run-1", "shop/orders", 7)
 
 
-def test_a_run_is_a_chain_of_one_task_per_step_between_start_and_finish() -> None:
+def test_a_run_is_a_chain_from_start_to_finish_with_code_steps_batched() -> None:
     ctx = new_context("run-1", "shop/orders", 7, {})
     sig = compiler.compile_run(PLAN, REF, ctx)
     assert isinstance(sig, chain)
-    assert [t.task for t in sig.tasks] == [
-        "millrace.start", "millrace.step", "millrace.expand", "millrace.switch", "millrace.finish"]
-    assert sig.tasks[0].args == (ctx,)
-    assert sig.tasks[1].options["queue"] == "io"
-    assert sig.tasks[2].kwargs == {"run": "run-1", "flow": "shop/orders", "version": 7,
+    assert [t.task for t in sig.tasks] == ["millrace.step", "millrace.expand", "millrace.switch", "millrace.finish"]
+    first = sig.tasks[0]
+    assert first.args == (ctx,)
+    assert first.kwargs["units"] == [{"start": True}, {"node": "fetch"}]
+    assert first.options["queue"] == "io"
+    assert first.options["argsrepr"] == "shop/orders / run-1 / start, fetch"
+    assert sig.tasks[1].kwargs == {"run": "run-1", "flow": "shop/orders", "version": 7,
                                    "phase": "main", "node": "each"}
-    assert sig.tasks[2].options["argsrepr"] == "shop/orders / run-1 / each"
+    assert sig.tasks[1].options["argsrepr"] == "shop/orders / run-1 / each"
+    assert sig.tasks[3].kwargs == REF.kwargs()
+
+
+BATCHES = build_plan(parse_flow("""
+id: shop/batches
+steps:
+  - {id: a, bash: echo a}
+  - {id: b, python: "def main():\n    return 1"}
+  - {id: c, bash: echo c, queue: io}
+  - {id: d, bash: echo d, queue: io}
+  - {id: e, bash: echo e, queue: io, retry: {attempts: 2}}
+  - {id: f, bash: echo f, queue: io}
+  - {id: g, sleep: 1s}
+  - {id: h, bash: echo h}
+"""), 1)
+
+
+def test_code_steps_share_a_task_per_queue_and_a_retrying_step_opens_a_new_one() -> None:
+    ref = RunRef("run-2", "shop/batches", 1)
+    sig = compiler.compile_run(BATCHES, ref, new_context("run-2", "shop/batches", 1, {}))
+    tasks = [(t.task, [u.get("node", next(iter(u))) for u in t.kwargs.get("units", [])], t.options.get("queue"))
+             for t in sig.tasks]
+    assert tasks == [
+        ("millrace.step", ["start", "a", "b"], None),
+        ("millrace.step", ["c", "d"], "io"),
+        ("millrace.step", ["e", "f"], "io"),
+        ("millrace.wait", [], None),
+        ("millrace.step", ["h", "finish"], None),
+    ]
+    # what is left of a batch that ran long is a task of its own, on the same queue
+    rest = compiler.compile_units(BATCHES, ref, [{"node": "f"}])
+    assert (rest.task, rest.kwargs["units"], rest.options["queue"]) == ("millrace.step", [{"node": "f"}], "io")
+    assert compiler.compile_units(BATCHES, ref, [{"finish": True}]).task == "millrace.finish"
+
+
+def test_a_long_batch_names_its_first_and_last_steps_and_counts_the_rest() -> None:
+    ref = RunRef("run-3", "shop/batches", 1)
+    units = [{"node": "a"}, {"node": "b"}] * 5
+    label = compiler.compile_units(BATCHES, ref, units).options["argsrepr"]
+    assert label == "shop/batches / run-3 / a, b, a, b, a, ... 4 more, b"
 
 
 def test_static_paths_name_every_nested_step() -> None:
@@ -66,15 +108,20 @@ def test_for_each_lanes_share_the_items_and_join_once() -> None:
     assert isinstance(sig, chord)
     lanes = sig.tasks.tasks if hasattr(sig.tasks, "tasks") else sig.tasks
     assert len(lanes) == 2
-    entered = [[t.kwargs.get("enter", {}).get("index") for t in lane.tasks] for lane in lanes]
-    assert entered == [[0, None, 2, None], [1, None]]
+    entered = [[(t.task, [u.get("enter", {}).get("index") for u in t.kwargs.get("units", [t.kwargs])])
+                for t in lane.tasks] for lane in lanes]
+    assert entered == [
+        [("millrace.step", [0]), ("millrace.expand", [None]), ("millrace.step", [2]), ("millrace.expand", [None])],
+        [("millrace.step", [1]), ("millrace.expand", [None])]]
+    assert lanes[0].tasks[2].options["argsrepr"] == "shop/orders / run-1 / each.price [item 2]"
     assert sig.body.task == "millrace.join" and sig.body.kwargs["count"] == 3
 
 
 def test_on_failure_runs_in_its_own_phase() -> None:
     sig = compiler.compile_on_failure(PLAN, REF, new_context("run-1", "shop/orders", 7, {}))
-    assert [t.task for t in sig.tasks] == ["millrace.step", "millrace.finish"]
-    assert all(t.kwargs["phase"] == "on_failure" for t in sig.tasks)
+    [only] = sig.tasks
+    assert only.task == "millrace.step" and only.kwargs["phase"] == "on_failure"
+    assert only.kwargs["units"] == [{"node": "on_failure.alert"}, {"finish": True}]
 
 
 def test_lanes_collect_each_items_last_result_in_item_order() -> None:
