@@ -21,6 +21,7 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -87,6 +88,13 @@ def dialect_insert(engine_or_conn: Engine | Connection, table: Any) -> Any:
 
 def audit(conn: Connection, actor: str, action: str, target: str, **details: Any) -> None:
     conn.execute(insert(audit_events).values(at=now(), actor=actor, action=action, target=target, details=details))
+
+
+def _acting(conn: Connection, actor: str) -> None:
+    """Name who causes the step transitions of this transaction: the step_runs trigger writes
+    their audit events with this actor instead of the row's worker (PostgreSQL only)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.set_config("millrace.actor", actor, True)))
 
 
 def record_event(engine: Engine, actor: str, action: str, target: str, **details: Any) -> None:
@@ -542,10 +550,14 @@ def _open_statement(dialect: str, phase: str) -> Any:
         literal(StepStatus.RUNNING.value), literal(1),
     ).where(exists().where(runs.c.id == bindparam("run_id"), active))
     insert_ = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(step_runs)
+    # Another delivery of a running or waiting attempt counts, and names who has it now; an
+    # ended attempt handed on again (a replay) stays as it was recorded.
+    live = step_runs.c.status.in_(_inline((StepStatus.RUNNING.value, StepStatus.WAITING.value)))
     return insert_.from_select([*columns, "status", "deliveries"], values).on_conflict_do_update(
         index_elements=["run_id", "path", "attempt"],
-        set_={"deliveries": step_runs.c.deliveries + 1, "worker": insert_.excluded.worker,
-              "task_id": insert_.excluded.task_id},
+        set_={"deliveries": case((live, step_runs.c.deliveries + 1), else_=step_runs.c.deliveries),
+              "worker": case((live, insert_.excluded.worker), else_=step_runs.c.worker),
+              "task_id": case((live, insert_.excluded.task_id), else_=step_runs.c.task_id)},
     ).returning(step_runs.c.id, step_runs.c.status, step_runs.c.result, step_runs.c.error,
                 step_runs.c.deliveries, step_runs.c.continuation, step_runs.c.resume_at)
 
@@ -579,15 +591,17 @@ def start_subflow(engine: Engine, *, parent_run_id: str, attempt_id: int, contin
 
 
 def record_skipped(engine: Engine, *, run_id: str, path: str, step_id: str, kind: str,
-                   item_index: int | None, worker: str) -> None:
+                   item_index: int | None, worker: str) -> bool:
+    """Record a step skipped by its ``if``; False when it has a row already: its condition was
+    decided when that row was made (a replay or a retry does not decide it again)."""
     at = now()
     stmt = dialect_insert(engine, step_runs).values(
         run_id=run_id, path=path, step_id=step_id, kind=kind, item_index=item_index, attempt=1,
         status=StepStatus.SKIPPED.value, deliveries=1, worker=worker, created_at=at,
         started_at=at, finished_at=at,
-    ).on_conflict_do_nothing()
+    ).on_conflict_do_nothing().returning(step_runs.c.id)
     with engine.begin() as conn:
-        conn.execute(stmt)
+        return conn.execute(stmt).first() is not None
 
 
 def record_outcome(engine: Engine, attempt_id: int, status: StepStatus, result: Any = None,
@@ -619,14 +633,15 @@ def suspend_attempt(engine: Engine, attempt_id: int, run_id: str, continuation: 
                     resume_at: dt.datetime | None, suspend_run: bool, worker: str) -> None:
     """Park a step: it waits (approval, sleep, subflow) and keeps how to go on."""
     with engine.begin() as conn:
+        # The run's row first: every transaction locks a run before the audit chain, which
+        # the step's update takes through its trigger (the other order could deadlock).
+        changed = suspend_run and conn.execute(update(runs).where(
+            runs.c.id == run_id, runs.c.status == RunStatus.RUNNING.value)
+            .values(status=RunStatus.SUSPENDED.value)).rowcount
         conn.execute(update(step_runs).where(step_runs.c.id == attempt_id).values(
             status=StepStatus.WAITING.value, continuation=continuation, resume_at=resume_at))
-        if suspend_run:
-            changed = conn.execute(update(runs).where(
-                runs.c.id == run_id, runs.c.status == RunStatus.RUNNING.value)
-                .values(status=RunStatus.SUSPENDED.value)).rowcount
-            if changed:
-                audit(conn, worker, "run.suspended", f"run:{run_id}")
+        if changed:
+            audit(conn, worker, "run.suspended", f"run:{run_id}")
 
 
 def resume_attempt(engine: Engine, attempt_id: int, status: StepStatus, result: Any = None,
@@ -638,6 +653,10 @@ def resume_attempt(engine: Engine, attempt_id: int, status: StepStatus, result: 
     """
     at = now()
     with engine.begin() as conn:
+        # the run's row before the audit chain (see suspend_attempt)
+        conn.execute(select(runs.c.id).where(runs.c.id == select(step_runs.c.run_id).where(
+            step_runs.c.id == attempt_id).scalar_subquery()).with_for_update())
+        _acting(conn, actor)
         row = conn.execute(
             update(step_runs)
             .where(step_runs.c.id == attempt_id, step_runs.c.status == StepStatus.WAITING.value)
@@ -762,6 +781,7 @@ def cancel_run(engine: Engine, run_id: str, actor: str) -> Cancellation:
             if status is None:
                 raise NotFound(f"run '{run_id}' does not exist")
             raise Conflict(f"run {run_id} has ended already ({status})")
+        _acting(conn, actor)
         conn.execute(update(step_runs).where(step_runs.c.run_id == run_id, step_runs.c.status.in_(
             (StepStatus.WAITING.value, StepStatus.RUNNING.value))).values(
             status=StepStatus.FAILED.value, error="run cancelled", finished_at=at, continuation=None))

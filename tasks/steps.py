@@ -102,9 +102,10 @@ def _begin(task: Task, ctx: Context, kw: dict[str, Any], number: int | None = No
     except ExpressionError as exc:
         _open(task, step)
         return _fail(task, step, f"if: {exc}", retryable=False)
-    if not holds:
-        records.record_skipped(rt.engine, run_id=ref.run_id, path=step.path, step_id=node.id,
-                               kind=node.kind, item_index=step.item_index, worker=rt.worker)
+    # A step that has a row already was decided when it was made: its recorded outcome is
+    # replayed (or its attempt run again) even if the condition reads differently now.
+    if not holds and records.record_skipped(rt.engine, run_id=ref.run_id, path=step.path, step_id=node.id,
+                                            kind=node.kind, item_index=step.item_index, worker=rt.worker):
         return set_outcome(ctx, node.id, StepStatus.SKIPPED.value, None)
     _open(task, step)
     return step
@@ -188,11 +189,15 @@ def _notify_parent(rt: Runtime, ending: Ending) -> None:
         publish_continuation(rt.engine, send, ending.parent_step_run_id, cont)
 
 
-def _replay(step: _Step) -> Context:
-    """A redelivered message whose attempt already has an outcome: hand that outcome on."""
+def _replay(task: Task, step: _Step) -> Context:
+    """A redelivered message whose attempt already has an outcome: hand that outcome on.
+
+    A failure is acted on again (retry, carry on, or fail the run): the delivery that
+    recorded it may have died before acting. Failing a run is done once whatever the count.
+    """
     attempt = step.attempt
-    if attempt.status is StepStatus.FAILED and not step.node.step.continue_on_error:
-        raise Ignore()
+    if attempt.status is StepStatus.FAILED:
+        return _after_failure(task, step, attempt.error or "failed", retryable=True)
     return set_outcome(step.ctx, step.node.id, attempt.status.value, attempt.result, attempt.error)
 
 
@@ -233,14 +238,16 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context | None:
     has run longer than ``MILLRACE_STEP_BATCH_S`` hands its remaining steps on as a new
     task, so no task nears the hard time limit and Flower shows where a long run is.
     """
-    units = kw["units"]
-    ref = {k: v for k, v in kw.items() if k != "units"}
+    # A message sent before batches (a continuation kept by a waiting step, a retry) names one step.
+    units = kw.get("units") or [{k: kw[k] for k in ("node", "enter") if k in kw}]
+    ref = {k: v for k, v in kw.items() if k not in ("units", "node", "enter")}
     began = time.monotonic()
     # The first code step is the one the message was queued for, and the only one whose
     # attempt number is the task's (a retrying step is always first: the compiler sees to it).
     first_step = True
     for i, unit in enumerate(units):
-        if i and time.monotonic() - began > settings.batch_seconds:
+        # Handed on only after a code step ran: the first one keeps the task's retry count.
+        if not first_step and time.monotonic() - began > settings.batch_seconds:
             rest = compiler.compile_units(runtime(settings).plan(kw["flow"], kw["version"]), _ref(kw), units[i:])
             raise self.replace(rest.clone(args=(ctx,)))
         if "start" in unit:
@@ -249,19 +256,21 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context | None:
             return _finish(ctx, ref)
         else:
             number = self.request.retries + 1 if first_step else 1
-            ctx = _code_step(self, ctx, {**ref, **unit}, number, first_step)
+            ctx = _code_step(self, ctx, {**ref, **unit}, number, first_step, time.monotonic() - began)
             first_step = False
     return ctx
 
 
-def _code_step(task: Task, ctx: Context, kw: dict[str, Any], number: int, first: bool) -> Context:
+def _code_step(task: Task, ctx: Context, kw: dict[str, Any], number: int, first: bool,
+               elapsed: float) -> Context:
+    """One code step of a batch, ``elapsed`` seconds into its task."""
     begun = _begin(task, ctx, kw, number, first)
     if not isinstance(begun, _Step):
         return begun
     s = begun
     self = task
     if s.attempt.status.finished:
-        return _replay(s)
+        return _replay(task, s)
     node = s.node
     try:
         args = node.arguments.render(s.names)
@@ -291,8 +300,9 @@ def _code_step(task: Task, ctx: Context, kw: dict[str, Any], number: int, first:
     }
     if s.ctx.get("error"):
         env["MILLRACE_ERROR"] = s.ctx["error"]
-    # Never past the task's hard limit: a pool process killed there is redelivered forever.
-    ceiling = settings.task_time_limit - 60
+    # Never past the task's hard limit (what the batch has used of it counted): a task
+    # killed there ends failed and its message is gone.
+    ceiling = settings.task_time_limit - 60 - elapsed
     timeout = min(node.step.timeout or ceiling, ceiling)
     if kind == "sql":
         database = getattr(node.step, "database", None)
@@ -418,7 +428,7 @@ def wait(self: Task, ctx: Context, **kw: Any) -> Context:
     s = begun
     attempt = s.attempt
     if attempt.status.finished:
-        return _replay(s) if attempt.status is not StepStatus.FAILED else _after_failure(
+        return _replay(self, s) if attempt.status is not StepStatus.FAILED else _after_failure(
             self, s, attempt.error or "failed", retryable=False)
     if s.node.kind == "sleep":
         return _sleep(self, s)

@@ -126,6 +126,7 @@ def test_step_logs_and_the_audit_trail(client, operator) -> None:
     assert events[0]["actor"] == "token:runs-op"
     assert events[5]["details"] == {"path": "gate", "attempt": 1, "deliveries": 1,
                                     "error": "rejected by token:runs-op: not now"}
+    assert events[5]["actor"] == "token:runs-op"  # who decided it, not the worker on the row
     assert events[6]["details"]["reason"] == "rejected by token:runs-op: not now"
     done = client.post("/api/v1/flows/api/runs/runs?wait=30", json={}, headers=operator).json
     logs = client.get(f"/api/v1/runs/{done['id']}/steps/double/logs", headers=operator)

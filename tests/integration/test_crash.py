@@ -51,3 +51,38 @@ def _wait_running(engine, run_id: str, path: str, timeout: float = 60) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"{path} never started: {records.get_run(engine, run_id)}")
+
+
+def test_a_batch_run_again_after_a_kill_keeps_what_its_earlier_steps_decided(engine, worker):
+    """The first step's `if` reads a variable that changes while a later step of the same
+    batch runs; the worker dies; the new worker replays the first step as it was recorded."""
+    from orchestrator.variables import set_variable
+
+    queue = f"{QUEUE}_replay"
+    set_variable(engine, "replay_gate", True, secret=False, keys=(), actor="test")
+    text = f"""id: test/replay
+steps:
+  - id: first
+    if: "${{{{ vars.replay_gate }}}}"
+    queue: {queue}
+    python: "def main():\\n    return 'ran'"
+  - id: slow
+    queue: {queue}
+    python: "import time\\ndef main(seen):\\n    time.sleep(1)\\n    return seen"
+    with: {{seen: "${{{{ steps.first.result }}}}"}}
+"""
+    doomed = Worker([queue], concurrency=1)
+    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
+    _wait_running(engine, run_id, "slow")
+    set_variable(engine, "replay_gate", False, secret=False, keys=(), actor="test")
+    doomed.kill()
+    replacement = Worker([queue], concurrency=1)
+    try:
+        assert wait_for_run(engine, run_id, 60).finished
+    finally:
+        replacement.stop()
+    run = records.get_run(engine, run_id)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["result"] == "ran"
+    assert [(s["path"], s["status"], s["deliveries"]) for s in run["steps"]] == [
+        ("first", "succeeded", 1), ("slow", "succeeded", 2)]

@@ -5,7 +5,8 @@ Revises: 0011
 
 A trigger on step_runs writes one audit event per step transition, in the statement that
 makes it: no code path can change a step's state without leaving its event, and the hot
-path pays no extra round trip. The event's actor is the worker on the row.
+path pays no extra round trip. The event's actor is the worker on the row, or on
+PostgreSQL whoever the transaction names in `millrace.actor` (a cancel, an approval).
   step.started / step.skipped       a row inserted (an attempt opened, or a skip recorded)
   step.waiting / .succeeded / .failed  its status changed (cancel: failed, "run cancelled")
   step.redelivered                  a running attempt delivered again (its worker died, say);
@@ -35,7 +36,8 @@ BEGIN
         RETURN NULL;
     END IF;
     INSERT INTO audit_events (at, actor, action, target, details) VALUES (
-        at, coalesce(NEW.worker, 'system'), action, 'run:' || NEW.run_id,
+        at, coalesce(nullif(current_setting('millrace.actor', true), ''), NEW.worker, 'system'), action,
+        'run:' || NEW.run_id,
         jsonb_strip_nulls(jsonb_build_object('path', NEW.path, 'attempt', NEW.attempt,
                                              'deliveries', NEW.deliveries, 'error', NEW.error)));
     RETURN NULL;
