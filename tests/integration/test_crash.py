@@ -23,17 +23,7 @@ def test_sigkill_of_the_worker_mid_flow_then_a_new_worker_completes_the_run(engi
         lines.append(f'  - id: s{i}\n    queue: {queue}\n    python: "{code}"\n    with: {{x: {previous}}}')
     steps = "\n".join(lines)
     text = f"id: test/crash\nsteps:\n{steps}\n"
-    doomed = Worker([queue], concurrency=1)
-    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
-    _wait_running(engine, run_id, "s3")
-    doomed.kill()
-
-    replacement = Worker([queue], concurrency=1)
-    try:
-        assert wait_for_run(engine, run_id, 120).finished
-    finally:
-        replacement.stop()
-    run = records.get_run(engine, run_id)
+    run = killed_while(engine, text, queue, "s3")
     assert run["status"] == "succeeded", run["error"]
     assert run["result"] == 10
     for i in range(10):
@@ -41,6 +31,22 @@ def test_sigkill_of_the_worker_mid_flow_then_a_new_worker_completes_the_run(engi
         assert [(r["attempt"], r["status"]) for r in rows] == [(1, "succeeded")], rows
     killed = next(s for s in run["steps"] if s["path"] == "s3")
     assert killed["deliveries"] >= 2  # it ran again after the kill
+
+
+def killed_while(engine, text: str, queue: str, path: str, meanwhile=lambda: None) -> dict:
+    """Run the flow on a worker of its own, SIGKILL that worker while ``path`` runs (after
+    ``meanwhile``), let a new worker finish the run; returns the run."""
+    doomed = Worker([queue], concurrency=1)
+    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
+    _wait_running(engine, run_id, path)
+    meanwhile()
+    doomed.kill()
+    replacement = Worker([queue], concurrency=1)
+    try:
+        assert wait_for_run(engine, run_id, 120).finished
+    finally:
+        replacement.stop()
+    return records.get_run(engine, run_id)
 
 
 def _wait_running(engine, run_id: str, path: str, timeout: float = 60) -> None:
@@ -71,17 +77,8 @@ steps:
     python: "import time\\ndef main(seen):\\n    time.sleep(1)\\n    return seen"
     with: {{seen: "${{{{ steps.first.result }}}}"}}
 """
-    doomed = Worker([queue], concurrency=1)
-    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
-    _wait_running(engine, run_id, "slow")
-    set_variable(engine, "replay_gate", False, secret=False, keys=(), actor="test")
-    doomed.kill()
-    replacement = Worker([queue], concurrency=1)
-    try:
-        assert wait_for_run(engine, run_id, 60).finished
-    finally:
-        replacement.stop()
-    run = records.get_run(engine, run_id)
+    run = killed_while(engine, text, queue, "slow", meanwhile=lambda: set_variable(
+        engine, "replay_gate", False, secret=False, keys=(), actor="test"))
     assert run["status"] == "succeeded", run["error"]
     assert run["result"] == "ran"
     assert [(s["path"], s["status"], s["deliveries"]) for s in run["steps"]] == [
