@@ -573,20 +573,25 @@ def attempt_id(engine: Engine, run_id: str, path: str, attempt: int) -> int:
 
 def start_subflow(engine: Engine, *, parent_run_id: str, attempt_id: int, continuation: dict,
                   flow_id: str, version: int, inputs: dict[str, Any], depth: int, worker: str,
-                  scripts: dict[str, int] | None = None) -> str:
-    """Create the child run of a flow step and park the step, together; returns the child id.
+                  scripts: dict[str, int] | None = None) -> str | None:
+    """Park a flow step and create its child run, together; returns the child id, or None
+    when the step is no longer running (its run was cancelled meanwhile).
 
     A redelivery finds the child made before (its publication is the sweeper's if lost).
+    The step is parked first: its row, then the audit chain, as a cancel takes them.
     """
     with engine.begin() as conn:
         existing = conn.execute(select(runs.c.id).where(runs.c.parent_step_run_id == attempt_id)).scalar()
         if existing:
             return existing
+        parked = conn.execute(update(step_runs).where(
+            step_runs.c.id == attempt_id, step_runs.c.status == StepStatus.RUNNING.value).values(
+            status=StepStatus.WAITING.value, continuation=continuation)).rowcount
+        if not parked:
+            return None
         child_id = str(uuid.uuid4())
         insert_run(conn, child_id, flow_id, version, inputs, trigger="subflow", parent_run_id=parent_run_id,
                    parent_step_run_id=attempt_id, depth=depth, actor=worker, scripts=scripts)
-        conn.execute(update(step_runs).where(step_runs.c.id == attempt_id).values(
-            status=StepStatus.WAITING.value, continuation=continuation))
     return child_id
 
 
@@ -638,7 +643,10 @@ def suspend_attempt(engine: Engine, attempt_id: int, run_id: str, continuation: 
         changed = suspend_run and conn.execute(update(runs).where(
             runs.c.id == run_id, runs.c.status == RunStatus.RUNNING.value)
             .values(status=RunStatus.SUSPENDED.value)).rowcount
-        conn.execute(update(step_runs).where(step_runs.c.id == attempt_id).values(
+        # only a running step parks (or a waiting one, a sleep's next slice): a cancel may have ended it
+        conn.execute(update(step_runs).where(
+            step_runs.c.id == attempt_id,
+            step_runs.c.status.in_((StepStatus.RUNNING.value, StepStatus.WAITING.value))).values(
             status=StepStatus.WAITING.value, continuation=continuation, resume_at=resume_at))
         if changed:
             audit(conn, worker, "run.suspended", f"run:{run_id}")
@@ -655,7 +663,7 @@ def resume_attempt(engine: Engine, attempt_id: int, status: StepStatus, result: 
     with engine.begin() as conn:
         # the run's row before the audit chain (see suspend_attempt)
         conn.execute(select(runs.c.id).where(runs.c.id == select(step_runs.c.run_id).where(
-            step_runs.c.id == attempt_id).scalar_subquery()).with_for_update())
+            step_runs.c.id == attempt_id).scalar_subquery()).with_for_update(key_share=True))
         _acting(conn, actor)
         row = conn.execute(
             update(step_runs)

@@ -101,6 +101,8 @@ def _begin(task: Task, ctx: Context, kw: dict[str, Any], number: int | None = No
         holds = node.condition is None or truthy(node.condition, step.names)
     except ExpressionError as exc:
         _open(task, step)
+        if step.attempt.status.finished:
+            return step  # decided before (what it reads may have changed since): the caller replays it
         return _fail(task, step, f"if: {exc}", retryable=False)
     # A step that has a row already was decided when it was made: its recorded outcome is
     # replayed (or its attempt run again) even if the condition reads differently now.
@@ -136,7 +138,7 @@ def _fail(task: Task, step: _Step, error: str, *, logs: str | None = None, retry
     """Record a failed attempt, then retry, carry on (continue_on_error) or fail the run."""
     status, result, error = records.record_outcome(
         step.rt.engine, step.attempt.id, StepStatus.FAILED, error=error, logs=logs)
-    if status is StepStatus.SUCCEEDED:
+    if status is not StepStatus.FAILED:  # an earlier delivery recorded another outcome
         return set_outcome(step.ctx, step.node.id, status.value, result)
     return _after_failure(task, step, error, retryable)
 
@@ -344,7 +346,9 @@ def expand(self: Task, ctx: Context, **kw: Any) -> Context:
         return begun
     s = begun
     if s.attempt.status.finished:
-        raise Ignore()  # its join already recorded the result and went on
+        # Recorded by its join, or by this task (no items, bad items) whose delivery died
+        # before handing on: hand on what is recorded (again, at worst: the rest replays).
+        return _replay(self, s)
     if s.node.kind == "parallel":
         raise self.replace(compiler.compile_parallel(s.plan, s.node, s.ref, s.ctx))
     try:
@@ -382,7 +386,7 @@ def switch(self: Task, ctx: Context, **kw: Any) -> Context:
         return begun
     s = begun
     if s.attempt.status.finished:
-        raise Ignore()
+        return _replay(self, s)  # recorded by its close, or by this task (no case held, a bad if)
     names = s.names
     chosen = None
     for i, condition in enumerate(s.node.case_conditions):
@@ -488,6 +492,8 @@ def _start_subflow(task: Task, s: _Step, continuation: dict[str, Any]) -> Contex
     child_id = records.start_subflow(
         rt.engine, parent_run_id=s.ref.run_id, attempt_id=s.attempt.id, continuation=continuation,
         flow_id=flow_id, version=version, inputs=inputs, depth=depth, worker=rt.worker, scripts=pins)
+    if child_id is None:
+        raise Ignore()  # the step ended meanwhile: its run was cancelled
     publish_run(send, child_plan, child_id, inputs, depth, pins)
     records.mark_published(rt.engine, child_id)
     raise Ignore()

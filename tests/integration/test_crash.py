@@ -83,3 +83,37 @@ steps:
     assert run["result"] == "ran"
     assert [(s["path"], s["status"], s["deliveries"]) for s in run["steps"]] == [
         ("first", "succeeded", 1), ("slow", "succeeded", 2)]
+
+
+def test_composite_steps_a_dead_delivery_decided_are_handed_on_when_redelivered(engine, worker):
+    """An empty for_each and a switch with no case decide their own outcome; a delivery that
+    recorded it and died before handing on leaves the message to run again, which goes on."""
+    from orchestrator.models import StepStatus
+
+    text = """id: test/decided
+steps:
+  - id: none
+    for_each: []
+    do:
+      - {id: inner, bash: echo never}
+  - id: pick
+    switch:
+      - if: ${{ false }}
+        do: [{id: never, bash: echo never}]
+  - {id: after, python: "def main():\\n    return 'went on'"}
+"""
+    held = []
+    run_id = submit(engine, held.append, parse_flow(text), text, {}, trigger="test")
+    assert records.start_run(engine, run_id, "dead-worker")
+    for path, kind, result in (("none", "for_each", []), ("pick", "switch", None)):
+        attempt = records.open_attempt(engine, run_id=run_id, phase="main", path=path, step_id=path, kind=kind,
+                                       item_index=None, attempt=1, worker="dead-worker", task_id=None,
+                                       created_at=None)
+        records.record_outcome(engine, attempt.id, StepStatus.SUCCEEDED, result)
+    [canvas] = held
+    send(canvas)  # the redelivery
+    assert wait_for_run(engine, run_id, 60).finished
+    run = records.get_run(engine, run_id)
+    assert run["status"] == "succeeded" and run["result"] == "went on"
+    assert [(s["path"], s["status"], s["worker"]) for s in run["steps"]][:2] == [
+        ("none", "succeeded", "dead-worker"), ("pick", "succeeded", "dead-worker")]
