@@ -132,6 +132,10 @@ class Run(Base):
     publishable_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    # A failed run's on_failure steps, as the message to send, kept from the failure's commit
+    # until sent (since when: the sweeper sends what a worker that died in between owed).
+    on_failure: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)
+    on_failure_pending_since: Mapped[dt.datetime | None] = mapped_column(Timestamp)
 
     __table_args__ = (
         Index("ix_runs_flow_created", "flow_id", "created_at"),

@@ -474,12 +474,15 @@ def finish_run(engine: Engine, run_id: str, phase: str, result: Any, worker: str
     return Ending(run_id, status, result, row.error, row.parent_step_run_id)
 
 
-def fail_run(engine: Engine, run_id: str, error: str, has_on_failure: bool, worker: str) -> Ending | None:
-    """Record the first failure of a run. With on_failure steps the run stays running
-    (they run, then finish marks it failed); without, it ends now. None if it had ended."""
+def fail_run(engine: Engine, run_id: str, error: str, on_failure: dict[str, Any] | None,
+             worker: str) -> Ending | None:
+    """Record the first failure of a run. With ``on_failure`` (the message of its on_failure
+    steps, kept until :func:`on_failure_sent`) the run stays running: they run, then finish
+    marks it failed; without, it ends now. None if it had failed or ended already."""
+    has_on_failure = on_failure is not None
     values: dict[str, Any] = {"error": error}
     if has_on_failure:
-        values["status"] = RunStatus.RUNNING.value
+        values.update(status=RunStatus.RUNNING.value, on_failure=on_failure, on_failure_pending_since=now())
     else:
         values.update(status=RunStatus.FAILED.value, finished_at=now())
     with engine.begin() as conn:
@@ -845,6 +848,19 @@ def abandon_unpublished(engine: Engine, run_id: str, error: str, actor: str) -> 
                                            runs.c.published_at.is_(None))
                         .values(status=RunStatus.FAILED.value, error=error, finished_at=now())).rowcount:
             audit(conn, actor, "run.failed", f"run:{run_id}", error=error)
+
+
+def on_failure_sent(engine: Engine, run_id: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(runs).where(runs.c.id == run_id).values(on_failure=None, on_failure_pending_since=None))
+
+
+def unsent_on_failure(engine: Engine, older_than: float) -> list[Any]:
+    """Failed runs whose on_failure steps were not confirmed sent (their worker died)."""
+    cutoff = now() - dt.timedelta(seconds=older_than)
+    with engine.connect() as conn:
+        return conn.execute(select(runs.c.id, runs.c.on_failure).where(
+            runs.c.on_failure_pending_since < cutoff).limit(100)).all()
 
 
 def unsent_continuations(engine: Engine, older_than: float) -> list[Any]:

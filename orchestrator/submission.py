@@ -145,6 +145,12 @@ def restart(engine: Engine, send: Send, plan: Plan, run: dict[str, Any], step: s
     return new_id
 
 
+def publish_on_failure(engine: Engine, send: Send, run_id: str, handlers: Signature | dict[str, Any]) -> None:
+    """Send a failed run's on_failure steps (kept on the run until now), then mark them sent."""
+    send(handlers if isinstance(handlers, Signature) else Signature.from_dict(handlers))
+    records.on_failure_sent(engine, run_id)
+
+
 def publish_continuation(engine: Engine, send: Send, attempt_id: int, continuation: dict[str, Any]) -> None:
     """Send a decided step's saved message again, then mark it sent."""
     send(Signature.from_dict(continuation))

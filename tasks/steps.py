@@ -32,7 +32,7 @@ from orchestrator.models import StepStatus
 from orchestrator.plan import Node, Plan, truthy
 from orchestrator.records import Attempt, Ending
 from orchestrator.scripts import pin_scripts, split_ref
-from orchestrator.submission import follow_up, publish_continuation, publish_run
+from orchestrator.submission import follow_up, publish_continuation, publish_on_failure, publish_run
 from orchestrator.variables import mask
 from orchestrator.variables import resolve as resolve_variables
 from tasks.app import app, settings
@@ -159,11 +159,14 @@ def _fail_run(rt: Runtime, plan: Plan, ref: RunRef, ctx: Context, error: str) ->
     if ref.phase == "on_failure":
         ending = records.finish_run(rt.engine, ref.run_id, "on_failure", None, rt.worker)
     else:
-        has_handlers = bool(plan.on_failure)
-        ending = records.fail_run(rt.engine, ref.run_id, error, has_handlers, rt.worker)
-        if ending is not None and has_handlers:
+        handlers = None
+        if plan.on_failure:
             handler_ctx = {**ctx, "error": error, "loops": [], "last": None}
-            compiler.compile_on_failure(plan, ref, handler_ctx).apply_async()
+            handlers = compiler.compile_on_failure(plan, ref, handler_ctx)
+        ending = records.fail_run(rt.engine, ref.run_id, error, dict(handlers) if handlers else None, rt.worker)
+        if ending is not None and handlers is not None:
+            # kept on the run since the commit: a worker dying now leaves them to the sweeper
+            publish_on_failure(rt.engine, send, ref.run_id, handlers)
             return
     if ending is not None:
         _ended(rt, ending)

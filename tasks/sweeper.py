@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from orchestrator import records
 from orchestrator.models import StepStatus
-from orchestrator.submission import follow_up, publish_continuation, publish_run
+from orchestrator.submission import follow_up, publish_continuation, publish_on_failure, publish_run
 from tasks.app import settings
 from tasks.runtime import Runtime
 from tasks.steps import send
@@ -27,7 +27,7 @@ FOLLOW_UP_AFTER_S = 30.0  # a run ended this long ago with no follow-up: its wor
 
 def sweep(rt: Runtime, unpublished_after: float = UNPUBLISHED_AFTER_S,
           unsent_after: float = UNSENT_AFTER_S) -> None:
-    """One pass: publish forgotten runs and continuations, time out approvals."""
+    """One pass: publish forgotten runs, on_failure steps and continuations, time out approvals."""
     for run in records.unpublished_runs(rt.engine, unpublished_after):
         if run.restarted_from:
             # Which step it restarts from was only in the lost message: say so, do not guess.
@@ -40,6 +40,9 @@ def sweep(rt: Runtime, unpublished_after: float = UNPUBLISHED_AFTER_S,
     for run_id in records.ended_runs_to_follow_up(rt.engine, FOLLOW_UP_AFTER_S):
         log.warning("following up run %s, ended without it", run_id)
         follow_up(rt.engine, send, run_id, rt.plan_of)
+    for row in records.unsent_on_failure(rt.engine, unsent_after):
+        log.warning("sending the on_failure steps of run %s, left unsent", row.id)
+        publish_on_failure(rt.engine, send, row.id, row.on_failure)
     for row in records.unsent_continuations(rt.engine, unsent_after):
         log.warning("re-sending continuation of step attempt %s", row.id)
         publish_continuation(rt.engine, send, row.id, row.continuation)

@@ -67,3 +67,37 @@ steps:
     run = records.get_run(engine, run_id)
     assert "approval timed out" in run["error"]
     assert [s["path"] for s in run["steps"]] == ["gate"]
+
+
+def test_on_failure_steps_a_dead_worker_owed_are_sent_by_the_sweeper(engine, worker):
+    from orchestrator import compiler
+    from orchestrator.compiler import RunRef
+    from orchestrator.context import new_context
+    from orchestrator.plan import build_plan
+    from tasks.sweeper import sweep
+
+    text = """id: test/owed
+steps:
+  - {id: boom, bash: "exit 3"}
+on_failure:
+  - id: alert
+    python: "import os\\ndef main():\\n    return 'alerted: ' + os.environ['MILLRACE_ERROR']"
+"""
+    flow = parse_flow(text)
+    version = records.save_flow(engine, flow, text)
+    run_id = str(uuid.uuid4())
+    records.create_run(engine, run_id, flow.id, version, {}, trigger="test")
+    assert records.start_run(engine, run_id, "dead-worker")
+    # the worker recorded the failure with its on_failure steps, then died before sending them
+    error = "step boom failed: exit status 3"
+    ctx = {**new_context(run_id, flow.id, version, {}), "error": error, "loops": [], "last": None}
+    handlers = compiler.compile_on_failure(build_plan(flow, version), RunRef(run_id, flow.id, version), ctx)
+    assert records.fail_run(engine, run_id, error, dict(handlers), "dead-worker") is not None
+    time.sleep(1)
+    assert records.run_status(engine, run_id).value == "running"
+    sweep(_runtime(), unsent_after=0.5)
+    assert wait_for_run(engine, run_id, 60).value == "failed"
+    run = records.get_run(engine, run_id)
+    assert run["error"] == error and run["on_failure"] is None
+    assert [(s["path"], s["status"], s["result"]) for s in run["steps"]] == [
+        ("on_failure.alert", "succeeded", f"alerted: {error}")]
