@@ -145,9 +145,9 @@ def restart(engine: Engine, send: Send, plan: Plan, run: dict[str, Any], step: s
     return new_id
 
 
-def publish_on_failure(engine: Engine, send: Send, run_id: str, handlers: Signature | dict[str, Any]) -> None:
+def publish_on_failure(engine: Engine, send: Send, run_id: str, handlers: dict[str, Any]) -> None:
     """Send a failed run's on_failure steps (kept on the run until now), then mark them sent."""
-    send(handlers if isinstance(handlers, Signature) else Signature.from_dict(handlers))
+    send(Signature.from_dict(handlers))
     records.on_failure_sent(engine, run_id)
 
 

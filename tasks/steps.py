@@ -162,8 +162,8 @@ def _fail_run(rt: Runtime, plan: Plan, ref: RunRef, ctx: Context, error: str) ->
         handlers = None
         if plan.on_failure:
             handler_ctx = {**ctx, "error": error, "loops": [], "last": None}
-            handlers = compiler.compile_on_failure(plan, ref, handler_ctx)
-        ending = records.fail_run(rt.engine, ref.run_id, error, dict(handlers) if handlers else None, rt.worker)
+            handlers = dict(compiler.compile_on_failure(plan, ref, handler_ctx))
+        ending = records.fail_run(rt.engine, ref.run_id, error, handlers, rt.worker)
         if ending is not None and handlers is not None:
             # kept on the run since the commit: a worker dying now leaves them to the sweeper
             publish_on_failure(rt.engine, send, ref.run_id, handlers)
@@ -273,19 +273,18 @@ def _code_step(task: Task, ctx: Context, kw: dict[str, Any], number: int, first:
     if not isinstance(begun, _Step):
         return begun
     s = begun
-    self = task
     if s.attempt.status.finished:
         return _replay(task, s)
     node = s.node
     try:
         args = node.arguments.render(s.names)
     except ExpressionError as exc:
-        return _fail(self, s, f"with: {exc}", retryable=False)
+        return _fail(task, s, f"with: {exc}", retryable=False)
     kind, code = node.kind, getattr(node.step, node.kind)
     if kind == "script":
         pinned = s.ctx["run"].get("scripts", {}).get(code)
         if pinned is None:
-            return _fail(self, s, f"script '{code}' was not pinned when the run started", retryable=False)
+            return _fail(task, s, f"script '{code}' was not pinned when the run started", retryable=False)
         kind, code = s.rt.script(split_ref(code)[0], pinned)
     cache = node.step.cache
     if cache is not None:
@@ -296,7 +295,7 @@ def _code_step(task: Task, ctx: Context, kw: dict[str, Any], number: int, first:
     try:
         executor = s.rt.python_for(code) if kind == "python" else _executor(s.rt, kind)
     except DependencyError as exc:
-        return _fail(self, s, f"dependencies: {exc}", retryable=False)
+        return _fail(task, s, f"dependencies: {exc}", retryable=False)
     env = {
         "MILLRACE_RUN_ID": s.ref.run_id,
         "MILLRACE_FLOW_ID": s.ref.flow_id,
@@ -316,19 +315,19 @@ def _code_step(task: Task, ctx: Context, kw: dict[str, Any], number: int, first:
             why = (f"secret '{database}' holds no connection URL" if database else
                    "an sql step names its `database:` (a secret holding a PostgreSQL URL); Millrace's own "
                    "database is allowed only with MILLRACE_SQL_OWN_DATABASE=1")
-            return _fail(self, s, why, retryable=False)
+            return _fail(task, s, why, retryable=False)
         execution = executor.run(code, args, url=url, timeout=timeout)
     elif kind == "javascript":
         try:
             modules = s.rt.node_modules_for(code)
         except DependencyError as exc:
-            return _fail(self, s, f"dependencies: {exc}", retryable=False)
+            return _fail(task, s, f"dependencies: {exc}", retryable=False)
         execution = executor.run(code, args, timeout=timeout, env=env, node_modules=modules)
     else:
         execution = executor.run(code, args, timeout=timeout, env=env)
     logs = mask(execution.logs, s.secrets)
     if not execution.ok:
-        return _fail(self, s, mask(execution.error or "failed", s.secrets), logs=logs)
+        return _fail(task, s, mask(execution.error or "failed", s.secrets), logs=logs)
     result = mask(execution.result, s.secrets)
     if cache is not None:
         records.store_cached_result(s.rt.engine, key, result, cache.ttl)
