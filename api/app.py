@@ -6,8 +6,9 @@ from sqlalchemy import Engine
 
 from api import audit, auth, errors, flows, health, hooks, openapi, runs, schedules, scripts, tokens, variables
 from config.settings import Settings
-from orchestrator.parser import MAX_DOCUMENT_BYTES
-from orchestrator.submission import Revoke, Send
+from orchestrator.definitions.parser import MAX_DOCUMENT_BYTES
+from orchestrator.services.publisher import Publisher, Revoke, Send
+from orchestrator.services.runs import stored_plans
 
 
 def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke) -> Flask:
@@ -15,7 +16,8 @@ def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke) -
     the tasks of what it cancels."""
     app = Flask("millrace")
     app.config["MAX_CONTENT_LENGTH"] = MAX_DOCUMENT_BYTES + 4096
-    app.extensions["millrace"] = {"settings": settings, "engine": engine, "send": send, "revoke": revoke}
+    publisher = Publisher(engine, send, stored_plans(engine))
+    app.extensions["millrace"] = {"settings": settings, "engine": engine, "publisher": publisher, "revoke": revoke}
     errors.register(app)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(health.metrics_blueprint)

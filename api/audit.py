@@ -6,8 +6,8 @@ from flask import Blueprint, Response, jsonify, request
 from api import context
 from api.auth import requires
 from api.schemas import MAX_ID, query_number
-from orchestrator import records
-from orchestrator.access import Permission
+from orchestrator.store import audit
+from orchestrator.store.access import Permission
 
 blueprint = Blueprint("audit", __name__, url_prefix="/audit")
 MAX_PAGE = 500
@@ -19,7 +19,7 @@ def list_events() -> Response:
     """Audit events, oldest first, filtered by action prefix and target, paged with ``cursor``."""
     limit = query_number("limit", int, 100, low=1, high=MAX_PAGE)
     after = query_number("cursor", int, 0, low=0, high=MAX_ID)
-    rows = records.list_audit(context.engine(), action=request.args.get("action"),
+    rows = audit.list_audit(context.engine(), action=request.args.get("action"),
                               target=request.args.get("target"), after_id=after, limit=limit)
     items = [{"id": r["id"], "at": r["at"].isoformat(), "actor": r["actor"], "action": r["action"],
               "target": r["target"], "details": r["details"]} for r in rows]

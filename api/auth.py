@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, g, request
 
 from api import context
 from api.errors import Forbidden, Unauthorized
-from orchestrator.access import Permission, Principal, authenticate
+from orchestrator.store.access import Permission, Principal, authenticate
 
 View = TypeVar("View", bound=Callable)
 

@@ -5,7 +5,7 @@ from flask import current_app
 from sqlalchemy import Engine
 
 from config.settings import Settings
-from orchestrator.submission import Revoke, Send
+from orchestrator.services.publisher import Publisher, Revoke
 
 
 def engine() -> Engine:
@@ -16,8 +16,9 @@ def settings() -> Settings:
     return current_app.extensions["millrace"]["settings"]
 
 
-def send() -> Send:
-    return current_app.extensions["millrace"]["send"]
+def publisher() -> Publisher:
+    """Records go out through this: it sends what a request made owed, then marks it done."""
+    return current_app.extensions["millrace"]["publisher"]
 
 
 def revoke() -> Revoke:

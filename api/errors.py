@@ -8,8 +8,8 @@ from flask import Flask, Response, jsonify
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
+from orchestrator.definitions.parser import LONE_SURROGATE
 from orchestrator.errors import Conflict, FlowError, NotFound, Problem, ValidationError
-from orchestrator.parser import LONE_SURROGATE
 
 log = logging.getLogger("millrace.api")
 

@@ -8,13 +8,14 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from api import context, versioned
 from api.auth import principal, requires
 from api.schemas import MAX_VERSION, query_number, responds
-from orchestrator import records
-from orchestrator.access import Permission
-from orchestrator.deps import index_of, lock_flow
+from orchestrator.definitions.flow import Flow
+from orchestrator.definitions.parser import parse_flow
 from orchestrator.errors import Problem, ValidationError
-from orchestrator.flow import Flow
-from orchestrator.parser import parse_flow
-from orchestrator.scripts import check_script_steps
+from orchestrator.services.dependencies import index_of
+from orchestrator.services.saving import save_flow
+from orchestrator.services.scripts import check_script_steps
+from orchestrator.store import versions
+from orchestrator.store.access import Permission
 
 blueprint = Blueprint("flows", __name__, url_prefix="/flows")
 
@@ -64,11 +65,9 @@ def put_flow(flow_id: str) -> Response:
     if flow.id != flow_id:
         raise ValidationError([Problem("id", f"the document's id '{flow.id}' differs from the URL's '{flow_id}'")])
     engine = context.engine()
-    check_script_steps(engine, flow)
-    lock_flow(engine, flow, index_of(context.settings()))
-    previous = records.newest_version(engine, records.FLOWS, flow_id)
-    version = records.save_flow(engine, flow, source, actor=principal().actor)
-    response = jsonify(_flow_json(records.get_flow_version(engine, flow_id, version)))
+    previous = versions.newest_version(engine, versions.FLOWS, flow_id)
+    version = save_flow(engine, flow, source, actor=principal().actor, index=index_of(context.settings()))
+    response = jsonify(_flow_json(versions.get_flow_version(engine, flow_id, version)))
     response.status_code = 201 if version > previous else 200
     return response
 
@@ -78,14 +77,14 @@ def put_flow(flow_id: str) -> Response:
 def get_flow(flow_id: str) -> Response:
     """A flow version with its document and source: the latest, or ``?version=N``."""
     version = query_number("version", int, low=0, high=MAX_VERSION)
-    return jsonify(_flow_json(records.get_flow_version(context.engine(), flow_id, version)))
+    return jsonify(_flow_json(versions.get_flow_version(context.engine(), flow_id, version)))
 
 
 @blueprint.delete("/<path:flow_id>")
 @requires(Permission.DEFINE)
 def delete_flow(flow_id: str) -> Response:
     """Delete a flow: it leaves listings and cannot start; its versions stay for its runs."""
-    records.delete_versioned(context.engine(), records.FLOWS, flow_id, principal().actor)
+    versions.delete_versioned(context.engine(), versions.FLOWS, flow_id, principal().actor)
     return Response(status=204)
 
 
@@ -93,12 +92,12 @@ def delete_flow(flow_id: str) -> Response:
 @requires(Permission.READ)
 def flow_versions(flow_id: str) -> Response:
     """Every version, each with a unified diff of its source against the one before."""
-    return versioned.history(records.FLOWS, flow_id, "source")
+    return versioned.history(versions.FLOWS, flow_id, "source")
 
 
 @blueprint.get("")
 @requires(Permission.READ)
 def list_flows() -> Response:
     """Saved flows by id, paged with ``cursor``, filtered by ``prefix``."""
-    return versioned.listing(records.FLOWS, lambda row: {
+    return versioned.listing(versions.FLOWS, lambda row: {
         "id": row["flow_id"], "latest_version": row["latest_version"], "updated_at": row["updated_at"].isoformat()})

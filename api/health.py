@@ -8,8 +8,8 @@ from sqlalchemy import text
 from api import context
 from api.auth import protected_blueprint, requires
 from api.errors import problem
-from orchestrator.access import Permission
-from orchestrator.metrics import exposition
+from orchestrator.observe.metrics import exposition
+from orchestrator.store.access import Permission
 
 blueprint = Blueprint("health", __name__)
 metrics_blueprint = protected_blueprint("ops", "")  # /metrics: scrape with a viewer's token

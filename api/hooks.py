@@ -14,9 +14,9 @@ from api.auth import principal, requires
 from api.errors import Unauthorized
 from api.runs import start_and_answer
 from api.schemas import responds
-from orchestrator.access import Permission, disable_webhook, enable_webhook, webhook_accepts
+from orchestrator.definitions.parser import check_storable
 from orchestrator.errors import Problem, ValidationError
-from orchestrator.parser import check_storable
+from orchestrator.store.access import Permission, disable_webhook, enable_webhook, webhook_accepts
 
 blueprint = Blueprint("hooks", __name__)
 

@@ -8,8 +8,8 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, url_for
 from markupsafe import escape
 
 from api.auth import requires
-from orchestrator.access import Permission
-from orchestrator.flow import Flow
+from orchestrator.definitions.flow import Flow
+from orchestrator.store.access import Permission
 
 blueprint = Blueprint("openapi", __name__)
 _PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")

@@ -9,15 +9,14 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from api import context
 from api.auth import principal, requires
 from api.schemas import MAX_VERSION, Decision, Empty, RestartRun, StartRun, accepts, query_number, responds
-from orchestrator import records
-from orchestrator.access import Permission
+from orchestrator.definitions.inputs import validate_inputs
 from orchestrator.errors import NotFound, Problem, ValidationError
-from orchestrator.inputs import validate_inputs
-from orchestrator.models import RunStatus
-from orchestrator.parser import flow_from_data
-from orchestrator.plan import build_plan
-from orchestrator.submission import cancel, decide_approval, restart, start_saved, wait_for_run
-from orchestrator.timeline import render_timeline
+from orchestrator.execution.lifecycle import RunStatus
+from orchestrator.observe.timeline import render_timeline
+from orchestrator.services.decisions import cancel, decide_approval
+from orchestrator.services.runs import restart, start_saved, wait_for_run
+from orchestrator.store import runs, versions, views
+from orchestrator.store.access import Permission
 
 blueprint = Blueprint("runs", __name__)
 MAX_WAIT_S = 300.0
@@ -61,21 +60,20 @@ def start_and_answer(flow_id: str, given: dict[str, Any], version: int | None, *
                      actor: str) -> Response:
     """Start a run of a saved flow with the request's ``?wait`` and ``Idempotency-Key``."""
     engine = context.engine()
-    saved = records.get_flow_version(engine, flow_id, version)
-    flow = flow_from_data(saved["document"])
-    inputs = validate_inputs(flow.inputs, given)
+    saved = versions.get_flow_version(engine, flow_id, version)  # NotFound for a deleted flow
+    plan = context.publisher().plans.plan(flow_id, saved["version"])
+    inputs = validate_inputs(plan.flow.inputs, given)
     wait = query_number("wait", float, low=0, high=MAX_WAIT_S)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 200:
         raise ValidationError([Problem("Idempotency-Key", "must be 1 to 200 characters")])
-    run_id = start_saved(engine, context.send(), build_plan(flow, saved["version"]), inputs,
-                         trigger=trigger, actor=actor, idempotency_key=key)
+    run_id = start_saved(context.publisher(), plan, inputs, trigger=trigger, actor=actor, idempotency_key=key)
     if wait:
         wait_for_run(engine, run_id, wait)
-        run = records.get_run(engine, run_id)
+        run = views.get_run(engine, run_id)
         if run["status"] in ("succeeded", "failed", "cancelled"):
             return jsonify(_run_json(run))
-    return _accepted(run_id, status=records.run_status(engine, run_id).value)
+    return _accepted(run_id, status=runs.run_status(engine, run_id).value)
 
 
 def _accepted(run_id: str, **fields: Any) -> Response:
@@ -97,7 +95,7 @@ def list_runs() -> Response:
         raise ValidationError([Problem("status", f"must be one of {', '.join(s.value for s in RunStatus)}")])
     limit = query_number("limit", int, 50, low=1, high=MAX_PAGE)
     before = _cursor(args.get("cursor"))
-    rows = records.list_runs(context.engine(), flow_id=args.get("flow"), status=status,
+    rows = views.list_runs(context.engine(), flow_id=args.get("flow"), status=status,
                              trigger=args.get("trigger"), since=_time(args, "since"), until=_time(args, "until"),
                              before=before, limit=limit)
     items = [{"id": r["id"], "flow": r["flow_id"], "version": r["flow_version"], "status": r["status"],
@@ -135,7 +133,7 @@ def _cursor(raw: str | None) -> tuple[dt.datetime, str] | None:
 @requires(Permission.READ)
 def step_logs(run_id: str, path: str) -> Response:
     """The captured output of every attempt of one step (or ``?attempt=N``)."""
-    run = records.get_run(context.engine(), run_id)
+    run = views.get_run(context.engine(), run_id)
     attempts = [s for s in run["steps"] if s["path"] == path]
     if not attempts:
         raise NotFound(f"run {run_id} has no step '{path}'")
@@ -152,14 +150,14 @@ def step_logs(run_id: str, path: str) -> Response:
 @requires(Permission.READ)
 def get_run(run_id: str) -> Response:
     """A run: status, inputs, result, error, and every step attempt with its timings."""
-    return jsonify(_run_json(records.get_run(context.engine(), run_id)))
+    return jsonify(_run_json(views.get_run(context.engine(), run_id)))
 
 
 @blueprint.get("/runs/<run_id>/timeline.svg")
 @requires(Permission.READ)
 def run_timeline(run_id: str) -> Response:
     """The run as a Gantt chart (SVG): each step attempt waiting, then executing."""
-    return Response(render_timeline(records.get_run(context.engine(), run_id)), mimetype="image/svg+xml")
+    return Response(render_timeline(views.get_run(context.engine(), run_id)), mimetype="image/svg+xml")
 
 
 run_timeline.millrace_produces = "image/svg+xml"  # type: ignore[attr-defined]
@@ -170,8 +168,8 @@ run_timeline.millrace_produces = "image/svg+xml"  # type: ignore[attr-defined]
 @accepts(Empty)
 def cancel_run(run_id: str, body: Empty) -> Response:
     """Cancel a run: its running steps are killed, nothing after them starts."""
-    cancel(context.engine(), context.send(), context.revoke(), run_id, actor=principal().actor)
-    return jsonify(_run_json(records.get_run(context.engine(), run_id)))
+    cancel(context.publisher(), context.revoke(), run_id, actor=principal().actor)
+    return jsonify(_run_json(views.get_run(context.engine(), run_id)))
 
 
 @blueprint.post("/runs/<run_id>/restart")
@@ -182,10 +180,10 @@ def restart_run(run_id: str, body: RestartRun) -> Response:
     """A new run from top-level step ``{"from": "<step id>"}``, reusing the results before it."""
     step = body.from_
     engine = context.engine()
-    old = records.get_run(engine, run_id)
-    saved = records.get_flow_version(engine, old["flow_id"], old["flow_version"])
-    plan = build_plan(flow_from_data(saved["document"]), saved["version"])
-    new_id = restart(engine, context.send(), plan, old, step, actor=principal().actor)
+    old = views.get_run(engine, run_id)
+    versions.get_flow_version(engine, old["flow_id"], old["flow_version"])  # NotFound if never saved
+    plan = context.publisher().plans.plan(old["flow_id"], old["flow_version"])
+    new_id = restart(context.publisher(), plan, old, step, actor=principal().actor)
     return _accepted(new_id, restarted_from=run_id)
 
 
@@ -206,6 +204,6 @@ def reject(run_id: str, step: str, body: Decision) -> Response:
 
 
 def _decide(run_id: str, step: str, body: Decision, *, approve: bool) -> Response:
-    decide_approval(context.engine(), context.send(), run_id, step, approve=approve,
+    decide_approval(context.publisher(), run_id, step, approve=approve,
                     actor=principal().actor, reason=body.reason)
     return jsonify({"run": run_id, "step": step, "decision": "approved" if approve else "rejected"})

@@ -9,12 +9,10 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from api import context, versioned
 from api.auth import principal, requires
 from api.schemas import Backfill, NewSchedule, ScheduleChanges, accepts, query_number, responds
-from orchestrator import schedules
-from orchestrator.access import Permission
-from orchestrator.cron import Cron
+from orchestrator.definitions.cron import Cron
 from orchestrator.errors import Problem, ValidationError
-from orchestrator.records import mark_published
-from orchestrator.submission import publish_run, stored_plan
+from orchestrator.services import scheduling as schedules
+from orchestrator.store.access import Permission
 
 blueprint = Blueprint("schedules", __name__, url_prefix="/schedules")
 MAX_NEXT = 100
@@ -125,9 +123,7 @@ def backfill(schedule_id: str, body: Backfill) -> Response:
     engine = context.engine()
     started, done = schedules.backfill(engine, schedule_id, body.start, body.end, principal().actor)
     for run in started:
-        publish_run(context.send(), stored_plan(engine, run.flow_id, run.version), run.run_id, run.inputs,
-                    scripts=run.scripts)
-        mark_published(engine, run.run_id)
+        context.publisher().deliver(run.owed)
     response = jsonify({"schedule": schedule_id, "started": [r.run_id for r in started], "already_done": done})
     response.status_code = 202
     return response

@@ -10,9 +10,9 @@ import pydantic
 from flask import request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
-from orchestrator.access import Role
+from orchestrator.definitions.parser import MAX_DOCUMENT_BYTES, check_storable, problems_from
 from orchestrator.errors import Problem, ValidationError
-from orchestrator.parser import MAX_DOCUMENT_BYTES, check_storable, problems_from
+from orchestrator.store.access import Role
 
 View = TypeVar("View", bound=Callable[..., Any])
 MAX_VERSION = 2**31 - 1  # versions and attempts are 32-bit integers in the database

@@ -9,12 +9,12 @@ from flask import Blueprint, Response, jsonify, url_for
 from api import context, versioned
 from api.auth import principal, requires
 from api.schemas import MAX_VERSION, SaveScript, accepts, query_number, responds
-from orchestrator import records
-from orchestrator.access import Permission
-from orchestrator.deps import dependencies_of, index_of
+from orchestrator.definitions.flow import SCRIPT_PATH
 from orchestrator.errors import Problem, ValidationError
-from orchestrator.flow import SCRIPT_PATH
-from orchestrator.scripts import save_script
+from orchestrator.services.dependencies import dependencies_of, index_of
+from orchestrator.services.scripts import save_script
+from orchestrator.store import versions
+from orchestrator.store.access import Permission
 
 blueprint = Blueprint("scripts", __name__, url_prefix="/scripts")
 _PATH = re.compile(SCRIPT_PATH)
@@ -52,10 +52,10 @@ def put_script(path: str, body: SaveScript) -> Response:
     """Save code as the script's next version (201), or find it unchanged (200); the answer
     holds the input schema read from the code."""
     engine = context.engine()
-    previous = records.newest_version(engine, records.SCRIPTS, _checked(path))
+    previous = versions.newest_version(engine, versions.SCRIPTS, _checked(path))
     version = save_script(engine, path, body.language, body.code, body.summary, principal().actor,
                           index_of(context.settings()))
-    response = jsonify(_script_json(records.get_version(engine, records.SCRIPTS, path, version)))
+    response = jsonify(_script_json(versions.get_version(engine, versions.SCRIPTS, path, version)))
     response.status_code = 201 if version > previous else 200
     return response
 
@@ -65,14 +65,14 @@ def put_script(path: str, body: SaveScript) -> Response:
 def get_script(path: str) -> Response:
     """A script version with its code and input schema: the latest, or ``?version=N``."""
     version = query_number("version", int, low=0, high=MAX_VERSION)
-    return jsonify(_script_json(records.get_version(context.engine(), records.SCRIPTS, path, version)))
+    return jsonify(_script_json(versions.get_version(context.engine(), versions.SCRIPTS, path, version)))
 
 
 @blueprint.delete("/<path:path>")
 @requires(Permission.DEFINE)
 def delete_script(path: str) -> Response:
     """Delete a script: it leaves listings and new runs; its versions stay for runs that pinned them."""
-    records.delete_versioned(context.engine(), records.SCRIPTS, path, principal().actor)
+    versions.delete_versioned(context.engine(), versions.SCRIPTS, path, principal().actor)
     return Response(status=204)
 
 
@@ -80,12 +80,12 @@ def delete_script(path: str) -> Response:
 @requires(Permission.READ)
 def script_versions(path: str) -> Response:
     """Every version, each with a unified diff of its code against the one before."""
-    return versioned.history(records.SCRIPTS, path, "code")
+    return versioned.history(versions.SCRIPTS, path, "code")
 
 
 @blueprint.get("")
 @requires(Permission.READ)
 def list_scripts() -> Response:
     """Saved scripts by path, paged with ``cursor``, filtered by ``prefix``."""
-    return versioned.listing(records.SCRIPTS, lambda row: {
+    return versioned.listing(versions.SCRIPTS, lambda row: {
         "path": row["path"], "latest_version": row["latest_version"], "updated_at": row["updated_at"].isoformat()})

@@ -6,8 +6,8 @@ from flask import Blueprint, Response, jsonify
 from api import context
 from api.auth import principal, requires
 from api.schemas import MAX_ID, NewToken, accepts, responds
-from orchestrator.access import Permission, create_token, list_tokens, revoke_token
 from orchestrator.errors import NotFound
+from orchestrator.store.access import Permission, create_token, list_tokens, revoke_token
 
 blueprint = Blueprint("tokens", __name__, url_prefix="/tokens")
 

@@ -8,8 +8,8 @@ from flask import Blueprint, Response, jsonify
 from api import context
 from api.auth import principal, requires
 from api.schemas import SetVariable, accepts, responds
-from orchestrator import variables
-from orchestrator.access import Permission
+from orchestrator.store import variables
+from orchestrator.store.access import Permission
 
 blueprint = Blueprint("variables", __name__, url_prefix="/variables")
 

@@ -1,4 +1,4 @@
 """The API for a WSGI server: ``gunicorn api.wsgi:app`` (what ``millrace api`` runs)."""
-from orchestrator.cli import api_app
+from orchestrator.cli.wiring import api_app
 
 app = api_app()

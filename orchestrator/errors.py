@@ -50,3 +50,7 @@ def join_path(*parts: str | int) -> str:
         else:
             out = str(part)
     return out
+
+
+class DependencyError(FlowError):
+    """Requirements that cannot be resolved or installed; the message is uv's (or npm's) own."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 
-from celery import Celery, Task
+from celery import Celery, Signature, Task
 from celery.exceptions import Reject
 from celery.signals import before_task_publish
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -46,11 +46,17 @@ def _is_connection_problem(exc: DBAPIError) -> bool:
 settings = load_settings()
 app = Celery("millrace", set_as_current=True, task_cls=MillraceTask)
 app.config_from_object(celery_config(settings))
-app.conf.include = ["tasks.steps", "tasks.sweeper", "tasks.bench"]
+app.conf.include = [
+    "tasks.boundaries", "tasks.code", "tasks.composite", "tasks.waiting", "tasks.sweeper", "tasks.bench"]
 # The app of every thread, not only of the one that imported this: signatures sent from
 # another thread (the sweeper, an API server's request threads) would otherwise fall back to
 # Celery's default app and its localhost broker.
 app.set_default()
+
+
+def send(signature: Signature) -> None:
+    """Publish a signature through this app (what the publisher is given on workers)."""
+    signature.apply_async()
 
 
 @before_task_publish.connect

@@ -18,9 +18,9 @@ from celery.canvas import maybe_signature
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from orchestrator.db import make_engine
-from orchestrator.models import Chord, ChordPart
-from orchestrator.records import dialect_insert, now
+from orchestrator.store.database import make_engine
+from orchestrator.store.models import Chord, ChordPart
+from orchestrator.store.sql import dialect_insert, now
 
 log = logging.getLogger("millrace.backend")
 chords = Chord.__table__

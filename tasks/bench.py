@@ -1,8 +1,8 @@
 """Plain Celery tasks for the raw baseline of ``millrace bench``: the same work, no orchestration."""
 from __future__ import annotations
 
-from orchestrator.models import BenchMark
-from orchestrator.records import dialect_insert, now
+from orchestrator.store.models import BenchMark
+from orchestrator.store.sql import dialect_insert, now
 from tasks.app import app, settings
 from tasks.runtime import runtime
 

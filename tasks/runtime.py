@@ -11,24 +11,20 @@ from celery.signals import worker_process_init
 from sqlalchemy import Engine
 
 from config.settings import Settings
-from orchestrator.db import make_engine
-from orchestrator.deps import (
-    environment,
-    index_of,
-    lock_for,
-    node_modules,
-    npm_lock_for,
-    npm_requirements_of,
-    requirements_of,
-    third_party_imports,
-)
+from orchestrator.definitions.requirements import npm_requirements_of, requirements_of, third_party_imports
+from orchestrator.execution.plan import Plan, PlanCache
+from orchestrator.executors.base import Executor
 from orchestrator.executors.bash import BashExecutor
+from orchestrator.executors.environments import environment, node_modules
 from orchestrator.executors.javascript import JavaScriptExecutor
 from orchestrator.executors.python import PythonExecutor
 from orchestrator.executors.sql import SqlExecutor
-from orchestrator.parser import flow_from_data
-from orchestrator.plan import Plan, build_plan
-from orchestrator.records import SCRIPTS, get_version, load_flow_document
+from orchestrator.services.dependencies import index_of, lock_for, npm_lock_for
+from orchestrator.services.publisher import Publisher
+from orchestrator.services.runs import stored_plans
+from orchestrator.store.database import make_engine
+from orchestrator.store.versions import SCRIPTS, get_version
+from tasks.app import send
 
 
 class Runtime:
@@ -42,7 +38,8 @@ class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        self._plans: dict[tuple[str, int], Plan] = {}
+        self._plans: PlanCache | None = None
+        self._publisher: Publisher | None = None
         self._scripts: dict[tuple[str, int], tuple[str, str]] = {}
         self._engine: Engine | None = None
         self._python: PythonExecutor | None = None
@@ -62,20 +59,18 @@ class Runtime:
             self._engine = make_engine(self.settings.database_url)
         return self._engine
 
-    def plan(self, flow_id: str, version: int) -> Plan:
-        """The plan of a flow version; built once per process, versions are immutable."""
-        key = (flow_id, version)
-        plan = self._plans.get(key)
-        if plan is None:
-            _, document = load_flow_document(self.engine, flow_id, version)
-            plan = self._plans[key] = build_plan(flow_from_data(document), version)
-        return plan
+    def plan(self, flow_id: str, version: int | None) -> Plan:
+        """The plan of a flow version (None: the latest); built once per process."""
+        if self._plans is None:
+            self._plans = stored_plans(self.engine)
+        return self._plans.plan(flow_id, version)
 
-    def plan_of(self, flow_id: str, version: int | None) -> Plan:
-        """Like :meth:`plan`; version None: the latest saved version, read now."""
-        if version is None:
-            version, _ = load_flow_document(self.engine, flow_id)
-        return self.plan(flow_id, version)
+    @property
+    def publisher(self) -> Publisher:
+        """What this process sends through: record, then send, then mark sent."""
+        if self._publisher is None:
+            self._publisher = Publisher(self.engine, send, self)
+        return self._publisher
 
     def script(self, path: str, version: int) -> tuple[str, str]:
         """A saved script version's language and code; read once per process (immutable)."""
@@ -109,6 +104,12 @@ class Runtime:
         lock = _memo(self._locks, ("javascript", *packages),
                      lambda: npm_lock_for(self.engine, packages, self._index.npm_registry))
         return node_modules(self.settings.home, packages, lock)
+
+    def executor(self, language: str, code: str) -> Executor:
+        """The executor of a step's language (Python's chosen by the packages ``code`` needs)."""
+        if language == "python":
+            return self.python_for(code)
+        return getattr(self, language)  # bash, javascript, sql: one per process, made when first used
 
     @property
     def python(self) -> PythonExecutor:

@@ -2,7 +2,7 @@
 
 Run two or more for availability. Each holds a connection and tries a session-level
 advisory lock on it; the one that gets it is the leader and decides due slots
-(:func:`orchestrator.schedules.fire_due`) about once a second; the others retry the lock
+(:func:`orchestrator.services.scheduling.fire_due`) about once a second; the others retry the lock
 every second. A leader that dies closes its connection, which frees the lock. A leader
 whose connection breaks stops deciding at once. Two leaders at the same moment (a
 network split) still cannot fire a slot twice: each slot is a unique row, written in the
@@ -19,12 +19,9 @@ from typing import Any
 import psycopg
 from celery import beat
 
-from orchestrator.records import mark_published
-from orchestrator.schedules import Started, fire_due, next_due
-from orchestrator.submission import publish_run
+from orchestrator.services.scheduling import Started, fire_due, next_due
 from tasks.app import app, settings
 from tasks.runtime import runtime
-from tasks.steps import send
 
 log = logging.getLogger("millrace.scheduler")
 LEADER_LOCK = 0x6D696C73  # "mils"
@@ -64,10 +61,7 @@ class DatabaseScheduler(beat.Scheduler):
         return min(max((upcoming - dt.datetime.now(dt.UTC)).total_seconds(), 0.01), MAX_SLEEP_S)
 
     def _publish(self, started: Started) -> None:
-        rt = runtime(settings)
-        publish_run(send, rt.plan(started.flow_id, started.version), started.run_id, started.inputs,
-                    scripts=started.scripts)
-        mark_published(rt.engine, started.run_id)
+        runtime(settings).publisher.deliver(started.owed)
 
     def _lead(self) -> bool:
         """Whether this process holds the leader lock now (taking it if it is free)."""

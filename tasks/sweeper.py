@@ -11,12 +11,12 @@ import threading
 from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy import text
 
-from orchestrator import records
-from orchestrator.models import StepStatus
-from orchestrator.submission import follow_up, publish_continuation, publish_on_failure, publish_run
+from orchestrator.execution.lifecycle import StepStatus
+from orchestrator.services.follow_up import deliver_overdue
+from orchestrator.store import attempts
+from orchestrator.store.outbox import OwedKind
 from tasks.app import settings
 from tasks.runtime import Runtime
-from tasks.steps import send
 
 log = logging.getLogger("millrace.sweeper")
 _SWEEP_LOCK = 0x6D696C6C  # "mill"
@@ -27,30 +27,14 @@ FOLLOW_UP_AFTER_S = 30.0  # a run ended this long ago with no follow-up: its wor
 
 def sweep(rt: Runtime, unpublished_after: float = UNPUBLISHED_AFTER_S,
           unsent_after: float = UNSENT_AFTER_S) -> None:
-    """One pass: publish forgotten runs, on_failure steps and continuations, time out approvals."""
-    for run in records.unpublished_runs(rt.engine, unpublished_after):
-        if run.restarted_from:
-            # Which step it restarts from was only in the lost message: say so, do not guess.
-            records.abandon_unpublished(rt.engine, run.id, "this restart was never sent; restart "
-                                        f"{run.restarted_from} again", "sweeper")
-            continue
-        log.warning("publishing run %s, left unpublished", run.id)
-        publish_run(send, rt.plan(run.flow_id, run.flow_version), run.id, run.inputs, run.depth, run.scripts)
-        records.mark_published(rt.engine, run.id)
-    for run_id in records.ended_runs_to_follow_up(rt.engine, FOLLOW_UP_AFTER_S):
-        log.warning("following up run %s, ended without it", run_id)
-        follow_up(rt.engine, send, run_id, rt.plan_of)
-    for row in records.unsent_on_failure(rt.engine, unsent_after):
-        log.warning("sending the on_failure steps of run %s, left unsent", row.id)
-        publish_on_failure(rt.engine, send, row.id, row.on_failure)
-    for row in records.unsent_continuations(rt.engine, unsent_after):
-        log.warning("re-sending continuation of step attempt %s", row.id)
-        publish_continuation(rt.engine, send, row.id, row.continuation)
-    for attempt_id in records.expired_approvals(rt.engine):
-        cont = records.resume_attempt(rt.engine, attempt_id, StepStatus.FAILED,
-                                      error="approval timed out", actor="sweeper")
-        if cont is not None:
-            publish_continuation(rt.engine, send, attempt_id, cont)
+    """One pass: do what is owed past its time (runs, on_failure steps, continuations,
+    follow-ups), time out approvals."""
+    publisher = rt.publisher
+    deliver_overdue(publisher, {OwedKind.RUN: unpublished_after, OwedKind.ON_FAILURE: unsent_after,
+                                OwedKind.CONTINUATION: unsent_after, OwedKind.FOLLOW_UP: FOLLOW_UP_AFTER_S})
+    for attempt_id in attempts.expired_approvals(rt.engine):
+        publisher.deliver(attempts.resume_attempt(rt.engine, attempt_id, StepStatus.FAILED,
+                                                  error="approval timed out", actor="sweeper"))
 
 
 class Sweeper(threading.Thread):

@@ -36,7 +36,7 @@ os.environ["MILLRACE_SECRET_KEY"] = "zT5cQ2H3uJ8GZbqL9cW1mA4vN7xY0kE6rP2sD5fG8hI
 def database_url() -> str:
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    from orchestrator import db
+    from orchestrator.store import database as db
 
     engine = db.make_engine(os.environ["MILLRACE_DATABASE_URL"])
     db.upgrade(engine)
@@ -48,7 +48,7 @@ def database_url() -> str:
 
 @pytest.fixture(scope="session")
 def engine(database_url: str):
-    from orchestrator.db import make_engine
+    from orchestrator.store.database import make_engine
 
     engine = make_engine(database_url)
     yield engine
@@ -111,17 +111,17 @@ def worker(database_url: str):
 @pytest.fixture
 def run_flow(engine, worker):
     """Submit a flow text with inputs, wait for it, return the run with its steps."""
-    from orchestrator import records
-    from orchestrator.cli import send
-    from orchestrator.parser import parse_flow
-    from orchestrator.submission import submit, wait_for_run
+    from orchestrator.cli.wiring import publisher_for
+    from orchestrator.definitions.parser import parse_flow
+    from orchestrator.services.runs import submit, wait_for_run
+    from orchestrator.store import views
 
     def _run(text: str, inputs: dict | None = None, timeout: float = 120) -> dict:
         text = text.replace("QUEUE_SPECIAL", f"{QUEUE}_special")
-        run_id = submit(engine, send, parse_flow(text), text, inputs or {}, trigger="test")
+        run_id = submit(publisher_for(engine), parse_flow(text), text, inputs or {}, trigger="test")
         status = wait_for_run(engine, run_id, timeout)
         assert status.finished, f"run {run_id} still {status} after {timeout}s"
-        return records.get_run(engine, run_id)
+        return views.get_run(engine, run_id)
 
     return _run
 

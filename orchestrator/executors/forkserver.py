@@ -31,7 +31,7 @@ import traceback
 import types
 import typing
 
-_HEADER = struct.Struct(">I")
+HEADER = struct.Struct(">I")
 _SCALARS = (int, float, str, bool, list, dict)
 # Held here so a step that replaces json.dumps cannot break its own report.
 _dumps, _loads = json.dumps, json.loads
@@ -39,7 +39,7 @@ _dumps, _loads = json.dumps, json.loads
 
 def send(conn: socket.socket, message: dict) -> None:
     data = _dumps(message).encode()
-    conn.sendall(_HEADER.pack(len(data)) + data)
+    conn.sendall(HEADER.pack(len(data)) + data)
 
 
 def recv_exact(conn: socket.socket, size: int) -> bytes:
@@ -192,9 +192,9 @@ def run_child(conn: socket.socket) -> typing.NoReturn:
     code = 0
     try:
         conn.settimeout(10)
-        header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 1)
-        header += recv_exact(conn, _HEADER.size - len(header))
-        request = _loads(recv_exact(conn, _HEADER.unpack(header)[0]))
+        header, fds, _, _ = socket.recv_fds(conn, HEADER.size, 1)
+        header += recv_exact(conn, HEADER.size - len(header))
+        request = _loads(recv_exact(conn, HEADER.unpack(header)[0]))
         conn.settimeout(None)
         send(conn, {"type": "pid", "pid": os.getpid()})
         log_fd = fds[0] if fds else os.open(os.devnull, os.O_WRONLY)

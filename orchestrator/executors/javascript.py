@@ -4,20 +4,19 @@ name; the awaited return value, as JSON, is the result (reported in a file of it
 that anything the code prints is only logs)."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from orchestrator.definitions.script_inputs import infer_schema
 from orchestrator.errors import ValidationError
-from orchestrator.executors import Execution, base_env, cap_text
-from orchestrator.executors.bash import _collect, _last_line
-from orchestrator.scripts import infer_schema
+from orchestrator.executors.base import Execution, StepCall
+from orchestrator.executors.process import base_env, cap_text, collect, last_line
 
 _RUNNER = r"""
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -51,19 +50,18 @@ class JavaScriptExecutor:
         self.node = node or shutil.which("node")
         self.log_limit = log_limit
 
-    def run(self, code: str, args: dict[str, Any], *, timeout: float | None = None,
-            env: Mapping[str, str] | None = None, node_modules: Path | None = None) -> Execution:
-        """Run ``main``; ``node_modules``, when given, is where its npm imports resolve."""
+    def run(self, call: StepCall) -> Execution:
+        """Run ``main``; ``call.node_modules``, when given, is where its npm imports resolve."""
+        code, args, timeout, node_modules = call.code, call.args, call.timeout, call.node_modules
         started = time.perf_counter()
         if self.node is None:
             return Execution(False, None, "Node.js is not installed on this worker (no `node` on PATH)", "", 0.0)
         try:
-            schema = infer_schema("javascript", code)
+            names, required = _parameters(code)
         except ValidationError as exc:
             return Execution(False, None, str(exc), "", 0.0)
-        names = list(schema["properties"])
         unknown = [name for name in args if name not in names]
-        missing = [name for name in schema["required"] if name not in args]
+        missing = [name for name in required if name not in args]
         if unknown or missing:
             error = (f"main() takes no argument '{unknown[0]}'" if unknown
                      else f"main() is missing the argument '{missing[0]}'")
@@ -83,8 +81,8 @@ class JavaScriptExecutor:
                 [self.node, str(folder / "runner.mjs"), str(folder / "step.mjs"), str(folder / "args.json"),
                  str(report)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=folder,
-                env={**base_env(dict(os.environ)), **(env or {})}, start_new_session=True)
-            _, logs, timed_out = _collect(proc, timeout)
+                env={**base_env(dict(os.environ)), **call.env}, start_new_session=True)
+            _, logs, timed_out = collect(proc, timeout)
             exit_code = proc.wait()
             reported = report.read_bytes() if report.exists() else b""
         finally:
@@ -94,8 +92,15 @@ class JavaScriptExecutor:
         if timed_out:
             return Execution(False, None, f"timed out after {timeout:g}s", text, duration, timed_out=True)
         if not reported:
-            last = _last_line(logs)
+            last = last_line(logs)
             return Execution(False, None, f"node exited with code {exit_code}" + (f": {last}" if last else ""),
                              text, duration)
         outcome = json.loads(reported)
         return Execution(outcome["ok"], outcome.get("result"), outcome.get("error"), text, duration)
+
+
+@functools.lru_cache(maxsize=512)
+def _parameters(code: str) -> tuple[list[str], frozenset[str]]:
+    """``main``'s parameter names in order and the required ones, read once per code."""
+    schema = infer_schema("javascript", code)
+    return list(schema["properties"]), frozenset(schema["required"])

@@ -12,12 +12,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from orchestrator.executors import Execution, base_env, cap_text
-from orchestrator.executors.forkserver import _HEADER
+from orchestrator.executors.base import Execution, StepCall
+from orchestrator.executors.forkserver import HEADER
+from orchestrator.executors.process import base_env, cap_text
 
 _SERVER = Path(__file__).with_name("forkserver.py")
 _KILL_GRACE_S = 5.0
@@ -35,10 +34,11 @@ class PythonExecutor:
         self._server: subprocess.Popen | None = None
         self._folder: str | None = None
 
-    def run(self, code: str, args: dict[str, Any], *, timeout: float | None = None,
-            env: Mapping[str, str] | None = None) -> Execution:
-        """Run ``main(**args)`` from ``code``; never raises for what the step does."""
-        payload = json.dumps({"code": code, "args": args, "env": {**base_env(dict(os.environ)), **(env or {})}})
+    def run(self, call: StepCall) -> Execution:
+        """Run ``main(**args)`` from ``call.code``; never raises for what the step does."""
+        timeout = call.timeout
+        payload = json.dumps({"code": call.code, "args": call.args,
+                              "env": {**base_env(dict(os.environ)), **call.env}})
         with self._lock:
             started = time.monotonic()
             log_fd = os.memfd_create("millrace-step-log")
@@ -70,7 +70,7 @@ class PythonExecutor:
     def _exchange(self, payload: bytes, log_fd: int, timeout: float | None) -> tuple[list[dict], bool]:
         conn = self._connect()
         try:
-            socket.send_fds(conn, [_HEADER.pack(len(payload))], [log_fd])
+            socket.send_fds(conn, [HEADER.pack(len(payload))], [log_fd])
             conn.sendall(payload)
             return _read_messages(conn, timeout)
         finally:
@@ -128,12 +128,12 @@ def _read_messages(conn: socket.socket, timeout: float | None) -> tuple[list[dic
         if not chunk:
             break
         buffer += chunk
-        while len(buffer) >= _HEADER.size:
-            size = _HEADER.unpack_from(buffer)[0]
-            if len(buffer) < _HEADER.size + size:
+        while len(buffer) >= HEADER.size:
+            size = HEADER.unpack_from(buffer)[0]
+            if len(buffer) < HEADER.size + size:
                 break
-            message = json.loads(buffer[_HEADER.size:_HEADER.size + size])
-            buffer = buffer[_HEADER.size + size:]
+            message = json.loads(buffer[HEADER.size:HEADER.size + size])
+            buffer = buffer[HEADER.size + size:]
             messages.append(message)
             if message["type"] == "pid":
                 pid = message["pid"]

@@ -17,15 +17,19 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from orchestrator.executors import Execution
+from orchestrator.executors.base import Execution, StepCall
 
 
 class SqlExecutor:
     def __init__(self, row_limit: int = 1000):
         self.row_limit = row_limit
 
-    def run(self, statement: str, args: dict[str, Any], *, url: str, timeout: float | None = None) -> Execution:
+    def run(self, call: StepCall) -> Execution:
+        """Run one statement on ``call.database_url``, ``call.args`` bound as parameters."""
+        statement, args, url, timeout = call.code, call.args, call.database_url, call.timeout
         started = time.perf_counter()
+        if not url:
+            return Execution(False, None, "an sql step needs a database URL", "", 0.0)
         try:
             with psycopg.connect(_libpq(url), connect_timeout=10, autocommit=False) as conn:
                 if timeout:

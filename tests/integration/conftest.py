@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from orchestrator.access import Role, create_token
+from orchestrator.store.access import Role, create_token
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -69,7 +69,7 @@ class Api:
 def api(engine, worker) -> Api:
     from api import create_app
     from config.settings import load_settings
-    from orchestrator.cli import revoke, send
+    from orchestrator.cli.wiring import revoke, send
 
     app = create_app(load_settings(), engine, send, revoke)
     tokens = {role: create_token(engine, f"test-{role.value}", role) for role in Role}

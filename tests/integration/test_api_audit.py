@@ -8,8 +8,8 @@ import time
 import pytest
 from sqlalchemy import text
 
-from orchestrator import records
-from orchestrator.access import Role, create_token
+from orchestrator.store import audit
+from orchestrator.store.access import Role, create_token
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ steps:
 def client(engine, worker):
     from api import create_app
     from config.settings import load_settings
-    from orchestrator.cli import revoke, send
+    from orchestrator.cli.wiring import revoke, send
 
     return create_app(load_settings(), engine, send, revoke).test_client()
 
@@ -45,7 +45,7 @@ def test_every_mutating_call_leaves_an_audit_event_with_its_actor(client, engine
         response = client.open(url, method=method, headers=headers or admin, **kwargs)
         assert 200 <= response.status_code < 300, (method, url, response.status_code, response.json)
         walked.add(adapter.match(url.split("?")[0], method=method)[0])
-        events = records.list_audit(engine, after_id=before, limit=100)
+        events = audit.list_audit(engine, after_id=before, limit=100)
         assert (expected_action, who) in {(e["action"], e["actor"]) for e in events}, (method, url, events)
         return response.json if response.data else {}
 

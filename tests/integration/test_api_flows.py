@@ -7,7 +7,7 @@ import re
 import pytest
 
 from api.auth import PUBLIC
-from orchestrator.access import Role, create_token
+from orchestrator.store.access import Role, create_token
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ steps:
 def client(engine):
     from api import create_app
     from config.settings import load_settings
-    from orchestrator.cli import revoke, send
+    from orchestrator.cli.wiring import revoke, send
 
     app = create_app(load_settings(), engine, send, revoke)
     return app.test_client()
@@ -152,7 +152,7 @@ def test_the_docs_page_is_public_and_the_document_it_shows_is_not(client, tokens
 
 
 def test_tokens_create_prints_the_token_on_its_last_line(engine, client, capsys) -> None:
-    from orchestrator.cli import main
+    from orchestrator.cli.main import main
 
     assert main(["tokens", "create", "--role", "viewer", "--name", "ci-bot"]) == 0
     token = capsys.readouterr().out.strip().splitlines()[-1]

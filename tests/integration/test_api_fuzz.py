@@ -10,7 +10,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
-from orchestrator.access import Role, create_token
+from orchestrator.store.access import Role, create_token
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchestrator.access import Role
+from orchestrator.store.access import Role
 
 pytestmark = pytest.mark.integration
 
@@ -138,8 +138,8 @@ def test_there_are_at_least_thirty_hostile_cases() -> None:
 def _counts(engine) -> tuple[int, ...]:
     from sqlalchemy import func, select
 
-    from orchestrator import records
+    from orchestrator.store import tables
 
     with engine.connect() as conn:
         return tuple(conn.execute(select(func.count()).select_from(table)).scalar_one()
-                     for table in (records.flow_versions, records.runs, records.script_versions))
+                     for table in (tables.flow_versions, tables.runs, tables.script_versions))

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from orchestrator.access import Role, create_token
+from orchestrator.store.access import Role, create_token
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def until_status(client, url: str, headers: dict, status: str, timeout: float = 
 def client(engine, worker):
     from api import create_app
     from config.settings import load_settings
-    from orchestrator.cli import revoke, send
+    from orchestrator.cli.wiring import revoke, send
 
     app = create_app(load_settings(), engine, send, revoke)
     client = app.test_client()
@@ -170,13 +170,13 @@ def test_cancel_ends_a_run_waiting_for_approval(client, operator) -> None:
 
 
 def test_the_same_idempotency_key_returns_the_same_run(client, operator, engine) -> None:
-    from orchestrator import records
+    from orchestrator.store import views
 
     headers = {**operator, "Idempotency-Key": "invoice-2026-11-24"}
     first = client.post("/api/v1/flows/api/runs/runs?wait=30", json={"inputs": {"n": 5}}, headers=headers)
     second = client.post("/api/v1/flows/api/runs/runs?wait=30", json={"inputs": {"n": 5}}, headers=headers)
     assert first.json["id"] == second.json["id"] and second.json["result"] == 10
-    assert len([r for r in records.list_runs(engine, flow_id="api/runs", limit=200)
+    assert len([r for r in views.list_runs(engine, flow_id="api/runs", limit=200)
                 if r["id"] == first.json["id"]]) == 1
     other = client.post("/api/v1/flows/api/runs/runs", json={}, headers={**operator, "Idempotency-Key": "other"})
     assert other.json["id"] != first.json["id"]
@@ -228,7 +228,7 @@ steps:
 def test_a_runs_timeline_is_an_svg_gantt_chart_of_its_attempts(client, operator, engine, tmp_path) -> None:
     import xml.etree.ElementTree as ET
 
-    from orchestrator.cli import main
+    from orchestrator.cli.main import main
 
     run = client.post("/api/v1/flows/api/runs/runs?wait=30", json={"inputs": {"n": 2}}, headers=operator).json
     svg = client.get(f"/api/v1/runs/{run['id']}/timeline.svg", headers=operator)

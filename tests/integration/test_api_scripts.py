@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.access import Role
+from orchestrator.store.access import Role
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from sqlalchemy import exc, text
 
-from orchestrator import records
-from orchestrator.audit import verify
+from orchestrator.store import audit
+from orchestrator.store.audit import verify
 from tests.conftest import PG
 
 pytestmark = pytest.mark.integration
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def chain_db():
-    from orchestrator import db
+    from orchestrator.store import database as db
 
     name = f"millrace_audit_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
@@ -35,7 +35,7 @@ def chain_db():
 def write_events(engine, count: int, actor: str = "test") -> None:
     for i in range(count):
         with engine.begin() as conn:
-            records.audit(conn, actor, "thing.done", f"thing:{i}", n=i, note="ünïcode ✓")
+            audit.audit(conn, actor, "thing.done", f"thing:{i}", n=i, note="ünïcode ✓")
 
 
 def tamper(engine, statement: str) -> None:
@@ -78,7 +78,7 @@ def test_verify_names_the_first_broken_link(chain_db, statement, broken_at, reas
 
 
 def test_audit_verify_on_the_command_line(chain_db, capsys, monkeypatch) -> None:
-    from orchestrator.cli import main
+    from orchestrator.cli.main import main
 
     write_events(chain_db, 3)
     monkeypatch.setenv("MILLRACE_DATABASE_URL", chain_db.url.render_as_string(hide_password=False))
@@ -100,13 +100,13 @@ steps:
     continue_on_error: true
 """)
     events = [(e["action"], e["details"].get("path"), e["details"].get("error"))
-              for e in records.list_audit(engine, target=f"run:{run['id']}")]
+              for e in audit.list_audit(engine, target=f"run:{run['id']}")]
     assert events == [
         ("run.created", None, None), ("run.started", None, None),
         ("step.started", "a", None), ("step.succeeded", "a", None),
         ("step.skipped", "b", None),
         ("step.started", "c", None), ("step.failed", "c", "ValueError: boom"),
         (f"run.{run['status']}", None, None)]
-    step_events = records.list_audit(engine, target=f"run:{run['id']}", action="step.")
+    step_events = audit.list_audit(engine, target=f"run:{run['id']}", action="step.")
     assert all(e["actor"] == run["steps"][0]["worker"] for e in step_events)  # the worker that ran it
     assert verify(engine).ok

@@ -7,10 +7,11 @@ import re
 
 import pytest
 
-from orchestrator import records
-from orchestrator.cli import send
-from orchestrator.parser import parse_flow
-from orchestrator.submission import submit, wait_for_run
+from orchestrator.cli.wiring import publisher_for, send
+from orchestrator.definitions.parser import parse_flow
+from orchestrator.services.publisher import Publisher
+from orchestrator.services.runs import stored_plans, submit, wait_for_run
+from orchestrator.store import audit, views
 from tests.conftest import QUEUE, Worker
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ def test_consecutive_steps_share_a_task_yet_each_runs_in_its_own_process(run_flo
         (f"p{i}", 1, "succeeded", 1) for i in range(5)]
     assert len({s["task_id"] for s in steps}) == 1  # one Celery task: no broker round trip between them
     actions = [(e["action"], e["details"].get("path"))
-               for e in records.list_audit(engine, target=f"run:{run['id']}", limit=100)]
+               for e in audit.list_audit(engine, target=f"run:{run['id']}", limit=100)]
     assert actions == [("run.created", None), ("run.started", None),
                        *[(a, f"p{i}") for i in range(5) for a in ("step.started", "step.succeeded")],
                        ("run.succeeded", None)]
@@ -89,11 +90,11 @@ steps:
         python: "def main(y: int) -> int:\\n    return y + 1"
         with: {{y: "${{{{ steps.twice.result }}}}"}}
 """
-        run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
+        run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
         assert wait_for_run(engine, run_id, 60).finished
     finally:
         unbatched.stop()
-    run = records.get_run(engine, run_id)
+    run = views.get_run(engine, run_id)
     assert run["status"] == "succeeded", run["error"]
     assert run["result"] == [21, 41, 61]
     code_steps = [s for s in run["steps"] if s["kind"] == "python"]
@@ -123,8 +124,9 @@ def test_a_run_sent_before_batches_existed_still_completes(engine, worker) -> No
         send(chain(*old))
 
     text = f"id: batch/old\nsteps:\n{pid_steps(3)}\n"
-    run_id = submit(engine, send_as_before, parse_flow(text), text, {}, trigger="test")
+    run_id = submit(Publisher(engine, send_as_before, stored_plans(engine)), parse_flow(text), text, {},
+                    trigger="test")
     assert wait_for_run(engine, run_id, 60).finished
-    run = records.get_run(engine, run_id)
+    run = views.get_run(engine, run_id)
     assert run["status"] == "succeeded" and len(run["result"]) == 3
     assert len({s["task_id"] for s in run["steps"]}) == 3  # each step its own task, as sent

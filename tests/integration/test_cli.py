@@ -6,15 +6,15 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from orchestrator import records
-from orchestrator.cli import main
+from orchestrator.cli.main import main
+from orchestrator.store import tables
 
 pytestmark = pytest.mark.integration
 
 
 def _runs(engine) -> int:
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(records.runs)).scalar_one()
+        return conn.execute(select(func.count()).select_from(tables.runs)).scalar_one()
 
 
 def test_a_flow_naming_a_missing_script_is_refused_before_anything_is_stored(

@@ -5,10 +5,11 @@ import time
 
 import pytest
 
-from orchestrator import records
-from orchestrator.cli import send
-from orchestrator.parser import parse_flow
-from orchestrator.submission import submit, wait_for_run
+from orchestrator.cli.wiring import publisher_for, send
+from orchestrator.definitions.parser import parse_flow
+from orchestrator.services.publisher import Publisher
+from orchestrator.services.runs import stored_plans, submit, wait_for_run
+from orchestrator.store import attempts, runs, views
 from tests.conftest import QUEUE, Worker
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ def killed_while(engine, text: str, queue: str, path: str, meanwhile=lambda: Non
     """Run the flow on a worker of its own, SIGKILL that worker while ``path`` runs (after
     ``meanwhile``), let a new worker finish the run; returns the run."""
     doomed = Worker([queue], concurrency=1)
-    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
+    run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
     _wait_running(engine, run_id, path)
     meanwhile()
     doomed.kill()
@@ -46,23 +47,23 @@ def killed_while(engine, text: str, queue: str, path: str, meanwhile=lambda: Non
         assert wait_for_run(engine, run_id, 120).finished
     finally:
         replacement.stop()
-    return records.get_run(engine, run_id)
+    return views.get_run(engine, run_id)
 
 
 def _wait_running(engine, run_id: str, path: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = records.get_run(engine, run_id)
+        run = views.get_run(engine, run_id)
         if any(s["path"] == path and s["status"] == "running" for s in run["steps"]):
             return
         time.sleep(0.02)
-    raise AssertionError(f"{path} never started: {records.get_run(engine, run_id)}")
+    raise AssertionError(f"{path} never started: {views.get_run(engine, run_id)}")
 
 
 def test_a_batch_run_again_after_a_kill_keeps_what_its_earlier_steps_decided(engine, worker):
     """The first step's `if` reads a variable that changes while a later step of the same
     batch runs; the worker dies; the new worker replays the first step as it was recorded."""
-    from orchestrator.variables import set_variable
+    from orchestrator.store.variables import set_variable
 
     queue = f"{QUEUE}_replay"
     set_variable(engine, "replay_gate", True, secret=False, keys=(), actor="test")
@@ -88,7 +89,7 @@ steps:
 def test_composite_steps_a_dead_delivery_decided_are_handed_on_when_redelivered(engine, worker):
     """An empty for_each and a switch with no case decide their own outcome; a delivery that
     recorded it and died before handing on leaves the message to run again, which goes on."""
-    from orchestrator.models import StepStatus
+    from orchestrator.execution.lifecycle import StepStatus
 
     text = """id: test/decided
 steps:
@@ -103,17 +104,17 @@ steps:
   - {id: after, python: "def main():\\n    return 'went on'"}
 """
     held = []
-    run_id = submit(engine, held.append, parse_flow(text), text, {}, trigger="test")
-    assert records.start_run(engine, run_id, "dead-worker")
+    run_id = submit(Publisher(engine, held.append, stored_plans(engine)), parse_flow(text), text, {}, trigger="test")
+    assert runs.start_run(engine, run_id, "dead-worker")
     for path, kind, result in (("none", "for_each", []), ("pick", "switch", None)):
-        attempt = records.open_attempt(engine, run_id=run_id, phase="main", path=path, step_id=path, kind=kind,
+        attempt = attempts.open_attempt(engine, run_id=run_id, phase="main", path=path, step_id=path, kind=kind,
                                        item_index=None, attempt=1, worker="dead-worker", task_id=None,
                                        created_at=None)
-        records.record_outcome(engine, attempt.id, StepStatus.SUCCEEDED, result)
+        attempts.record_outcome(engine, attempt.id, StepStatus.SUCCEEDED, result)
     [canvas] = held
     send(canvas)  # the redelivery
     assert wait_for_run(engine, run_id, 60).finished
-    run = records.get_run(engine, run_id)
+    run = views.get_run(engine, run_id)
     assert run["status"] == "succeeded" and run["result"] == "went on"
     assert [(s["path"], s["status"], s["worker"]) for s in run["steps"]][:2] == [
         ("none", "succeeded", "dead-worker"), ("pick", "succeeded", "dead-worker")]

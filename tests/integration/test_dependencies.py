@@ -8,8 +8,10 @@ import shutil
 import pytest
 
 from config.settings import load_settings
-from orchestrator.deps import Index, environment_name, lock_for, requirements_of
+from orchestrator.definitions.requirements import requirements_of
 from orchestrator.errors import ValidationError
+from orchestrator.executors.environments import Index, environment_name
+from orchestrator.services.dependencies import lock_for
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +117,28 @@ def test_a_broken_environment_is_detected_and_rebuilt(run_flow, engine) -> None:
     again = run_flow(TABLE)
     assert again["status"] == "succeeded", again["error"]
     assert builds_of(name) == before + 1
+
+
+def test_a_subflow_files_missing_package_is_refused_before_any_run_exists(engine, tmp_path) -> None:
+    """A subflow file is checked and locked like the flow naming it: its mistake is found when
+    the flow is loaded, named by the subflow file, and nothing is recorded."""
+    from sqlalchemy import func, select
+
+    from orchestrator.errors import ValidationError
+    from orchestrator.services.loading import load_flow_file
+    from orchestrator.store.tables import runs
+
+    (tmp_path / "child.yaml").write_text(
+        "id: test/sub_missing_child\nsteps:\n  - id: use\n"
+        "    python: \"import millrace_no_such_package_zz\\ndef main():\\n    return 1\"\n")
+    (tmp_path / "parent.yaml").write_text(
+        "id: test/sub_missing_parent\nsteps:\n  - {id: call, flow: child.yaml}\n")
+    with engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(runs)).scalar()
+    with pytest.raises(ValidationError) as refused:
+        load_flow_file(tmp_path / "parent.yaml", engine)
+    [problem] = refused.value.problems
+    assert problem.path == "child.yaml: steps[0].python"
+    assert "millrace-no-such-package-zz" in problem.message and "not found in the package registry" in problem.message
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(runs)).scalar() == before

@@ -5,11 +5,12 @@ import time
 
 import pytest
 
-from orchestrator import records
-from orchestrator.cli import send
-from orchestrator.models import StepStatus
-from orchestrator.parser import parse_flow
-from orchestrator.submission import submit, wait_for_run
+from orchestrator.cli.wiring import publisher_for
+from orchestrator.definitions.parser import parse_flow
+from orchestrator.execution.lifecycle import StepStatus
+from orchestrator.services.runs import submit, wait_for_run
+from orchestrator.services.saving import save_flow
+from orchestrator.store import tables, views
 
 pytestmark = pytest.mark.integration
 
@@ -146,14 +147,14 @@ steps:
 
 def test_every_step_kind_and_option_produces_the_documented_result(engine, worker):
     child = parse_flow(CHILD)
-    records.save_flow(engine, child, CHILD)
+    save_flow(engine, child, CHILD)
     text = ALL_KINDS.replace("QUEUE_SPECIAL", worker_queue_special())
-    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
+    run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
     wait_for_step(engine, run_id, "gate", StepStatus.WAITING)
-    assert records.get_run(engine, run_id)["status"] == "suspended"
+    assert views.get_run(engine, run_id)["status"] == "suspended"
     approve(run_id, "gate")
     assert wait_for_run(engine, run_id, 120).finished
-    run = records.get_run(engine, run_id)
+    run = views.get_run(engine, run_id)
     assert run["status"] == "succeeded", run["error"]
     assert run["result"] == {
         "pick": "small",  # 0 + 1 + 4 + 9 = 14
@@ -172,15 +173,15 @@ def test_every_step_kind_and_option_produces_the_documented_result(engine, worke
     assert (nap["finished_at"] - nap["started_at"]).total_seconds() >= 1.0
     assert only(run, "gate")["result"]["approved"] is True
     # The subflow ran as its own run, linked to the parent's step.
-    child_run = records.get_run(engine, only_child_run(engine, run_id))
+    child_run = views.get_run(engine, only_child_run(engine, run_id))
     assert child_run["status"] == "succeeded" and child_run["result"] == 15
 
     # Same inputs again: `squares` comes from the cache.
-    second = submit(engine, send, parse_flow(text), text, {}, trigger="test")
+    second = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
     wait_for_step(engine, second, "gate", StepStatus.WAITING)
     approve(second, "gate")
     wait_for_run(engine, second, 120)
-    again = records.get_run(engine, second)
+    again = views.get_run(engine, second)
     assert again["status"] == "succeeded"
     assert only(again, "squares")["cached"] is True
     assert only(run, "squares")["cached"] is False
@@ -374,23 +375,23 @@ steps:
     python: "def main(x: str) -> str:\\n    return x + ' and shipped'"
     with: {x: "${{ steps.before.result }}"}
 """
-    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
+    run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
     wait_for_step(engine, run_id, "review", StepStatus.WAITING)
     time.sleep(0.5)
-    assert records.get_run(engine, run_id)["status"] == "suspended"
-    assert attempts(records.get_run(engine, run_id), "after") == []
+    assert views.get_run(engine, run_id)["status"] == "suspended"
+    assert attempts(views.get_run(engine, run_id), "after") == []
     approve(run_id, "review")
     wait_for_run(engine, run_id, 60)
-    run = records.get_run(engine, run_id)
+    run = views.get_run(engine, run_id)
     assert run["status"] == "succeeded" and run["result"] == "prepared and shipped"
 
-    rejected = submit(engine, send, parse_flow(text), text, {}, trigger="test")
+    rejected = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
     wait_for_step(engine, rejected, "review", StepStatus.WAITING)
-    from orchestrator.cli import main
+    from orchestrator.cli.main import main
 
     assert main(["reject", rejected, "review", "--reason", "not today"]) == 0
     wait_for_run(engine, rejected, 60)
-    run = records.get_run(engine, rejected)
+    run = views.get_run(engine, rejected)
     assert run["status"] == "failed" and "not today" in run["error"]
 
 
@@ -418,15 +419,15 @@ def worker_queue_special() -> str:
 def wait_for_step(engine, run_id: str, path: str, status: StepStatus, timeout: float = 60) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for step in records.get_run(engine, run_id)["steps"]:
+        for step in views.get_run(engine, run_id)["steps"]:
             if step["path"] == path and step["status"] == status.value:
                 return step["id"]
         time.sleep(0.05)
-    raise AssertionError(f"{path} never reached {status}: {records.get_run(engine, run_id)}")
+    raise AssertionError(f"{path} never reached {status}: {views.get_run(engine, run_id)}")
 
 
 def approve(run_id: str, step: str) -> None:
-    from orchestrator.cli import main
+    from orchestrator.cli.main import main
 
     assert main(["approve", run_id, step]) == 0
 
@@ -435,7 +436,7 @@ def only_child_run(engine, parent_run_id: str) -> str:
     from sqlalchemy import select
 
     with engine.connect() as conn:
-        return conn.execute(select(records.runs.c.id).where(records.runs.c.parent_run_id == parent_run_id)).scalar()
+        return conn.execute(select(tables.runs.c.id).where(tables.runs.c.parent_run_id == parent_run_id)).scalar()
 
 
 
@@ -453,16 +454,16 @@ steps:
     python: "def main(x: int) -> int:\\n    return x + 1"
     with: {{x: "${{{{ steps.anywhere.result }}}}"}}
 """
-    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
+    run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
     wait_for_step(engine, run_id, "anywhere", StepStatus.SUCCEEDED)
     time.sleep(2)
-    run = records.get_run(engine, run_id)
+    run = views.get_run(engine, run_id)
     assert run["status"] == "running" and attempts(run, "on_gpu") == []
     gpu_worker = Worker([queue], concurrency=1)
     try:
         assert wait_for_run(engine, run_id, 60).value == "succeeded"
     finally:
         gpu_worker.stop()
-    run = records.get_run(engine, run_id)
+    run = views.get_run(engine, run_id)
     assert run["result"] == 21
     assert only(run, "on_gpu")["worker"] != only(run, "anywhere")["worker"]

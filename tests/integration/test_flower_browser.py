@@ -52,12 +52,12 @@ def test_flower_needs_its_password_and_serves_prometheus_metrics(flower) -> None
 
 
 def test_the_tasks_page_shows_the_flows_steps_by_name(flower, engine, tmp_path) -> None:
-    from orchestrator.cli import send
-    from orchestrator.parser import parse_flow
-    from orchestrator.submission import submit, wait_for_run
+    from orchestrator.cli.wiring import publisher_for
+    from orchestrator.definitions.parser import parse_flow
+    from orchestrator.services.runs import submit, wait_for_run
 
     browser = chromium()
-    run_id = submit(engine, send, parse_flow(FLOW), FLOW, {}, trigger="test")
+    run_id = submit(publisher_for(engine), parse_flow(FLOW), FLOW, {}, trigger="test")
     # while it runs, and after: Flower hears the events and lists the tasks
     deadline = time.monotonic() + 60
     while "send_receipts" not in requests.get(f"{flower}/api/tasks", auth=("ops", "s3cret"), timeout=5).text:

@@ -38,7 +38,7 @@ steps:
 @pytest.fixture(scope="module")
 def lang_db(engine, database_url):
     from config.settings import load_settings
-    from orchestrator.variables import set_variable
+    from orchestrator.store.variables import set_variable
 
     set_variable(engine, "lang_db", database_url, secret=True, keys=load_settings().secret_keys, actor="test")
 

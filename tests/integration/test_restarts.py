@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from orchestrator import records
-from orchestrator.cli import send
-from orchestrator.parser import parse_flow
-from orchestrator.submission import submit
+from orchestrator.cli.wiring import publisher_for
+from orchestrator.definitions.parser import parse_flow
+from orchestrator.services.runs import submit
+from orchestrator.store import views
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def _start_slow_chain(engine, flow_id: str) -> str:
         previous = "0" if i == 0 else '"${{ steps.s' + str(i - 1) + '.result }}"'
         lines.append(f'  - id: s{i}\n    python: "{code}"\n    with: {{x: {previous}}}')
     text = f"id: {flow_id}\nsteps:\n" + "\n".join(lines) + "\n"
-    return submit(engine, send, parse_flow(text), text, {}, trigger="test")
+    return submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
 
 
 def _assert_one_outcome_per_step(run: dict) -> None:
@@ -46,7 +46,7 @@ def _until_finished(engine, run_id: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            run = records.get_run(engine, run_id)
+            run = views.get_run(engine, run_id)
             if run["status"] in ("succeeded", "failed", "cancelled"):
                 return run
         except DBAPIError:

@@ -13,9 +13,10 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from orchestrator import records
-from orchestrator.parser import parse_flow
-from orchestrator.schedules import update_schedule
+from orchestrator.definitions.parser import parse_flow
+from orchestrator.services.saving import save_flow
+from orchestrator.services.scheduling import update_schedule
+from orchestrator.store import tables, triggers
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -43,8 +44,8 @@ class Scheduler:
 
 
 def test_two_schedulers_fire_every_slot_once_across_a_failover(engine, worker) -> None:
-    records.save_flow(engine, parse_flow(FLOW), FLOW)
-    schedule_id = records.declared_schedule_id("failover/tick", "every_second")
+    save_flow(engine, parse_flow(FLOW), FLOW)
+    schedule_id = triggers.declared_schedule_id("failover/tick", "every_second")
     a, b = Scheduler("a"), Scheduler("b")
     try:
         deadline = time.monotonic() + 30
@@ -67,10 +68,10 @@ def test_two_schedulers_fire_every_slot_once_across_a_failover(engine, worker) -
         a.stop()
         b.stop()
     with engine.connect() as conn:
-        fires = conn.execute(select(records.schedule_fires).where(
-            records.schedule_fires.c.schedule_id == schedule_id).order_by(records.schedule_fires.c.fire_at)).all()
-        runs = conn.execute(select(func.count()).select_from(records.runs).where(
-            records.runs.c.schedule_id == schedule_id)).scalar_one()
+        fires = conn.execute(select(tables.schedule_fires).where(
+            tables.schedule_fires.c.schedule_id == schedule_id).order_by(tables.schedule_fires.c.fire_at)).all()
+        runs = conn.execute(select(func.count()).select_from(tables.runs).where(
+            tables.runs.c.schedule_id == schedule_id)).scalar_one()
     slots = [f.fire_at for f in fires]
     assert len(slots) >= 55
     # one row per second from the first slot to the last: none lost, none twice

@@ -7,9 +7,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import select, update
 
-from orchestrator import records
-from orchestrator.parser import parse_flow
-from orchestrator.schedules import ScheduleSpec, create_schedule, fire_due, get_schedule, update_schedule
+from orchestrator.definitions.parser import parse_flow
+from orchestrator.services.saving import save_flow
+from orchestrator.services.scheduling import ScheduleSpec, create_schedule, fire_due, get_schedule, update_schedule
+from orchestrator.store import sql, tables, triggers, versions
 
 pytestmark = pytest.mark.integration
 UTC = dt.UTC
@@ -21,7 +22,7 @@ FLOW = ("id: sched/{name}\ninputs:\n  who: {{type: string, default: cron}}\n"
 def saved(engine, name: str, extra: str = "") -> str:
     text = FLOW.format(name=name) + extra
     flow = parse_flow(text)
-    records.save_flow(engine, flow, text)
+    save_flow(engine, flow, text)
     return flow.id
 
 
@@ -31,7 +32,7 @@ def schedule(engine, name: str, **spec) -> str:
     schedule_id = create_schedule(engine, ScheduleSpec(flow_id=flow_id, cron=spec.pop("cron", "0 * * * *"),
                                                        **spec), "test")
     with engine.begin() as conn:
-        conn.execute(update(records.schedules).where(records.schedules.c.id == schedule_id)
+        conn.execute(update(tables.schedules).where(tables.schedules.c.id == schedule_id)
                      .values(next_fire_at=T0))
     return schedule_id
 
@@ -39,21 +40,21 @@ def schedule(engine, name: str, **spec) -> str:
 def fires(engine, schedule_id: str) -> list[tuple[str, str]]:
     """(slot time HH:MM, status) of every decided slot, oldest first."""
     with engine.connect() as conn:
-        rows = conn.execute(select(records.schedule_fires).where(
-            records.schedule_fires.c.schedule_id == schedule_id).order_by(records.schedule_fires.c.fire_at))
+        rows = conn.execute(select(tables.schedule_fires).where(
+            tables.schedule_fires.c.schedule_id == schedule_id).order_by(tables.schedule_fires.c.fire_at))
         return [(r.fire_at.astimezone(UTC).strftime("%H:%M"), r.status) for r in rows]
 
 
 def runs_of(engine, schedule_id: str) -> list[dict]:
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(select(records.runs).where(
-            records.runs.c.schedule_id == schedule_id).order_by(records.runs.c.created_at)).mappings()]
+        return [dict(r) for r in conn.execute(select(tables.runs).where(
+            tables.runs.c.schedule_id == schedule_id).order_by(tables.runs.c.created_at)).mappings()]
 
 
 def end_runs(engine, schedule_id: str) -> None:
     with engine.begin() as conn:
-        conn.execute(update(records.runs).where(records.runs.c.schedule_id == schedule_id)
-                     .values(status="succeeded", finished_at=records.now()))
+        conn.execute(update(tables.runs).where(tables.runs.c.schedule_id == schedule_id)
+                     .values(status="succeeded", finished_at=sql.now()))
 
 
 def test_on_time_slots_fire_once_however_many_passes_decide_them(engine) -> None:
@@ -96,8 +97,8 @@ def test_a_slot_while_the_previous_run_goes_on_follows_the_overlap_policy(engine
     assert fires(engine, s) == [("10:00", "started"), ("11:00", second)]
     if overlap == "skip":
         with engine.connect() as conn:
-            reason = conn.execute(select(records.schedule_fires.c.reason).where(
-                records.schedule_fires.c.schedule_id == s, records.schedule_fires.c.status == "skipped")).scalar()
+            reason = conn.execute(select(tables.schedule_fires.c.reason).where(
+                tables.schedule_fires.c.schedule_id == s, tables.schedule_fires.c.status == "skipped")).scalar()
         assert "is still queued" in reason
     if overlap == "queue":
         fire_due(engine, T0 + dt.timedelta(hours=1, seconds=5))
@@ -122,57 +123,57 @@ def test_a_disabled_schedule_decides_nothing_and_resumes_from_now(engine) -> Non
     assert fires(engine, s) == []
     update_schedule(engine, s, {"enabled": True}, "test")
     resumed = get_schedule(engine, s)["next_fire_at"]
-    assert resumed > records.now() - dt.timedelta(hours=1)  # from now on, not a burst of old slots
+    assert resumed > sql.now() - dt.timedelta(hours=1)  # from now on, not a burst of old slots
 
 
 def test_a_slot_whose_run_cannot_start_is_recorded_with_the_reason(engine) -> None:
     s = schedule(engine, "bad_inputs")
     text = "id: sched/bad_inputs\ninputs:\n  n: {type: integer}\nsteps:\n  - {id: a, bash: echo}\n"
-    records.save_flow(engine, parse_flow(text), text)  # now it needs an input the schedule lacks
+    save_flow(engine, parse_flow(text), text)  # now it needs an input the schedule lacks
     fire_due(engine, T0 + dt.timedelta(seconds=1))
     with engine.connect() as conn:
-        row = conn.execute(select(records.schedule_fires).where(records.schedule_fires.c.schedule_id == s)).one()
+        row = conn.execute(select(tables.schedule_fires).where(tables.schedule_fires.c.schedule_id == s)).one()
     assert row.status == "skipped" and "inputs.n: required input missing" in row.reason
 
 
 def test_a_flows_cron_triggers_are_its_schedules(engine) -> None:
     base = "id: sched/declared\nsteps:\n  - {id: a, bash: echo}\n"
     text = base + "triggers:\n  - {id: nightly, cron: '0 2 * * *', timezone: Europe/Paris, overlap: skip}\n"
-    records.save_flow(engine, parse_flow(text), text)
+    save_flow(engine, parse_flow(text), text)
     with engine.connect() as conn:
-        rows = conn.execute(select(records.schedules).where(records.schedules.c.flow_id == "sched/declared")).all()
+        rows = conn.execute(select(tables.schedules).where(tables.schedules.c.flow_id == "sched/declared")).all()
     assert [(r.trigger_id, r.cron, r.timezone, r.overlap) for r in rows] == [
         ("nightly", "0 2 * * *", "Europe/Paris", "skip")]
     assert rows[0].next_fire_at.astimezone(dt.timezone(dt.timedelta(hours=1))).hour in (2, 3)
     moved = text.replace("0 2 * * *", "0 4 * * *")
-    records.save_flow(engine, parse_flow(moved), moved)
+    save_flow(engine, parse_flow(moved), moved)
     assert get_schedule(engine, rows[0].id)["cron"] == "0 4 * * *"
-    records.save_flow(engine, parse_flow(base), base)  # trigger removed: schedule gone
+    save_flow(engine, parse_flow(base), base)  # trigger removed: schedule gone
     with engine.connect() as conn:
-        assert conn.execute(select(records.schedules).where(
-            records.schedules.c.flow_id == "sched/declared")).all() == []
+        assert conn.execute(select(tables.schedules).where(
+            tables.schedules.c.flow_id == "sched/declared")).all() == []
 
 
 def test_a_slot_of_a_deleted_flow_is_recorded_skipped(engine) -> None:
     s = schedule(engine, "deleted")
-    records.delete_versioned(engine, records.FLOWS, "sched/deleted", "test")
+    versions.delete_versioned(engine, versions.FLOWS, "sched/deleted", "test")
     fire_due(engine, T0 + dt.timedelta(seconds=1))
     with engine.connect() as conn:
-        row = conn.execute(select(records.schedule_fires).where(records.schedule_fires.c.schedule_id == s)).one()
+        row = conn.execute(select(tables.schedule_fires).where(tables.schedule_fires.c.schedule_id == s)).one()
     assert row.status == "skipped" and "flow 'sched/deleted' does not exist" in row.reason
     assert runs_of(engine, s) == []
 
 
 def test_a_pause_made_through_the_api_survives_saving_the_flow_again(engine) -> None:
     text = "id: sched/kept_paused\nsteps:\n  - {id: a, bash: echo}\ntriggers:\n  - {id: hourly, cron: '@hourly'}\n"
-    records.save_flow(engine, parse_flow(text), text)
-    schedule_id = records.declared_schedule_id("sched/kept_paused", "hourly")
+    save_flow(engine, parse_flow(text), text)
+    schedule_id = triggers.declared_schedule_id("sched/kept_paused", "hourly")
     update_schedule(engine, schedule_id, {"enabled": False}, "operator")
     edited = text.replace("echo}", "echo edited}")
-    records.save_flow(engine, parse_flow(edited), edited)  # a developer changes a step
+    save_flow(engine, parse_flow(edited), edited)  # a developer changes a step
     assert get_schedule(engine, schedule_id)["enabled"] is False
     off = edited.replace("'@hourly'}", "'@hourly', enabled: false}")
     on = off.replace("enabled: false", "enabled: true")
-    records.save_flow(engine, parse_flow(off), off)
-    records.save_flow(engine, parse_flow(on), on)  # the document itself turns it on: it is on
+    save_flow(engine, parse_flow(off), off)
+    save_flow(engine, parse_flow(on), on)  # the document itself turns it on: it is on
     assert get_schedule(engine, schedule_id)["enabled"] is True

@@ -6,11 +6,14 @@ import uuid
 
 import pytest
 
-from orchestrator import records
-from orchestrator.cli import send
-from orchestrator.models import StepStatus
-from orchestrator.parser import parse_flow
-from orchestrator.submission import submit, wait_for_run
+from orchestrator.cli.wiring import publisher_for
+from orchestrator.definitions.parser import parse_flow
+from orchestrator.execution.lifecycle import StepStatus
+from orchestrator.services.runs import submit, wait_for_run
+from orchestrator.services.saving import save_flow
+from orchestrator.store import outbox, runs, views
+from orchestrator.store.outbox import OwedKind
+from orchestrator.store.runs import NewRun
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +36,14 @@ def test_a_run_committed_but_never_published_is_published_by_the_sweeper(engine,
     from tasks.sweeper import sweep
 
     flow = parse_flow(FLOW)
-    version = records.save_flow(engine, flow, FLOW)
+    version = save_flow(engine, flow, FLOW)
     run_id = str(uuid.uuid4())
-    records.create_run(engine, run_id, flow.id, version, {}, trigger="test")  # the publisher "died" here
+    runs.create_run(engine, NewRun(run_id, flow.id, version, {}, trigger="test"))  # the publisher "died" here
     time.sleep(1)
-    assert records.run_status(engine, run_id).value == "queued"
+    assert runs.run_status(engine, run_id).value == "queued"
     sweep(_runtime(), unpublished_after=0.5)
     assert wait_for_run(engine, run_id, 60).value == "succeeded"
-    assert records.get_run(engine, run_id)["result"] == "published late"
+    assert views.get_run(engine, run_id)["result"] == "published late"
 
 
 def test_an_approval_past_its_timeout_is_rejected_and_the_run_fails(engine, worker):
@@ -54,26 +57,26 @@ steps:
   - id: after
     bash: echo never
 """
-    run_id = submit(engine, send, parse_flow(text), text, {}, trigger="test")
+    run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
     deadline = time.monotonic() + 30
-    while not any(s["status"] == StepStatus.WAITING.value for s in records.get_run(engine, run_id)["steps"]):
+    while not any(s["status"] == StepStatus.WAITING.value for s in views.get_run(engine, run_id)["steps"]):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     sweep(_runtime())
-    assert records.run_status(engine, run_id).value == "suspended"  # not yet due
+    assert runs.run_status(engine, run_id).value == "suspended"  # not yet due
     time.sleep(1.2)
     sweep(_runtime())
     assert wait_for_run(engine, run_id, 30).value == "failed"
-    run = records.get_run(engine, run_id)
+    run = views.get_run(engine, run_id)
     assert "approval timed out" in run["error"]
     assert [s["path"] for s in run["steps"]] == ["gate"]
 
 
 def test_on_failure_steps_a_dead_worker_owed_are_sent_by_the_sweeper(engine, worker):
-    from orchestrator import compiler
-    from orchestrator.compiler import RunRef
-    from orchestrator.context import new_context
-    from orchestrator.plan import build_plan
+    from orchestrator.execution import compiler
+    from orchestrator.execution.compiler import RunRef
+    from orchestrator.execution.context import new_context
+    from orchestrator.execution.plan import build_plan
     from tasks.sweeper import sweep
 
     text = """id: test/owed
@@ -84,20 +87,21 @@ on_failure:
     python: "import os\\ndef main():\\n    return 'alerted: ' + os.environ['MILLRACE_ERROR']"
 """
     flow = parse_flow(text)
-    version = records.save_flow(engine, flow, text)
+    version = save_flow(engine, flow, text)
     run_id = str(uuid.uuid4())
-    records.create_run(engine, run_id, flow.id, version, {}, trigger="test")
-    assert records.start_run(engine, run_id, "dead-worker")
+    runs.create_run(engine, NewRun(run_id, flow.id, version, {}, trigger="test"))
+    assert runs.start_run(engine, run_id, "dead-worker")
     # the worker recorded the failure with its on_failure steps, then died before sending them
     error = "step boom failed: exit status 3"
     ctx = {**new_context(run_id, flow.id, version, {}), "error": error, "loops": [], "last": None}
     handlers = compiler.compile_on_failure(build_plan(flow, version), RunRef(run_id, flow.id, version), ctx)
-    assert records.fail_run(engine, run_id, error, dict(handlers), "dead-worker") is not None
+    assert runs.fail_run(engine, run_id, error, dict(handlers), "dead-worker") is not None
     time.sleep(1)
-    assert records.run_status(engine, run_id).value == "running"
+    assert runs.run_status(engine, run_id).value == "running"
     sweep(_runtime(), unsent_after=0.5)
     assert wait_for_run(engine, run_id, 60).value == "failed"
-    run = records.get_run(engine, run_id)
-    assert run["error"] == error and run["on_failure"] is None
+    run = views.get_run(engine, run_id)
+    assert run["error"] == error
+    assert outbox.owed_for(engine, OwedKind.ON_FAILURE, run_id) is None  # sent: nothing owed any more
     assert [(s["path"], s["status"], s["result"]) for s in run["steps"]] == [
         ("on_failure.alert", "succeeded", f"alerted: {error}")]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from orchestrator.access import Role
+from orchestrator.store.access import Role
 
 pytestmark = pytest.mark.integration
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from orchestrator.access import Role, create_token
 from orchestrator.errors import ExpressionError
-from orchestrator.variables import mask, resolve, set_variable
+from orchestrator.store.access import Role, create_token
+from orchestrator.store.variables import mask, resolve, set_variable
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def test_masking_reaches_into_nested_values() -> None:
 def test_the_api_never_returns_a_secret_value(engine) -> None:
     from api import create_app
     from config.settings import load_settings
-    from orchestrator.cli import revoke, send
+    from orchestrator.cli.wiring import revoke, send
 
     client = create_app(load_settings(), engine, send, revoke).test_client()
     developer = {"Authorization": f"Bearer {create_token(engine, 'vars-dev', Role.DEVELOPER)}"}

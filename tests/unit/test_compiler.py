@@ -4,11 +4,11 @@ from __future__ import annotations
 from celery import chord
 from celery.canvas import _chain as chain
 
-from orchestrator import compiler
-from orchestrator.compiler import RunRef
-from orchestrator.context import close_loop, enter_item, new_context, open_loop
-from orchestrator.parser import parse_flow
-from orchestrator.plan import build_plan
+from orchestrator.definitions.parser import parse_flow
+from orchestrator.execution import compiler
+from orchestrator.execution.compiler import RunRef
+from orchestrator.execution.context import close_loop, enter_item, new_context, open_loop
+from orchestrator.execution.plan import build_plan
 
 FLOW = parse_flow("""
 id: shop/orders

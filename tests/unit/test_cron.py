@@ -5,7 +5,7 @@ import datetime as dt
 
 import pytest
 
-from orchestrator.cron import parse_cron
+from orchestrator.definitions.cron import parse_cron
 from orchestrator.errors import ValidationError
 
 UTC = dt.UTC

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from orchestrator.deps import DependencyError, prune, requirements_of
+from orchestrator.definitions.requirements import requirements_of
+from orchestrator.errors import DependencyError
+from orchestrator.executors.environments import prune
 
 
 def test_imports_become_distributions_without_the_standard_library_or_millrace() -> None:

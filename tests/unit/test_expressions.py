@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orchestrator.definitions.expressions import compile_expression, compile_value
 from orchestrator.errors import ExpressionError
-from orchestrator.expressions import compile_expression, compile_value
 
 NAMES = {
     "inputs": {"n": 3, "word": "hi", "flag": False},

@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
+from orchestrator.definitions.inputs import parse_text_inputs, validate_inputs
+from orchestrator.definitions.parser import MAX_DOCUMENT_BYTES, parse_flow
 from orchestrator.errors import Problem, ValidationError
-from orchestrator.inputs import parse_text_inputs, validate_inputs
-from orchestrator.parser import MAX_DOCUMENT_BYTES, parse_flow
 
 OK_STEP = "  - id: ok\n    python: \"def main():\\n    return 1\"\n"
 

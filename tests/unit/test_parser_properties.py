@@ -6,8 +6,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator.definitions.parser import parse_flow
 from orchestrator.errors import ValidationError
-from orchestrator.parser import parse_flow
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20))
 keys = st.sampled_from(["id", "steps", "python", "bash", "with", "if", "for_each", "do", "parallel",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import ValidationError
-from orchestrator.scripts import infer_schema
+from orchestrator.services.scripts import infer_schema
 
 
 def props(language: str, code: str) -> tuple[dict, list]:

@@ -1,0 +1,1 @@
+"""``millrace``, the command line (``main``), and the composition root (``wiring``)."""

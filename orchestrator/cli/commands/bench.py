@@ -1,0 +1,91 @@
+"""Measuring Millrace next to raw Celery: ``bench`` and ``bench history/compare/chart``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from config.settings import load_settings
+from orchestrator.cli.wiring import engine_for, publisher_for, send
+
+SCENARIO_NAMES = ("light40", "long10", "fanout40", "throughput")  # orchestrator.observe.bench.SCENARIOS
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="Millrace next to raw Celery on the same workers; kept in Postgres")
+    bench.add_argument("--scenario", action="append", choices=sorted(SCENARIO_NAMES),
+                       help="run only these (repeatable); default: all")
+    bench.add_argument("--repetitions", type=int, default=None, help="default: per scenario (2 to 5)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.set_defaults(handler=cmd_bench)
+    bench_sub = bench.add_subparsers()
+    bench_history = bench_sub.add_parser("history", help="stored results, newest first")
+    bench_history.add_argument("--limit", type=int, default=20)
+    bench_history.set_defaults(handler=cmd_bench_history)
+    bench_compare = bench_sub.add_parser("compare", help="two stored results, scenario by scenario")
+    bench_compare.add_argument("a", type=int)
+    bench_compare.add_argument("b", type=int)
+    bench_compare.set_defaults(handler=cmd_bench_compare)
+    bench_chart = bench_sub.add_parser("chart", help="a stored result as an SVG chart")
+    bench_chart.add_argument("id", type=int, nargs="?", help="default: the newest")
+    bench_chart.add_argument("-o", "--output", required=True)
+    bench_chart.set_defaults(handler=cmd_bench_chart)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from orchestrator.definitions.parser import parse_flow
+    from orchestrator.observe import bench
+    from orchestrator.services.runs import submit
+
+    engine = engine_for(load_settings())
+
+    def start_flow(text: str) -> str:
+        return submit(publisher_for(engine), parse_flow(text), text, {}, trigger="bench")
+
+    names = args.scenario or list(bench.SCENARIOS)
+    results = {}
+    for name in names:
+        measured = bench.run_scenario(engine, bench.SCENARIOS[name], start_flow=start_flow, send=send,
+                                      repetitions=args.repetitions,
+                                      progress=lambda line: print(line, file=sys.stderr))
+        results[name] = measured.summary()
+    summary = {"scenarios": results}
+    bench_id = bench.store(engine, summary, {"scenarios": names, "repetitions": args.repetitions})
+    print(f"stored as bench {bench_id} (millrace bench history / compare / chart)", file=sys.stderr)
+    print(json.dumps(summary, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_bench_history(args: argparse.Namespace) -> int:
+    from orchestrator.observe import bench
+
+    for row in bench.history(engine_for(load_settings()), args.limit):
+        figures = ", ".join(f"{name} {s['millrace_s'] * 1000:.0f} ms (x{s['ratio']})"
+                            for name, s in row["summary"]["scenarios"].items())
+        print(f"{row['id']:>5}  {row['created_at']:%Y-%m-%d %H:%M}  {row['git_revision'] or '-':<9} "
+              f"{row['machine'].get('cpus')} cpu  {figures}")
+    return 0
+
+
+def cmd_bench_compare(args: argparse.Namespace) -> int:
+    from orchestrator.observe import bench
+
+    engine = engine_for(load_settings())
+    print("\n".join(bench.compare(bench.get(engine, args.a), bench.get(engine, args.b))))
+    return 0
+
+
+def cmd_bench_chart(args: argparse.Namespace) -> int:
+    from orchestrator.observe import bench
+    from orchestrator.observe.charts import render_chart
+
+    engine = engine_for(load_settings())
+    if args.id is None:
+        newest = bench.history(engine, 1)
+        if not newest:
+            raise SystemExit("no bench result stored yet: run `millrace bench`")
+        args.id = newest[0]["id"]
+    Path(args.output).write_text(render_chart(bench.get(engine, args.id)))
+    print(f"wrote {args.output} (bench {args.id})", file=sys.stderr)
+    return 0

@@ -1,0 +1,341 @@
+"""The flow document as typed models: every step kind, option and input declaration.
+
+Parsing text into these models is ``parser.py``; checks across steps (ids, references,
+expressions) are ``validation.py``.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from orchestrator.definitions.durations import Duration
+
+STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+FLOW_ID = r"^[a-z0-9_][a-z0-9_-]*(/[a-z0-9_][a-z0-9_-]*)*$"
+SCRIPT_PATH = r"[a-z0-9_][a-z0-9_-]*(/[a-z0-9_][a-z0-9_-]*)*"
+SCRIPT_REF = rf"^{SCRIPT_PATH}(@[1-9][0-9]*)?$"
+INPUT_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+
+StepId = Annotated[str, Field(pattern=STEP_ID, description="Unique in the flow; a Python identifier")]
+FlowId = Annotated[str, Field(pattern=FLOW_ID, max_length=200)]
+# An expression `${{ ... }}` or a literal; checked in validation.py where paths are known.
+Value = Any
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Retry(Model):
+    """Run a failing step again: ``attempts`` in all, waiting ``delay`` between them."""
+
+    attempts: int = Field(ge=1, le=100)
+    delay: Duration = 1.0
+    backoff: Literal["constant", "exponential"] = "constant"
+    max_delay: Duration = 3600.0
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (2, 3, ...)."""
+        if self.backoff == "exponential":
+            return min(self.delay * 2 ** (attempt - 2), self.max_delay)
+        return min(self.delay, self.max_delay)
+
+
+class Cache(Model):
+    """Reuse a step's result for the same code and inputs within ``ttl``."""
+
+    ttl: Duration
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return data if isinstance(data, dict) else {"ttl": data}
+
+
+@dataclass(frozen=True)
+class Nested:
+    """A list of steps inside a composite step: where it is (relative to the step, as JSON
+    path parts), its label (a branch id, ``case N``, ``else``, ``do``) and, for a switch
+    case, its condition."""
+
+    where: tuple[str | int, ...]
+    label: str
+    steps: list[StepBase]
+    condition: Any = None
+
+
+class StepBase(Model):
+    id: StepId
+    summary: str | None = None
+    with_: dict[str, Value] = Field(default_factory=dict, alias="with")
+    if_: Value = Field(default=None, alias="if")
+    retry: Retry | None = None
+    timeout: Duration | None = None
+    queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")] | None = None
+    cache: Cache | None = None
+    continue_on_error: bool = False
+
+    def sequences(self) -> list[Nested]:
+        """The step lists nested in this step, in document order (none for a plain step).
+
+        This is the one place that says which step kinds hold steps and where."""
+        return []
+
+    @field_validator("with_")
+    @classmethod
+    def _with_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"'{name}' is not a valid argument name (letters, digits, _)")
+        return value
+
+
+class PythonStep(StepBase):
+    python: str = Field(description="Python source defining main(); its return value is the result")
+
+
+class BashStep(StepBase):
+    bash: str = Field(description="Bash script; `with` values arrive as environment variables")
+
+
+class JavaScriptStep(StepBase):
+    javascript: str = Field(description="JavaScript (an ES module) defining `main`; `with` values are matched "
+                                        "to main's parameters by name; its (awaited) return value is the result")
+
+
+class SqlStep(StepBase):
+    sql: str = Field(description="One statement; `with` values are bound as %(name)s parameters, never "
+                                 "interpolated")
+    database: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description=(
+        "the name of a secret holding a PostgreSQL URL; without it, Millrace's own database if "
+        "MILLRACE_SQL_OWN_DATABASE allows"))
+
+
+class ScriptStep(StepBase):
+    script: Annotated[str, Field(pattern=SCRIPT_REF, max_length=210,
+                                 description="A saved script's path, `@N` to pin version N (else the latest "
+                                             "when the run starts)")]
+    database: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                 description="for an SQL script: the secret holding its connection URL")
+
+
+class SubflowStep(StepBase):
+    flow: str = Field(description="A flow file path (.yaml/.yml/.json) or a registered flow id")
+
+
+class Branch(Model):
+    id: StepId
+    steps: Annotated[list[Step], Field(min_length=1)]
+
+
+class ParallelStep(StepBase):
+    parallel: Annotated[list[Branch], Field(min_length=1)]
+
+    def sequences(self) -> list[Nested]:
+        return [Nested(("parallel", i, "steps"), branch.id, branch.steps) for i, branch in enumerate(self.parallel)]
+
+
+class ForEachStep(StepBase):
+    for_each: Value
+    parallel: bool | Annotated[int, Field(ge=1, le=10000)] = True
+    do: Annotated[list[Step], Field(min_length=1)]
+
+    def sequences(self) -> list[Nested]:
+        return [Nested(("do",), "do", self.do)]
+
+
+class Case(Model):
+    if_: Value = Field(alias="if")
+    do: Annotated[list[Step], Field(min_length=1)]
+
+
+class SwitchStep(StepBase):
+    switch: Annotated[list[Case], Field(min_length=1)]
+    else_: Annotated[list[Step], Field(min_length=1)] | None = Field(default=None, alias="else")
+
+    def sequences(self) -> list[Nested]:
+        cases = [Nested(("switch", i, "do"), f"case {i}", case.do, case.if_) for i, case in enumerate(self.switch)]
+        return cases + ([Nested(("else",), "else", self.else_)] if self.else_ else [])
+
+
+class Approval(Model):
+    timeout: Duration | None = None
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {} if data is True or data is None else data
+
+
+class ApprovalStep(StepBase):
+    approval: Approval
+
+
+class SleepStep(StepBase):
+    sleep: Duration
+
+
+# Exactly one of these keys names a step's kind. `for_each` comes before `parallel`
+# because a for_each step uses `parallel` as an option.
+KINDS: dict[str, type[StepBase]] = {
+    "python": PythonStep,
+    "bash": BashStep,
+    "javascript": JavaScriptStep,
+    "sql": SqlStep,
+    "script": ScriptStep,
+    "flow": SubflowStep,
+    "for_each": ForEachStep,
+    "parallel": ParallelStep,
+    "switch": SwitchStep,
+    "approval": ApprovalStep,
+    "sleep": SleepStep,
+}
+EXECUTABLE_KINDS = frozenset({"python", "bash", "javascript", "sql", "script"})
+
+
+def step_kind(data: Any) -> str | None:
+    """The kind of a raw or parsed step, or None when it names none."""
+    if isinstance(data, StepBase):
+        return next(kind for kind, cls in KINDS.items() if isinstance(data, cls))
+    if isinstance(data, dict):
+        if "for_each" in data:
+            return "for_each"
+        return next((kind for kind in KINDS if kind in data), None)
+    return None
+
+
+def _check_kind(data: Any) -> Any:
+    if not isinstance(data, dict):
+        return data
+    named = [kind for kind in KINDS if kind in data and not (kind == "parallel" and "for_each" in data)]
+    if len(named) > 1:
+        raise ValueError(f"a step has exactly one kind, this one names {' and '.join(named)}")
+    if not named:
+        known = set(StepBase.model_fields) | {"with", "if", "do", "else", "database"}
+        unknown = sorted(k for k in data if k not in known)
+        if unknown:
+            raise ValueError(f"unknown step kind '{unknown[0]}'; expected one of {', '.join(KINDS)}")
+        raise ValueError(f"step has no kind; expected one of {', '.join(KINDS)}")
+    return data
+
+
+Step = Annotated[
+    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in KINDS.items())],  # noqa: UP007
+    Discriminator(step_kind),
+    BeforeValidator(_check_kind),
+]
+
+
+class InputSpec(Model):
+    """One input of a flow, a JSON-Schema subset."""
+
+    type: Literal["string", "integer", "number", "boolean", "array", "object"] = "string"
+    format: Literal["date", "date-time", "email", "uri"] | None = None
+    description: str | None = None
+    default: Any = None
+    enum: list[Any] | None = None
+    items: InputSpec | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def required(self) -> bool:
+        return "default" not in self.model_fields_set
+
+
+CATCHUP = ("none", "last", "all")
+OVERLAP = ("allow", "skip", "queue")
+
+
+class CronTrigger(Model):
+    """Run the flow on a cron schedule (kept in sync with ``/api/v1/schedules``)."""
+
+    id: StepId
+    cron: str = Field(description="5 fields, 6 with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly")
+    timezone: str = Field(default="UTC", description="IANA time zone the fields are read in")
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    catchup: Literal["none", "last", "all"] = Field(
+        default="last", description="slots missed while no scheduler ran: skip them, run the last, or run all")
+    max_catchup: int = Field(default=100, ge=1, le=10_000, description="with catchup: all, at most this many")
+    overlap: Literal["allow", "skip", "queue"] = Field(
+        default="allow", description="when the previous scheduled run is still going")
+    enabled: bool = True
+
+
+class FlowTrigger(Model):
+    """Run the flow when a run of another flow ends in one of ``status``."""
+
+    id: StepId
+    flow: FlowId
+    status: Annotated[list[Literal["succeeded", "failed", "cancelled"]], Field(min_length=1)] = ["succeeded"]
+    inputs: dict[str, Any] = Field(default_factory=dict, description=(
+        "the new run's inputs; expressions read `trigger.run_id`, `.flow`, `.status`, `.result`, `.error`"))
+
+
+def _trigger_kind(data: Any) -> str | None:
+    if isinstance(data, CronTrigger | FlowTrigger):
+        return "cron" if isinstance(data, CronTrigger) else "flow"
+    if isinstance(data, dict):
+        return "cron" if "cron" in data else "flow" if "flow" in data else None
+    return None
+
+
+Trigger = Annotated[
+    Annotated[CronTrigger, Tag("cron")] | Annotated[FlowTrigger, Tag("flow")],
+    Discriminator(_trigger_kind, custom_error_type="trigger_kind",
+                  custom_error_message="a trigger has `cron:` or `flow:`"),
+]
+
+
+class Concurrency(Model):
+    limit: int = Field(ge=1)
+    key: str | None = None
+    on_limit: Literal["queue", "cancel", "fail"] = "queue"
+
+
+class Flow(Model):
+    """A flow document."""
+
+    id: FlowId
+    summary: str | None = None
+    description: str | None = None
+    inputs: dict[Annotated[str, Field(pattern=INPUT_NAME)], InputSpec] = Field(default_factory=dict)
+    triggers: list[Trigger] = Field(default_factory=list)
+    concurrency: Concurrency | None = None
+    steps: Annotated[list[Step], Field(min_length=1)]
+    on_failure: list[Step] = Field(default_factory=list)
+
+    def walk(self) -> Iterator[tuple[StepBase, tuple[str | int, ...]]]:
+        """Every step, nested ones included, in document order, with its JSON path parts."""
+        for key in ("steps", "on_failure"):
+            yield from walk_sequence(getattr(self, key), (key,))
+
+
+def walk_sequence(steps: list[StepBase], prefix: tuple[str | int, ...]) -> Iterator[tuple[StepBase, tuple]]:
+    """The steps of a list and of everything nested in them, with their JSON path parts."""
+    for i, step in enumerate(steps):
+        path = (*prefix, i)
+        yield step, path
+        for nested in step.sequences():
+            yield from walk_sequence(nested.steps, (*path, *nested.where))
+
+
+Branch.model_rebuild()
+ForEachStep.model_rebuild()
+Case.model_rebuild()
+SwitchStep.model_rebuild()
+Flow.model_rebuild()

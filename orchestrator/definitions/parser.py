@@ -1,0 +1,169 @@
+"""Text to a validated :class:`~orchestrator.flow.Flow`: safe YAML/JSON loading, typed
+validation, then the checks across steps in ``validation.py``."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pydantic
+import yaml
+
+from orchestrator.definitions.flow import KINDS, Flow
+from orchestrator.definitions.validation import check_flow
+from orchestrator.errors import Problem, ValidationError, join_path
+
+MAX_DOCUMENT_BYTES = 1 << 20
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors, aliases (alias bombs) and duplicate keys."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.MarkedYAMLError(
+                problem="anchors and aliases (&, *) are not allowed in flows",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                raise yaml.MarkedYAMLError(
+                    problem="mapping keys must be plain values", problem_mark=key_node.start_mark
+                )
+            if key in seen:
+                raise yaml.MarkedYAMLError(
+                    problem=f"duplicate key '{key}'", problem_mark=key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_document(text: str | bytes, content_type: str | None = None) -> Any:
+    """Parse YAML or JSON text safely; JSON when ``content_type`` says so or text starts with ``{``."""
+    size = len(text.encode() if isinstance(text, str) else text)
+    if size > MAX_DOCUMENT_BYTES:
+        raise ValidationError(
+            [Problem("", f"document is {size} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes")]
+        )
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError([Problem("", f"document is not UTF-8: {exc}")]) from None
+    as_json = (content_type or "").endswith("json") or text.lstrip().startswith("{")
+    try:
+        data = json.loads(text) if as_json else yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - safe
+        check_storable(data)
+    except RecursionError:
+        raise ValidationError([Problem("", "the document nests too deeply")]) from None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            [Problem("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ValidationError([Problem("", f"invalid YAML at {where}{problem}")]) from None
+    return data
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_storable(data: Any) -> None:
+    """Refuse what JSON allows but the database cannot keep: NUL characters, lone UTF-16
+    surrogates, NaN and infinities; the error names every place."""
+    problems = list(_unstorable(data, ()))
+    if problems:
+        raise ValidationError(problems[:20])
+
+
+def _unstorable(data: Any, path: tuple[Any, ...]) -> Iterator[Problem]:
+    if isinstance(data, str):
+        if "\x00" in data:
+            yield Problem(join_path(*path), "text cannot contain NUL (\\u0000) characters")
+        elif LONE_SURROGATE.search(data):
+            yield Problem(join_path(*path), "text cannot contain lone UTF-16 surrogates")
+    elif isinstance(data, float) and not math.isfinite(data):
+        yield Problem(join_path(*path), f"{data} is not a number JSON can keep")
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(key, str) and ("\x00" in key or LONE_SURROGATE.search(key)):
+                yield Problem(join_path(*path), f"key {key!r} contains a NUL or a lone surrogate")
+            yield from _unstorable(value, (*path, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _unstorable(value, (*path, i))
+
+
+def parse_flow(text: str | bytes, content_type: str | None = None) -> Flow:
+    """Parse, validate and check a flow document; raises ValidationError listing every problem."""
+    return flow_from_data(load_document(text, content_type))
+
+
+def flow_from_data(data: Any) -> Flow:
+    """Validate already-loaded data into a checked Flow."""
+    if not isinstance(data, dict):
+        raise ValidationError([Problem("", "a flow document must be a mapping with id and steps")])
+    try:
+        flow = Flow.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(problems_from(exc)) from None
+    problems = check_flow(flow)
+    if problems:
+        raise ValidationError(problems)
+    return flow
+
+
+def flow_from_stored(document: dict[str, Any]) -> Flow:
+    """The Flow of a stored document: checked when it was saved, so only built as models."""
+    return Flow.model_validate(document)
+
+
+def problems_from(exc: pydantic.ValidationError) -> list[Problem]:
+    """pydantic's errors as Problems: JSON paths and plain messages."""
+    problems: list[Problem] = []
+    for error in exc.errors(include_url=False):
+        path = join_path(*_without_kind_tags(error["loc"]))
+        problem = Problem(path, _message(error))
+        if problem not in problems:
+            problems.append(problem)
+    return problems
+
+
+def _without_kind_tags(loc: tuple[Any, ...]) -> list[Any]:
+    # pydantic puts the union member's tag right after a step's list index: drop it.
+    return [
+        part
+        for i, part in enumerate(loc)
+        if not (part in KINDS and i > 0 and isinstance(loc[i - 1], int))
+    ]
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field missing"
+    if kind in ("union_tag_not_found", "union_tag_invalid", "model_attributes_type"):
+        return "a step must be a mapping with an id and exactly one kind"
+    if kind == "model_type" or kind == "dict_type":
+        return "expected a mapping"
+    if kind == "list_type":
+        return "expected a list"
+    if kind == "string_pattern_mismatch":
+        pattern = error.get("ctx", {}).get("pattern", "")
+        return f"'{error.get('input')}' is not allowed here (must match {pattern})"
+    if kind == "too_short":
+        return "must not be empty"
+    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")

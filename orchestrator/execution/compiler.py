@@ -1,0 +1,214 @@
+"""Plan + run -> Celery canvas. Pure: signatures are built by task name, nothing is sent.
+
+A sequence of steps is a chain, each task handing its context to the next. Consecutive
+code steps on one queue share one ``millrace.step`` task (a *batch*, with the run's start
+before them and its finish after them when they are adjacent): each still runs in its own
+process and has its own attempt row; what is saved is a broker round trip per step.
+Composite steps are single tasks that replace themselves at run time, when what they
+expand to is known: ``parallel`` and ``for_each`` with a chord over branches or item
+lanes joined by ``millrace.join``, ``switch`` with the chosen case's chain closed by
+``millrace.close``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Signature, chain, chord, group
+from celery.canvas import _chain
+
+from orchestrator.execution.context import Context, open_loop
+from orchestrator.execution.lifecycle import Phase
+from orchestrator.execution.plan import Node, Plan
+
+START = "millrace.start"
+STEP = "millrace.step"
+EXPAND = "millrace.expand"
+JOIN = "millrace.join"
+SWITCH = "millrace.switch"
+CLOSE = "millrace.close"
+WAIT = "millrace.wait"
+FINISH = "millrace.finish"
+
+_TASK_FOR_KIND = {
+    "python": STEP,
+    "bash": STEP,
+    "javascript": STEP,
+    "sql": STEP,
+    "script": STEP,
+    "parallel": EXPAND,
+    "for_each": EXPAND,
+    "switch": SWITCH,
+    "approval": WAIT,
+    "sleep": WAIT,
+    "flow": WAIT,
+}
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """What every task of a run is told: which run, of which flow version, in which phase."""
+
+    run_id: str
+    flow_id: str
+    version: int
+    phase: Phase = Phase.MAIN
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"run": self.run_id, "flow": self.flow_id, "version": self.version, "phase": self.phase.value}
+
+    def label(self, what: str) -> str:
+        # Flower shows this instead of the context blob.
+        return f"{self.flow_id} / {self.run_id} / {what}"
+
+
+def compile_run(plan: Plan, ref: RunRef, ctx: Context, first: int = 0) -> Signature:
+    """The whole run: start, the main steps (from the ``first``-th on a restart), finish."""
+    units = [_Unit(plan, ref, {"start": True}), *_units(plan, plan.main[first:], ref),
+             _Unit(plan, ref, {"finish": True})]
+    return _with_context(chain(*_batched(units)), ctx)
+
+
+def compile_on_failure(plan: Plan, ref: RunRef, ctx: Context) -> Signature:
+    """The on_failure steps, then the finish that marks the run failed."""
+    on_failure = RunRef(ref.run_id, ref.flow_id, ref.version, Phase.ON_FAILURE)
+    units = [*_units(plan, plan.on_failure, on_failure), _Unit(plan, on_failure, {"finish": True})]
+    return _with_context(chain(*_batched(units)), ctx)
+
+
+def compile_sequence(plan: Plan, paths: tuple[str, ...], ref: RunRef) -> list[Signature]:
+    """The tasks of a sequence of steps: batches of code steps, composite steps alone."""
+    return _batched(_units(plan, paths, ref))
+
+
+def compile_units(plan: Plan, ref: RunRef, units: list[dict[str, Any]]) -> Signature:
+    """The rest of a batch as a task of its own (a batch that ran long hands the rest on)."""
+    [sig] = _batched([_Unit(plan, ref, unit) for unit in units])
+    return sig
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One thing a task does: start the run, one step (entering an item first), finish."""
+
+    plan: Plan
+    ref: RunRef
+    spec: dict[str, Any]  # {"start": True} | {"node": path[, "enter": {index, item}]} | {"finish": True}
+
+    @property
+    def node(self) -> Node | None:
+        return self.plan.node(self.spec["node"]) if "node" in self.spec else None
+
+    @property
+    def task(self) -> str:
+        node = self.node
+        if node is None:
+            return START if "start" in self.spec else FINISH
+        return _TASK_FOR_KIND[node.kind]
+
+    @property
+    def label(self) -> str:
+        if self.node is None:
+            return "start" if "start" in self.spec else "finish"
+        enter = self.spec.get("enter")
+        return self.spec["node"] if enter is None else f"{self.spec['node']} [item {enter['index']}]"
+
+
+def _units(plan: Plan, paths: tuple[str, ...], ref: RunRef,
+           enter: dict[str, Any] | None = None) -> list[_Unit]:
+    """One unit per step; ``enter`` starts a for_each item at the first one."""
+    units = []
+    for i, path in enumerate(paths):
+        spec: dict[str, Any] = {"node": path}
+        if enter is not None and i == 0:
+            spec["enter"] = enter
+        units.append(_Unit(plan, ref, spec))
+    return units
+
+
+# How many steps' names one batch shows in Flower before it says how many more there are.
+LABELLED = 6
+
+
+def _batched(units: list[_Unit]) -> list[Signature]:
+    """Consecutive units that can share a task become one ``millrace.step`` task.
+
+    A batch holds code steps on one queue, with the start before them and the finish after
+    them. A step with ``retry`` opens a new batch: a retry re-sends the whole task, so it
+    must not repeat steps before it. Composite and waiting steps are tasks of their own.
+    """
+    batches: list[list[_Unit]] = []
+    for unit in units:
+        last = batches[-1] if batches else None
+        if last is not None and _joins(last, unit):
+            last.append(unit)
+        else:
+            batches.append([unit])
+    return [_batch_signature(batch) for batch in batches]
+
+
+def _joins(batch: list[_Unit], unit: _Unit) -> bool:
+    if unit.task == START or batch[-1].task == FINISH:
+        return False
+    if unit.task == FINISH:
+        return batch[-1].task in (STEP, START)
+    if unit.task != STEP or any(u.task not in (STEP, START) for u in batch):
+        return False
+    if getattr(unit.node.step, "retry", None) is not None and any(u.task == STEP for u in batch):
+        return False
+    queues = {u.node.step.queue for u in batch if u.node is not None}
+    return queues <= {unit.node.step.queue}
+
+
+def _batch_signature(batch: list[_Unit]) -> Signature:
+    ref = batch[0].ref
+    options: dict[str, Any] = {"kwargsrepr": "{}"}
+    queue = next((u.node.step.queue for u in batch if u.node is not None and u.node.step.queue), None)
+    if queue:
+        options["queue"] = queue
+    labels = [u.label for u in batch]
+    if len(labels) > LABELLED:
+        labels = [*labels[:LABELLED - 1], f"... {len(labels) - LABELLED} more", labels[-1]]
+    options["argsrepr"] = ref.label(", ".join(labels))
+    if len(batch) == 1 and batch[0].task != STEP:
+        where = batch[0].spec if batch[0].node is not None else {}
+        return Signature(batch[0].task, kwargs={**ref.kwargs(), **where}, options=options)
+    return Signature(STEP, kwargs={**ref.kwargs(), "units": [u.spec for u in batch]}, options=options)
+
+
+def compile_parallel(plan: Plan, node: Node, ref: RunRef, ctx: Context) -> Signature:
+    """A chord over the branches, joined into ``{branch_id: last result}``."""
+    lanes = [_with_context(chain(*compile_sequence(plan, seq, ref)), ctx) for seq in node.sequences]
+    return chord(group(lanes), _join(node, ref, len(lanes)))
+
+
+def compile_for_each(plan: Plan, node: Node, ref: RunRef, ctx: Context, items: list[Any],
+                     parallel: int) -> Signature:
+    """A chord over ``parallel`` lanes, each running its share of the items in order."""
+    width = max(1, min(parallel, len(items)))
+    lanes = []
+    for lane in range(width):
+        units: list[_Unit] = []
+        for index in range(lane, len(items), width):
+            enter = {"index": index, "item": items[index]}
+            units.extend(_units(plan, node.sequences[0], ref, enter))
+        lanes.append(_with_context(chain(*_batched(units)), open_loop(ctx)))
+    return chord(group(lanes), _join(node, ref, len(items)))
+
+
+def compile_case(plan: Plan, node: Node, ref: RunRef, ctx: Context, case: int) -> Signature:
+    """The chosen case's steps, then the close that records the switch's result."""
+    close = Signature(CLOSE, kwargs={**ref.kwargs(), "node": node.path},
+                      options={"argsrepr": ref.label(f"{node.path} (close)"), "kwargsrepr": "{}"})
+    return _with_context(chain(*compile_sequence(plan, node.sequences[case], ref), close), ctx)
+
+
+def _join(node: Node, ref: RunRef, count: int) -> Signature:
+    return Signature(JOIN, kwargs={**ref.kwargs(), "node": node.path, "count": count},
+                     options={"argsrepr": ref.label(f"{node.path} (join)"), "kwargsrepr": "{}"})
+
+
+def _with_context(sig: Signature, ctx: Context) -> Signature:
+    first = sig.tasks[0] if isinstance(sig, _chain) else sig
+    first.args = (ctx,)
+    return sig

@@ -1,0 +1,47 @@
+"""What every executor is given and what it reports: one signature for every language.
+
+An executor runs one step's code in a process of its own and never raises for what the
+step does: a failure is an :class:`Execution` that is not ``ok``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class StepCall:
+    """One step's code to run, with what it is given.
+
+    ``env`` holds the step's own variables (``MILLRACE_RUN_ID`` and the like); an executor
+    adds only what ``process.INHERITED_ENV`` lets through from the worker's environment.
+    ``database_url`` is an SQL step's connection; ``node_modules`` is where a JavaScript
+    step's npm imports resolve. Languages that need neither ignore them.
+    """
+
+    code: str
+    args: dict[str, Any]
+    timeout: float | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    database_url: str | None = None
+    node_modules: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """What running one step's code produced."""
+
+    ok: bool
+    result: Any
+    error: str | None
+    logs: str
+    duration_s: float
+    timed_out: bool = False
+
+
+class Executor(Protocol):
+    def run(self, call: StepCall) -> Execution:
+        """Run ``call.code`` with ``call.args``; report what it produced."""
+        ...

@@ -1,0 +1,58 @@
+"""What people and runs decide about waiting steps and running runs: approve or reject an
+approval, cancel a run, and let a parent run go on when its subflow run ends."""
+from __future__ import annotations
+
+from orchestrator.errors import Conflict
+from orchestrator.execution.lifecycle import RunStatus, StepStatus
+from orchestrator.services.follow_up import follow_up
+from orchestrator.services.publisher import Publisher, Revoke
+from orchestrator.store import attempts, runs
+from orchestrator.store.runs import Ending
+
+
+def decide_approval(publisher: Publisher, run_id: str, step: str, *, approve: bool,
+                    actor: str, reason: str | None = None) -> None:
+    """Approve or reject the waiting approval ``step`` (id or path) of a run, once."""
+    engine = publisher.engine
+    attempt_id = attempts.waiting_attempt(engine, run_id, step)
+    if approve:
+        owed = attempts.resume_attempt(engine, attempt_id, StepStatus.SUCCEEDED,
+                                       {"approved": True, "by": actor, "reason": reason}, actor=actor)
+    else:
+        error = f"rejected by {actor}" + (f": {reason}" if reason else "")
+        owed = attempts.resume_attempt(engine, attempt_id, StepStatus.FAILED, error=error, actor=actor)
+    if owed is None:
+        raise Conflict(f"step '{step}' of run {run_id} was decided already")
+    publisher.deliver(owed)
+
+
+def cancel(publisher: Publisher, revoke: Revoke, run_id: str, *, actor: str) -> None:
+    """Cancel a run: nothing more of it starts, its running steps are killed, its subflow runs
+    are cancelled, and a parent run waiting on it sees its flow step fail."""
+    cancellation = runs.cancel_run(publisher.engine, run_id, actor)
+    if cancellation.task_ids:
+        revoke(cancellation.task_ids)
+    follow_up(publisher, cancellation.follow_up)
+    for child in cancellation.children:
+        try:
+            cancel(publisher, revoke, child, actor=actor)
+        except Conflict:
+            pass  # it ended meanwhile
+    if cancellation.parent_step_run_id is not None:
+        publisher.deliver(attempts.resume_attempt(publisher.engine, cancellation.parent_step_run_id,
+                                                  StepStatus.FAILED, error=f"subflow run {run_id} cancelled",
+                                                  actor=actor))
+
+
+def settle_parent(publisher: Publisher, ending: Ending, actor: str) -> None:
+    """A subflow's run ended: decide the parent's waiting step and let the parent go on."""
+    if ending.parent_step_run_id is None:
+        return
+    if ending.status is RunStatus.SUCCEEDED:
+        owed = attempts.resume_attempt(publisher.engine, ending.parent_step_run_id, StepStatus.SUCCEEDED,
+                                       ending.result, actor=actor)
+    else:
+        owed = attempts.resume_attempt(publisher.engine, ending.parent_step_run_id, StepStatus.FAILED,
+                                       error=f"subflow run {ending.run_id} {ending.status.value}: {ending.error}",
+                                       actor=actor)
+    publisher.deliver(owed)

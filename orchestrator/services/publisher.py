@@ -1,0 +1,74 @@
+"""Record, then send, then mark sent: the one path by which a message leaves for the broker.
+
+Whatever makes a message owed (a run recorded, a run failed with on_failure steps, a
+waiting step decided) writes it to the outbox in the same transaction (``store/outbox.py``)
+and hands the owed row here after the commit. :meth:`Publisher.deliver` sends it and marks
+it done; a process that dies in between leaves the row to the sweeper, which delivers it
+through the same method.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from celery import Signature
+from sqlalchemy import Engine
+
+from orchestrator.execution.compiler import RunRef, compile_run
+from orchestrator.execution.context import new_context
+from orchestrator.execution.plan import Plan
+from orchestrator.store import outbox, views
+from orchestrator.store.outbox import Owed, OwedKind
+
+Send = Callable[[Signature], Any]  # publishes a Celery signature (given by the composition root)
+Revoke = Callable[[list[str]], Any]  # stops the Celery tasks with these ids wherever they run
+
+
+class Plans(Protocol):
+    def plan(self, flow_id: str, version: int | None) -> Plan:
+        """The plan of a flow version (None: the latest)."""
+        ...
+
+
+class Publisher:
+    """Sends what is owed and marks it done; holds what every caller needs for that."""
+
+    def __init__(self, engine: Engine, send: Send, plans: Plans):
+        self.engine = engine
+        self.send = send
+        self.plans = plans
+
+    def deliver(self, owed: Owed | None, message: Signature | None = None) -> None:
+        """Send ``owed`` (``message`` when the caller has built it, else its kept message, else
+        a run's first message built from its record), then mark it done."""
+        if owed is None:
+            return
+        self.send(message if message is not None else self.message_of(owed))
+        outbox.done(self.engine, owed)
+
+    def deliver_run(self, owed: Owed | None, plan: Plan, inputs: dict[str, Any], depth: int = 0,
+                    scripts: dict[str, int] | None = None) -> None:
+        """Send a just-recorded run's first message, built from what the caller holds."""
+        if owed is not None:
+            self.deliver(owed, owed_message(owed) or run_message(plan, owed.run_id, inputs, depth, scripts))
+
+    def message_of(self, owed: Owed) -> Signature:
+        kept = owed_message(owed)
+        if kept is not None:
+            return kept
+        if owed.kind is not OwedKind.RUN:
+            raise ValueError(f"{owed.kind} {owed.id} keeps no message")
+        run = views.get_run(self.engine, owed.run_id, with_steps=False)
+        plan = self.plans.plan(run["flow_id"], run["flow_version"])
+        return run_message(plan, owed.run_id, run["inputs"], run["depth"], run["scripts"])
+
+
+def owed_message(owed: Owed) -> Signature | None:
+    return None if owed.message is None else Signature.from_dict(owed.message)
+
+
+def run_message(plan: Plan, run_id: str, inputs: dict[str, Any], depth: int = 0,
+                scripts: dict[str, int] | None = None) -> Signature:
+    """A run's whole canvas, from its first context."""
+    ref = RunRef(run_id, plan.flow_id, plan.version)
+    return compile_run(plan, ref, new_context(run_id, plan.flow_id, plan.version, inputs, depth, scripts))

@@ -1,0 +1,102 @@
+"""Starting runs: save, check the inputs, record, then send (through the publisher)."""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine
+
+from orchestrator.definitions.expressions import compile_value
+from orchestrator.definitions.flow import Flow
+from orchestrator.definitions.inputs import validate_inputs
+from orchestrator.errors import Conflict, Problem, ValidationError
+from orchestrator.execution.compiler import RunRef, compile_run
+from orchestrator.execution.context import new_context, set_outcome
+from orchestrator.execution.lifecycle import REUSABLE_STEP, RunStatus
+from orchestrator.execution.plan import Plan, PlanCache, build_plan
+from orchestrator.executors.environments import Index
+from orchestrator.services.publisher import Publisher
+from orchestrator.services.saving import save_flow
+from orchestrator.services.scripts import pin_scripts
+from orchestrator.store import runs, versions
+from orchestrator.store.runs import Limit, NewRun
+
+
+def stored_plans(engine: Engine) -> PlanCache:
+    """Plans of the flow versions saved in ``engine``'s database, each built once."""
+    return PlanCache(lambda flow_id, version: versions.load_flow_document(engine, flow_id, version))
+
+
+def submit(publisher: Publisher, flow: Flow, source: str, given: dict[str, Any], *,
+           trigger: str, actor: str = "cli", index: Index | None = None) -> str:
+    """Save the flow, check the inputs, record the run, then publish it; returns the run id."""
+    inputs = validate_inputs(flow.inputs, given)
+    version = save_flow(publisher.engine, flow, source, actor=actor, index=index)
+    return start_saved(publisher, build_plan(flow, version), inputs, trigger=trigger, actor=actor)
+
+
+def start_saved(publisher: Publisher, plan: Plan, inputs: dict[str, Any], *, trigger: str,
+                actor: str, idempotency_key: str | None = None) -> str:
+    """Record and publish a run of a saved flow version whose inputs are already checked.
+
+    With an ``idempotency_key`` used before for this flow, nothing starts: the earlier
+    run's id is returned. Each ``script:`` step is pinned now to the version it will run.
+    Over the flow's concurrency limit the run is held, cancelled, or refused (Conflict).
+    """
+    pins = pin_scripts(publisher.engine, plan.flow)
+    created = runs.create_run(publisher.engine, NewRun(
+        str(uuid.uuid4()), plan.flow_id, plan.version, inputs, trigger=trigger, actor=actor,
+        idempotency_key=idempotency_key, scripts=pins, limit=limit_of(plan, inputs)))
+    publisher.deliver_run(created.owed, plan, inputs, scripts=pins)
+    return created.run_id
+
+
+def limit_of(plan: Plan, inputs: dict[str, Any]) -> Limit | None:
+    """The concurrency limit a run with these inputs falls under, if its flow has one."""
+    rule = plan.flow.concurrency
+    if rule is None:
+        return None
+    key = "" if rule.key is None else compile_value(rule.key).render({"inputs": inputs})
+    return Limit(rule.limit, str(key)[:200], rule.on_limit)
+
+
+def restart(publisher: Publisher, plan: Plan, run: dict[str, Any], step: str, *, actor: str) -> str:
+    """A new run of a failed or cancelled run's flow version that starts at top-level ``step``,
+    the steps before it handing on the results they recorded in ``run``."""
+    if run["status"] not in (RunStatus.FAILED.value, RunStatus.CANCELLED.value):
+        raise Conflict(f"run {run['id']} is {run['status']}; only failed or cancelled runs restart")
+    if step not in plan.main:
+        raise ValidationError([Problem("step", f"'{step}' is not a top-level step of {plan.flow_id}; "
+                                               f"restart from one of: {', '.join(plan.main)}")])
+    first = plan.main.index(step)
+    outcomes = {s["path"]: s for s in run["steps"] if s["status"] in REUSABLE_STEP}
+    missing = [path for path in plan.main[:first] if path not in outcomes]
+    if missing:
+        raise ValidationError([Problem("step", f"step '{missing[0]}' before '{step}' has no recorded outcome "
+                                               "to reuse; restart from it instead")])
+    new_id = str(uuid.uuid4())
+    ctx = new_context(new_id, plan.flow_id, plan.version, run["inputs"], scripts=run["scripts"])
+    for path in plan.main[:first]:
+        set_outcome(ctx, plan.node(path).id, outcomes[path]["status"], outcomes[path]["result"])
+    message = compile_run(plan, RunRef(new_id, plan.flow_id, plan.version), ctx, first)
+    # Its message is kept with it (it starts mid-flow): the sweeper can send it if we die now.
+    created = runs.create_run(publisher.engine, NewRun(
+        new_id, plan.flow_id, plan.version, run["inputs"], trigger="restart", actor=actor,
+        restarted_from=run["id"], scripts=run["scripts"], message=dict(message)))  # not held by a limit
+    publisher.deliver(created.owed, message)
+    return new_id
+
+
+def wait_for_run(engine: Engine, run_id: str, timeout: float | None = None) -> RunStatus:
+    """Wait until the run has ended (or ``timeout`` seconds); returns its status."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        status = runs.run_status(engine, run_id)
+        if status.finished:
+            return status
+        if deadline is not None and time.monotonic() > deadline:
+            return status
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.25)

@@ -1,0 +1,24 @@
+"""Saving a flow, the one way every caller does it: check, lock, store.
+
+The CLI, the API and subflow files loaded with a flow all save through :func:`save_flow`,
+so a flow is never stored with a ``script:`` step whose inputs do not fit, or with Python
+or JavaScript packages that do not resolve: those mistakes surface when it is saved, not
+when it runs.
+"""
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from orchestrator.definitions.flow import Flow
+from orchestrator.executors.environments import Index
+from orchestrator.services.dependencies import lock_flow
+from orchestrator.services.scripts import check_script_steps
+from orchestrator.store import versions
+
+
+def save_flow(engine: Engine, flow: Flow, source: str, *, actor: str = "cli", index: Index | None = None) -> int:
+    """Check ``flow``'s script steps, lock its packages, store it; returns its version (a new
+    one unless the latest version is the same document)."""
+    check_script_steps(engine, flow)
+    lock_flow(engine, flow, index or Index())
+    return versions.store_flow(engine, flow, source, actor)

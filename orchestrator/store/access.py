@@ -1,0 +1,136 @@
+"""Who may do what: roles, their permissions, and the API tokens that carry a role."""
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from orchestrator.errors import NotFound
+from orchestrator.store.audit import audit
+from orchestrator.store.models import ApiToken, Webhook
+from orchestrator.store.sql import now
+
+api_tokens = ApiToken.__table__
+webhooks = Webhook.__table__
+TOKEN_PREFIX = "mr_"
+
+
+class Permission(enum.StrEnum):
+    READ = "read"  # flows, runs, logs, audit; not secrets
+    DEFINE = "define"  # save and delete flows and scripts
+    OPERATE = "operate"  # start, cancel, approve, restart runs
+    VARIABLES = "variables"  # set variables and secrets
+    ADMIN = "admin"  # tokens
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    DEVELOPER = "developer"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        return _PERMISSIONS[self]
+
+
+_PERMISSIONS = {
+    Role.ADMIN: frozenset(Permission),
+    Role.DEVELOPER: frozenset({Permission.READ, Permission.DEFINE, Permission.OPERATE, Permission.VARIABLES}),
+    Role.OPERATOR: frozenset({Permission.READ, Permission.OPERATE}),
+    Role.VIEWER: frozenset({Permission.READ}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The holder of a token, as the API sees it."""
+
+    token_id: int
+    name: str
+    role: Role
+
+    def may(self, permission: Permission) -> bool:
+        return permission in self.role.permissions
+
+    @property
+    def actor(self) -> str:
+        return f"token:{self.name}"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(engine: Engine, name: str, role: Role, actor: str = "cli") -> str:
+    """A new token for ``role``; the token itself is returned once and never stored."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        conn.execute(insert(api_tokens).values(name=name, role=role.value, token_hash=_digest(token),
+                                               created_at=now()))
+        audit(conn, actor, "token.created", f"token:{name}", role=role.value)
+    return token
+
+
+def list_tokens(engine: Engine) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.created_at,
+                                   api_tokens.c.revoked_at).order_by(api_tokens.c.id)).mappings()
+        return [dict(r) for r in rows]
+
+
+def revoke_token(engine: Engine, token_id: int, actor: str) -> None:
+    with engine.begin() as conn:
+        row = conn.execute(update(api_tokens).where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+                           .values(revoked_at=now()).returning(api_tokens.c.name)).first()
+        if row is None:
+            raise NotFound(f"no active token {token_id}")
+        audit(conn, actor, "token.revoked", f"token:{row.name}")
+
+
+def authenticate(engine: Engine, token: str) -> Principal | None:
+    """The principal holding ``token``, or None for an unknown or revoked token."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role).where(
+            api_tokens.c.token_hash == _digest(token), api_tokens.c.revoked_at.is_(None))).first()
+    return Principal(row.id, row.name, Role(row.role)) if row else None
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+HOOK_PREFIX = "mh_"
+
+
+def enable_webhook(engine: Engine, flow_id: str, actor: str) -> str:
+    """Give a saved flow a webhook, or a new token for the one it has (the old one stops
+    working); the token is returned once and never stored."""
+    from orchestrator.store.versions import get_flow_version
+
+    get_flow_version(engine, flow_id)  # NotFound for a flow that does not exist
+    token = HOOK_PREFIX + secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        conn.execute(delete(webhooks).where(webhooks.c.flow_id == flow_id))
+        conn.execute(insert(webhooks).values(flow_id=flow_id, token_hash=_digest(token), created_at=now(),
+                                             created_by=actor))
+        audit(conn, actor, "webhook.enabled", f"flow:{flow_id}")
+    return token
+
+
+def disable_webhook(engine: Engine, flow_id: str, actor: str) -> None:
+    with engine.begin() as conn:
+        if not conn.execute(delete(webhooks).where(webhooks.c.flow_id == flow_id)).rowcount:
+            raise NotFound(f"flow '{flow_id}' has no webhook")
+        audit(conn, actor, "webhook.disabled", f"flow:{flow_id}")
+
+
+def webhook_accepts(engine: Engine, flow_id: str, token: str) -> bool:
+    """Whether ``token`` is the current token of ``flow_id``'s webhook."""
+    with engine.connect() as conn:
+        stored = conn.execute(select(webhooks.c.token_hash).where(webhooks.c.flow_id == flow_id)).scalar()
+    return stored is not None and hmac.compare_digest(stored, _digest(token))

@@ -1,0 +1,239 @@
+"""Step attempts: opened (or found again on redelivery), parked, decided and recorded once.
+
+Step outcomes are recorded exactly once: an attempt row is keyed by (run, path, attempt),
+a redelivered task finds the row it opened, and an outcome is written only over a row
+still ``running``/``waiting`` (a fire-once update), so the first writer wins and every
+later delivery reads what was recorded.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    case,
+    exists,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from orchestrator.errors import Conflict, NotFound
+from orchestrator.execution.lifecycle import ACTIVE, Phase, RunStatus, StepStatus
+from orchestrator.store.audit import acting, audit
+from orchestrator.store.outbox import Owed, OwedKind, owe
+from orchestrator.store.runs import Created, NewRun, insert_run
+from orchestrator.store.sql import autocommit, dialect_insert, inline, now
+from orchestrator.store.tables import (
+    runs,
+    step_runs,
+)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    id: int
+    status: StepStatus
+    result: Any
+    error: str | None
+    deliveries: int
+    continuation: dict | None
+    resume_at: dt.datetime | None
+
+    @property
+    def redelivered(self) -> bool:
+        return self.deliveries > 1
+
+
+def open_attempt(engine: Engine, *, run_id: str, phase: str, path: str, step_id: str, kind: str,
+                 item_index: int | None, attempt: int, worker: str, task_id: str | None,
+                 created_at: dt.datetime | None) -> Attempt | None:
+    """Open (or, on redelivery, find) the row of this attempt, in one round trip.
+
+    None when the run is no longer active for ``phase``: the caller stops.
+    """
+    started = now()
+    params = {"run_id": run_id, "path": path, "step_id": step_id, "kind": kind, "item_index": item_index,
+              "attempt": attempt, "worker": worker, "task_id": task_id, "created_at": created_at or started,
+              "started_at": started}
+    with autocommit(engine).connect() as conn:
+        row = conn.execute(_open_statement(engine.dialect.name, phase), params).first()
+    if row is None:
+        return None
+    return Attempt(row.id, StepStatus(row.status), row.result, row.error, row.deliveries,
+                   row.continuation, row.resume_at)
+
+
+@functools.cache
+def _open_statement(dialect: str, phase: str) -> Any:
+    # Built once: constructing it per step costs more than the round trip it makes.
+    if phase is Phase.MAIN:
+        active = and_(runs.c.status.in_(inline(ACTIVE)), runs.c.error.is_(None))
+    else:
+        active = runs.c.status == RunStatus.RUNNING.value
+    columns = ["run_id", "path", "step_id", "kind", "item_index", "attempt", "worker", "task_id", "created_at",
+               "started_at"]
+    values = select(
+        *(bindparam(name, type_=step_runs.c[name].type) for name in columns),
+        literal(StepStatus.RUNNING.value), literal(1),
+    ).where(exists().where(runs.c.id == bindparam("run_id"), active))
+    insert_ = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(step_runs)
+    # Another delivery of a running or waiting attempt counts, and names who has it now; an
+    # ended attempt handed on again (a replay) stays as it was recorded.
+    live = step_runs.c.status.in_(inline((StepStatus.RUNNING.value, StepStatus.WAITING.value)))
+    return insert_.from_select([*columns, "status", "deliveries"], values).on_conflict_do_update(
+        index_elements=["run_id", "path", "attempt"],
+        set_={"deliveries": case((live, step_runs.c.deliveries + 1), else_=step_runs.c.deliveries),
+              "worker": case((live, insert_.excluded.worker), else_=step_runs.c.worker),
+              "task_id": case((live, insert_.excluded.task_id), else_=step_runs.c.task_id)},
+    ).returning(step_runs.c.id, step_runs.c.status, step_runs.c.result, step_runs.c.error,
+                step_runs.c.deliveries, step_runs.c.continuation, step_runs.c.resume_at)
+
+
+def attempt_id(engine: Engine, run_id: str, path: str, attempt: int) -> int:
+    with engine.connect() as conn:
+        found = conn.execute(select(step_runs.c.id).where(
+            step_runs.c.run_id == run_id, step_runs.c.path == path, step_runs.c.attempt == attempt)).scalar()
+    if found is None:
+        raise NotFound(f"run {run_id} has no attempt {attempt} of {path}")
+    return found
+
+
+def start_subflow(engine: Engine, child: NewRun, continuation: dict) -> Created | None:
+    """Park a flow step (``child.parent_step_run_id``) and record its child run, together;
+    None when the step is no longer running (its run was cancelled meanwhile).
+
+    A redelivery finds the child made before (its first message stays owed until sent).
+    The step is parked first: its row, then the audit chain, as a cancel takes them.
+    """
+    attempt_id = child.parent_step_run_id
+    with engine.begin() as conn:
+        existing = conn.execute(select(runs.c.id, runs.c.status).where(
+            runs.c.parent_step_run_id == attempt_id)).first()
+        if existing:
+            return Created(existing.id, RunStatus(existing.status), owed=None)
+        parked = conn.execute(update(step_runs).where(
+            step_runs.c.id == attempt_id, step_runs.c.status == StepStatus.RUNNING.value).values(
+            status=StepStatus.WAITING.value, continuation=continuation)).rowcount
+        if not parked:
+            return None
+        return insert_run(conn, child)
+
+
+def record_skipped(engine: Engine, *, run_id: str, path: str, step_id: str, kind: str,
+                   item_index: int | None, worker: str) -> bool:
+    """Record a step skipped by its ``if``; False when it has a row already: its condition was
+    decided when that row was made (a replay or a retry does not decide it again)."""
+    at = now()
+    stmt = dialect_insert(engine, step_runs).values(
+        run_id=run_id, path=path, step_id=step_id, kind=kind, item_index=item_index, attempt=1,
+        status=StepStatus.SKIPPED.value, deliveries=1, worker=worker, created_at=at,
+        started_at=at, finished_at=at,
+    ).on_conflict_do_nothing().returning(step_runs.c.id)
+    with engine.begin() as conn:
+        return conn.execute(stmt).first() is not None
+
+
+def record_outcome(engine: Engine, attempt_id: int, status: StepStatus, result: Any = None,
+                   error: str | None = None, logs: str | None = None,
+                   cached: bool = False) -> tuple[StepStatus, Any, str | None]:
+    """Write an attempt's outcome once; returns the outcome on record (ours or an earlier one)."""
+    with autocommit(engine).connect() as conn:
+        written = conn.execute(_RECORD_OUTCOME, {
+            "attempt_id": attempt_id, "status": status.value, "result": result, "error": error,
+            "logs": logs, "cached": cached, "finished_at": now()}).rowcount
+        if written:
+            return status, result, error
+        row = conn.execute(select(step_runs.c.status, step_runs.c.result, step_runs.c.error)
+                           .where(step_runs.c.id == attempt_id)).one()
+    return StepStatus(row.status), row.result, row.error
+
+
+_RECORD_OUTCOME = (
+    update(step_runs)
+    .where(step_runs.c.id == bindparam("attempt_id"),
+           step_runs.c.status.in_(inline((StepStatus.RUNNING.value, StepStatus.WAITING.value))))
+    .values(status=bindparam("status"), result=bindparam("result"), error=bindparam("error"),
+            logs=bindparam("logs"), cached=bindparam("cached"), finished_at=bindparam("finished_at"),
+            continuation=None)
+)
+
+
+def suspend_attempt(engine: Engine, attempt_id: int, run_id: str, continuation: dict, *,
+                    resume_at: dt.datetime | None, suspend_run: bool, worker: str) -> None:
+    """Park a step: it waits (approval, sleep, subflow) and keeps how to go on."""
+    with engine.begin() as conn:
+        # The run's row first: every transaction locks a run before the audit chain, which
+        # the step's update takes through its trigger (the other order could deadlock).
+        changed = suspend_run and conn.execute(update(runs).where(
+            runs.c.id == run_id, runs.c.status == RunStatus.RUNNING.value)
+            .values(status=RunStatus.SUSPENDED.value)).rowcount
+        # only a running step parks (or a waiting one, a sleep's next slice): a cancel may have ended it
+        conn.execute(update(step_runs).where(
+            step_runs.c.id == attempt_id,
+            step_runs.c.status.in_((StepStatus.RUNNING.value, StepStatus.WAITING.value))).values(
+            status=StepStatus.WAITING.value, continuation=continuation, resume_at=resume_at))
+        if changed:
+            audit(conn, worker, "run.suspended", f"run:{run_id}")
+
+
+def resume_attempt(engine: Engine, attempt_id: int, status: StepStatus, result: Any = None,
+                   error: str | None = None, actor: str = "system") -> Owed | None:
+    """Decide a waiting step once; returns its continuation, owed from this commit on, or
+    None if it was decided already (or has nothing to continue)."""
+    at = now()
+    with engine.begin() as conn:
+        # the run's row before the audit chain (see suspend_attempt)
+        conn.execute(select(runs.c.id).where(runs.c.id == select(step_runs.c.run_id).where(
+            step_runs.c.id == attempt_id).scalar_subquery()).with_for_update(key_share=True))
+        acting(conn, actor)
+        row = conn.execute(
+            update(step_runs)
+            .where(step_runs.c.id == attempt_id, step_runs.c.status == StepStatus.WAITING.value)
+            .values(status=status.value, result=result, error=error, finished_at=at)
+            .returning(step_runs.c.run_id, step_runs.c.path, step_runs.c.continuation, step_runs.c.kind)
+        ).first()
+        if row is None:
+            return None
+        if row.kind == "approval":
+            waiting = select(step_runs.c.id).where(
+                step_runs.c.run_id == row.run_id, step_runs.c.status == StepStatus.WAITING.value,
+                step_runs.c.kind == "approval")
+            resumed = conn.execute(update(runs).where(
+                runs.c.id == row.run_id, runs.c.status == RunStatus.SUSPENDED.value, ~exists(waiting))
+                .values(status=RunStatus.RUNNING.value)).rowcount
+            audit(conn, actor, "step.approved" if status is StepStatus.SUCCEEDED else "step.rejected",
+                  f"run:{row.run_id}", path=row.path, reason=error)
+            if resumed:
+                audit(conn, actor, "run.resumed", f"run:{row.run_id}")
+        if not row.continuation:
+            return None
+        return owe(conn, OwedKind.CONTINUATION, row.run_id, attempt_id=attempt_id, message=row.continuation)
+
+
+def waiting_attempt(engine: Engine, run_id: str, step: str) -> int:
+    """The waiting attempt of step ``step`` (its id or path) in a run."""
+    with engine.connect() as conn:
+        row = conn.execute(select(step_runs.c.id, step_runs.c.kind).where(
+            step_runs.c.run_id == run_id, step_runs.c.status == StepStatus.WAITING.value,
+            (step_runs.c.path == step) | (step_runs.c.step_id == step),
+        ).order_by(step_runs.c.id)).first()
+    if row is None:
+        raise NotFound(f"run '{run_id}' has no step '{step}' waiting")
+    if row.kind != "approval":
+        raise Conflict(f"step '{step}' waits for a {row.kind}, not for an approval")
+    return row.id
+
+
+def expired_approvals(engine: Engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(step_runs.c.id).where(
+            step_runs.c.status == StepStatus.WAITING.value, step_runs.c.kind == "approval",
+            step_runs.c.resume_at <= now()).limit(100)).scalars())
+

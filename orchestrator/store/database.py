@@ -1,0 +1,94 @@
+"""Database connections and migrations, and the one place that says which URL each uses.
+
+The runtime connects with ``MILLRACE_DATABASE_URL`` (``Settings.database_url``). Migrations
+connect as the schema's owner, ``MILLRACE_DATABASE_OWNER_URL``, when that is set (a runtime
+role then need not be allowed to alter the schema), else with the runtime URL. Both
+``millrace db upgrade`` and alembic's own command line (``alembic.ini`` at the repository
+root; ``migrations/env.py``) ask ``migration_url`` here.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, create_engine, event
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and a busy timeout so workers can share it."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    # No pre-ping round trip per checkout: the tasks requeue their message when the
+    # database drops a connection (tasks/app.py), which also covers a restart.
+    return create_engine(url, pool_size=5, max_overflow=5)
+
+
+def owner_url() -> str:
+    """``MILLRACE_DATABASE_OWNER_URL``: who migrations connect as; empty when unset."""
+    # Read here until Settings has a field for it (config/settings.py: database_owner_url).
+    return os.environ.get("MILLRACE_DATABASE_OWNER_URL", "")
+
+
+def migration_url(settings: Settings | None = None, *, explicit: bool = False) -> str:
+    """The URL migrations connect with: the owner's if set, else the runtime database's.
+
+    ``explicit``: only a URL set in the environment will do, not local mode's SQLite file
+    (alembic's command line must not quietly migrate a file nobody named); raises
+    LookupError when neither variable is set.
+    """
+    if url := owner_url():
+        return url
+    if explicit and not os.environ.get("MILLRACE_DATABASE_URL"):
+        raise LookupError("set MILLRACE_DATABASE_URL (or MILLRACE_DATABASE_OWNER_URL, to migrate as the "
+                          "schema's owner) to the database to migrate, e.g. "
+                          "postgresql+psycopg://user@host:5432/millrace")
+    if settings is None:
+        from config.settings import load_settings
+
+        settings = load_settings()
+    return settings.database_url
+
+
+def _alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(engine), "head")
+
+
+def is_current(engine: Engine) -> bool:
+    """Whether the schema is at the newest migration."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory.from_config(_alembic_config(engine)).get_heads())
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads()) == heads

@@ -1,0 +1,46 @@
+"""Every table of the system of record by the name its statements use, declared once."""
+from __future__ import annotations
+
+from orchestrator.store.models import (
+    ApiToken,
+    AuditEvent,
+    BenchMark,
+    BenchRun,
+    Chord,
+    ChordPart,
+    DependencyLock,
+    FlowRecord,
+    FlowTriggerRecord,
+    FlowVersion,
+    OwedSend,
+    Run,
+    Schedule,
+    ScheduleFire,
+    ScriptRecord,
+    ScriptVersion,
+    StepCacheEntry,
+    StepRun,
+    Variable,
+    Webhook,
+)
+
+runs = Run.__table__
+step_runs = StepRun.__table__
+audit_events = AuditEvent.__table__
+flows = FlowRecord.__table__
+flow_versions = FlowVersion.__table__
+scripts = ScriptRecord.__table__
+script_versions = ScriptVersion.__table__
+step_cache = StepCacheEntry.__table__
+schedules = Schedule.__table__
+schedule_fires = ScheduleFire.__table__
+flow_triggers = FlowTriggerRecord.__table__
+dependency_locks = DependencyLock.__table__
+api_tokens = ApiToken.__table__
+webhooks = Webhook.__table__
+variables = Variable.__table__
+chords = Chord.__table__
+chord_parts = ChordPart.__table__
+bench_marks = BenchMark.__table__
+bench_runs = BenchRun.__table__
+outbox = OwedSend.__table__

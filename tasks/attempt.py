@@ -1,0 +1,214 @@
+"""One delivery of one step, from its prologue to what follows its outcome.
+
+Every step-like task starts the same way (:func:`begin`): enter its for_each item, check
+its ``if``, open its attempt row (which also checks the run is still active). A redelivered
+message whose attempt has an outcome replays it (:func:`replay`). A task that must not go
+on raises ``Ignore``: its chain stops and, inside a chord, it never counts. What follows a
+failure is decided by the pure failure policy (``execution/lifecycle.after_failure``) and
+acted on here (:func:`act_on`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Ignore
+
+from orchestrator.errors import ExpressionError
+from orchestrator.execution.compiler import RunRef, compile_on_failure
+from orchestrator.execution.context import Context, enter_item, expression_names, indices, set_outcome
+from orchestrator.execution.lifecycle import CarryOn, Decision, FailRun, Phase, RetryStep, StepStatus, after_failure
+from orchestrator.execution.plan import Node, Plan, truthy
+from orchestrator.services.decisions import settle_parent
+from orchestrator.services.follow_up import follow_up
+from orchestrator.store import attempts, runs
+from orchestrator.store.attempts import Attempt
+from orchestrator.store.runs import Ending
+from orchestrator.store.variables import resolve as resolve_variables
+from tasks.app import app, settings
+from tasks.runtime import Runtime, runtime
+
+
+@dataclass
+class StepDelivery:
+    """One delivery of one step: where it is and what it may read."""
+
+    task: Task
+    rt: Runtime
+    plan: Plan
+    node: Node
+    ref: RunRef
+    ctx: Context
+    path: str
+    item_index: int | None
+    number: int  # which attempt of the step this delivery is
+    first: bool  # the first step of its task: it waited in the queue since the message was sent
+    attempt: Attempt | None = None
+    secrets: dict[str, Any] = field(default_factory=dict)  # the values to mask in what it records
+    _names: dict[str, Any] | None = None
+
+    @property
+    def names(self) -> dict[str, Any]:
+        """What its expressions see; the variables and secrets they read are fetched once."""
+        if self._names is None:
+            found_vars: dict[str, Any] = {}
+            if self.node.variables or self.node.secrets:
+                found_vars, self.secrets = resolve_variables(
+                    self.rt.engine, settings.secret_keys, self.node.variables, self.node.secrets)
+            self._names = expression_names(self.ctx, found_vars, self.secrets)
+        return self._names
+
+
+def run_ref(kw: dict[str, Any]) -> RunRef:
+    """The run a task's keyword arguments name (``phase`` absent in older messages: main)."""
+    return RunRef(kw["run"], kw["flow"], kw["version"], Phase(kw.get("phase", Phase.MAIN)))
+
+
+Body = Callable[[StepDelivery], Context]
+
+
+def run_attempt(task: Task, ctx: Context, kw: dict[str, Any], body: Body, *, number: int | None = None,
+                first: bool = True, retry_replayed: bool = True) -> Context:
+    """The prologue every step shares, then ``body`` for an attempt that has no outcome yet.
+
+    A skipped step hands its context on; a recorded outcome is replayed (a failure acted on
+    again, retrying it only when ``retry_replayed``)."""
+    begun = begin(task, ctx, kw, number, first)
+    if not isinstance(begun, StepDelivery):
+        return begun
+    if begun.attempt.status.finished:
+        return replay(begun, retryable=retry_replayed)
+    return body(begun)
+
+
+def step_task(name: str, *, retry_replayed: bool = True) -> Callable[[Body], Task]:
+    """A Celery task whose body runs one step attempt after the shared prologue."""
+    def register(body: Body) -> Task:
+        def task(self: Task, ctx: Context, **kw: Any) -> Context:
+            return run_attempt(self, ctx, kw, body, retry_replayed=retry_replayed)
+        task.__name__ = task.__qualname__ = body.__name__
+        task.__doc__ = body.__doc__
+        return app.task(name=name, bind=True)(task)
+    return register
+
+
+def begin(task: Task, ctx: Context, kw: dict[str, Any], number: int | None = None,
+          first: bool = True) -> StepDelivery | Context:
+    """Open this step's attempt; returns the context to hand on when the step is skipped.
+
+    ``number`` is the attempt's number, by default the task's (its retries + 1); ``first``
+    says whether it is the first step of its task (later ones of a batch never queued).
+    """
+    rt = runtime(settings)
+    ref = run_ref(kw)
+    plan = rt.plan(ref.flow_id, ref.version)
+    node = plan.node(kw["node"])
+    enter = kw.get("enter")
+    if enter is not None:
+        enter_item(ctx, enter["index"], enter["item"])
+    idx = indices(ctx)
+    step = StepDelivery(task, rt, plan, node, ref, ctx, node.concrete_path(idx), idx[-1] if idx else None,
+                        task.request.retries + 1 if number is None else number, first)
+    try:
+        holds = node.condition is None or truthy(node.condition, step.names)
+    except ExpressionError as exc:
+        _open(step)
+        if step.attempt.status.finished:
+            return step  # decided before (what it reads may have changed since): the caller replays it
+        return fail(step, f"if: {exc}", retryable=False)
+    # A step that has a row already was decided when it was made: its recorded outcome is
+    # replayed (or its attempt run again) even if the condition reads differently now.
+    if not holds and attempts.record_skipped(rt.engine, run_id=ref.run_id, path=step.path, step_id=node.id,
+                                             kind=node.kind, item_index=step.item_index, worker=rt.worker):
+        return set_outcome(ctx, node.id, StepStatus.SKIPPED.value, None)
+    _open(step)
+    return step
+
+
+def _open(step: StepDelivery) -> None:
+    request = step.task.request
+    sent = request.get("millrace_sent_at") if step.first else None
+    attempt = attempts.open_attempt(
+        step.rt.engine, run_id=step.ref.run_id, phase=step.ref.phase, path=step.path,
+        step_id=step.node.id, kind=step.node.kind, item_index=step.item_index,
+        attempt=step.number, worker=step.rt.worker, task_id=request.id,
+        created_at=dt.datetime.fromtimestamp(sent, dt.UTC) if sent else None,
+    )
+    if attempt is None:
+        raise Ignore()  # the run has ended or failed: nothing more of it runs
+    step.attempt = attempt
+
+
+def succeed(step: StepDelivery, result: Any, logs: str | None = None, cached: bool = False) -> Context:
+    status, result, error = attempts.record_outcome(
+        step.rt.engine, step.attempt.id, StepStatus.SUCCEEDED, result, logs=logs, cached=cached)
+    if status is StepStatus.FAILED:
+        raise Ignore()  # an earlier delivery recorded a failure and acted on it
+    return set_outcome(step.ctx, step.node.id, status.value, result)
+
+
+def fail(step: StepDelivery, error: str, *, logs: str | None = None, retryable: bool = True) -> Context:
+    """Record a failed attempt, then do what the failure policy decides."""
+    status, result, error = attempts.record_outcome(
+        step.rt.engine, step.attempt.id, StepStatus.FAILED, error=error, logs=logs)
+    if status is not StepStatus.FAILED:  # an earlier delivery recorded another outcome
+        return set_outcome(step.ctx, step.node.id, status.value, result)
+    return act_on(step, decide(step, error, retryable))
+
+
+def decide(step: StepDelivery, error: str, retryable: bool) -> Decision:
+    spec = step.node.step
+    return after_failure(path=step.path, error=error, attempt=step.number, retry=getattr(spec, "retry", None),
+                         continue_on_error=spec.continue_on_error, retryable=retryable, phase=step.ref.phase,
+                         has_on_failure=bool(step.plan.on_failure))
+
+
+def act_on(step: StepDelivery, decision: Decision) -> Context:
+    if isinstance(decision, RetryStep):
+        # A step with retry is the first step of its task (the compiler sees to it): the
+        # task's retry runs it again, and nothing before it.
+        raise step.task.retry(countdown=decision.countdown, max_retries=decision.max_retries)
+    if isinstance(decision, CarryOn):
+        return set_outcome(step.ctx, step.node.id, StepStatus.FAILED.value, None, decision.error)
+    assert isinstance(decision, FailRun)
+    fail_run(step.rt, step.plan, step.ref, step.ctx, decision)
+    raise Ignore()
+
+
+def replay(step: StepDelivery, *, retryable: bool = True) -> Context:
+    """A redelivered message whose attempt already has an outcome: hand that outcome on.
+
+    A failure is acted on again (retry, carry on, or fail the run): the delivery that
+    recorded it may have died before acting. Failing a run is done once whatever the count.
+    """
+    attempt = step.attempt
+    if attempt.status is StepStatus.FAILED:
+        return act_on(step, decide(step, attempt.error or "failed", retryable))
+    return set_outcome(step.ctx, step.node.id, attempt.status.value, attempt.result, attempt.error)
+
+
+def fail_run(rt: Runtime, plan: Plan, ref: RunRef, ctx: Context, decision: FailRun) -> None:
+    """Record the run's failure; its on_failure steps (owed with it) are sent now."""
+    if ref.phase is Phase.ON_FAILURE:  # a failing on_failure step: the run ends failed
+        ending = runs.finish_run(rt.engine, ref.run_id, Phase.ON_FAILURE, None, rt.worker)
+    else:
+        handlers = None
+        if decision.on_failure:
+            handler_ctx = {**ctx, "error": decision.error, "loops": [], "last": None}
+            handlers = dict(compile_on_failure(plan, ref, handler_ctx))
+        ending = runs.fail_run(rt.engine, ref.run_id, decision.error, handlers, rt.worker)
+        if ending is not None and handlers is not None:
+            rt.publisher.deliver(ending.owed)
+            return
+    if ending is not None:
+        ended(rt, ending)
+
+
+def ended(rt: Runtime, ending: Ending) -> None:
+    """A run ended: its parent's step, its flow triggers and its concurrency slot follow."""
+    settle_parent(rt.publisher, ending, rt.worker)
+    if ending.status.finished:
+        follow_up(rt.publisher, ending.owed)

@@ -1,0 +1,114 @@
+"""Code steps: python, bash, javascript, sql and saved scripts, run in batches.
+
+Consecutive code steps of one queue share one ``millrace.step`` task (a batch, with the
+run's start or finish beside them); each still runs in its own process and has its own
+attempt row.
+"""
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any
+
+from celery import Task
+
+from orchestrator.definitions.script_inputs import split_ref
+from orchestrator.errors import DependencyError, ExpressionError
+from orchestrator.execution.compiler import compile_units
+from orchestrator.execution.context import Context
+from orchestrator.executors.base import StepCall
+from orchestrator.store.cache import cache_key, cached_result, store_cached_result
+from orchestrator.store.variables import mask
+from tasks.app import app, settings
+from tasks.attempt import StepDelivery, fail, run_attempt, run_ref, succeed
+from tasks.boundaries import finish_run, start_run
+from tasks.runtime import runtime
+
+
+@app.task(name="millrace.step", bind=True)
+def step(self: Task, ctx: Context, **kw: Any) -> Context | None:
+    """A batch: consecutive code steps of one queue (and the run's start or finish next to
+    them), in order, each in its own process and with its own attempt row.
+
+    A redelivered batch replays the steps that have an outcome and runs the rest. One that
+    has run longer than ``MILLRACE_STEP_BATCH_S`` hands its remaining steps on as a new
+    task, so no task nears the hard time limit and Flower shows where a long run is.
+    """
+    # A message sent before batches (a continuation kept by a waiting step, a retry) names one step.
+    units = kw.get("units") or [{k: kw[k] for k in ("node", "enter") if k in kw}]
+    ref = {k: v for k, v in kw.items() if k not in ("units", "node", "enter")}
+    began = time.monotonic()
+    # The first code step is the one the message was queued for, and the only one whose
+    # attempt number is the task's (a retrying step is always first: the compiler sees to it).
+    first_step = True
+    for i, unit in enumerate(units):
+        # Handed on only after a code step ran: the first one keeps the task's retry count.
+        if not first_step and time.monotonic() - began > settings.batch_seconds:
+            rest = compile_units(runtime(settings).plan(kw["flow"], kw["version"]), run_ref(kw), units[i:])
+            raise self.replace(rest.clone(args=(ctx,)))
+        if "start" in unit:
+            ctx = start_run(ctx, ref)
+        elif "finish" in unit:
+            return finish_run(ctx, ref)
+        else:
+            number = self.request.retries + 1 if first_step else 1
+            body = partial(_code_step, elapsed=time.monotonic() - began)
+            ctx = run_attempt(self, ctx, {**ref, **unit}, body, number=number, first=first_step)
+            first_step = False
+    return ctx
+
+
+def _code_step(s: StepDelivery, *, elapsed: float) -> Context:
+    """One code step of a batch, ``elapsed`` seconds into its task."""
+    node = s.node
+    try:
+        args = node.arguments.render(s.names)
+    except ExpressionError as exc:
+        return fail(s, f"with: {exc}", retryable=False)
+    kind, code = node.kind, getattr(node.step, node.kind)
+    if kind == "script":
+        pinned = s.ctx["run"].get("scripts", {}).get(code)
+        if pinned is None:
+            return fail(s, f"script '{code}' was not pinned when the run started", retryable=False)
+        kind, code = s.rt.script(split_ref(code)[0], pinned)
+    cache = node.step.cache
+    if cache is not None:
+        key = cache_key(s.ref.flow_id, node.path, code, args)
+        hit, result = cached_result(s.rt.engine, key)
+        if hit:
+            return succeed(s, result, cached=True)
+    try:
+        executor = s.rt.executor(kind, code)
+        node_modules = s.rt.node_modules_for(code) if kind == "javascript" else None
+    except DependencyError as exc:
+        return fail(s, f"dependencies: {exc}", retryable=False)
+    env = {
+        "MILLRACE_RUN_ID": s.ref.run_id,
+        "MILLRACE_FLOW_ID": s.ref.flow_id,
+        "MILLRACE_STEP_PATH": s.path,
+        "MILLRACE_ATTEMPT": str(s.number),
+    }
+    if s.ctx.get("error"):
+        env["MILLRACE_ERROR"] = s.ctx["error"]
+    # Never past the task's hard limit (what the batch has used of it counted): a task
+    # killed there ends failed and its message is gone.
+    ceiling = settings.task_time_limit - 60 - elapsed
+    timeout = min(node.step.timeout or ceiling, ceiling)
+    database_url = None
+    if kind == "sql":
+        database = getattr(node.step, "database", None)
+        database_url = s.secrets.get(database) if database else (
+            settings.database_url if settings.sql_own_database else None)
+        if not isinstance(database_url, str):
+            why = (f"secret '{database}' holds no connection URL" if database else
+                   "an sql step names its `database:` (a secret holding a PostgreSQL URL); Millrace's own "
+                   "database is allowed only with MILLRACE_SQL_OWN_DATABASE=1")
+            return fail(s, why, retryable=False)
+    execution = executor.run(StepCall(code, args, timeout, env, database_url, node_modules))
+    logs = mask(execution.logs, s.secrets)
+    if not execution.ok:
+        return fail(s, mask(execution.error or "failed", s.secrets), logs=logs)
+    result = mask(execution.result, s.secrets)
+    if cache is not None:
+        store_cached_result(s.rt.engine, key, result, cache.ttl)
+    return succeed(s, result, logs=logs)

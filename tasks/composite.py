@@ -1,0 +1,90 @@
+"""Composite steps: parallel and for_each (a chord over branches or item lanes, joined),
+switch (the chosen case's chain, closed). Each replaces its task at run time, when what it
+expands to is known."""
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Ignore
+
+from orchestrator.errors import ExpressionError
+from orchestrator.execution.compiler import RunRef, compile_case, compile_for_each, compile_parallel
+from orchestrator.execution.context import Context, close_loop, drop_steps, indices, set_outcome
+from orchestrator.execution.lifecycle import StepStatus
+from orchestrator.execution.plan import Node, truthy
+from orchestrator.store import attempts
+from tasks.app import app, settings
+from tasks.attempt import StepDelivery, fail, run_ref, step_task, succeed
+from tasks.runtime import Runtime, runtime
+
+
+# A recorded outcome (by its join or close, or by this task: no items, bad items, no case
+# held) is replayed by the prologue: handed on again, at worst, and the rest replays.
+@step_task("millrace.expand")
+def expand(s: StepDelivery) -> Context:
+    """parallel and for_each: replace this task with a chord over branches or item lanes."""
+    if s.node.kind == "parallel":
+        raise s.task.replace(compile_parallel(s.plan, s.node, s.ref, s.ctx))
+    try:
+        items = s.node.items.render(s.names)
+    except ExpressionError as exc:
+        return fail(s, f"for_each: {exc}", retryable=False)
+    if not isinstance(items, list):
+        return fail(s, f"for_each: expected a list, got {type(items).__name__}", retryable=False)
+    if not items:
+        return drop_steps(succeed(s, []), s.node.inner_ids)
+    parallel = s.node.step.parallel
+    width = len(items) if parallel is True else 1 if parallel is False else parallel
+    raise s.task.replace(compile_for_each(s.plan, s.node, s.ref, s.ctx, items, width))
+
+
+@app.task(name="millrace.join", bind=True)
+def join(self: Task, parts: list[Context], **kw: Any) -> Context:
+    """All branches or lanes are done: record the composite step's result and go on."""
+    rt = runtime(settings)
+    ref = run_ref(kw)
+    node = rt.plan(ref.flow_id, ref.version).node(kw["node"])
+    if node.kind == "for_each":
+        ctx, result = close_loop(parts, kw["count"])
+    else:
+        ctx = parts[0]
+        result = {label: part["last"] for label, part in zip(node.labels, parts, strict=True)}
+    return _close(rt, node, ref, drop_steps(ctx, node.inner_ids), result)
+
+
+@step_task("millrace.switch")
+def switch(s: StepDelivery) -> Context:
+    """Replace this task with the first case whose `if` holds (or else); none: result null."""
+    names = s.names
+    chosen = None
+    for i, condition in enumerate(s.node.case_conditions):
+        try:
+            if truthy(condition, names):
+                chosen = i
+                break
+        except ExpressionError as exc:
+            return fail(s, f"switch[{i}].if: {exc}", retryable=False)
+    if chosen is None and len(s.node.sequences) > len(s.node.case_conditions):
+        chosen = len(s.node.case_conditions)  # else
+    if chosen is None:
+        return succeed(s, None)
+    raise s.task.replace(compile_case(s.plan, s.node, s.ref, s.ctx, chosen))
+
+
+@app.task(name="millrace.close", bind=True)
+def close(self: Task, ctx: Context, **kw: Any) -> Context:
+    """The chosen case of a switch is done: its last result is the switch's result."""
+    rt = runtime(settings)
+    ref = run_ref(kw)
+    node = rt.plan(ref.flow_id, ref.version).node(kw["node"])
+    return _close(rt, node, ref, drop_steps(ctx, node.inner_ids), ctx.get("last"))
+
+
+def _close(rt: Runtime, node: Node, ref: RunRef, ctx: Context, result: Any) -> Context:
+    path = node.concrete_path(indices(ctx))
+    attempt_id = attempts.attempt_id(rt.engine, ref.run_id, path, 1)
+    status, result, error = attempts.record_outcome(rt.engine, attempt_id, StepStatus.SUCCEEDED, result)
+    if status is StepStatus.FAILED:
+        raise Ignore()
+    return set_outcome(ctx, node.id, status.value, result)
