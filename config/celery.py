@@ -32,7 +32,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_serializer": "json",
+        # The default exchange and routing key are the queue's name: prefixed with it.
         "task_default_queue": settings.default_queue,
+        # Broadcast commands (revoke, inspect) and task events go through exchanges that every
+        # worker and monitor (Flower too: it reads these from the app) of a broker shares.
+        "control_exchange": f"{settings.queue_prefix}celery",
+        "event_exchange": f"{settings.queue_prefix}celeryev",
+        "event_queue_prefix": f"{settings.queue_prefix}celeryev",
         "task_ignore_result": True,
         # A message is acknowledged only after its task has committed its state; a worker
         # that dies mid-task gets its message redelivered to another.

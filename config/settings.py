@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,15 @@ def _env_float(environ: dict[str, str], name: str, default: float) -> float:
     return value
 
 
+def _env_prefix(environ: dict[str, str], name: str) -> str:
+    raw = environ.get(name, "")
+    # It begins exchange and queue names: RabbitMQ refuses to declare names in `amq.`.
+    if not re.fullmatch(r"[A-Za-z0-9._-]*", raw) or raw.startswith("amq."):
+        raise SystemExit(f"{name} may hold letters, digits, '.', '_' and '-' and not begin with 'amq.', "
+                         f"got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything Millrace reads from its environment.
@@ -45,7 +55,11 @@ class Settings:
     api_port: int = 8080
     # Where the browser loads Swagger UI from for /api/v1/docs (a mirror for air-gapped sites).
     docs_assets: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14"
-    default_queue: str = "millrace"
+    # Begins every name shared broker-wide (the default queue, Celery's control and event
+    # exchanges): installations with different prefixes share a broker without hearing each
+    # other's commands and events. Empty: Celery's own names, as before it existed.
+    queue_prefix: str = ""
+    default_queue: str = "millrace"  # the whole name, prefix included
     log_limit: int = 65536
     result_limit: int = 1 << 20
     # RabbitMQ closes a consumer holding an unacked message for 30 min by default:
@@ -84,6 +98,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         broker_url = "filesystem://localhost/"
     if not database_url:
         database_url = f"sqlite:///{home / 'millrace.db'}"
+    prefix = _env_prefix(env, "MILLRACE_QUEUE_PREFIX")
     return Settings(
         home=home,
         broker_url=broker_url,
@@ -92,7 +107,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         secret_keys=tuple(k.strip() for k in env.get("MILLRACE_SECRET_KEY", "").split(",") if k.strip()),
         api_port=_env_int(env, "MILLRACE_API_PORT", 8080),
         docs_assets=env.get("MILLRACE_DOCS_ASSETS", Settings.docs_assets).rstrip("/"),
-        default_queue=env.get("MILLRACE_DEFAULT_QUEUE", "millrace"),
+        queue_prefix=prefix,
+        default_queue=prefix + env.get("MILLRACE_DEFAULT_QUEUE", "millrace"),
         log_limit=_env_int(env, "MILLRACE_LOG_LIMIT", 65536),
         result_limit=_env_int(env, "MILLRACE_RESULT_LIMIT", 1 << 20),
         task_time_limit=_env_int(env, "MILLRACE_TASK_TIME_LIMIT", 25 * 60),

@@ -22,3 +22,37 @@ def test_a_batch_time_is_seconds_capped_below_the_time_limit_margin() -> None:
 def test_a_bad_value_names_the_setting(name: str, value: str, says: str) -> None:
     with pytest.raises(SystemExit, match=says.replace(".", r"\.")):
         load_settings({name: value})
+
+
+def test_a_queue_prefix_begins_every_name_a_broker_shares() -> None:
+    from celery import Celery
+
+    from config.celery import celery_config
+
+    settings = load_settings({"MILLRACE_QUEUE_PREFIX": "ci7.", "MILLRACE_DEFAULT_QUEUE": "work",
+                              "MILLRACE_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"})
+    assert (settings.queue_prefix, settings.default_queue) == ("ci7.", "ci7.work")
+    # what Celery makes of it, not only what we hand it: no connection is opened for this
+    app = Celery("prefixed", set_as_current=False)
+    app.config_from_object(celery_config(settings))
+    queue = app.amqp.default_queue
+    assert (queue.name, queue.exchange.name, queue.routing_key) == ("ci7.work",) * 3
+    assert app.control.mailbox.exchange.name == "ci7.celery.pidbox"
+    assert app.control.mailbox.reply_exchange.name == "reply.ci7.celery.pidbox"
+    assert (app.conf.event_exchange, app.conf.event_queue_prefix) == ("ci7.celeryev", "ci7.celeryev")
+
+
+def test_without_a_queue_prefix_the_names_are_celerys_own() -> None:
+    from config.celery import celery_config
+
+    # a broker URL: the file-system broker of local mode would make its folder
+    settings = load_settings({"MILLRACE_DEFAULT_QUEUE": "work", "MILLRACE_BROKER_URL": "amqp://127.0.0.1//"})
+    config = celery_config(settings)
+    assert (settings.queue_prefix, config["task_default_queue"]) == ("", "work")
+    assert (config["control_exchange"], config["event_exchange"]) == ("celery", "celeryev")
+
+
+@pytest.mark.parametrize("prefix", ["two words", "ci/7", "amq.mine"])
+def test_a_queue_prefix_rabbitmq_would_refuse_is_refused(prefix: str) -> None:
+    with pytest.raises(SystemExit, match="MILLRACE_QUEUE_PREFIX may hold letters"):
+        load_settings({"MILLRACE_QUEUE_PREFIX": prefix})
