@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 import uuid
 
@@ -132,7 +133,9 @@ def test_what_was_owed_before_the_upgrade_is_all_done_after_it(old_database):
     assert owed == {"run": unpublished, "on_failure": failing, "continuation": approved, "follow_up": ended}
 
     queue = f"upgrade_{uuid.uuid4().hex[:8]}"
-    worker = Worker([queue], env={"MILLRACE_DATABASE_URL": url, "MILLRACE_DEFAULT_QUEUE": queue,
+    # the worker's default queue is named with the session's MILLRACE_QUEUE_PREFIX in front
+    prefixed = os.environ.get("MILLRACE_QUEUE_PREFIX", "") + queue
+    worker = Worker([prefixed], env={"MILLRACE_DATABASE_URL": url, "MILLRACE_DEFAULT_QUEUE": queue,
                                   "MILLRACE_HOME": str(ROOT / ".millrace" / "test-upgrade")})
     try:
         deadline = time.monotonic() + 90
