@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 from kombu import Connection
-from sqlalchemy import text
 
 from api import context
 from api.auth import protected_blueprint, requires
 from api.errors import problem
 from orchestrator.observe.metrics import exposition
 from orchestrator.store.access import Permission
+from orchestrator.store.database import ping
 
 blueprint = Blueprint("health", __name__)
 metrics_blueprint = protected_blueprint("ops", "")  # /metrics: scrape with a viewer's token
@@ -36,8 +36,7 @@ def readyz() -> Response:
     """The database and the broker answer."""
     checks: dict[str, str] = {}
     try:
-        with context.engine().connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(context.engine())
         checks["database"] = "ok"
     except Exception as exc:  # any failure means not ready; say which
         checks["database"] = f"unreachable: {type(exc).__name__}"

@@ -12,6 +12,7 @@ from api.schemas import Backfill, NewSchedule, ScheduleChanges, accepts, query_n
 from orchestrator.definitions.cron import Cron
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.services import scheduling as schedules
+from orchestrator.store import schedules as schedule_rows
 from orchestrator.store.access import Permission
 
 blueprint = Blueprint("schedules", __name__, url_prefix="/schedules")
@@ -59,7 +60,7 @@ def create_schedule(body: NewSchedule) -> Response:
 def list_schedules() -> Response:
     """Schedules by id, filtered by ``flow``, paged with ``cursor``."""
     limit = versioned.page_limit()
-    rows = schedules.list_schedules(context.engine(), flow_id=request.args.get("flow"),
+    rows = schedule_rows.list_schedules(context.engine(), flow_id=request.args.get("flow"),
                                     after=request.args.get("cursor", ""), limit=limit)
     return jsonify({"items": [_schedule_json(r) for r in rows],
                     "next_cursor": rows[-1]["id"] if len(rows) == limit else None})
@@ -106,7 +107,7 @@ def schedule_fires(schedule_id: str) -> Response:
         raise ValidationError([Problem("before", f"'{before[:50]}' is not an ISO 8601 time")]) from None
     if boundary is not None and boundary.tzinfo is None:
         boundary = boundary.replace(tzinfo=dt.UTC)
-    rows = schedules.fires_of(context.engine(), schedule_id, before=boundary, limit=limit)
+    rows = schedule_rows.fires_of(context.engine(), schedule_id, before=boundary, limit=limit)
     items = [{"fire_at": _iso(r["fire_at"]), "status": r["status"], "run_id": r["run_id"], "reason": r["reason"],
               "recorded_at": _iso(r["recorded_at"]), "recorded_by": r["recorded_by"]} for r in rows]
     return jsonify({"items": items, "next_cursor": items[-1]["fire_at"] if len(rows) == limit else None})

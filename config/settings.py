@@ -52,6 +52,10 @@ class Settings:
     database_url: str
     local: bool
     secret_keys: tuple[str, ...]  # Fernet keys; the first encrypts, all decrypt (rotation)
+    # Who migrations connect as (the schema's owner); empty: the runtime database_url.
+    database_owner_url: str = ""
+    # Whether MILLRACE_DATABASE_URL was set (else database_url is local mode's SQLite file).
+    database_named: bool = False
     api_port: int = 8080
     # Where the browser loads Swagger UI from for /api/v1/docs (a mirror for air-gapped sites).
     docs_assets: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14"
@@ -104,6 +108,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         broker_url=broker_url,
         database_url=database_url,
         local=local,
+        database_owner_url=env.get("MILLRACE_DATABASE_OWNER_URL", ""),
+        database_named=bool(env.get("MILLRACE_DATABASE_URL")),
         secret_keys=tuple(k.strip() for k in env.get("MILLRACE_SECRET_KEY", "").split(",") if k.strip()),
         api_port=_env_int(env, "MILLRACE_API_PORT", 8080),
         docs_assets=env.get("MILLRACE_DOCS_ASSETS", Settings.docs_assets).rstrip("/"),

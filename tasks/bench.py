@@ -1,8 +1,7 @@
 """Plain Celery tasks for the raw baseline of ``millrace bench``: the same work, no orchestration."""
 from __future__ import annotations
 
-from orchestrator.store.models import BenchMark
-from orchestrator.store.sql import dialect_insert, now
+from orchestrator.store import benchmarks
 from tasks.app import app, settings
 from tasks.runtime import runtime
 
@@ -26,7 +25,4 @@ def total(results: list[int], key: str) -> None:
 
 @app.task(name="millrace.bench.done")
 def done(result: int, key: str) -> None:
-    engine = runtime(settings).engine
-    with engine.begin() as conn:
-        conn.execute(dialect_insert(engine, BenchMark.__table__).values(key=key, finished_at=now())
-                     .on_conflict_do_nothing())
+    benchmarks.mark_done(runtime(settings).engine, key)

@@ -16,15 +16,15 @@ import os
 import socket
 from typing import Any
 
-import psycopg
 from celery import beat
 
-from orchestrator.services.scheduling import Started, fire_due, next_due
+from orchestrator.services.scheduling import Started, fire_due
+from orchestrator.store import leases
+from orchestrator.store.schedules import next_due
 from tasks.app import app, settings
 from tasks.runtime import runtime
 
 log = logging.getLogger("millrace.scheduler")
-LEADER_LOCK = 0x6D696C73  # "mils"
 MAX_SLEEP_S = 1.0  # how soon a change made through the API is seen
 
 
@@ -32,7 +32,7 @@ class DatabaseScheduler(beat.Scheduler):
     """A beat scheduler with nothing in memory: every tick reads the schedules table."""
 
     def __init__(self, *args: Any, **kwargs: Any):
-        self._leader_conn: psycopg.Connection | None = None
+        self._lease = leases.Lease(settings.database_url)
         self._leading = False
         self.identity = f"scheduler:{socket.gethostname()}:{os.getpid()}"
         super().__init__(*args, **kwargs)
@@ -64,39 +64,18 @@ class DatabaseScheduler(beat.Scheduler):
         runtime(settings).publisher.deliver(started.owed)
 
     def _lead(self) -> bool:
-        """Whether this process holds the leader lock now (taking it if it is free)."""
-        try:
-            if self._leader_conn is None or self._leader_conn.closed:
-                # keepalives: a half-open connection is noticed in seconds, not hours, so a
-                # leader cut off from the database stops leading and the server frees its lock
-                self._leader_conn = psycopg.connect(
-                    _libpq_url(settings.database_url), autocommit=True, connect_timeout=5, keepalives=1,
-                    keepalives_idle=5, keepalives_interval=2, keepalives_count=3, tcp_user_timeout=10_000)
-                self._leading = False
-            if self._leading:
-                self._leader_conn.execute("SELECT 1")  # still connected: still the holder
-                return True
-            got = self._leader_conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()[0]
-            if got:
-                log.warning("%s is the scheduler leader", self.identity)
-            self._leading = bool(got)
-            return self._leading
-        except psycopg.Error as exc:
-            log.warning("scheduler lost its database connection (%s); not leading", exc)
-            if self._leader_conn is not None:
-                self._leader_conn.close()
-            self._leader_conn = None
-            self._leading = False
-            return False
+        """Whether this process leads now (taking the lead if nobody holds it)."""
+        was = self._leading
+        self._leading = self._lease.holding()
+        if self._leading and not was:
+            log.warning("%s is the scheduler leader", self.identity)
+        elif was and not self._leading:
+            log.warning("%s lost the lead (its database connection broke); not leading", self.identity)
+        return self._leading
 
     def close(self) -> None:
-        if self._leader_conn is not None:
-            self._leader_conn.close()
+        self._lease.close()
         super().close()
-
-
-def _libpq_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def run_scheduler(loglevel: str = "INFO") -> None:

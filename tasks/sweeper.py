@@ -9,17 +9,15 @@ import logging
 import threading
 
 from celery.signals import worker_ready, worker_shutdown
-from sqlalchemy import text
 
 from orchestrator.execution.lifecycle import StepStatus
 from orchestrator.services.follow_up import deliver_overdue
-from orchestrator.store import attempts
+from orchestrator.store import attempts, leases
 from orchestrator.store.outbox import OwedKind
 from tasks.app import settings
 from tasks.runtime import Runtime
 
 log = logging.getLogger("millrace.sweeper")
-_SWEEP_LOCK = 0x6D696C6C  # "mill"
 UNPUBLISHED_AFTER_S = 30.0
 UNSENT_AFTER_S = 60.0
 FOLLOW_UP_AFTER_S = 30.0  # a run ended this long ago with no follow-up: its worker died first
@@ -55,17 +53,9 @@ class Sweeper(threading.Thread):
             log.exception("sweep failed")
 
     def _locked_sweep(self) -> None:
-        if self.rt.engine.dialect.name != "postgresql":
-            sweep(self.rt)
-            return
-        with self.rt.engine.connect() as conn:
-            if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _SWEEP_LOCK}).scalar():
-                return
-            try:
+        with leases.held(self.rt.engine, leases.SWEEP) as mine:
+            if mine:
                 sweep(self.rt)
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _SWEEP_LOCK})
-                conn.commit()
 
 
 _sweeper: Sweeper | None = None

@@ -24,11 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from celery import Signature, chain, chord, group
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine
 
-from orchestrator.errors import NotFound
-from orchestrator.store import runs, sql, views
-from orchestrator.store.models import BenchMark, BenchRun
+from orchestrator.store import benchmarks, runs, sql, views
 
 FIBO = "def fibo(n):\\n    return n if n < 2 else fibo(n - 1) + fibo(n - 2)\\n"
 Send = Callable[[Signature], Any]
@@ -209,10 +207,8 @@ def _wait_run(engine: Engine, run_id: str, timeout: float) -> None:
 
 def _wait_marks(engine: Engine, keys: list[str], timeout: float) -> dict[str, dt.datetime]:
     deadline = time.monotonic() + timeout
-    query = select(BenchMark.key, BenchMark.finished_at).where(BenchMark.key.in_(keys))
     while True:
-        with engine.connect() as conn:
-            found = {row.key: row.finished_at for row in conn.execute(query)}
+        found = benchmarks.marks(engine, keys)
         if len(found) == len(keys):
             return found
         if time.monotonic() > deadline:
@@ -255,26 +251,8 @@ def git_revision() -> str | None:
 
 
 def store(engine: Engine, summary: dict[str, Any], args: dict[str, Any]) -> int:
-    """Keep a bench result; returns its id."""
-    with engine.begin() as conn:
-        return conn.execute(insert(BenchRun.__table__).values(
-            created_at=sql.now(), git_revision=git_revision(), machine=machine(), args=args,
-            summary=summary).returning(BenchRun.__table__.c.id)).scalar_one()
-
-
-def history(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
-    table = BenchRun.__table__
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(select(table).order_by(table.c.id.desc()).limit(limit)).mappings()]
-
-
-def get(engine: Engine, bench_id: int) -> dict[str, Any]:
-    table = BenchRun.__table__
-    with engine.connect() as conn:
-        row = conn.execute(select(table).where(table.c.id == bench_id)).mappings().first()
-    if row is None:
-        raise NotFound(f"bench run {bench_id} does not exist")
-    return dict(row)
+    """Keep a bench result with the machine and revision it ran on; returns its id."""
+    return benchmarks.keep(engine, summary, args, machine(), git_revision())
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

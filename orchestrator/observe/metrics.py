@@ -9,62 +9,42 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine
 
-from orchestrator.store import tables
+from orchestrator.store.stats import QUANTILES, StepTimes, read_stats
 
 WINDOW = dt.timedelta(minutes=5)
-QUANTILES = (0.5, 0.9, 0.99)
-runs, step_runs, schedules, fires = tables.runs, tables.step_runs, tables.schedules, tables.schedule_fires
 
 
 def exposition(engine: Engine, now: dt.datetime | None = None) -> str:
     """The metrics in Prometheus's text format (version 0.0.4)."""
     now = now or dt.datetime.now(dt.UTC)
-    since = now - WINDOW
+    stats = read_stats(engine, now, now - WINDOW)
     out: list[str] = []
-    with engine.connect() as conn:
-        rows = conn.execute(select(runs.c.flow_id, func.count()).where(runs.c.started_at.is_not(None))
-                            .group_by(runs.c.flow_id)).all()
-        _family(out, "millrace_runs_started_total", "counter", "Runs that started, by flow",
-                ((f'flow="{_label(f)}"', n) for f, n in rows))
-        rows = conn.execute(select(runs.c.flow_id, runs.c.status, func.count())
-                            .where(runs.c.finished_at.is_not(None)).group_by(runs.c.flow_id, runs.c.status)).all()
-        _family(out, "millrace_runs_finished_total", "counter", "Runs that ended, by flow and status",
-                ((f'flow="{_label(f)}",status="{s}"', n) for f, s, n in rows))
-        rows = conn.execute(select(runs.c.status, func.count()).where(runs.c.finished_at.is_(None))
-                            .group_by(runs.c.status)).all()
-        _family(out, "millrace_runs_active", "gauge", "Runs not ended yet, by status",
-                ((f'status="{s}"', n) for s, n in rows))
-        if conn.dialect.name == "postgresql":
-            _summaries(conn, out, since)
-        lag = conn.execute(select(func.max(func.extract("epoch", now - schedules.c.next_fire_at)))
-                           .where(schedules.c.enabled.is_(True), schedules.c.next_fire_at < now)).scalar()
-        _family(out, "millrace_scheduler_lag_seconds", "gauge",
-                "How late the most overdue schedule slot is (0: none overdue)", [("", max(float(lag or 0), 0.0))])
-        rows = conn.execute(select(fires.c.status, func.count()).group_by(fires.c.status)).all()
-        _family(out, "millrace_schedule_slots_total", "counter", "Schedule slots decided, by outcome",
-                ((f'outcome="{s}"', n) for s, n in rows))
+    _family(out, "millrace_runs_started_total", "counter", "Runs that started, by flow",
+            ((f'flow="{_label(f)}"', n) for f, n in stats.started_by_flow))
+    _family(out, "millrace_runs_finished_total", "counter", "Runs that ended, by flow and status",
+            ((f'flow="{_label(f)}",status="{s}"', n) for f, s, n in stats.finished_by_flow_status))
+    _family(out, "millrace_runs_active", "gauge", "Runs not ended yet, by status",
+            ((f'status="{s}"', n) for s, n in stats.active_by_status))
+    if engine.dialect.name == "postgresql":
+        _summary(out, "millrace_step_duration_seconds", "Step execution time (started -> finished), last 5 minutes",
+                 stats.step_durations)
+        _summary(out, "millrace_step_queue_latency_seconds",
+                 "Step wait in the queue (created -> started), last 5 minutes", stats.step_queue_latencies)
+    _family(out, "millrace_scheduler_lag_seconds", "gauge",
+            "How late the most overdue schedule slot is (0: none overdue)", [("", stats.scheduler_lag_s)])
+    _family(out, "millrace_schedule_slots_total", "counter", "Schedule slots decided, by outcome",
+            ((f'outcome="{s}"', n) for s, n in stats.slots_by_outcome))
     return "\n".join(out) + "\n"
 
 
-def _summaries(conn, out: list[str], since: dt.datetime) -> None:  # type: ignore[no-untyped-def]
-    duration = func.extract("epoch", step_runs.c.finished_at - step_runs.c.started_at)
-    waited = func.extract("epoch", step_runs.c.started_at - step_runs.c.created_at)
-    recent = and_(step_runs.c.finished_at >= since, step_runs.c.started_at.is_not(None))
-    for name, help_, value in (
-        ("millrace_step_duration_seconds", "Step execution time (started -> finished), last 5 minutes", duration),
-        ("millrace_step_queue_latency_seconds", "Step wait in the queue (created -> started), last 5 minutes",
-         waited),
-    ):
-        parts = [func.percentile_cont(q).within_group(value) for q in QUANTILES]
-        rows = conn.execute(select(step_runs.c.kind, func.count(), func.sum(value), *parts)
-                            .where(recent).group_by(step_runs.c.kind)).all()
-        samples = []
-        for kind, count, total, *values in rows:
-            samples += [(f'kind="{kind}",quantile="{q}"', v) for q, v in zip(QUANTILES, values, strict=True)]
-            samples += [(f'kind="{kind}"', total, "_sum"), (f'kind="{kind}"', count, "_count")]
-        _family(out, name, "summary", help_, samples)
+def _summary(out: list[str], name: str, help_: str, times: list[StepTimes]) -> None:
+    samples: list[tuple] = []
+    for t in times:
+        samples += [(f'kind="{t.kind}",quantile="{q}"', v) for q, v in zip(QUANTILES, t.quantiles, strict=True)]
+        samples += [(f'kind="{t.kind}"', t.total, "_sum"), (f'kind="{t.kind}"', t.count, "_count")]
+    _family(out, name, "summary", help_, samples)
 
 
 def _family(out: list[str], name: str, kind: str, help_: str, samples: Iterable[tuple]) -> None:

@@ -17,22 +17,20 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, func, select, update
+from sqlalchemy import Connection, Engine
 
 from orchestrator.definitions.cron import Cron, parse_cron
 from orchestrator.definitions.flow import CATCHUP, OVERLAP
 from orchestrator.definitions.inputs import validate_inputs
 from orchestrator.definitions.parser import flow_from_stored
 from orchestrator.errors import Conflict, FlowError, NotFound, Problem, ValidationError
-from orchestrator.execution.lifecycle import UNFINISHED
 from orchestrator.execution.plan import build_plan
 from orchestrator.services.runs import limit_of
 from orchestrator.services.scripts import pin_scripts
 from orchestrator.store import audit, outbox, sql, versions
+from orchestrator.store import schedules as rows
 from orchestrator.store.outbox import Owed
 from orchestrator.store.runs import NewRun, insert_run
-from orchestrator.store.tables import runs, schedules
-from orchestrator.store.tables import schedule_fires as fires
 
 GRACE_S = 60.0  # a slot decided this late still fires as on time (a scheduler failover takes ~1 s)
 MAX_RECORDED_MISSES = 1000  # per pass; older misses of a long outage are summed up on the oldest row
@@ -52,11 +50,7 @@ class Started:
 
 def fire_due(engine: Engine, now: dt.datetime, actor: str = "scheduler", grace: float = GRACE_S) -> list[Started]:
     """Decide every slot due by ``now``; returns the runs started, to publish."""
-    with engine.connect() as conn:
-        due = list(conn.execute(select(schedules.c.id).where(
-            schedules.c.enabled.is_(True), schedules.c.next_fire_at <= now)).scalars())
-        waiting = list(conn.execute(select(fires.c.schedule_id).where(fires.c.status == "queued").distinct())
-                       .scalars())
+    due, waiting = rows.due(engine, now)
     started: list[Started] = []
     for schedule_id in due:
         started += _decide(engine, schedule_id, now, actor, grace)
@@ -67,7 +61,7 @@ def fire_due(engine: Engine, now: dt.datetime, actor: str = "scheduler", grace: 
 
 def _decide(engine: Engine, schedule_id: str, now: dt.datetime, actor: str, grace: float) -> list[Started]:
     with engine.begin() as conn:
-        s = _locked(conn, schedule_id)
+        s = rows.locked(conn, schedule_id)
         if s is None or not s.enabled or s.next_fire_at > now:
             return []  # another pass decided it, or it changed meanwhile
         cron = Cron(s.cron, s.timezone)
@@ -84,9 +78,8 @@ def _decide(engine: Engine, schedule_id: str, now: dt.datetime, actor: str, grac
         last = slots[-1] if slots else (paused[-1] if paused else s.next_fire_at)
         if started:  # a long catch-up: its runs are owed from the commit on, not from their insert
             outbox.owed_from_now(conn, [r.owed for r in started])
-        conn.execute(update(schedules).where(schedules.c.id == s.id).values(
-            next_fire_at=cron.next_after(max(last, now)),
-            paused_until=s.paused_until if s.paused_until is not None and s.paused_until > now else None))
+        rows.advance(conn, s.id, cron.next_after(max(last, now)),
+                     s.paused_until if s.paused_until is not None and s.paused_until > now else None)
     return started
 
 
@@ -102,19 +95,17 @@ def _catch_up(policy: str, cap: int, late: list[dt.datetime], on_time: bool) -> 
 
 def _fire(conn: Connection, s: Any, slot: dt.datetime, actor: str) -> Started | None:
     """Claim ``slot`` and start its run (or say why not); None when nothing is to publish."""
-    fire_id = _claim(conn, s.id, slot, actor)
+    fire_id = rows.claim(conn, s.id, slot, actor)
     if fire_id is None:
         return None  # this slot was decided before (by another scheduler, or a backfill)
     if s.overlap != "allow":
-        active = conn.execute(select(runs.c.id, runs.c.status).where(
-            runs.c.schedule_id == s.id, runs.c.status.in_(UNFINISHED)).limit(1)).first()
-        queued_before = s.overlap == "queue" and conn.execute(select(exists().where(
-            fires.c.schedule_id == s.id, fires.c.status == "queued", fires.c.id != fire_id))).scalar()
+        active = rows.active_run(conn, s.id)
+        queued_before = s.overlap == "queue" and rows.queued_besides(conn, s.id, fire_id)
         if active is not None and s.overlap == "skip":
-            _set(conn, fire_id, "skipped", f"run {active.id} of the previous slot is still {active.status}")
+            rows.set_fire(conn, fire_id, "skipped", f"run {active.id} of the previous slot is still {active.status}")
             return None
         if active is not None or queued_before:
-            _set(conn, fire_id, "queued", "waiting for the previous run to end")
+            rows.set_fire(conn, fire_id, "queued", "waiting for the previous run to end")
             return None
     return _start(conn, s, fire_id, slot, actor)
 
@@ -132,47 +123,25 @@ def _start(conn: Connection, s: Any, fire_id: int, slot: dt.datetime, actor: str
             run_id, s.flow_id, version, inputs, trigger="schedule", actor=actor, scripts=pins,
             limit=limit_of(plan, inputs), schedule_id=s.id))
     except (FlowError, Conflict) as exc:  # the flow cannot start now: the slot says why
-        _set(conn, fire_id, "skipped", f"the run could not start: {exc}")
+        rows.set_fire(conn, fire_id, "skipped", f"the run could not start: {exc}")
         return None
-    _set(conn, fire_id, "started", None, run_id)
+    rows.set_fire(conn, fire_id, "started", None, run_id)
     return Started(run_id, s.flow_id, created.owed) if created.owed is not None else None
 
 
 def _start_queued(engine: Engine, schedule_id: str, actor: str) -> list[Started]:
     """overlap: queue — the oldest queued slot starts once no run of the schedule is active."""
     with engine.begin() as conn:
-        s = _locked(conn, schedule_id)
+        s = rows.locked(conn, schedule_id)
         if s is None:
             return []
-        if conn.execute(select(exists().where(runs.c.schedule_id == s.id, runs.c.status.in_(UNFINISHED)))).scalar():
+        if rows.active_run(conn, s.id) is not None:
             return []
-        oldest = conn.execute(select(fires.c.id, fires.c.fire_at).where(
-            fires.c.schedule_id == s.id, fires.c.status == "queued").order_by(fires.c.fire_at).limit(1)).first()
+        oldest = rows.oldest_queued(conn, s.id)
         if oldest is None:
             return []
         started = _start(conn, s, oldest.id, oldest.fire_at, actor)
     return [started] if started is not None else []
-
-
-def _locked(conn: Connection, schedule_id: str, *, wait: bool = False) -> Any:
-    """The schedule's row, locked until commit; None if another pass holds it (or, with
-    ``wait``, only if it no longer exists)."""
-    query = select(schedules).where(schedules.c.id == schedule_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=not wait)
-    return conn.execute(query).first()
-
-
-def _claim(conn: Connection, schedule_id: str, slot: dt.datetime, actor: str,
-           status: str = "started", reason: str | None = None) -> int | None:
-    statement = sql.dialect_insert(conn, fires).values(
-        schedule_id=schedule_id, fire_at=slot, status=status, reason=reason, recorded_at=sql.now(),
-        recorded_by=actor).on_conflict_do_nothing(index_elements=["schedule_id", "fire_at"]).returning(fires.c.id)
-    return conn.execute(statement).scalar()
-
-
-def _set(conn: Connection, fire_id: int, status: str, reason: str | None, run_id: str | None = None) -> None:
-    conn.execute(update(fires).where(fires.c.id == fire_id).values(status=status, reason=reason, run_id=run_id))
 
 
 def _record(conn: Connection, schedule_id: str, slots: list[dt.datetime], status: str, reason: str,
@@ -184,7 +153,7 @@ def _record(conn: Connection, schedule_id: str, slots: list[dt.datetime], status
     dropped = len(slots) - len(kept)
     for i, slot in enumerate(kept):
         note = f"{reason} (and {dropped} earlier slots since {slots[0].isoformat()})" if i == 0 and dropped else reason
-        _claim(conn, schedule_id, slot, actor, status, note)
+        rows.claim(conn, schedule_id, slot, actor, status, note)
 
 
 # --- schedules through the API ------------------------------------------------------------
@@ -206,13 +175,11 @@ def create_schedule(engine: Engine, spec: ScheduleSpec, actor: str) -> str:
     cron = _checked(engine, spec)
     schedule_id = "s-" + uuid.uuid4().hex[:20]
     at = sql.now()
-    with engine.begin() as conn:
-        conn.execute(schedules.insert().values(
-            id=schedule_id, flow_id=spec.flow_id, trigger_id=None, cron=cron.expression, timezone=spec.timezone,
-            inputs=spec.inputs or {}, catchup=spec.catchup, max_catchup=spec.max_catchup, overlap=spec.overlap,
-            enabled=spec.enabled, paused_until=spec.paused_until, next_fire_at=cron.next_after(at),
-            created_at=at, updated_at=at))
-        audit.audit(conn, actor, "schedule.created", f"schedule:{schedule_id}", flow=spec.flow_id, cron=spec.cron)
+    rows.insert_schedule(engine, dict(
+        id=schedule_id, flow_id=spec.flow_id, trigger_id=None, cron=cron.expression, timezone=spec.timezone,
+        inputs=spec.inputs or {}, catchup=spec.catchup, max_catchup=spec.max_catchup, overlap=spec.overlap,
+        enabled=spec.enabled, paused_until=spec.paused_until, next_fire_at=cron.next_after(at),
+        created_at=at, updated_at=at), actor)
     return schedule_id
 
 
@@ -231,10 +198,7 @@ def update_schedule(engine: Engine, schedule_id: str, changes: dict[str, Any], a
     values = {**changes, "updated_at": sql.now()}
     if any(k in changes for k in ("cron", "timezone")) or (changes.get("enabled") and not current["enabled"]):
         values["next_fire_at"] = cron.next_after(sql.now())
-    with engine.begin() as conn:
-        conn.execute(update(schedules).where(schedules.c.id == schedule_id).values(**values))
-        audit.audit(conn, actor, "schedule.updated", f"schedule:{schedule_id}",
-                      **{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in changes.items()})
+    rows.change_schedule(engine, schedule_id, values, actor, changes)
 
 
 def delete_schedule(engine: Engine, schedule_id: str, actor: str) -> None:
@@ -242,36 +206,14 @@ def delete_schedule(engine: Engine, schedule_id: str, actor: str) -> None:
     if current["trigger_id"] is not None:
         raise ValidationError([Problem("id", f"declared in flow {current['flow_id']}'s triggers; remove it "
                                              "there, or pause it here")])
-    with engine.begin() as conn:
-        conn.execute(delete(schedules).where(schedules.c.id == schedule_id))
-        audit.audit(conn, actor, "schedule.deleted", f"schedule:{schedule_id}")
+    rows.remove_schedule(engine, schedule_id, actor)
 
 
 def get_schedule(engine: Engine, schedule_id: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = conn.execute(select(schedules).where(schedules.c.id == schedule_id)).mappings().first()
+    row = rows.schedule_row(engine, schedule_id)
     if row is None:
         raise NotFound(f"schedule '{schedule_id}' does not exist")
-    return dict(row)
-
-
-def list_schedules(engine: Engine, *, flow_id: str | None = None, after: str = "",
-                   limit: int = 50) -> list[dict[str, Any]]:
-    query = select(schedules).where(schedules.c.id > after)
-    if flow_id:
-        query = query.where(schedules.c.flow_id == flow_id)
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(query.order_by(schedules.c.id).limit(limit)).mappings()]
-
-
-def fires_of(engine: Engine, schedule_id: str, *, before: dt.datetime | None = None,
-             limit: int = 50) -> list[dict[str, Any]]:
-    """A schedule's decided slots, newest first."""
-    query = select(fires).where(fires.c.schedule_id == schedule_id)
-    if before is not None:
-        query = query.where(fires.c.fire_at < before)
-    with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(query.order_by(fires.c.fire_at.desc()).limit(limit)).mappings()]
+    return row
 
 
 def backfill(engine: Engine, schedule_id: str, start: dt.datetime, end: dt.datetime, actor: str,
@@ -287,18 +229,17 @@ def backfill(engine: Engine, schedule_id: str, start: dt.datetime, end: dt.datet
     started: list[Started] = []
     done = 0
     with engine.begin() as conn:
-        s = _locked(conn, schedule_id, wait=True)
+        s = rows.locked(conn, schedule_id, wait=True)
         if s is None:
             raise NotFound(f"schedule '{schedule_id}' does not exist")
         for slot in slots:
-            earlier = conn.execute(select(fires.c.id, fires.c.status).where(
-                fires.c.schedule_id == schedule_id, fires.c.fire_at == slot)).first()
+            earlier = rows.fire_at(conn, schedule_id, slot)
             if earlier is not None and earlier.status in ("started", "queued"):
                 done += 1
                 continue
             if earlier is not None:
-                conn.execute(delete(fires).where(fires.c.id == earlier.id))
-            fire_id = _claim(conn, schedule_id, slot, actor)
+                rows.forget_fire(conn, earlier.id)
+            fire_id = rows.claim(conn, schedule_id, slot, actor)
             run = _start(conn, s, fire_id, slot, actor)
             if run is not None:
                 started.append(run)
@@ -329,8 +270,3 @@ def _checked(engine: Engine, spec: ScheduleSpec) -> Cron:
         raise ValidationError(problems)
     return cron
 
-
-def next_due(engine: Engine) -> dt.datetime | None:
-    """The earliest slot any enabled schedule waits for (the scheduler sleeps until then)."""
-    with engine.connect() as conn:
-        return conn.execute(select(func.min(schedules.c.next_fire_at)).where(schedules.c.enabled.is_(True))).scalar()

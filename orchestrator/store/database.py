@@ -8,11 +8,10 @@ root; ``migrations/env.py``) ask ``migration_url`` here.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -42,12 +41,6 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=5, max_overflow=5)
 
 
-def owner_url() -> str:
-    """``MILLRACE_DATABASE_OWNER_URL``: who migrations connect as; empty when unset."""
-    # Read here until Settings has a field for it (config/settings.py: database_owner_url).
-    return os.environ.get("MILLRACE_DATABASE_OWNER_URL", "")
-
-
 def migration_url(settings: Settings | None = None, *, explicit: bool = False) -> str:
     """The URL migrations connect with: the owner's if set, else the runtime database's.
 
@@ -55,17 +48,23 @@ def migration_url(settings: Settings | None = None, *, explicit: bool = False) -
     (alembic's command line must not quietly migrate a file nobody named); raises
     LookupError when neither variable is set.
     """
-    if url := owner_url():
-        return url
-    if explicit and not os.environ.get("MILLRACE_DATABASE_URL"):
-        raise LookupError("set MILLRACE_DATABASE_URL (or MILLRACE_DATABASE_OWNER_URL, to migrate as the "
-                          "schema's owner) to the database to migrate, e.g. "
-                          "postgresql+psycopg://user@host:5432/millrace")
     if settings is None:
         from config.settings import load_settings
 
         settings = load_settings()
+    if settings.database_owner_url:
+        return settings.database_owner_url
+    if explicit and not settings.database_named:
+        raise LookupError("set MILLRACE_DATABASE_URL (or MILLRACE_DATABASE_OWNER_URL, to migrate as the "
+                          "schema's owner) to the database to migrate, e.g. "
+                          "postgresql+psycopg://user@host:5432/millrace")
     return settings.database_url
+
+
+def ping(engine: Engine) -> None:
+    """Raises unless the database answers a query."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 def _alembic_config(engine: Engine):  # type: ignore[no-untyped-def]

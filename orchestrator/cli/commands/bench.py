@@ -58,9 +58,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_history(args: argparse.Namespace) -> int:
-    from orchestrator.observe import bench
+    from orchestrator.store import benchmarks
 
-    for row in bench.history(engine_for(load_settings()), args.limit):
+    for row in benchmarks.history(engine_for(load_settings()), args.limit):
         figures = ", ".join(f"{name} {s['millrace_s'] * 1000:.0f} ms (x{s['ratio']})"
                             for name, s in row["summary"]["scenarios"].items())
         print(f"{row['id']:>5}  {row['created_at']:%Y-%m-%d %H:%M}  {row['git_revision'] or '-':<9} "
@@ -70,22 +70,23 @@ def cmd_bench_history(args: argparse.Namespace) -> int:
 
 def cmd_bench_compare(args: argparse.Namespace) -> int:
     from orchestrator.observe import bench
+    from orchestrator.store import benchmarks
 
     engine = engine_for(load_settings())
-    print("\n".join(bench.compare(bench.get(engine, args.a), bench.get(engine, args.b))))
+    print("\n".join(bench.compare(benchmarks.get(engine, args.a), benchmarks.get(engine, args.b))))
     return 0
 
 
 def cmd_bench_chart(args: argparse.Namespace) -> int:
-    from orchestrator.observe import bench
     from orchestrator.observe.charts import render_chart
+    from orchestrator.store import benchmarks
 
     engine = engine_for(load_settings())
     if args.id is None:
-        newest = bench.history(engine, 1)
+        newest = benchmarks.history(engine, 1)
         if not newest:
             raise SystemExit("no bench result stored yet: run `millrace bench`")
         args.id = newest[0]["id"]
-    Path(args.output).write_text(render_chart(bench.get(engine, args.id)))
+    Path(args.output).write_text(render_chart(benchmarks.get(engine, args.id)))
     print(f"wrote {args.output} (bench {args.id})", file=sys.stderr)
     return 0
