@@ -17,6 +17,7 @@ from orchestrator.services.decisions import cancel, decide_approval
 from orchestrator.services.runs import restart, start_saved, wait_for_run
 from orchestrator.store import runs, versions, views
 from orchestrator.store.access import Permission
+from orchestrator.store.views import RunView
 
 blueprint = Blueprint("runs", __name__)
 MAX_WAIT_S = 300.0
@@ -25,21 +26,20 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICRO = dt.timedelta(microseconds=1)
 
 
-def _run_json(run: dict[str, Any]) -> dict[str, Any]:
+def _run_json(run: RunView) -> dict[str, Any]:
     steps = [{
-        "path": s["path"], "step_id": s["step_id"], "kind": s["kind"], "item_index": s["item_index"],
-        "attempt": s["attempt"], "status": s["status"], "deliveries": s["deliveries"],
-        "worker": s["worker"], "result": s["result"], "error": s["error"], "cached": s["cached"],
-        "created_at": _iso(s["created_at"]), "started_at": _iso(s["started_at"]),
-        "finished_at": _iso(s["finished_at"]),
-    } for s in run["steps"]]
+        "path": s.path, "step_id": s.step_id, "kind": s.kind, "item_index": s.item_index,
+        "attempt": s.attempt, "status": s.status.value, "deliveries": s.deliveries,
+        "worker": s.worker, "result": s.result, "error": s.error, "cached": s.cached,
+        "created_at": _iso(s.created_at), "started_at": _iso(s.started_at), "finished_at": _iso(s.finished_at),
+    } for s in run.steps]
     return {
-        "id": run["id"], "flow": run["flow_id"], "version": run["flow_version"], "status": run["status"],
-        "trigger": run["trigger"], "inputs": run["inputs"], "result": run["result"], "error": run["error"],
-        "parent_run_id": run["parent_run_id"], "restarted_from": run["restarted_from"],
-        "created_at": _iso(run["created_at"]),
-        "started_at": _iso(run["started_at"]), "finished_at": _iso(run["finished_at"]), "steps": steps,
-        "links": {"self": url_for("v1.runs.get_run", run_id=run["id"])},
+        "id": run.id, "flow": run.flow_id, "version": run.flow_version, "status": run.status.value,
+        "trigger": run.trigger, "inputs": run.inputs, "result": run.result, "error": run.error,
+        "parent_run_id": run.parent_run_id, "restarted_from": run.restarted_from,
+        "created_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at), "steps": steps,
+        "links": {"self": url_for("v1.runs.get_run", run_id=run.id)},
     }
 
 
@@ -71,7 +71,7 @@ def start_and_answer(flow_id: str, given: dict[str, Any], version: int | None, *
     if wait:
         wait_for_run(engine, run_id, wait)
         run = views.get_run(engine, run_id)
-        if run["status"] in ("succeeded", "failed", "cancelled"):
+        if run.status.finished:
             return jsonify(_run_json(run))
     return _accepted(run_id, status=runs.run_status(engine, run_id).value)
 
@@ -98,12 +98,12 @@ def list_runs() -> Response:
     rows = views.list_runs(context.engine(), flow_id=args.get("flow"), status=status,
                              trigger=args.get("trigger"), since=_time(args, "since"), until=_time(args, "until"),
                              before=before, limit=limit)
-    items = [{"id": r["id"], "flow": r["flow_id"], "version": r["flow_version"], "status": r["status"],
-              "trigger": r["trigger"], "error": r["error"], "created_at": _iso(r["created_at"]),
-              "started_at": _iso(r["started_at"]), "finished_at": _iso(r["finished_at"]),
-              "links": {"self": url_for("v1.runs.get_run", run_id=r["id"])}} for r in rows]
+    items = [{"id": r.id, "flow": r.flow_id, "version": r.flow_version, "status": r.status.value,
+              "trigger": r.trigger, "error": r.error, "created_at": _iso(r.created_at),
+              "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at),
+              "links": {"self": url_for("v1.runs.get_run", run_id=r.id)}} for r in rows]
     last = rows[-1] if len(rows) == limit else None
-    next_cursor = f"{(last['created_at'] - _EPOCH) // _MICRO}_{last['id']}" if last else None
+    next_cursor = f"{(last.created_at - _EPOCH) // _MICRO}_{last.id}" if last else None
     return jsonify({"items": items, "next_cursor": next_cursor})
 
 
@@ -134,16 +134,16 @@ def _cursor(raw: str | None) -> tuple[dt.datetime, str] | None:
 def step_logs(run_id: str, path: str) -> Response:
     """The captured output of every attempt of one step (or ``?attempt=N``)."""
     run = views.get_run(context.engine(), run_id)
-    attempts = [s for s in run["steps"] if s["path"] == path]
+    attempts = [s for s in run.steps if s.path == path]
     if not attempts:
         raise NotFound(f"run {run_id} has no step '{path}'")
     wanted = query_number("attempt", int, low=0, high=MAX_VERSION)
     if wanted is not None:
-        attempts = [s for s in attempts if s["attempt"] == wanted]
+        attempts = [s for s in attempts if s.attempt == wanted]
         if not attempts:
             raise NotFound(f"step '{path}' of run {run_id} has no attempt {wanted}")
     return jsonify({"run": run_id, "path": path, "attempts": [
-        {"attempt": s["attempt"], "status": s["status"], "logs": s["logs"] or ""} for s in attempts]})
+        {"attempt": s.attempt, "status": s.status.value, "logs": s.logs or ""} for s in attempts]})
 
 
 @blueprint.get("/runs/<run_id>")
@@ -181,8 +181,8 @@ def restart_run(run_id: str, body: RestartRun) -> Response:
     step = body.from_
     engine = context.engine()
     old = views.get_run(engine, run_id)
-    versions.get_flow_version(engine, old["flow_id"], old["flow_version"])  # NotFound if never saved
-    plan = context.publisher().plans.plan(old["flow_id"], old["flow_version"])
+    versions.get_flow_version(engine, old.flow_id, old.flow_version)  # NotFound if never saved
+    plan = context.publisher().plans.plan(old.flow_id, old.flow_version)
     new_id = restart(context.publisher(), plan, old, step, actor=principal().actor)
     return _accepted(new_id, restarted_from=run_id)
 

@@ -18,9 +18,10 @@ from celery import Task
 from celery.exceptions import Ignore
 
 from orchestrator.errors import ExpressionError
-from orchestrator.execution.compiler import RunRef, compile_on_failure
-from orchestrator.execution.context import Context, enter_item, expression_names, indices, set_outcome
+from orchestrator.execution.compiler import compile_on_failure
+from orchestrator.execution.context import Context, Wire
 from orchestrator.execution.lifecycle import CarryOn, Decision, FailRun, Phase, RetryStep, StepStatus, after_failure
+from orchestrator.execution.messages import RunRef, StepAt, unit_from_wire
 from orchestrator.execution.plan import Node, Plan, truthy
 from orchestrator.services.decisions import settle_parent
 from orchestrator.services.follow_up import follow_up
@@ -58,25 +59,20 @@ class StepDelivery:
             if self.node.variables or self.node.secrets:
                 found_vars, self.secrets = resolve_variables(
                     self.rt.engine, settings.secret_keys, self.node.variables, self.node.secrets)
-            self._names = expression_names(self.ctx, found_vars, self.secrets)
+            self._names = self.ctx.expression_names(found_vars, self.secrets)
         return self._names
-
-
-def run_ref(kw: dict[str, Any]) -> RunRef:
-    """The run a task's keyword arguments name (``phase`` absent in older messages: main)."""
-    return RunRef(kw["run"], kw["flow"], kw["version"], Phase(kw.get("phase", Phase.MAIN)))
 
 
 Body = Callable[[StepDelivery], Context]
 
 
-def run_attempt(task: Task, ctx: Context, kw: dict[str, Any], body: Body, *, number: int | None = None,
+def run_attempt(task: Task, ctx: Context, ref: RunRef, unit: StepAt, body: Body, *, number: int | None = None,
                 first: bool = True, retry_replayed: bool = True) -> Context:
     """The prologue every step shares, then ``body`` for an attempt that has no outcome yet.
 
     A skipped step hands its context on; a recorded outcome is replayed (a failure acted on
     again, retrying it only when ``retry_replayed``)."""
-    begun = begin(task, ctx, kw, number, first)
+    begun = begin(task, ctx, ref, unit, number, first)
     if not isinstance(begun, StepDelivery):
         return begun
     if begun.attempt.status.finished:
@@ -87,15 +83,18 @@ def run_attempt(task: Task, ctx: Context, kw: dict[str, Any], body: Body, *, num
 def step_task(name: str, *, retry_replayed: bool = True) -> Callable[[Body], Task]:
     """A Celery task whose body runs one step attempt after the shared prologue."""
     def register(body: Body) -> Task:
-        def task(self: Task, ctx: Context, **kw: Any) -> Context:
-            return run_attempt(self, ctx, kw, body, retry_replayed=retry_replayed)
+        def task(self: Task, ctx: Wire, **kw: Any) -> Wire:
+            unit = unit_from_wire(kw)
+            assert isinstance(unit, StepAt)
+            return run_attempt(self, Context.from_wire(ctx), RunRef.from_kwargs(kw), unit, body,
+                               retry_replayed=retry_replayed).to_wire()
         task.__name__ = task.__qualname__ = body.__name__
         task.__doc__ = body.__doc__
         return app.task(name=name, bind=True)(task)
     return register
 
 
-def begin(task: Task, ctx: Context, kw: dict[str, Any], number: int | None = None,
+def begin(task: Task, ctx: Context, ref: RunRef, unit: StepAt, number: int | None = None,
           first: bool = True) -> StepDelivery | Context:
     """Open this step's attempt; returns the context to hand on when the step is skipped.
 
@@ -103,13 +102,11 @@ def begin(task: Task, ctx: Context, kw: dict[str, Any], number: int | None = Non
     says whether it is the first step of its task (later ones of a batch never queued).
     """
     rt = runtime(settings)
-    ref = run_ref(kw)
     plan = rt.plan(ref.flow_id, ref.version)
-    node = plan.node(kw["node"])
-    enter = kw.get("enter")
-    if enter is not None:
-        enter_item(ctx, enter["index"], enter["item"])
-    idx = indices(ctx)
+    node = plan.node(unit.node)
+    if unit.enter is not None:
+        ctx.enter_item(unit.enter.index, unit.enter.item)
+    idx = ctx.indices()
     step = StepDelivery(task, rt, plan, node, ref, ctx, node.concrete_path(idx), idx[-1] if idx else None,
                         task.request.retries + 1 if number is None else number, first)
     try:
@@ -123,7 +120,7 @@ def begin(task: Task, ctx: Context, kw: dict[str, Any], number: int | None = Non
     # replayed (or its attempt run again) even if the condition reads differently now.
     if not holds and attempts.record_skipped(rt.engine, run_id=ref.run_id, path=step.path, step_id=node.id,
                                              kind=node.kind, item_index=step.item_index, worker=rt.worker):
-        return set_outcome(ctx, node.id, StepStatus.SKIPPED.value, None)
+        return ctx.set_outcome(node.id, StepStatus.SKIPPED.value, None)
     _open(step)
     return step
 
@@ -147,7 +144,7 @@ def succeed(step: StepDelivery, result: Any, logs: str | None = None, cached: bo
         step.rt.engine, step.attempt.id, StepStatus.SUCCEEDED, result, logs=logs, cached=cached)
     if status is StepStatus.FAILED:
         raise Ignore()  # an earlier delivery recorded a failure and acted on it
-    return set_outcome(step.ctx, step.node.id, status.value, result)
+    return step.ctx.set_outcome(step.node.id, status.value, result)
 
 
 def fail(step: StepDelivery, error: str, *, logs: str | None = None, retryable: bool = True) -> Context:
@@ -155,7 +152,7 @@ def fail(step: StepDelivery, error: str, *, logs: str | None = None, retryable: 
     status, result, error = attempts.record_outcome(
         step.rt.engine, step.attempt.id, StepStatus.FAILED, error=error, logs=logs)
     if status is not StepStatus.FAILED:  # an earlier delivery recorded another outcome
-        return set_outcome(step.ctx, step.node.id, status.value, result)
+        return step.ctx.set_outcome(step.node.id, status.value, result)
     return act_on(step, decide(step, error, retryable))
 
 
@@ -172,7 +169,7 @@ def act_on(step: StepDelivery, decision: Decision) -> Context:
         # task's retry runs it again, and nothing before it.
         raise step.task.retry(countdown=decision.countdown, max_retries=decision.max_retries)
     if isinstance(decision, CarryOn):
-        return set_outcome(step.ctx, step.node.id, StepStatus.FAILED.value, None, decision.error)
+        return step.ctx.set_outcome(step.node.id, StepStatus.FAILED.value, None, decision.error)
     assert isinstance(decision, FailRun)
     fail_run(step.rt, step.plan, step.ref, step.ctx, decision)
     raise Ignore()
@@ -187,7 +184,7 @@ def replay(step: StepDelivery, *, retryable: bool = True) -> Context:
     attempt = step.attempt
     if attempt.status is StepStatus.FAILED:
         return act_on(step, decide(step, attempt.error or "failed", retryable))
-    return set_outcome(step.ctx, step.node.id, attempt.status.value, attempt.result, attempt.error)
+    return step.ctx.set_outcome(step.node.id, attempt.status.value, attempt.result, attempt.error)
 
 
 def fail_run(rt: Runtime, plan: Plan, ref: RunRef, ctx: Context, decision: FailRun) -> None:
@@ -197,8 +194,7 @@ def fail_run(rt: Runtime, plan: Plan, ref: RunRef, ctx: Context, decision: FailR
     else:
         handlers = None
         if decision.on_failure:
-            handler_ctx = {**ctx, "error": decision.error, "loops": [], "last": None}
-            handlers = dict(compile_on_failure(plan, ref, handler_ctx))
+            handlers = dict(compile_on_failure(plan, ref, ctx.for_handlers(decision.error)))
         ending = runs.fail_run(rt.engine, ref.run_id, decision.error, handlers, rt.worker)
         if ending is not None and handlers is not None:
             rt.publisher.deliver(ending.owed)

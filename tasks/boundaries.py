@@ -8,32 +8,35 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Ignore
 
-from orchestrator.execution.context import Context
+from orchestrator.execution.context import Context, Wire
+from orchestrator.execution.messages import RunRef
 from orchestrator.store import runs
 from tasks.app import app, settings
-from tasks.attempt import ended, run_ref
+from tasks.attempt import ended
 from tasks.runtime import runtime
 
 
 @app.task(name="millrace.start", bind=True)
-def start(self: Task, ctx: Context, **kw: Any) -> Context:
-    return start_run(ctx, kw)
-
-
-@app.task(name="millrace.finish", bind=True)
-def finish(self: Task, ctx: Context, **kw: Any) -> None:
-    finish_run(ctx, kw)
-
-
-def start_run(ctx: Context, kw: dict[str, Any]) -> Context:
-    rt = runtime(settings)
-    if not runs.start_run(rt.engine, kw["run"], rt.worker):
-        raise Ignore()
+def start(self: Task, ctx: Wire, **kw: Any) -> Wire:
+    start_run(RunRef.from_kwargs(kw))
     return ctx
 
 
-def finish_run(ctx: Context, kw: dict[str, Any]) -> None:
+@app.task(name="millrace.finish", bind=True)
+def finish(self: Task, ctx: Wire, **kw: Any) -> None:
+    finish_run(Context.from_wire(ctx), RunRef.from_kwargs(kw))
+
+
+def start_run(ref: RunRef) -> None:
+    """queued -> running (a redelivery finds it running and goes on); a run that ended
+    meanwhile (cancelled) goes no further."""
     rt = runtime(settings)
-    ending = runs.finish_run(rt.engine, kw["run"], run_ref(kw).phase, ctx.get("last"), rt.worker)
+    if not runs.start_run(rt.engine, ref.run_id, rt.worker):
+        raise Ignore()
+
+
+def finish_run(ctx: Context, ref: RunRef) -> None:
+    rt = runtime(settings)
+    ending = runs.finish_run(rt.engine, ref.run_id, ref.phase, ctx.last, rt.worker)
     if ending is not None:
         ended(rt, ending)

@@ -15,18 +15,19 @@ from celery import Task
 from orchestrator.definitions.script_inputs import split_ref
 from orchestrator.errors import DependencyError, ExpressionError
 from orchestrator.execution.compiler import compile_units
-from orchestrator.execution.context import Context
+from orchestrator.execution.context import Context, Wire
+from orchestrator.execution.messages import Finish, RunRef, Start, units_of
 from orchestrator.executors.base import StepCall
 from orchestrator.store.cache import cache_key, cached_result, store_cached_result
 from orchestrator.store.variables import mask
 from tasks.app import app, settings
-from tasks.attempt import StepDelivery, fail, run_attempt, run_ref, succeed
+from tasks.attempt import StepDelivery, fail, run_attempt, succeed
 from tasks.boundaries import finish_run, start_run
 from tasks.runtime import runtime
 
 
 @app.task(name="millrace.step", bind=True)
-def step(self: Task, ctx: Context, **kw: Any) -> Context | None:
+def step(self: Task, wire: Wire, **kw: Any) -> Wire | None:
     """A batch: consecutive code steps of one queue (and the run's start or finish next to
     them), in order, each in its own process and with its own attempt row.
 
@@ -34,9 +35,9 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context | None:
     has run longer than ``MILLRACE_STEP_BATCH_S`` hands its remaining steps on as a new
     task, so no task nears the hard time limit and Flower shows where a long run is.
     """
-    # A message sent before batches (a continuation kept by a waiting step, a retry) names one step.
-    units = kw.get("units") or [{k: kw[k] for k in ("node", "enter") if k in kw}]
-    ref = {k: v for k, v in kw.items() if k not in ("units", "node", "enter")}
+    units = units_of(kw)
+    ref = RunRef.from_kwargs(kw)
+    ctx = Context.from_wire(wire)
     began = time.monotonic()
     # The first code step is the one the message was queued for, and the only one whose
     # attempt number is the task's (a retrying step is always first: the compiler sees to it).
@@ -44,18 +45,19 @@ def step(self: Task, ctx: Context, **kw: Any) -> Context | None:
     for i, unit in enumerate(units):
         # Handed on only after a code step ran: the first one keeps the task's retry count.
         if not first_step and time.monotonic() - began > settings.batch_seconds:
-            rest = compile_units(runtime(settings).plan(kw["flow"], kw["version"]), run_ref(kw), units[i:])
-            raise self.replace(rest.clone(args=(ctx,)))
-        if "start" in unit:
-            ctx = start_run(ctx, ref)
-        elif "finish" in unit:
-            return finish_run(ctx, ref)
+            rest = compile_units(runtime(settings).plan(ref.flow_id, ref.version), ref, units[i:])
+            raise self.replace(rest.clone(args=(ctx.to_wire(),)))
+        if isinstance(unit, Start):
+            start_run(ref)
+        elif isinstance(unit, Finish):
+            finish_run(ctx, ref)
+            return None
         else:
             number = self.request.retries + 1 if first_step else 1
             body = partial(_code_step, elapsed=time.monotonic() - began)
-            ctx = run_attempt(self, ctx, {**ref, **unit}, body, number=number, first=first_step)
+            ctx = run_attempt(self, ctx, ref, unit, body, number=number, first=first_step)
             first_step = False
-    return ctx
+    return ctx.to_wire()
 
 
 def _code_step(s: StepDelivery, *, elapsed: float) -> Context:
@@ -67,7 +69,7 @@ def _code_step(s: StepDelivery, *, elapsed: float) -> Context:
         return fail(s, f"with: {exc}", retryable=False)
     kind, code = node.kind, getattr(node.step, node.kind)
     if kind == "script":
-        pinned = s.ctx["run"].get("scripts", {}).get(code)
+        pinned = s.ctx.run.scripts.get(code)
         if pinned is None:
             return fail(s, f"script '{code}' was not pinned when the run started", retryable=False)
         kind, code = s.rt.script(split_ref(code)[0], pinned)
@@ -88,8 +90,8 @@ def _code_step(s: StepDelivery, *, elapsed: float) -> Context:
         "MILLRACE_STEP_PATH": s.path,
         "MILLRACE_ATTEMPT": str(s.number),
     }
-    if s.ctx.get("error"):
-        env["MILLRACE_ERROR"] = s.ctx["error"]
+    if s.ctx.error:
+        env["MILLRACE_ERROR"] = s.ctx.error
     # Never past the task's hard limit (what the batch has used of it counted): a task
     # killed there ends failed and its message is gone.
     ceiling = settings.task_time_limit - 60 - elapsed

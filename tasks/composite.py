@@ -9,13 +9,14 @@ from celery import Task
 from celery.exceptions import Ignore
 
 from orchestrator.errors import ExpressionError
-from orchestrator.execution.compiler import RunRef, compile_case, compile_for_each, compile_parallel
-from orchestrator.execution.context import Context, close_loop, drop_steps, indices, set_outcome
+from orchestrator.execution.compiler import compile_case, compile_for_each, compile_parallel
+from orchestrator.execution.context import Context, Wire, close_lanes
 from orchestrator.execution.lifecycle import StepStatus
+from orchestrator.execution.messages import RunRef
 from orchestrator.execution.plan import Node, truthy
 from orchestrator.store import attempts
 from tasks.app import app, settings
-from tasks.attempt import StepDelivery, fail, run_ref, step_task, succeed
+from tasks.attempt import StepDelivery, fail, step_task, succeed
 from tasks.runtime import Runtime, runtime
 
 
@@ -33,24 +34,25 @@ def expand(s: StepDelivery) -> Context:
     if not isinstance(items, list):
         return fail(s, f"for_each: expected a list, got {type(items).__name__}", retryable=False)
     if not items:
-        return drop_steps(succeed(s, []), s.node.inner_ids)
+        return succeed(s, []).drop_steps(s.node.inner_ids)
     parallel = s.node.step.parallel
     width = len(items) if parallel is True else 1 if parallel is False else parallel
     raise s.task.replace(compile_for_each(s.plan, s.node, s.ref, s.ctx, items, width))
 
 
 @app.task(name="millrace.join", bind=True)
-def join(self: Task, parts: list[Context], **kw: Any) -> Context:
+def join(self: Task, wires: list[Wire], **kw: Any) -> Wire:
     """All branches or lanes are done: record the composite step's result and go on."""
     rt = runtime(settings)
-    ref = run_ref(kw)
+    ref = RunRef.from_kwargs(kw)
     node = rt.plan(ref.flow_id, ref.version).node(kw["node"])
+    parts = [Context.from_wire(w) for w in wires]
     if node.kind == "for_each":
-        ctx, result = close_loop(parts, kw["count"])
+        ctx, result = close_lanes(parts, kw["count"])
     else:
         ctx = parts[0]
-        result = {label: part["last"] for label, part in zip(node.labels, parts, strict=True)}
-    return _close(rt, node, ref, drop_steps(ctx, node.inner_ids), result)
+        result = {label: part.last for label, part in zip(node.labels, parts, strict=True)}
+    return _close(rt, node, ref, ctx.drop_steps(node.inner_ids), result).to_wire()
 
 
 @step_task("millrace.switch")
@@ -73,18 +75,19 @@ def switch(s: StepDelivery) -> Context:
 
 
 @app.task(name="millrace.close", bind=True)
-def close(self: Task, ctx: Context, **kw: Any) -> Context:
+def close(self: Task, wire: Wire, **kw: Any) -> Wire:
     """The chosen case of a switch is done: its last result is the switch's result."""
     rt = runtime(settings)
-    ref = run_ref(kw)
+    ref = RunRef.from_kwargs(kw)
     node = rt.plan(ref.flow_id, ref.version).node(kw["node"])
-    return _close(rt, node, ref, drop_steps(ctx, node.inner_ids), ctx.get("last"))
+    ctx = Context.from_wire(wire)
+    return _close(rt, node, ref, ctx.drop_steps(node.inner_ids), ctx.last).to_wire()
 
 
 def _close(rt: Runtime, node: Node, ref: RunRef, ctx: Context, result: Any) -> Context:
-    path = node.concrete_path(indices(ctx))
+    path = node.concrete_path(ctx.indices())
     attempt_id = attempts.attempt_id(rt.engine, ref.run_id, path, 1)
     status, result, error = attempts.record_outcome(rt.engine, attempt_id, StepStatus.SUCCEEDED, result)
     if status is StepStatus.FAILED:
         raise Ignore()
-    return set_outcome(ctx, node.id, status.value, result)
+    return ctx.set_outcome(node.id, status.value, result)

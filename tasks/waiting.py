@@ -44,7 +44,7 @@ def wait(s: StepDelivery) -> Context:
 
 def _continuation(task: Task, ctx: Context, **options: Any) -> dict[str, Any]:
     kwargs = {k: v for k, v in task.request.kwargs.items() if k != "enter"}
-    sig = task.signature_from_request(args=(ctx,), kwargs=kwargs, **options)
+    sig = task.signature_from_request(args=(ctx.to_wire(),), kwargs=kwargs, **options)
     return dict(sig)
 
 
@@ -63,7 +63,7 @@ def _sleep(task: Task, s: StepDelivery) -> Context:
     if remaining <= 0:
         return succeed(s, None)
     kwargs = {k: v for k, v in task.request.kwargs.items() if k != "enter"}
-    task.signature_from_request(args=(s.ctx,), kwargs=kwargs).apply_async(
+    task.signature_from_request(args=(s.ctx.to_wire(),), kwargs=kwargs).apply_async(
         countdown=min(remaining, SLEEP_SLICE_S))
     raise Ignore()
 
@@ -72,7 +72,7 @@ def _start_subflow(task: Task, s: StepDelivery, continuation: dict[str, Any]) ->
     rt = s.rt
     ref_text = s.node.step.flow
     flow_id, _, version_text = ref_text.partition("@")
-    depth = s.ctx["run"].get("depth", 0) + 1
+    depth = s.ctx.run.depth + 1
     if depth > MAX_SUBFLOW_DEPTH:
         return fail(s, f"subflows nest deeper than {MAX_SUBFLOW_DEPTH}", retryable=False)
     try:

@@ -78,7 +78,7 @@ def make_engine(database_url: str):
     return make_engine(database_url)
 
 
-def get_run(engine, run_id: str) -> dict:
+def get_run(engine, run_id: str):
     """A run with its step attempts, as the records keep it."""
     from orchestrator.store import views
 
@@ -172,7 +172,7 @@ def run_flow(engine, worker):
     from orchestrator.definitions.parser import parse_flow
     from orchestrator.services.runs import submit, wait_for_run
 
-    def _run(text: str, inputs: dict | None = None, timeout: float = 120) -> dict:
+    def _run(text: str, inputs: dict | None = None, timeout: float = 120):
         text = text.replace("QUEUE_SPECIAL", f"{QUEUE}_special")
         run_id = submit(publisher_for(engine), parse_flow(text), text, inputs or {}, trigger="test")
         status = wait_for_run(engine, run_id, timeout)
@@ -299,18 +299,12 @@ def _delete_shared_names() -> None:
         print(f"could not delete the session's queues on {AMQP}: {exc}", file=sys.stderr)
 
 
-# Written under .millrace/ by tests of their own: removed when the session passes.
-_ARTEFACTS = ("flower-tasks.png", "flower-tasks.html", "scheduler-a.log", "scheduler-b.log")
-
-
 def _tidy_logs(passed: bool) -> None:
     if not passed:
         if LOGS.exists():
             print(f"\nlogs of the failed session kept in {LOGS}", file=sys.stderr)
         return
     shutil.rmtree(LOGS, ignore_errors=True)
-    for name in _ARTEFACTS:
-        (ROOT / ".millrace" / name).unlink(missing_ok=True)
     for folder in (LOGS.parent, LOGS.parent.parent):
         try:
             folder.rmdir()  # only when empty: other sessions' logs, local mode's files stay

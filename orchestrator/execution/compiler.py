@@ -17,8 +17,9 @@ from typing import Any
 from celery import Signature, chain, chord, group
 from celery.canvas import _chain
 
-from orchestrator.execution.context import Context, open_loop
+from orchestrator.execution.context import Context
 from orchestrator.execution.lifecycle import Phase
+from orchestrator.execution.messages import Enter, Finish, RunRef, Start, StepAt, Unit
 from orchestrator.execution.plan import Node, Plan
 
 START = "millrace.start"
@@ -45,34 +46,16 @@ _TASK_FOR_KIND = {
 }
 
 
-@dataclass(frozen=True)
-class RunRef:
-    """What every task of a run is told: which run, of which flow version, in which phase."""
-
-    run_id: str
-    flow_id: str
-    version: int
-    phase: Phase = Phase.MAIN
-
-    def kwargs(self) -> dict[str, Any]:
-        return {"run": self.run_id, "flow": self.flow_id, "version": self.version, "phase": self.phase.value}
-
-    def label(self, what: str) -> str:
-        # Flower shows this instead of the context blob.
-        return f"{self.flow_id} / {self.run_id} / {what}"
-
-
 def compile_run(plan: Plan, ref: RunRef, ctx: Context, first: int = 0) -> Signature:
     """The whole run: start, the main steps (from the ``first``-th on a restart), finish."""
-    units = [_Unit(plan, ref, {"start": True}), *_units(plan, plan.main[first:], ref),
-             _Unit(plan, ref, {"finish": True})]
+    units = [_Unit(plan, ref, Start()), *_units(plan, plan.main[first:], ref), _Unit(plan, ref, Finish())]
     return _with_context(chain(*_batched(units)), ctx)
 
 
 def compile_on_failure(plan: Plan, ref: RunRef, ctx: Context) -> Signature:
     """The on_failure steps, then the finish that marks the run failed."""
-    on_failure = RunRef(ref.run_id, ref.flow_id, ref.version, Phase.ON_FAILURE)
-    units = [*_units(plan, plan.on_failure, on_failure), _Unit(plan, on_failure, {"finish": True})]
+    on_failure = ref.in_phase(Phase.ON_FAILURE)
+    units = [*_units(plan, plan.on_failure, on_failure), _Unit(plan, on_failure, Finish())]
     return _with_context(chain(*_batched(units)), ctx)
 
 
@@ -81,7 +64,7 @@ def compile_sequence(plan: Plan, paths: tuple[str, ...], ref: RunRef) -> list[Si
     return _batched(_units(plan, paths, ref))
 
 
-def compile_units(plan: Plan, ref: RunRef, units: list[dict[str, Any]]) -> Signature:
+def compile_units(plan: Plan, ref: RunRef, units: list[Unit]) -> Signature:
     """The rest of a batch as a task of its own (a batch that ran long hands the rest on)."""
     [sig] = _batched([_Unit(plan, ref, unit) for unit in units])
     return sig
@@ -89,41 +72,34 @@ def compile_units(plan: Plan, ref: RunRef, units: list[dict[str, Any]]) -> Signa
 
 @dataclass(frozen=True)
 class _Unit:
-    """One thing a task does: start the run, one step (entering an item first), finish."""
+    """A unit of a batch with what the compiler needs to know of it."""
 
     plan: Plan
     ref: RunRef
-    spec: dict[str, Any]  # {"start": True} | {"node": path[, "enter": {index, item}]} | {"finish": True}
+    unit: Unit
 
     @property
     def node(self) -> Node | None:
-        return self.plan.node(self.spec["node"]) if "node" in self.spec else None
+        return self.plan.node(self.unit.node) if isinstance(self.unit, StepAt) else None
 
     @property
     def task(self) -> str:
         node = self.node
         if node is None:
-            return START if "start" in self.spec else FINISH
+            return START if isinstance(self.unit, Start) else FINISH
         return _TASK_FOR_KIND[node.kind]
 
     @property
     def label(self) -> str:
-        if self.node is None:
-            return "start" if "start" in self.spec else "finish"
-        enter = self.spec.get("enter")
-        return self.spec["node"] if enter is None else f"{self.spec['node']} [item {enter['index']}]"
+        unit = self.unit
+        if not isinstance(unit, StepAt):
+            return "start" if isinstance(unit, Start) else "finish"
+        return unit.node if unit.enter is None else f"{unit.node} [item {unit.enter.index}]"
 
 
-def _units(plan: Plan, paths: tuple[str, ...], ref: RunRef,
-           enter: dict[str, Any] | None = None) -> list[_Unit]:
+def _units(plan: Plan, paths: tuple[str, ...], ref: RunRef, enter: Enter | None = None) -> list[_Unit]:
     """One unit per step; ``enter`` starts a for_each item at the first one."""
-    units = []
-    for i, path in enumerate(paths):
-        spec: dict[str, Any] = {"node": path}
-        if enter is not None and i == 0:
-            spec["enter"] = enter
-        units.append(_Unit(plan, ref, spec))
-    return units
+    return [_Unit(plan, ref, StepAt(path, enter if i == 0 else None)) for i, path in enumerate(paths)]
 
 
 # How many steps' names one batch shows in Flower before it says how many more there are.
@@ -171,9 +147,9 @@ def _batch_signature(batch: list[_Unit]) -> Signature:
         labels = [*labels[:LABELLED - 1], f"... {len(labels) - LABELLED} more", labels[-1]]
     options["argsrepr"] = ref.label(", ".join(labels))
     if len(batch) == 1 and batch[0].task != STEP:
-        where = batch[0].spec if batch[0].node is not None else {}
+        where = batch[0].unit.to_wire() if batch[0].node is not None else {}
         return Signature(batch[0].task, kwargs={**ref.kwargs(), **where}, options=options)
-    return Signature(STEP, kwargs={**ref.kwargs(), "units": [u.spec for u in batch]}, options=options)
+    return Signature(STEP, kwargs={**ref.kwargs(), "units": [u.unit.to_wire() for u in batch]}, options=options)
 
 
 def compile_parallel(plan: Plan, node: Node, ref: RunRef, ctx: Context) -> Signature:
@@ -190,9 +166,8 @@ def compile_for_each(plan: Plan, node: Node, ref: RunRef, ctx: Context, items: l
     for lane in range(width):
         units: list[_Unit] = []
         for index in range(lane, len(items), width):
-            enter = {"index": index, "item": items[index]}
-            units.extend(_units(plan, node.sequences[0], ref, enter))
-        lanes.append(_with_context(chain(*_batched(units)), open_loop(ctx)))
+            units.extend(_units(plan, node.sequences[0], ref, Enter(index, items[index])))
+        lanes.append(_with_context(chain(*_batched(units)), ctx.lane()))
     return chord(group(lanes), _join(node, ref, len(items)))
 
 
@@ -210,5 +185,5 @@ def _join(node: Node, ref: RunRef, count: int) -> Signature:
 
 def _with_context(sig: Signature, ctx: Context) -> Signature:
     first = sig.tasks[0] if isinstance(sig, _chain) else sig
-    first.args = (ctx,)
+    first.args = (ctx.to_wire(),)
     return sig

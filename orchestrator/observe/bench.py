@@ -172,9 +172,9 @@ def _throughput_millrace(engine: Engine, start_flow: StartFlow, text: str, timeo
     for run_id in run_ids:
         _wait_run(engine, run_id, timeout)
     runs = [views.get_run(engine, run_id, with_steps=False) for run_id in run_ids]
-    ended = max(r["finished_at"] for r in runs)
+    ended = max(r.finished_at for r in runs)
     return Sample((ended - begun).total_seconds(),
-                  latencies=tuple((r["finished_at"] - r["created_at"]).total_seconds() for r in runs))
+                  latencies=tuple((r.finished_at - r.created_at).total_seconds() for r in runs))
 
 
 def _throughput_raw(engine: Engine, scenario: Scenario, send: Send, timeout: float) -> Sample:
@@ -202,7 +202,7 @@ def _wait_run(engine: Engine, run_id: str, timeout: float) -> None:
             raise TimeoutError(f"bench run {run_id} did not finish in {timeout}s")
         time.sleep(0.005)
     if runs.run_status(engine, run_id).value != "succeeded":
-        raise RuntimeError(f"bench run {run_id} failed: {views.get_run(engine, run_id)['error']}")
+        raise RuntimeError(f"bench run {run_id} failed: {views.get_run(engine, run_id, with_steps=False).error}")
 
 
 def _wait_marks(engine: Engine, keys: list[str], timeout: float) -> dict[str, dt.datetime]:
@@ -218,14 +218,14 @@ def _wait_marks(engine: Engine, keys: list[str], timeout: float) -> dict[str, dt
 
 def _sample(engine: Engine, run_id: str, *, sequential: bool) -> Sample:
     run = views.get_run(engine, run_id)
-    steps = sorted((s for s in run["steps"] if s["kind"] == "python"), key=lambda s: s["started_at"])
-    assignment = sum((s["started_at"] - s["created_at"]).total_seconds() for s in steps)
-    execution = sum((s["finished_at"] - s["started_at"]).total_seconds() for s in steps)
+    steps = sorted((s for s in run.steps if s.kind == "python"), key=lambda s: s.started_at)
+    assignment = sum((s.started_at - s.created_at).total_seconds() for s in steps)
+    execution = sum((s.finished_at - s.started_at).total_seconds() for s in steps)
     transition = 0.0
     if sequential:
-        transition = sum((b["created_at"] - a["finished_at"]).total_seconds()
+        transition = sum((b.created_at - a.finished_at).total_seconds()
                          for a, b in zip(steps, steps[1:], strict=False))
-    return Sample((run["finished_at"] - run["created_at"]).total_seconds(), assignment, execution, transition)
+    return Sample((run.finished_at - run.created_at).total_seconds(), assignment, execution, transition)
 
 
 # --- kept in Postgres -------------------------------------------------------------------------

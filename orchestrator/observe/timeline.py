@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 from html import escape
-from typing import Any
+
+from orchestrator.store.views import RunView
 
 ROW = 22
 LABEL_W = 300
@@ -16,23 +17,23 @@ COLOURS = {"succeeded": "#2f9e44", "failed": "#e03131", "skipped": "#adb5bd", "r
 WAITING = "#dee2e6"
 
 
-def render_timeline(run: dict[str, Any], now: dt.datetime | None = None) -> str:
-    """The SVG text for ``run`` (as records.get_run returns it, steps included)."""
+def render_timeline(run: RunView, now: dt.datetime | None = None) -> str:
+    """The SVG text for ``run``, read with its steps."""
     now = now or dt.datetime.now(dt.UTC)
-    start = run["created_at"]
-    end = run["finished_at"] or now
-    for step in run["steps"]:
-        end = max(end, step["finished_at"] or now if step["started_at"] else end)
+    start = run.created_at
+    end = run.finished_at or now
+    for step in run.steps:
+        end = max(end, step.finished_at or now if step.started_at else end)
     span = max((end - start).total_seconds(), 0.001)
 
     def x(at: dt.datetime | None) -> float:
         at = at or now
         return LABEL_W + (at - start).total_seconds() / span * CHART_W
 
-    steps = run["steps"]
+    steps = run.steps
     height = TOP + ROW * max(len(steps), 1) + 40
     width = LABEL_W + CHART_W + 20
-    title = (f"{run['flow_id']} v{run['flow_version']} · run {run['id']} · {run['status']} · "
+    title = (f"{run.flow_id} v{run.flow_version} · run {run.id} · {run.status.value} · "
              f"{_duration(span)}")
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -50,20 +51,20 @@ def render_timeline(run: dict[str, Any], now: dt.datetime | None = None) -> str:
                      f'{_duration(span * tick / 5)}</text>')
     for i, step in enumerate(steps):
         y = TOP + i * ROW
-        label = step["path"] + (f" (attempt {step['attempt']})" if step["attempt"] > 1 else "")
+        label = step.path + (f" (attempt {step.attempt})" if step.attempt > 1 else "")
         parts.append(f'<text x="{LABEL_W - 8}" y="{y + 15}" text-anchor="end">{escape(label[-48:])}</text>')
-        colour = COLOURS.get(step["status"], "#868e96")
-        created, started, finished = step["created_at"], step["started_at"], step["finished_at"]
+        colour = COLOURS.get(step.status, "#868e96")
+        created, started, finished = step.created_at, step.started_at, step.finished_at
         if created is not None and started is not None:
             parts.append(_bar(x(created), x(started), y, WAITING,
                               f"{label}: waited {_seconds(started - created)}"))
         if started is not None:
-            what = f"{label}: {step['status']}, ran {_seconds((finished or now) - started)}"
-            if step.get("error"):
-                what += f" — {step['error'][:200]}"
+            what = f"{label}: {step.status.value}, ran {_seconds((finished or now) - started)}"
+            if step.error:
+                what += f" — {step.error[:200]}"
             parts.append(_bar(x(started), x(finished), y, colour, what))
         elif finished is not None:  # skipped, or decided without running
-            parts.append(_bar(x(finished), x(finished), y, colour, f"{label}: {step['status']}"))
+            parts.append(_bar(x(finished), x(finished), y, colour, f"{label}: {step.status.value}"))
     parts.append("</svg>")
     return "\n".join(parts)
 

@@ -16,6 +16,7 @@ from orchestrator.services.publisher import Publisher
 from orchestrator.services.runs import start_saved
 from orchestrator.store import audit, outbox, runs, triggers, views
 from orchestrator.store.outbox import Owed, OwedKind
+from orchestrator.store.views import RunView
 
 log = logging.getLogger("millrace.sweeper")
 NO_LIMIT = 1_000_000  # a flow whose limit was removed lets every held run go
@@ -26,10 +27,10 @@ def follow_up(publisher: Publisher, owed: Owed | None) -> None:
     if owed is None:
         return
     run = views.get_run(publisher.engine, owed.run_id, with_steps=False)
-    for trigger in triggers.downstream_triggers(publisher.engine, run["flow_id"], run["status"]):
+    for trigger in triggers.downstream_triggers(publisher.engine, run.flow_id, run.status.value):
         _start_triggered(publisher, trigger, run)
-    if run["concurrency_key"] is not None:
-        release(publisher, run["flow_id"], run["concurrency_key"])
+    if run.concurrency_key is not None:
+        release(publisher, run.flow_id, run.concurrency_key)
     outbox.done(publisher.engine, owed)
 
 
@@ -41,17 +42,17 @@ def release(publisher: Publisher, flow_id: str, key: str) -> None:
         publisher.deliver(owed)
 
 
-def _start_triggered(publisher: Publisher, trigger: Any, upstream: dict[str, Any]) -> None:
-    names = {"trigger": {"run_id": upstream["id"], "flow": upstream["flow_id"], "status": upstream["status"],
-                         "result": upstream["result"], "error": upstream["error"]}}
+def _start_triggered(publisher: Publisher, trigger: Any, upstream: RunView) -> None:
+    names = {"trigger": {"run_id": upstream.id, "flow": upstream.flow_id, "status": upstream.status.value,
+                         "result": upstream.result, "error": upstream.error}}
     try:
         plan = publisher.plans.plan(trigger.flow_id, None)
         inputs = validate_inputs(plan.flow.inputs, compile_value(trigger.inputs).render(names))
-        start_saved(publisher, plan, inputs, trigger=f"flow:{upstream['flow_id']}", actor="trigger",
-                    idempotency_key=f"trigger:{trigger.trigger_id}:{upstream['id']}")
+        start_saved(publisher, plan, inputs, trigger=f"flow:{upstream.flow_id}", actor="trigger",
+                    idempotency_key=f"trigger:{trigger.trigger_id}:{upstream.id}")
     except (FlowError, Conflict) as exc:  # its inputs do not fit, its limit refuses: said, not lost
         audit.record_event(publisher.engine, "trigger", "trigger.refused", f"flow:{trigger.flow_id}",
-                           trigger=trigger.trigger_id, upstream_run=upstream["id"], error=str(exc))
+                           trigger=trigger.trigger_id, upstream_run=upstream.id, error=str(exc))
 
 
 def deliver_overdue(publisher: Publisher, grace: dict[OwedKind, float]) -> int:
@@ -75,8 +76,8 @@ def _restart_without_message(publisher: Publisher, owed: Owed) -> bool:
     """A restart recorded before restarts kept their message: which step it restarts from
     was only in the lost message, so it fails saying so rather than guess."""
     run = views.get_run(publisher.engine, owed.run_id, with_steps=False)
-    if not run["restarted_from"]:
+    if not run.restarted_from:
         return False
     runs.abandon_unpublished(publisher.engine, owed, "this restart was never sent; restart "
-                             f"{run['restarted_from']} again", "sweeper")
+                             f"{run.restarted_from} again", "sweeper")
     return True

@@ -14,8 +14,9 @@ from typing import Any, Protocol
 from celery import Signature
 from sqlalchemy import Engine
 
-from orchestrator.execution.compiler import RunRef, compile_run
-from orchestrator.execution.context import new_context
+from orchestrator.execution.compiler import compile_run
+from orchestrator.execution.context import Context
+from orchestrator.execution.messages import RunRef
 from orchestrator.execution.plan import Plan
 from orchestrator.store import outbox, views
 from orchestrator.store.outbox import Owed, OwedKind
@@ -59,8 +60,8 @@ class Publisher:
         if owed.kind is not OwedKind.RUN:
             raise ValueError(f"{owed.kind} {owed.id} keeps no message")
         run = views.get_run(self.engine, owed.run_id, with_steps=False)
-        plan = self.plans.plan(run["flow_id"], run["flow_version"])
-        return run_message(plan, owed.run_id, run["inputs"], run["depth"], run["scripts"])
+        plan = self.plans.plan(run.flow_id, run.flow_version)
+        return run_message(plan, owed.run_id, run.inputs, run.depth, run.scripts)
 
 
 def owed_message(owed: Owed) -> Signature | None:
@@ -71,4 +72,4 @@ def run_message(plan: Plan, run_id: str, inputs: dict[str, Any], depth: int = 0,
                 scripts: dict[str, int] | None = None) -> Signature:
     """A run's whole canvas, from its first context."""
     ref = RunRef(run_id, plan.flow_id, plan.version)
-    return compile_run(plan, ref, new_context(run_id, plan.flow_id, plan.version, inputs, depth, scripts))
+    return compile_run(plan, ref, Context.new(run_id, plan.flow_id, plan.version, inputs, depth, scripts))

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from orchestrator.errors import Conflict, NotFound
-from orchestrator.execution.lifecycle import ACTIVE, Phase, RunStatus, StepStatus
+from orchestrator.execution.lifecycle import ACTIVE, OPEN_STEP, Phase, RunStatus, StepStatus
 from orchestrator.store.audit import acting, audit
 from orchestrator.store.outbox import Owed, OwedKind, owe
 from orchestrator.store.runs import Created, NewRun, insert_run
@@ -86,7 +86,7 @@ def _open_statement(dialect: str, phase: str) -> Any:
     insert_ = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(step_runs)
     # Another delivery of a running or waiting attempt counts, and names who has it now; an
     # ended attempt handed on again (a replay) stays as it was recorded.
-    live = step_runs.c.status.in_(inline((StepStatus.RUNNING.value, StepStatus.WAITING.value)))
+    live = step_runs.c.status.in_(inline(OPEN_STEP))
     return insert_.from_select([*columns, "status", "deliveries"], values).on_conflict_do_update(
         index_elements=["run_id", "path", "attempt"],
         set_={"deliveries": case((live, step_runs.c.deliveries + 1), else_=step_runs.c.deliveries),
@@ -158,7 +158,7 @@ def record_outcome(engine: Engine, attempt_id: int, status: StepStatus, result: 
 _RECORD_OUTCOME = (
     update(step_runs)
     .where(step_runs.c.id == bindparam("attempt_id"),
-           step_runs.c.status.in_(inline((StepStatus.RUNNING.value, StepStatus.WAITING.value))))
+           step_runs.c.status.in_(inline(OPEN_STEP)))
     .values(status=bindparam("status"), result=bindparam("result"), error=bindparam("error"),
             logs=bindparam("logs"), cached=bindparam("cached"), finished_at=bindparam("finished_at"),
             continuation=None)
@@ -177,7 +177,7 @@ def suspend_attempt(engine: Engine, attempt_id: int, run_id: str, continuation: 
         # only a running step parks (or a waiting one, a sleep's next slice): a cancel may have ended it
         conn.execute(update(step_runs).where(
             step_runs.c.id == attempt_id,
-            step_runs.c.status.in_((StepStatus.RUNNING.value, StepStatus.WAITING.value))).values(
+            step_runs.c.status.in_(OPEN_STEP)).values(
             status=StepStatus.WAITING.value, continuation=continuation, resume_at=resume_at))
         if changed:
             audit(conn, worker, "run.suspended", f"run:{run_id}")

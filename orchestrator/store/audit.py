@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, text
 
+from orchestrator.errors import Conflict
 from orchestrator.store.sql import now
 from orchestrator.store.tables import audit_events
 
@@ -76,7 +77,8 @@ class Verdict:
 def verify(engine: Engine) -> Verdict:
     """Walk the whole chain in order; the first broken link, if any."""
     if engine.dialect.name != "postgresql":
-        raise RuntimeError("the audit chain is kept by PostgreSQL; local mode (SQLite) has none to verify")
+        raise Conflict("the audit chain is kept by PostgreSQL; local mode (SQLite) has none to verify: set "
+                       "MILLRACE_DATABASE_URL to the PostgreSQL database whose chain to check")
     checked, after, previous_hash, previous_seq = 0, 0, None, 0
     with engine.connect() as conn:
         unchained = conn.execute(text("SELECT min(id) FROM audit_events WHERE seq IS NULL")).scalar()

@@ -1,40 +1,108 @@
-"""What readers see of runs: a run with its steps, pages of runs."""
+"""What readers see of runs, as typed values: a run with its step attempts, pages of runs.
+
+The API, the CLI, the timeline and the benchmark read these; none of them indexes a row."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    Engine,
-    select,
-)
+from sqlalchemy import Engine, select
 
 from orchestrator.errors import NotFound
-from orchestrator.store.tables import (
-    runs,
-    step_runs,
-)
+from orchestrator.execution.lifecycle import RunStatus, StepStatus
+from orchestrator.store.tables import runs, step_runs
 
 
-def get_run(engine: Engine, run_id: str, *, with_steps: bool = True) -> dict[str, Any]:
+@dataclass(frozen=True)
+class StepView:
+    """One attempt of one step (or for_each item)."""
+
+    id: int
+    path: str
+    step_id: str
+    kind: str
+    item_index: int | None
+    attempt: int
+    status: StepStatus
+    deliveries: int
+    worker: str | None
+    task_id: str | None
+    created_at: dt.datetime | None
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    result: Any
+    error: str | None
+    logs: str | None
+    cached: bool
+
+
+@dataclass(frozen=True)
+class RunListing:
+    """A run as a page of runs shows it."""
+
+    id: str
+    flow_id: str
+    flow_version: int
+    status: RunStatus
+    trigger: str
+    error: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class RunView(RunListing):
+    """A run with what it was given, what it gave, where it came from, and its attempts
+    (empty when read ``with_steps=False``), in the order they were made."""
+
+    inputs: dict[str, Any]
+    result: Any
+    parent_run_id: str | None
+    restarted_from: str | None
+    scripts: dict[str, int]
+    depth: int
+    concurrency_key: str | None
+    steps: tuple[StepView, ...] = ()
+
+
+def _fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.name != "steps"]
+
+
+_STEP, _LISTING, _RUN = _fields(StepView), _fields(RunListing), _fields(RunView)
+
+
+def _step(row: Any) -> StepView:
+    values = {name: row[name] for name in _STEP}
+    return StepView(**{**values, "status": StepStatus(values["status"])})
+
+
+def _listing(cls: type, names: list[str], row: Any, **extra: Any) -> Any:
+    values = {name: row[name] for name in names}
+    values["status"] = RunStatus(values["status"])
+    if "scripts" in values:
+        values["scripts"] = values["scripts"] or {}
+    return cls(**values, **extra)
+
+
+def get_run(engine: Engine, run_id: str, *, with_steps: bool = True) -> RunView:
     with engine.connect() as conn:
         run = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
         if run is None:
             raise NotFound(f"run '{run_id}' does not exist")
-        if not with_steps:
-            return dict(run)
-        steps = conn.execute(
-            select(step_runs).where(step_runs.c.run_id == run_id).order_by(step_runs.c.id)
-        ).mappings().all()
-    return {**dict(run), "steps": [dict(s) for s in steps]}
+        steps = () if not with_steps else tuple(_step(s) for s in conn.execute(
+            select(step_runs).where(step_runs.c.run_id == run_id).order_by(step_runs.c.id)).mappings())
+    return _listing(RunView, _RUN, run, steps=steps)
 
 
 def list_runs(engine: Engine, *, flow_id: str | None = None, status: str | None = None,
               trigger: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
-              before: tuple[dt.datetime, str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+              before: tuple[dt.datetime, str] | None = None, limit: int = 50) -> list[RunListing]:
     """Runs, newest first; ``before`` is the (created_at, id) of the last run of the previous page."""
-    query = select(runs.c.id, runs.c.flow_id, runs.c.flow_version, runs.c.status, runs.c.trigger,
-                   runs.c.created_at, runs.c.started_at, runs.c.finished_at, runs.c.error)
+    query = select(*(runs.c[name] for name in _LISTING))
     if flow_id:
         query = query.where(runs.c.flow_id == flow_id)
     if status:
@@ -50,5 +118,4 @@ def list_runs(engine: Engine, *, flow_id: str | None = None, status: str | None 
         query = query.where((runs.c.created_at < at) | ((runs.c.created_at == at) & (runs.c.id < run_id)))
     query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(query).mappings()]
-
+        return [_listing(RunListing, _LISTING, r) for r in conn.execute(query).mappings()]

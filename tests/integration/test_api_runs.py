@@ -177,7 +177,7 @@ def test_the_same_idempotency_key_returns_the_same_run(client, operator, engine)
     second = client.post("/api/v1/flows/api/runs/runs?wait=30", json={"inputs": {"n": 5}}, headers=headers)
     assert first.json["id"] == second.json["id"] and second.json["result"] == 10
     assert len([r for r in views.list_runs(engine, flow_id="api/runs", limit=200)
-                if r["id"] == first.json["id"]]) == 1
+                if r.id == first.json["id"]]) == 1
     other = client.post("/api/v1/flows/api/runs/runs", json={}, headers={**operator, "Idempotency-Key": "other"})
     assert other.json["id"] != first.json["id"]
 

@@ -100,13 +100,13 @@ steps:
     continue_on_error: true
 """)
     events = [(e["action"], e["details"].get("path"), e["details"].get("error"))
-              for e in audit.list_audit(engine, target=f"run:{run['id']}")]
+              for e in audit.list_audit(engine, target=f"run:{run.id}")]
     assert events == [
         ("run.created", None, None), ("run.started", None, None),
         ("step.started", "a", None), ("step.succeeded", "a", None),
         ("step.skipped", "b", None),
         ("step.started", "c", None), ("step.failed", "c", "ValueError: boom"),
-        (f"run.{run['status']}", None, None)]
-    step_events = audit.list_audit(engine, target=f"run:{run['id']}", action="step.")
-    assert all(e["actor"] == run["steps"][0]["worker"] for e in step_events)  # the worker that ran it
+        (f"run.{run.status}", None, None)]
+    step_events = audit.list_audit(engine, target=f"run:{run.id}", action="step.")
+    assert all(e["actor"] == run.steps[0].worker for e in step_events)  # the worker that ran it
     assert verify(engine).ok

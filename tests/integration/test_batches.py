@@ -30,15 +30,15 @@ def pid_steps(count: int, queue: str | None = None) -> str:
 
 def test_consecutive_steps_share_a_task_yet_each_runs_in_its_own_process(run_flow, engine) -> None:
     run = run_flow(f"id: batch/pids\nsteps:\n{pid_steps(5)}\n")
-    assert run["status"] == "succeeded"
-    pids = run["result"]
+    assert run.status == "succeeded"
+    pids = run.result
     assert len(pids) == 5 and len(set(pids)) == 5  # a process each: nothing leaks between steps
-    steps = run["steps"]
-    assert [(s["path"], s["attempt"], s["status"], s["deliveries"]) for s in steps] == [
+    steps = run.steps
+    assert [(s.path, s.attempt, s.status, s.deliveries) for s in steps] == [
         (f"p{i}", 1, "succeeded", 1) for i in range(5)]
-    assert len({s["task_id"] for s in steps}) == 1  # one Celery task: no broker round trip between them
+    assert len({s.task_id for s in steps}) == 1  # one Celery task: no broker round trip between them
     actions = [(e["action"], e["details"].get("path"))
-               for e in audit.list_audit(engine, target=f"run:{run['id']}", limit=100)]
+               for e in audit.list_audit(engine, target=f"run:{run.id}", limit=100)]
     assert actions == [("run.created", None), ("run.started", None),
                        *[(a, f"p{i}") for i in range(5) for a in ("step.started", "step.succeeded")],
                        ("run.succeeded", None)]
@@ -64,10 +64,10 @@ steps:
           return os.environ["MILLRACE_ATTEMPT"] + "/" + str(n)
     with: {n: "${{ steps.flaky.result }}"}
 """)
-    assert run["status"] == "succeeded", run["error"]
-    assert [(s["path"], s["attempt"], s["status"]) for s in run["steps"]] == [
+    assert run.status == "succeeded", run.error
+    assert [(s.path, s.attempt, s.status) for s in run.steps] == [
         ("before", 1, "succeeded"), ("flaky", 1, "failed"), ("flaky", 2, "succeeded"), ("after", 1, "succeeded")]
-    assert run["result"] == "1/2"  # the step after a retried one is that step's first attempt
+    assert run.result == "1/2"  # the step after a retried one is that step's first attempt
 
 
 def test_a_batch_past_its_time_hands_the_rest_on_even_inside_a_for_each(engine, worker) -> None:
@@ -95,10 +95,10 @@ steps:
     finally:
         unbatched.stop()
     run = views.get_run(engine, run_id)
-    assert run["status"] == "succeeded", run["error"]
-    assert run["result"] == [21, 41, 61]
-    code_steps = [s for s in run["steps"] if s["kind"] == "python"]
-    assert len(code_steps) == 9 and all(s["attempt"] == 1 and s["deliveries"] == 1 for s in code_steps)
+    assert run.status == "succeeded", run.error
+    assert run.result == [21, 41, 61]
+    code_steps = [s for s in run.steps if s.kind == "python"]
+    assert len(code_steps) == 9 and all(s.attempt == 1 and s.deliveries == 1 for s in code_steps)
     # with no time for a batch, a message per step (the run's start goes with the first)
     log = unbatched.log_path.read_text()
     assert len(re.findall(r"Task millrace\.step\[[0-9a-f-]+\] received", log)) == 9, log
@@ -128,5 +128,5 @@ def test_a_run_sent_before_batches_existed_still_completes(engine, worker) -> No
                     trigger="test")
     assert wait_for_run(engine, run_id, 60).finished
     run = views.get_run(engine, run_id)
-    assert run["status"] == "succeeded" and len(run["result"]) == 3
-    assert len({s["task_id"] for s in run["steps"]}) == 3  # each step its own task, as sent
+    assert run.status == "succeeded" and len(run.result) == 3
+    assert len({s.task_id for s in run.steps}) == 3  # each step its own task, as sent

@@ -25,13 +25,13 @@ def test_sigkill_of_the_worker_mid_flow_then_a_new_worker_completes_the_run(engi
     steps = "\n".join(lines)
     text = f"id: test/crash\nsteps:\n{steps}\n"
     run = killed_while(engine, text, queue, "s3")
-    assert run["status"] == "succeeded", run["error"]
-    assert run["result"] == 10
+    assert run.status == "succeeded", run.error
+    assert run.result == 10
     for i in range(10):
-        rows = [s for s in run["steps"] if s["path"] == f"s{i}"]
-        assert [(r["attempt"], r["status"]) for r in rows] == [(1, "succeeded")], rows
-    killed = next(s for s in run["steps"] if s["path"] == "s3")
-    assert killed["deliveries"] >= 2  # it ran again after the kill
+        rows = [s for s in run.steps if s.path == f"s{i}"]
+        assert [(r.attempt, r.status) for r in rows] == [(1, "succeeded")], rows
+    killed = next(s for s in run.steps if s.path == "s3")
+    assert killed.deliveries >= 2  # it ran again after the kill
 
 
 def killed_while(engine, text: str, queue: str, path: str, meanwhile=lambda: None) -> dict:
@@ -54,7 +54,7 @@ def _wait_running(engine, run_id: str, path: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = views.get_run(engine, run_id)
-        if any(s["path"] == path and s["status"] == "running" for s in run["steps"]):
+        if any(s.path == path and s.status == "running" for s in run.steps):
             return
         time.sleep(0.02)
     raise AssertionError(f"{path} never started: {views.get_run(engine, run_id)}")
@@ -80,9 +80,9 @@ steps:
 """
     run = killed_while(engine, text, queue, "slow", meanwhile=lambda: set_variable(
         engine, "replay_gate", False, secret=False, keys=(), actor="test"))
-    assert run["status"] == "succeeded", run["error"]
-    assert run["result"] == "ran"
-    assert [(s["path"], s["status"], s["deliveries"]) for s in run["steps"]] == [
+    assert run.status == "succeeded", run.error
+    assert run.result == "ran"
+    assert [(s.path, s.status, s.deliveries) for s in run.steps] == [
         ("first", "succeeded", 1), ("slow", "succeeded", 2)]
 
 
@@ -115,6 +115,6 @@ steps:
     send(canvas)  # the redelivery
     assert wait_for_run(engine, run_id, 60).finished
     run = views.get_run(engine, run_id)
-    assert run["status"] == "succeeded" and run["result"] == "went on"
-    assert [(s["path"], s["status"], s["worker"]) for s in run["steps"]][:2] == [
+    assert run.status == "succeeded" and run.result == "went on"
+    assert [(s.path, s.status, s.worker) for s in run.steps][:2] == [
         ("none", "succeeded", "dead-worker"), ("pick", "succeeded", "dead-worker")]

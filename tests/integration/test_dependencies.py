@@ -49,13 +49,13 @@ def builds_of(name: str) -> int:
 def test_a_package_the_worker_lacks_is_installed_and_its_environment_reused(run_flow, engine) -> None:
     assert importlib.util.find_spec("tabulate") is None  # not in the worker's own environment
     first = run_flow(TABLE, timeout=300)
-    assert first["status"] == "succeeded", first["error"]
-    assert first["result"] == "21  42"
+    assert first.status == "succeeded", first.error
+    assert first.result == "21  42"
     name = environment_name(lock_for(engine, requirements_of("import tabulate"), Index()))
     built = builds_of(name)
     assert built >= 1  # built this time or by an earlier run of these tests (kept under .millrace/)
     second = run_flow(TABLE)
-    assert second["result"] == "21  42"
+    assert second.result == "21  42"
     assert builds_of(name) == built  # no resolve, no install: the same environment
 
 
@@ -67,8 +67,8 @@ def test_twenty_steps_asking_at_once_build_the_environment_once_and_get_the_pin(
     shutil.rmtree(load_settings().home / "envs" / name, ignore_errors=True)  # make it new
     before = builds_of(name)
     run = run_flow(PINNED, timeout=300)
-    assert run["status"] == "succeeded", run["error"]
-    assert run["result"] == ["1.16.0"] * 20  # the pin, not whatever the worker has
+    assert run.status == "succeeded", run.error
+    assert run.result == ["1.16.0"] * 20  # the pin, not whatever the worker has
     assert builds_of(name) == before + 1
 
 
@@ -94,8 +94,8 @@ steps:
       }
     with: {text: "mill", width: 8}
 """, timeout=300)
-    assert run["status"] == "succeeded", run["error"]
-    assert run["result"] == {"padded": "****mill", "sha": "be37ec2e"}
+    assert run.status == "succeeded", run.error
+    assert run.result == {"padded": "****mill", "sha": "be37ec2e"}
 
 
 def test_an_npm_package_that_does_not_exist_is_refused_with_npms_message(run_flow) -> None:
@@ -115,7 +115,7 @@ def test_a_broken_environment_is_detected_and_rebuilt(run_flow, engine) -> None:
     (folder / ".millrace-complete").unlink()
     before = builds_of(name)
     again = run_flow(TABLE)
-    assert again["status"] == "succeeded", again["error"]
+    assert again.status == "succeeded", again.error
     assert builds_of(name) == before + 1
 
 

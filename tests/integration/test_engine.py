@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 def attempts(run: dict, path: str) -> list[dict]:
-    return [s for s in run["steps"] if s["path"] == path]
+    return [s for s in run.steps if s.path == path]
 
 
 def only(run: dict, path: str) -> dict:
@@ -51,11 +51,11 @@ steps:
       n: "${{ steps.greet.result.n }}"
       mixed: "n=${{ steps.greet.result.n }}!"
 """, {"name": "ada"})
-    assert run["status"] == "succeeded", run["error"]
-    assert run["result"] == ["HELLO ADA", "HELLO ADA", "n=2!"]
+    assert run.status == "succeeded", run.error
+    assert run.result == ["HELLO ADA", "HELLO ADA", "n=2!"]
     shout = only(run, "shout")
-    assert "working" in shout["logs"]
-    assert shout["created_at"] <= shout["started_at"] <= shout["finished_at"]
+    assert "working" in shout.logs
+    assert shout.created_at <= shout.started_at <= shout.finished_at
 
 
 ALL_KINDS = """
@@ -151,12 +151,12 @@ def test_every_step_kind_and_option_produces_the_documented_result(engine, worke
     text = ALL_KINDS.replace("QUEUE_SPECIAL", worker_queue_special())
     run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
     wait_for_step(engine, run_id, "gate", StepStatus.WAITING)
-    assert views.get_run(engine, run_id)["status"] == "suspended"
+    assert views.get_run(engine, run_id).status == "suspended"
     approve(run_id, "gate")
     assert wait_for_run(engine, run_id, 120).finished
     run = views.get_run(engine, run_id)
-    assert run["status"] == "succeeded", run["error"]
-    assert run["result"] == {
+    assert run.status == "succeeded", run.error
+    assert run.result == {
         "pick": "small",  # 0 + 1 + 4 + 9 = 14
         "doubled": [[0, 0], [1, 2], [2, 8], [3, 18]],
         "flaky": 2,
@@ -165,16 +165,16 @@ def test_every_step_kind_and_option_produces_the_documented_result(engine, worke
         "child": 15,
         "shout": "HELLO",
     }
-    assert [a["status"] for a in attempts(run, "flaky")] == ["failed", "succeeded"]
-    assert only(run, "optional")["error"].startswith("exit code 3")
-    assert only(run, "both")["result"] == {"total": 14, "shout": "HELLO"}
-    assert [only(run, f"doubled[{i}].double")["item_index"] for i in range(4)] == [0, 1, 2, 3]
+    assert [a.status for a in attempts(run, "flaky")] == ["failed", "succeeded"]
+    assert only(run, "optional").error.startswith("exit code 3")
+    assert only(run, "both").result == {"total": 14, "shout": "HELLO"}
+    assert [only(run, f"doubled[{i}].double").item_index for i in range(4)] == [0, 1, 2, 3]
     nap = only(run, "nap")
-    assert (nap["finished_at"] - nap["started_at"]).total_seconds() >= 1.0
-    assert only(run, "gate")["result"]["approved"] is True
+    assert (nap.finished_at - nap.started_at).total_seconds() >= 1.0
+    assert only(run, "gate").result["approved"] is True
     # The subflow ran as its own run, linked to the parent's step.
     child_run = views.get_run(engine, only_child_run(engine, run_id))
-    assert child_run["status"] == "succeeded" and child_run["result"] == 15
+    assert child_run.status == "succeeded" and child_run.result == 15
 
     # Same inputs again: `squares` comes from the cache.
     second = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
@@ -182,9 +182,9 @@ def test_every_step_kind_and_option_produces_the_documented_result(engine, worke
     approve(second, "gate")
     wait_for_run(engine, second, 120)
     again = views.get_run(engine, second)
-    assert again["status"] == "succeeded"
-    assert only(again, "squares")["cached"] is True
-    assert only(run, "squares")["cached"] is False
+    assert again.status == "succeeded"
+    assert only(again, "squares").cached is True
+    assert only(run, "squares").cached is False
 
 
 def test_for_each_over_zero_one_and_a_hundred_items(run_flow):
@@ -210,14 +210,14 @@ steps:
     with: {xs: "${{ steps.each.result }}"}
 """
     empty = run_flow(flow, {"count": 0})
-    assert empty["status"] == "succeeded"
-    assert only(empty, "each")["result"] == [] and empty["result"] == 0
+    assert empty.status == "succeeded"
+    assert only(empty, "each").result == [] and empty.result == 0
     one = run_flow(flow, {"count": 1})
-    assert only(one, "each")["result"] == ["0:0"]
+    assert only(one, "each").result == ["0:0"]
     hundred = run_flow(flow, {"count": 100})
-    assert hundred["status"] == "succeeded", hundred["error"]
-    assert only(hundred, "each")["result"] == [f"{i}:{i * i}" for i in range(100)]
-    assert len([s for s in hundred["steps"] if s["step_id"] == "square"]) == 100
+    assert hundred.status == "succeeded", hundred.error
+    assert only(hundred, "each").result == [f"{i}:{i * i}" for i in range(100)]
+    assert len([s for s in hundred.steps if s.step_id == "square"]) == 100
 
 
 def test_nested_parallel_inside_for_each_inside_switch(run_flow):
@@ -251,13 +251,13 @@ steps:
     else:
       - {id: shallow, python: "def main():\\n    return 'shallow'"}
 """)
-    assert run["status"] == "succeeded", run["error"]
-    assert run["result"] == [
+    assert run.status == "succeeded", run.error
+    assert run.result == [
         {"plus": 11, "times": -10},
         {"plus": 12, "times": -20},
         {"plus": 13, "times": -30},
     ]
-    assert only(run, "route.rows[2].fan.times.neg")["result"] == -30
+    assert only(run, "route.rows[2].fan.times.neg").result == -30
 
 
 def test_bounded_for_each_runs_at_most_n_items_at_once(run_flow):
@@ -272,8 +272,8 @@ steps:
         python: "import time\\ndef main(x: int) -> int:\\n    time.sleep(0.3)\\n    return x"
         with: {x: "${{ item }}"}
 """)
-    assert run["result"] == [0, 1, 2, 3, 4, 5]
-    spans = [(s["started_at"], s["finished_at"]) for s in run["steps"] if s["step_id"] == "work"]
+    assert run.result == [0, 1, 2, 3, 4, 5]
+    spans = [(s.started_at, s.finished_at) for s in run.steps if s.step_id == "work"]
     for start, _ in spans:
         overlapping = sum(1 for s, f in spans if s <= start < f)
         assert overlapping <= 2
@@ -292,12 +292,12 @@ steps:
           return "third time lucky"
     retry: {attempts: 5, delay: 50ms}
 """)
-    assert run["status"] == "succeeded"
+    assert run.status == "succeeded"
     rows = attempts(run, "flaky")
-    assert [(r["attempt"], r["status"]) for r in rows] == [(1, "failed"), (2, "failed"), (3, "succeeded")]
-    assert rows[0]["error"] == "ValueError: attempt 1"
-    assert "Traceback" in rows[0]["logs"]
-    assert run["result"] == "third time lucky"
+    assert [(r.attempt, r.status) for r in rows] == [(1, "failed"), (2, "failed"), (3, "succeeded")]
+    assert rows[0].error == "ValueError: attempt 1"
+    assert "Traceback" in rows[0].logs
+    assert run.result == "third time lucky"
 
 
 def test_timeout_kills_an_infinite_loop(run_flow):
@@ -312,11 +312,11 @@ steps:
     bash: echo unreachable
 """)
     assert time.monotonic() - started < 30
-    assert run["status"] == "failed"
+    assert run.status == "failed"
     step = only(run, "forever")
-    assert step["status"] == "failed" and "timed out after 1s" in step["error"]
+    assert step.status == "failed" and "timed out after 1s" in step.error
     assert attempts(run, "after") == []
-    assert "forever" in run["error"]
+    assert "forever" in run.error
 
 
 def test_on_failure_steps_run_with_the_error(run_flow):
@@ -335,12 +335,12 @@ on_failure:
     python: "def main(error: str) -> str:\\n    return 'reported: ' + error"
     with: {error: "${{ run.error }}"}
 """)
-    assert run["status"] == "failed"
-    assert "RuntimeError: disk full" in run["error"]
+    assert run.status == "failed"
+    assert "RuntimeError: disk full" in run.error
     alert = only(run, "on_failure.alert")
-    assert alert["status"] == "succeeded"
-    assert alert["result"] == f"run {run['id']} failed: {run['error']}"
-    assert only(run, "on_failure.report")["result"] == f"reported: {run['error']}"
+    assert alert.status == "succeeded"
+    assert alert.result == f"run {run.id} failed: {run.error}"
+    assert only(run, "on_failure.report").result == f"reported: {run.error}"
     assert attempts(run, "unreached") == []
 
 
@@ -357,10 +357,10 @@ steps:
     python: "def main(x: int) -> int:\\n    return x + 1"
     with: {x: "${{ steps.first.result }}"}
 """)
-    assert run["status"] == "succeeded"
-    assert only(run, "crash")["status"] == "failed"
-    assert "exited with code 1" in only(run, "crash")["error"]
-    assert run["result"] == 2
+    assert run.status == "succeeded"
+    assert only(run, "crash").status == "failed"
+    assert "exited with code 1" in only(run, "crash").error
+    assert run.result == 2
 
 
 def test_approval_resumes_the_run_and_rejection_fails_it(engine, worker):
@@ -378,12 +378,12 @@ steps:
     run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
     wait_for_step(engine, run_id, "review", StepStatus.WAITING)
     time.sleep(0.5)
-    assert views.get_run(engine, run_id)["status"] == "suspended"
+    assert views.get_run(engine, run_id).status == "suspended"
     assert attempts(views.get_run(engine, run_id), "after") == []
     approve(run_id, "review")
     wait_for_run(engine, run_id, 60)
     run = views.get_run(engine, run_id)
-    assert run["status"] == "succeeded" and run["result"] == "prepared and shipped"
+    assert run.status == "succeeded" and run.result == "prepared and shipped"
 
     rejected = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
     wait_for_step(engine, rejected, "review", StepStatus.WAITING)
@@ -392,7 +392,7 @@ steps:
     assert main(["reject", rejected, "review", "--reason", "not today"]) == 0
     wait_for_run(engine, rejected, 60)
     run = views.get_run(engine, rejected)
-    assert run["status"] == "failed" and "not today" in run["error"]
+    assert run.status == "failed" and "not today" in run.error
 
 
 def test_forty_sequential_steps_complete(run_flow):
@@ -403,9 +403,9 @@ def test_forty_sequential_steps_complete(run_flow):
         for i in range(40)
     )
     run = run_flow(f"id: test/forty\nsteps:\n{steps}\n")
-    assert run["status"] == "succeeded"
-    assert run["result"] == 39
-    assert len(run["steps"]) == 40
+    assert run.status == "succeeded"
+    assert run.result == 39
+    assert len(run.steps) == 40
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -419,9 +419,9 @@ def worker_queue_special() -> str:
 def wait_for_step(engine, run_id: str, path: str, status: StepStatus, timeout: float = 60) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for step in views.get_run(engine, run_id)["steps"]:
-            if step["path"] == path and step["status"] == status.value:
-                return step["id"]
+        for step in views.get_run(engine, run_id).steps:
+            if step.path == path and step.status == status.value:
+                return step.id
         time.sleep(0.05)
     raise AssertionError(f"{path} never reached {status}: {views.get_run(engine, run_id)}")
 
@@ -458,12 +458,12 @@ steps:
     wait_for_step(engine, run_id, "anywhere", StepStatus.SUCCEEDED)
     time.sleep(2)
     run = views.get_run(engine, run_id)
-    assert run["status"] == "running" and attempts(run, "on_gpu") == []
+    assert run.status == "running" and attempts(run, "on_gpu") == []
     gpu_worker = Worker([queue], concurrency=1)
     try:
         assert wait_for_run(engine, run_id, 60).value == "succeeded"
     finally:
         gpu_worker.stop()
     run = views.get_run(engine, run_id)
-    assert run["result"] == 21
-    assert only(run, "on_gpu")["worker"] != only(run, "anywhere")["worker"]
+    assert run.result == 21
+    assert only(run, "on_gpu").worker != only(run, "anywhere").worker

@@ -1,6 +1,6 @@
 """Flower in a real browser: headless Chromium (Debian's package, installed here when it is
 missing) opens Flower's tasks page while a flow runs; the page shows the flow's steps by
-name, and a screenshot is kept under .millrace/."""
+name, and a screenshot is kept with the session's logs (kept when the session fails)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import ROOT, Served, free_port
+from tests.conftest import LOGS, Served, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -65,14 +65,15 @@ def test_the_tasks_page_shows_the_flows_steps_by_name(flower, engine, tmp_path) 
         time.sleep(0.3)
     assert wait_for_run(engine, run_id, 60).finished
     page = f"http://ops:s3cret@{flower.removeprefix('http://')}/tasks"
-    shot = ROOT / ".millrace" / "flower-tasks.png"
+    LOGS.mkdir(parents=True, exist_ok=True)
+    shot = LOGS / "flower-tasks.png"
     common = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=2000,900",
               "--virtual-time-budget=10000", f"--user-data-dir={tmp_path / 'profile'}"]
     subprocess.run([*common, f"--screenshot={shot}", page], check=True, capture_output=True, timeout=120)
     dom = subprocess.run([*common, "--dump-dom", page], check=True, capture_output=True, text=True,
                          timeout=120).stdout
     assert shot.stat().st_size > 10_000  # a real picture, not an error page
-    (ROOT / ".millrace" / "flower-tasks.html").write_text(dom)
+    (LOGS / "flower-tasks.html").write_text(dom)
     # the newest tasks first: the run's last steps, named, with the flow, the run and the step path
     # (consecutive code steps share a task, which names them all)
     for name in ("millrace.step", "millrace.join",

@@ -45,12 +45,12 @@ def lang_db(engine, database_url):
 
 def test_four_languages_pass_typed_values_along(run_flow, lang_db) -> None:
     run = run_flow(MIXED)
-    assert run["status"] == "succeeded", run["error"]
-    by_id = {s["step_id"]: s["result"] for s in run["steps"]}
+    assert run.status == "succeeded", run.error
+    by_id = {s.step_id: s.result for s in run.steps}
     assert by_id["stats"] == {"sum": 20, "mean": 2.5, "types": ["boolean", "number"], "tags": ["py", "js"]}
     assert by_id["query"]["rows"] == [{"total": 200, "mean": 2.5, "tags": ["py", "js"], "lang": "sql"}]
     assert by_id["query"]["truncated"] is False
-    assert run["result"] == {"total": 200, "first_tag": "py"}
+    assert run.result == {"total": 200, "first_tag": "py"}
 
 
 def test_sql_binds_values_never_interpolates_and_reports_affected_rows(run_flow, lang_db) -> None:
@@ -63,27 +63,27 @@ steps:
     with: {body: "x'); DROP TABLE lang_notes; --"}
   - {id: read, sql: "SELECT body FROM lang_notes", database: lang_db}
 """)
-    assert run["status"] == "succeeded", run["error"]
-    by_id = {s["step_id"]: s["result"] for s in run["steps"]}
+    assert run.status == "succeeded", run.error
+    by_id = {s.step_id: s.result for s in run.steps}
     assert by_id["add"] == {"rows": [], "affected": 2}
     assert by_id["read"]["rows"][0] == {"body": "x'); DROP TABLE lang_notes; --"}
 
 
 def test_sql_without_a_database_and_without_permission_fails_clearly(run_flow) -> None:
     run = run_flow("id: lang/nodb\nsteps:\n  - {id: q, sql: 'SELECT 1 AS one'}\n")
-    assert run["status"] == "failed" and "MILLRACE_SQL_OWN_DATABASE=1" in run["error"]
+    assert run.status == "failed" and "MILLRACE_SQL_OWN_DATABASE=1" in run.error
 
 
 def test_sql_timeout_and_errors_are_the_steps_failures(run_flow, lang_db) -> None:
     slow = run_flow("id: lang/slow\nsteps:\n  - {id: q, sql: 'SELECT pg_sleep(5)', database: lang_db, timeout: 1s}\n")
-    assert slow["status"] == "failed" and "timed out after 1s" in slow["error"]
+    assert slow.status == "failed" and "timed out after 1s" in slow.error
     bad = run_flow("id: lang/bad\nsteps:\n  - {id: q, sql: 'SELECT * FROM no_such_table', database: lang_db}\n")
-    assert bad["status"] == "failed" and 'relation "no_such_table" does not exist' in bad["error"]
+    assert bad.status == "failed" and 'relation "no_such_table" does not exist' in bad.error
 
 
 def test_javascript_errors_and_arguments(run_flow) -> None:
     thrown = run_flow("id: lang/throw\nsteps:\n"
                       "  - {id: j, javascript: 'function main() { throw new Error(\"no\") }'}\n")
-    assert thrown["status"] == "failed" and "Error: no" in thrown["error"]
+    assert thrown.status == "failed" and "Error: no" in thrown.error
     wrong = run_flow("id: lang/args\nsteps:\n  - {id: j, javascript: 'function main(a) { return a }', with: {b: 1}}\n")
-    assert wrong["status"] == "failed" and "main() takes no argument 'b'" in wrong["error"]
+    assert wrong.status == "failed" and "main() takes no argument 'b'" in wrong.error

@@ -25,3 +25,8 @@ def test_millrace_run_local_runs_the_example_with_no_services(tmp_path: Path) ->
     assert (tmp_path / "home" / "millrace.db").exists()
     paths = [s["path"] for s in summary["steps"]]
     assert paths[:2] == ["greet", "lengths"] and "lengths[3].measure" in paths
+    # local mode keeps no audit chain: verifying it says so and how to check a real one
+    verify = subprocess.run([sys.executable, "-m", "orchestrator.cli", "audit", "verify"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 2 and "Traceback" not in verify.stderr
+    assert "local mode (SQLite) has none to verify" in verify.stderr and "MILLRACE_DATABASE_URL" in verify.stderr

@@ -74,21 +74,21 @@ def _start_and_wait_into(stack: Stack, flow_id: str) -> str:
     while not _steps_done(run := stack.run(run_id)):
         assert time.monotonic() < deadline, f"the run never got going: {run}"
         time.sleep(0.05)
-    assert run["status"] not in FINISHED, "the run ended before the outage: nothing was tested"
+    assert run.status not in FINISHED, "the run ended before the outage: nothing was tested"
     print(f"{flow_id}: the outage begins after {_steps_done(run)} of 12 steps")
     return run_id
 
 
 def _steps_done(run: dict) -> int:
-    return sum(s["status"] == "succeeded" for s in run["steps"])
+    return sum(s.status == "succeeded" for s in run.steps)
 
 
 def _assert_one_outcome_per_step(run: dict) -> None:
-    assert run["status"] == "succeeded", run["error"]
-    assert run["result"] == 12
+    assert run.status == "succeeded", run.error
+    assert run.result == 12
     for i in range(12):
-        outcomes = [s for s in run["steps"] if s["path"] == f"s{i}"]
-        assert [(o["attempt"], o["status"]) for o in outcomes] == [(1, "succeeded")]
+        outcomes = [s for s in run.steps if s.path == f"s{i}"]
+        assert [(o.attempt, o.status) for o in outcomes] == [(1, "succeeded")]
 
 
 def _until_finished(stack: Stack, run_id: str, timeout: float) -> dict:
@@ -96,7 +96,7 @@ def _until_finished(stack: Stack, run_id: str, timeout: float) -> dict:
     while time.monotonic() < deadline:
         try:
             run = stack.run(run_id)
-            if run["status"] in FINISHED:
+            if run.status in FINISHED:
                 return run
         except DBAPIError:
             pass  # the database is still coming back

@@ -17,7 +17,7 @@ from orchestrator.definitions.parser import parse_flow
 from orchestrator.services.saving import save_flow
 from orchestrator.services.scheduling import update_schedule
 from orchestrator.store import tables, triggers
-from tests.conftest import ROOT
+from tests.conftest import LOGS, ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,8 @@ FLOW = ("id: failover/tick\ntriggers:\n  - {id: every_second, cron: '* * * * * *
 
 class Scheduler:
     def __init__(self, name: str):
-        self.log_path = ROOT / ".millrace" / f"scheduler-{name}.log"
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOGS / f"scheduler-{name}.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "scheduler"], cwd=ROOT,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -43,7 +43,7 @@ def test_a_run_committed_but_never_published_is_published_by_the_sweeper(engine,
     assert runs.run_status(engine, run_id).value == "queued"
     sweep(_runtime(), unpublished_after=0.5)
     assert wait_for_run(engine, run_id, 60).value == "succeeded"
-    assert views.get_run(engine, run_id)["result"] == "published late"
+    assert views.get_run(engine, run_id).result == "published late"
 
 
 def test_an_approval_past_its_timeout_is_rejected_and_the_run_fails(engine, worker):
@@ -59,7 +59,7 @@ steps:
 """
     run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
     deadline = time.monotonic() + 30
-    while not any(s["status"] == StepStatus.WAITING.value for s in views.get_run(engine, run_id)["steps"]):
+    while not any(s.status == StepStatus.WAITING.value for s in views.get_run(engine, run_id).steps):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     sweep(_runtime())
@@ -68,14 +68,14 @@ steps:
     sweep(_runtime())
     assert wait_for_run(engine, run_id, 30).value == "failed"
     run = views.get_run(engine, run_id)
-    assert "approval timed out" in run["error"]
-    assert [s["path"] for s in run["steps"]] == ["gate"]
+    assert "approval timed out" in run.error
+    assert [s.path for s in run.steps] == ["gate"]
 
 
 def test_on_failure_steps_a_dead_worker_owed_are_sent_by_the_sweeper(engine, worker):
     from orchestrator.execution import compiler
-    from orchestrator.execution.compiler import RunRef
-    from orchestrator.execution.context import new_context
+    from orchestrator.execution.context import Context
+    from orchestrator.execution.messages import RunRef
     from orchestrator.execution.plan import build_plan
     from tasks.sweeper import sweep
 
@@ -93,7 +93,7 @@ on_failure:
     assert runs.start_run(engine, run_id, "dead-worker")
     # the worker recorded the failure with its on_failure steps, then died before sending them
     error = "step boom failed: exit status 3"
-    ctx = {**new_context(run_id, flow.id, version, {}), "error": error, "loops": [], "last": None}
+    ctx = Context.new(run_id, flow.id, version, {}).for_handlers(error)
     handlers = compiler.compile_on_failure(build_plan(flow, version), RunRef(run_id, flow.id, version), ctx)
     assert runs.fail_run(engine, run_id, error, dict(handlers), "dead-worker") is not None
     time.sleep(1)
@@ -101,7 +101,7 @@ on_failure:
     sweep(_runtime(), unsent_after=0.5)
     assert wait_for_run(engine, run_id, 60).value == "failed"
     run = views.get_run(engine, run_id)
-    assert run["error"] == error
+    assert run.error == error
     assert outbox.owed_for(engine, OwedKind.ON_FAILURE, run_id) is None  # sent: nothing owed any more
-    assert [(s["path"], s["status"], s["result"]) for s in run["steps"]] == [
+    assert [(s.path, s.status, s.result) for s in run.steps] == [
         ("on_failure.alert", "succeeded", f"alerted: {error}")]

@@ -95,8 +95,9 @@ def test_what_was_owed_before_the_upgrade_is_all_done_after_it(old_database):
     end never followed up (its held run never released). After the upgrade a worker's
     first sweep does each, once."""
     from orchestrator.definitions.parser import parse_flow
-    from orchestrator.execution.compiler import RunRef, compile_on_failure, compile_run
-    from orchestrator.execution.context import new_context
+    from orchestrator.execution.compiler import compile_on_failure, compile_run
+    from orchestrator.execution.context import Context
+    from orchestrator.execution.messages import RunRef
     from orchestrator.execution.plan import build_plan
     from orchestrator.store.database import upgrade
 
@@ -110,13 +111,13 @@ def test_what_was_owed_before_the_upgrade_is_all_done_after_it(old_database):
         failing = _run(conn, "upgrade/owed", "running", started_at=_ago(200), error="step gate failed: no",
                        concurrency_key="x")
         handlers = compile_on_failure(plan, RunRef(failing, plan.flow_id, 1),
-                                      {**new_context(failing, plan.flow_id, 1, {}), "error": "step gate failed: no"})
+                                      Context.new(failing, plan.flow_id, 1, {}).for_handlers("step gate failed: no"))
         conn.execute(text("UPDATE runs SET on_failure = :m, on_failure_pending_since = :at WHERE id = :id"),
                      {"m": json.dumps(dict(handlers)), "at": _ago(120), "id": failing})
         # approved: its continuation (the rest of the run from the gate on) never sent
         approved = _run(conn, "upgrade/owed", "running", started_at=_ago(200), concurrency_key="y")
         continuation = compile_run(plan, RunRef(approved, plan.flow_id, 1),
-                                   new_context(approved, plan.flow_id, 1, {}), first=0)
+                                   Context.new(approved, plan.flow_id, 1, {}), first=0)
         conn.execute(text(
             "INSERT INTO step_runs (run_id, path, step_id, kind, attempt, status, deliveries, cached, started_at, "
             "finished_at, result, continuation, resume_pending_since) VALUES (:r, 'gate', 'gate', 'approval', 1, "

@@ -25,17 +25,17 @@ steps:
       echo "{\\"len\\": ${#PASSWORD}, \\"echo\\": \\"$PASSWORD\\"}"
     with: {PASSWORD: "${{ secrets.api_password }}", REGION: "${{ vars.region }}"}
 """)
-    assert run["status"] == "succeeded", run["error"]
-    step = run["steps"][0]
-    assert step["result"] == {"len": 19, "echo": "***"}
-    assert "connecting to eu-west with ***" in step["logs"] and "hunter2" not in step["logs"]
+    assert run.status == "succeeded", run.error
+    step = run.steps[0]
+    assert step.result == {"len": 19, "echo": "***"}
+    assert "connecting to eu-west with ***" in step.logs and "hunter2" not in step.logs
 
 
 def test_a_missing_secret_fails_the_step_clearly(run_flow) -> None:
     run = run_flow("id: test/nosecret\nsteps:\n  - id: use\n    bash: echo $X\n"
                    "    with: {X: \"${{ secrets.never_set }}\"}\n")
-    assert run["status"] == "failed"
-    assert "secret 'never_set' is not defined" in run["steps"][0]["error"]
+    assert run.status == "failed"
+    assert "secret 'never_set' is not defined" in run.steps[0].error
 
 
 def test_keys_rotate_old_secrets_still_decrypt(engine) -> None:

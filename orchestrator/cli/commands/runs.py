@@ -16,6 +16,7 @@ from orchestrator.definitions.parser import flow_from_data
 from orchestrator.execution.lifecycle import RunStatus
 from orchestrator.execution.plan import build_plan
 from orchestrator.store import versions, views
+from orchestrator.store.views import RunView
 
 
 def add_run(sub: argparse._SubParsersAction) -> None:
@@ -83,9 +84,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(run_summary(run), default=str))
     elif status is RunStatus.SUCCEEDED:
-        print(json.dumps(run["result"], indent=2, default=str))
+        print(json.dumps(run.result, indent=2, default=str))
     else:
-        print(f"run {run_id} {run['status']}: {run['error'] or 'still running'}", file=sys.stderr)
+        print(f"run {run_id} {run.status.value}: {run.error or 'still running'}", file=sys.stderr)
     return 0 if status is RunStatus.SUCCEEDED else 1
 
 
@@ -95,16 +96,16 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(run_summary(run), default=str))
         return 0
-    print(f"run {run['id']}  flow {run['flow_id']}@{run['flow_version']}  {run['status']}")
-    if run["error"]:
-        print(f"error: {run['error']}")
-    for step in run["steps"]:
-        took = _seconds(step["started_at"], step["finished_at"])
-        line = f"  {step['path']:<40} #{step['attempt']} {step['status']:<10} {took}"
-        if step["error"]:
-            line += f"  {step['error'].splitlines()[0][:120]}"
+    print(f"run {run.id}  flow {run.flow_id}@{run.flow_version}  {run.status}")
+    if run.error:
+        print(f"error: {run.error}")
+    for step in run.steps:
+        took = _seconds(step.started_at, step.finished_at)
+        line = f"  {step.path:<40} #{step.attempt} {step.status.value:<10} {took}"
+        if step.error:
+            line += f"  {step.error.splitlines()[0][:120]}"
         print(line)
-    print(f"result: {json.dumps(run['result'], default=str)}")
+    print(f"result: {json.dumps(run.result, default=str)}")
     return 0
 
 
@@ -113,8 +114,8 @@ def cmd_runs_restart(args: argparse.Namespace) -> int:
 
     engine = engine_for(load_settings())
     old = views.get_run(engine, args.run_id)
-    _, document = versions.load_flow_document(engine, old["flow_id"], old["flow_version"])
-    plan = build_plan(flow_from_data(document), old["flow_version"])
+    _, document = versions.load_flow_document(engine, old.flow_id, old.flow_version)
+    plan = build_plan(flow_from_data(document), old.flow_version)
     print(restart(publisher_for(engine), plan, old, args.step, actor=actor()))
     return 0
 
@@ -124,7 +125,7 @@ def cmd_runs_timeline(args: argparse.Namespace) -> int:
 
     run = views.get_run(engine_for(load_settings()), args.run_id)
     Path(args.output).write_text(render_timeline(run))
-    print(f"wrote {args.output}: {len(run['steps'])} step attempts of run {run['id']}", file=sys.stderr)
+    print(f"wrote {args.output}: {len(run.steps)} step attempts of run {run.id}", file=sys.stderr)
     return 0
 
 
@@ -146,28 +147,28 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_summary(run: dict[str, Any]) -> dict[str, Any]:
+def run_summary(run: RunView) -> dict[str, Any]:
     """A run as ``millrace run --json`` prints it: one entry per step path."""
     steps: dict[str, dict[str, Any]] = {}
-    for row in run["steps"]:
-        entry = steps.setdefault(row["path"], {"path": row["path"], "attempts": 0,
-                                               "started_at": row["started_at"]})
+    for row in run.steps:
+        entry = steps.setdefault(row.path, {"path": row.path, "attempts": 0,
+                                               "started_at": row.started_at})
         entry["attempts"] += 1
-        entry["status"] = row["status"]
-        entry["finished_at"] = row["finished_at"]
-        entry["created_at"] = entry.get("created_at") or row["created_at"]
-        if row["error"]:
-            entry["error"] = row["error"]
+        entry["status"] = row.status.value
+        entry["finished_at"] = row.finished_at
+        entry["created_at"] = entry.get("created_at") or row.created_at
+        if row.error:
+            entry["error"] = row.error
     return {
-        "run_id": run["id"],
-        "flow": run["flow_id"],
-        "version": run["flow_version"],
-        "status": run["status"],
-        "result": run["result"],
-        "error": run["error"],
-        "created_at": run["created_at"],
-        "started_at": run["started_at"],
-        "finished_at": run["finished_at"],
+        "run_id": run.id,
+        "flow": run.flow_id,
+        "version": run.flow_version,
+        "status": run.status.value,
+        "result": run.result,
+        "error": run.error,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
         "steps": list(steps.values()),
     }
 

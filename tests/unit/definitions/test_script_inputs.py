@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.definitions.script_inputs import infer_schema
 from orchestrator.errors import ValidationError
-from orchestrator.services.scripts import infer_schema
 
 
 def props(language: str, code: str) -> tuple[dict, list]:

@@ -1,14 +1,10 @@
 """What a Python step needs installed, read from its code (no network here)."""
 from __future__ import annotations
 
-import os
-import time
-
 import pytest
 
 from orchestrator.definitions.requirements import requirements_of
 from orchestrator.errors import DependencyError
-from orchestrator.executors.environments import prune
 
 
 def test_imports_become_distributions_without_the_standard_library_or_millrace() -> None:
@@ -27,14 +23,3 @@ def test_a_pep723_block_decides_and_keeps_its_pins() -> None:
 def test_a_broken_pep723_block_is_a_clear_error() -> None:
     with pytest.raises(DependencyError, match="not valid TOML"):
         requirements_of('# /// script\n# dependencies = ["six"\n# ///\n')
-
-
-def test_prune_removes_environments_unused_for_n_days(tmp_path) -> None:
-    old, fresh = tmp_path / "envs" / "old", tmp_path / "envs" / "fresh"
-    for folder in (old, fresh):
-        folder.mkdir(parents=True)
-        (folder / ".millrace-complete").write_text("{}")
-    ten_days_ago = time.time() - 10 * 86400
-    os.utime(old / ".millrace-complete", (ten_days_ago, ten_days_ago))
-    assert prune(tmp_path, 7) == ["old"]
-    assert fresh.exists() and not old.exists()

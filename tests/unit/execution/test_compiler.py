@@ -6,8 +6,8 @@ from celery.canvas import _chain as chain
 
 from orchestrator.definitions.parser import parse_flow
 from orchestrator.execution import compiler
-from orchestrator.execution.compiler import RunRef
-from orchestrator.execution.context import close_loop, enter_item, new_context, open_loop
+from orchestrator.execution.context import Context, close_lanes
+from orchestrator.execution.messages import Finish, RunRef, StepAt, units_of
 from orchestrator.execution.plan import build_plan
 
 FLOW = parse_flow("""
@@ -40,12 +40,12 @@ REF = RunRef("run-1", "shop/orders", 7)
 
 
 def test_a_run_is_a_chain_from_start_to_finish_with_code_steps_batched() -> None:
-    ctx = new_context("run-1", "shop/orders", 7, {})
+    ctx = Context.new("run-1", "shop/orders", 7, {})
     sig = compiler.compile_run(PLAN, REF, ctx)
     assert isinstance(sig, chain)
     assert [t.task for t in sig.tasks] == ["millrace.step", "millrace.expand", "millrace.switch", "millrace.finish"]
     first = sig.tasks[0]
-    assert first.args == (ctx,)
+    assert first.args == (ctx.to_wire(),)
     assert first.kwargs["units"] == [{"start": True}, {"node": "fetch"}]
     assert first.options["queue"] == "io"
     assert first.options["argsrepr"] == "shop/orders / run-1 / start, fetch"
@@ -71,7 +71,7 @@ steps:
 
 def test_code_steps_share_a_task_per_queue_and_a_retrying_step_opens_a_new_one() -> None:
     ref = RunRef("run-2", "shop/batches", 1)
-    sig = compiler.compile_run(BATCHES, ref, new_context("run-2", "shop/batches", 1, {}))
+    sig = compiler.compile_run(BATCHES, ref, Context.new("run-2", "shop/batches", 1, {}))
     tasks = [(t.task, [u.get("node", next(iter(u))) for u in t.kwargs.get("units", [])], t.options.get("queue"))
              for t in sig.tasks]
     assert tasks == [
@@ -82,14 +82,14 @@ def test_code_steps_share_a_task_per_queue_and_a_retrying_step_opens_a_new_one()
         ("millrace.step", ["h", "finish"], None),
     ]
     # what is left of a batch that ran long is a task of its own, on the same queue
-    rest = compiler.compile_units(BATCHES, ref, [{"node": "f"}])
+    rest = compiler.compile_units(BATCHES, ref, [StepAt("f")])
     assert (rest.task, rest.kwargs["units"], rest.options["queue"]) == ("millrace.step", [{"node": "f"}], "io")
-    assert compiler.compile_units(BATCHES, ref, [{"finish": True}]).task == "millrace.finish"
+    assert compiler.compile_units(BATCHES, ref, [Finish()]).task == "millrace.finish"
 
 
 def test_a_long_batch_names_its_first_and_last_steps_and_counts_the_rest() -> None:
     ref = RunRef("run-3", "shop/batches", 1)
-    units = [{"node": "a"}, {"node": "b"}] * 5
+    units = [StepAt("a"), StepAt("b")] * 5
     label = compiler.compile_units(BATCHES, ref, units).options["argsrepr"]
     assert label == "shop/batches / run-3 / a, b, a, b, a, ... 4 more, b"
 
@@ -103,7 +103,7 @@ def test_static_paths_name_every_nested_step() -> None:
 
 
 def test_for_each_lanes_share_the_items_and_join_once() -> None:
-    ctx = new_context("run-1", "shop/orders", 7, {})
+    ctx = Context.new("run-1", "shop/orders", 7, {})
     sig = compiler.compile_for_each(PLAN, PLAN.node("each"), REF, ctx, ["x", "y", "z"], 2)
     assert isinstance(sig, chord)
     lanes = sig.tasks.tasks if hasattr(sig.tasks, "tasks") else sig.tasks
@@ -118,20 +118,42 @@ def test_for_each_lanes_share_the_items_and_join_once() -> None:
 
 
 def test_on_failure_runs_in_its_own_phase() -> None:
-    sig = compiler.compile_on_failure(PLAN, REF, new_context("run-1", "shop/orders", 7, {}))
+    sig = compiler.compile_on_failure(PLAN, REF, Context.new("run-1", "shop/orders", 7, {}))
     [only] = sig.tasks
     assert only.task == "millrace.step" and only.kwargs["phase"] == "on_failure"
     assert only.kwargs["units"] == [{"node": "on_failure.alert"}, {"finish": True}]
 
 
 def test_lanes_collect_each_items_last_result_in_item_order() -> None:
-    base = new_context("r", "f", 1, {})
-    lane_a, lane_b = open_loop(base), open_loop(base)
+    base = Context.new("r", "f", 1, {})
+    lane_a, lane_b = base.lane(), base.lane()
     for lane, items in ((lane_a, (0, 2)), (lane_b, (1,))):
         for index in items:
-            enter_item(lane, index, f"item{index}")
-            enter_item(lane, index, f"item{index}")  # a redelivery enters once
-            lane["last"] = index * 10
-    outer, results = close_loop([lane_a, lane_b], 3)
+            lane.enter_item(index, f"item{index}")
+            lane.enter_item(index, f"item{index}")  # a redelivery enters once
+            lane.last = index * 10
+    # lanes reach the join as JSON
+    outer, results = close_lanes([Context.from_wire(lane_a.to_wire()), Context.from_wire(lane_b.to_wire())], 3)
     assert results == [0, 10, 20]
-    assert outer["loops"] == []
+    assert outer.loops == [] and base.loops == []
+
+
+def test_units_read_back_what_the_compiler_wrote_and_what_older_releases_sent() -> None:
+    sig = compiler.compile_run(BATCHES, RunRef("run-4", "shop/batches", 1), Context.new("run-4", "shop/batches", 1, {}))
+    assert [type(u).__name__ for u in units_of(sig.tasks[0].kwargs)] == ["Start", "StepAt", "StepAt"]
+    # a continuation kept before batches names its one step in the task's own keywords
+    [old] = units_of({"run": "r", "flow": "f", "version": 1, "node": "each.price", "enter": {"index": 2, "item": "z"}})
+    assert old.node == "each.price" and (old.enter.index, old.enter.item) == (2, "z")
+
+
+def test_a_context_crosses_the_wire_unchanged() -> None:
+    ctx = Context.new("r", "f", 3, {"n": 1}, depth=1, scripts={"lib/x": 2}).lane()
+    ctx.enter_item(0, "a")
+    ctx.set_outcome("s", "failed", None, "boom")
+    ctx.enter_item(1, "b")
+    wire = ctx.to_wire()
+    assert wire["loops"] == [{"index": 1, "item": "b", "done": {"0": None}}]
+    assert wire["steps"] == {"s": {"result": None, "status": "failed", "error": "boom"}}
+    assert Context.from_wire(wire) == ctx
+    names = ctx.for_handlers("it failed").expression_names()
+    assert names["run"]["error"] == "it failed" and names["run"]["scripts"] == {"lib/x": 2} and "item" not in names
