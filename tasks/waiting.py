@@ -14,7 +14,8 @@ from orchestrator.errors import FlowError, ValidationError
 from orchestrator.execution.context import Context
 from orchestrator.execution.lifecycle import StepStatus
 from orchestrator.services.scripts import pin_scripts
-from orchestrator.store import attempts, sql, versions
+from orchestrator.store import attempts, outbox, sql, versions
+from orchestrator.store.outbox import OwedKind
 from orchestrator.store.runs import NewRun
 from tasks.attempt import StepDelivery, fail, step_task, succeed
 
@@ -30,8 +31,10 @@ def wait(s: StepDelivery) -> Context:
     attempt = s.attempt
     if s.node.kind == "sleep":
         return _sleep(s.task, s)
-    if attempt.status is StepStatus.WAITING:
-        raise Ignore()  # a redelivery of the message that parked it
+    if attempt.status is StepStatus.WAITING:  # a redelivery of the message that parked it
+        if s.node.kind == "flow":
+            _send_unsent_child(s)
+        raise Ignore()
     continuation = _continuation(s.task, s.ctx)
     if s.node.kind == "approval":
         timeout = s.node.step.approval.timeout
@@ -40,6 +43,14 @@ def wait(s: StepDelivery) -> Context:
                                 resume_at=resume_at, suspend_run=True, worker=s.rt.worker)
         raise Ignore()
     return _start_subflow(s.task, s, continuation)
+
+
+def _send_unsent_child(s: StepDelivery) -> None:
+    """The delivery that made the child run died before sending it (its message came back):
+    send it now rather than leave it to the sweeper's grace period."""
+    child = attempts.child_of(s.rt.engine, s.attempt.id)
+    if child is not None:
+        s.rt.publisher.deliver(outbox.owed_for(s.rt.engine, OwedKind.RUN, child))
 
 
 def _continuation(task: Task, ctx: Context, **options: Any) -> dict[str, Any]:

@@ -126,6 +126,12 @@ def start_subflow(engine: Engine, child: NewRun, continuation: dict) -> Created 
         return insert_run(conn, child)
 
 
+def child_of(engine: Engine, attempt_id: int) -> str | None:
+    """The run a flow step's attempt started, if it did."""
+    with engine.connect() as conn:
+        return conn.execute(select(runs.c.id).where(runs.c.parent_step_run_id == attempt_id)).scalar()
+
+
 def record_skipped(engine: Engine, *, run_id: str, path: str, step_id: str, kind: str,
                    item_index: int | None, worker: str) -> bool:
     """Record a step skipped by its ``if``; False when it has a row already: its condition was

@@ -105,3 +105,55 @@ on_failure:
     assert outbox.owed_for(engine, OwedKind.ON_FAILURE, run_id) is None  # sent: nothing owed any more
     assert [(s.path, s.status, s.result) for s in run.steps] == [
         ("on_failure.alert", "succeeded", f"alerted: {error}")]
+
+
+CHILD = """
+id: test/child
+steps:
+  - id: add
+    python: "def main():\\n    return 41 + 1"
+"""
+PARENT = """
+id: test/parent
+steps:
+  - id: sub
+    flow: test/child
+  - id: after
+    python: "def main(x: int):\\n    return x"
+    with: {x: "${{ steps.sub.result }}"}
+"""
+
+
+def test_a_redelivered_flow_step_sends_the_child_its_dead_worker_never_sent(engine, worker):
+    """The worker that parked a flow step with its child run died before sending the child.
+    The step's message comes back; that delivery sends the child at once, not 30 s later
+    when the sweeper would."""
+    from orchestrator.execution.compiler import compile_run
+    from orchestrator.execution.context import Context
+    from orchestrator.execution.messages import RunRef
+    from orchestrator.execution.plan import build_plan
+    from orchestrator.store import attempts
+    from tasks.app import send
+
+    child_version = save_flow(engine, parse_flow(CHILD), CHILD)
+    flow = parse_flow(PARENT)
+    version = save_flow(engine, flow, PARENT)
+    plan = build_plan(flow, version)
+    run_id = str(uuid.uuid4())
+    runs.create_run(engine, NewRun(run_id, flow.id, version, {}, trigger="test"))
+    assert runs.start_run(engine, run_id, "dead-worker")
+    message = compile_run(plan, RunRef(run_id, flow.id, version), Context.new(run_id, flow.id, version, {}))
+    # what the dead worker recorded: the step parked, its child made and owed, never sent
+    attempt = attempts.open_attempt(engine, run_id=run_id, phase="main", path="sub", step_id="sub", kind="flow",
+                                    item_index=None, attempt=1, worker="dead-worker", task_id=None,
+                                    created_at=None)
+    child = NewRun(str(uuid.uuid4()), "test/child", child_version, {}, trigger="subflow", actor="dead-worker",
+                   parent_run_id=run_id, parent_step_run_id=attempt.id, depth=1)
+    created = attempts.start_subflow(engine, child, dict(message))
+    assert created is not None and created.owed is not None
+    began = time.monotonic()
+    send(message)  # the parent's message, redelivered
+    assert wait_for_run(engine, run_id, 25).value == "succeeded"
+    assert time.monotonic() - began < 25  # the sweeper would have waited 30 s to send the child
+    assert views.get_run(engine, run_id).result == 42
+    assert outbox.owed_for(engine, OwedKind.RUN, child.run_id) is None
