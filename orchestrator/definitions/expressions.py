@@ -24,16 +24,96 @@ NAMES = frozenset({"inputs", "steps", "item", "index", "run", "vars", "secrets"}
 MAX_EXPRESSION_CHARS = 4096
 
 
+# An expression's budget: what one evaluation may build. Jinja's sandbox already caps
+# range() at 100,000 items; these cap what its operators and calls make of values.
+MAX_ITEMS = 1_000_000  # characters of a string, items of a list, built by one operation
+MAX_INT_BITS = 4096  # about 1,233 decimal digits
+# String methods and filters whose integer argument is the size of what they build.
+_SIZED_CALLS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs", "indent", "wordwrap", "truncate"})
+
+
 class _Environment(ImmutableSandboxedEnvironment):
-    """Sandbox where ``x.key`` on a mapping means the key, even ``x.items`` or ``x.keys``."""
+    """Sandbox where ``x.key`` on a mapping means the key, even ``x.items`` or ``x.keys``,
+    and no operation builds a value past the budget above.
+
+    Built with ``optimized=False``: Jinja's optimizer would evaluate constant parts when an
+    expression is compiled (``'a' * 10**9`` at save time, kept in the compile cache); here
+    nothing is evaluated before a step runs, and then within the budget."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
 
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _is_int(left) and _is_int(right):
+            if right > 0 and abs(left) > 1 and abs(left).bit_length() * right > MAX_INT_BITS:
+                raise ArithmeticError(f"{left} ** {right} is larger than {MAX_INT_BITS} bits")
+        elif operator == "*":
+            for sized, times in ((left, right), (right, left)):
+                if isinstance(sized, str | list | tuple) and _is_int(times) and len(sized) * times > MAX_ITEMS:
+                    raise ArithmeticError(f"the result would hold {len(sized) * times:,} items; at most "
+                                          f"{MAX_ITEMS:,}")
+            if _is_int(left) and _is_int(right) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise ArithmeticError(f"the product is larger than {MAX_INT_BITS} bits")
+        elif operator == "%" and isinstance(left, str):
+            _check_widths(left)
+        elif operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+            if len(left) + len(right) > MAX_ITEMS:
+                raise ArithmeticError(f"the result would hold {len(left) + len(right):,} items; at most "
+                                      f"{MAX_ITEMS:,}")
+        return super().call_binop(context, operator, left, right)
 
-_ENV = _Environment(undefined=StrictUndefined, autoescape=False)
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
+        _check_call(getattr(__obj, "__name__", ""), getattr(__obj, "__self__", None), args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        """``'...'.format``: refused at access when its template asks for a huge width."""
+        if getattr(value, "__name__", "") in ("format", "format_map"):
+            _check_widths(getattr(value, "__self__", None))
+        return super().wrap_str_format(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_WIDE = re.compile(r"\d{7,}")  # a width or precision of a million or more
+
+
+def _check_widths(template: Any) -> None:
+    if isinstance(template, str) and _WIDE.search(template):
+        raise ArithmeticError(f"a format width past {MAX_ITEMS:,} characters")
+
+
+def _check_call(name: str, owner: Any, args: tuple, kwargs: dict) -> None:
+    """Refuse a call that would build a string or list past the budget, before it runs."""
+    if name in _SIZED_CALLS and any(_is_int(v) and abs(v) > MAX_ITEMS for v in (*args, *kwargs.values())):
+        raise ArithmeticError(f"{name}() would build more than {MAX_ITEMS:,} characters")
+    if name == "replace":
+        text = owner if isinstance(owner, str) else (args[0] if args else None)
+        rest = args if isinstance(owner, str) else args[1:]
+        if isinstance(text, str) and len(rest) >= 2 and isinstance(rest[0], str) and isinstance(rest[1], str):
+            grows = (text.count(rest[0]) if rest[0] else len(text) + 1) * (len(rest[1]) - len(rest[0]))
+            if len(text) + grows > MAX_ITEMS:
+                raise ArithmeticError(f"replace() would build {len(text) + grows:,} characters; at most {MAX_ITEMS:,}")
+
+
+def _sized(name: str, filter_: Any) -> Any:
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        _check_call(name, None, args, kwargs)
+        if name == "format" and args:
+            _check_widths(args[0])
+        return filter_(*args, **kwargs)
+    return checked
+
+
+_ENV = _Environment(undefined=StrictUndefined, autoescape=False, optimized=False)
+for _name in ("center", "indent", "wordwrap", "truncate", "replace", "format"):
+    _ENV.filters[_name] = _sized(_name, _ENV.filters[_name])
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ that parse, and references only to inputs that exist and to steps that ran befor
 from __future__ import annotations
 
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,10 @@ _CODE_OPTIONS = ("retry", "timeout", "cache")
 
 @dataclass(frozen=True)
 class _Scope:
-    visible: frozenset[str]
+    # The step ids a step may read: the sequence's set, grown as the walk goes (read only
+    # while the step is checked; a nested sequence walks a copy). Not one copy per step:
+    # that made checking a flow quadratic in its length.
+    visible: AbstractSet[str]
     in_loop: bool
 
 
@@ -113,7 +117,7 @@ class _ReferenceChecker:
     def sequence(self, steps: list[StepBase], prefix: tuple, scope: _Scope) -> None:
         visible = set(scope.visible)
         for i, step in enumerate(steps):
-            self.step(step, (*prefix, i), _Scope(frozenset(visible), scope.in_loop))
+            self.step(step, (*prefix, i), _Scope(visible, scope.in_loop))
             visible.add(step.id)
 
     def step(self, step: StepBase, path: tuple, scope: _Scope) -> None:

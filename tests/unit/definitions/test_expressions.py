@@ -1,6 +1,8 @@
 """Expressions: whole values keep their type, strings interpolate, the sandbox holds."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -79,3 +81,27 @@ def test_a_whole_expression_returns_the_value_unchanged(value) -> None:
 @given(st.text(alphabet=st.characters(blacklist_characters="${}"), max_size=40))
 def test_text_without_expressions_is_left_alone(text: str) -> None:
     assert compile_value(text).render({}) == text
+
+
+@pytest.mark.parametrize("source,says", [
+    ("'a' * 10**9", "at most 1,000,000"),
+    ("10 ** 5000", "larger than 4096 bits"),
+    ("10 ** (10 ** 7)", "larger than 4096 bits"),
+    ("(range(99999) | list) * 200", "19,999,800 items"),
+    ("[0] * 10**7 + [1]", "at most 1,000,000"),
+    ("'x'.ljust(10**9)", "ljust() would build"),
+    ("'x' | center(10**9)", "center() would build"),
+    ("('a' * 1000) | replace('a', 'b' * 2000)", "replace() would build 2,000,000"),
+    ("'%999999999d' % 1", "format width"),
+    ("'{:>999999999}'.format(1)", "format width"),
+])
+def test_an_expression_cannot_build_a_huge_value(source: str, says: str) -> None:
+    template = compile_value("${{ " + source + " }}")  # compiling evaluates nothing
+    with pytest.raises(ExpressionError, match=re.escape(says)):
+        template.render({})
+
+
+def test_within_the_budget_the_same_operators_work() -> None:
+    assert compile_value("${{ 'ab' * 3 ~ '%3d' % 7 ~ ('x' | center(5)) }}").render({}) == "ababab  7  x  "
+    assert compile_value("${{ 2 ** 64 * 3 }}").render({}) == 3 * 2 ** 64
+    assert compile_value("${{ (range(3) | list) * 2 + [9] }}").render({}) == [0, 1, 2, 0, 1, 2, 9]
