@@ -16,38 +16,70 @@ from orchestrator.definitions.validation import check_flow
 from orchestrator.errors import Problem, ValidationError, join_path
 
 MAX_DOCUMENT_BYTES = 1 << 20
+MAX_NODES = 50_000  # values in a document: far past what 2,000 steps need, and cheap to load
+MAX_STEPS = 2_000  # steps in a flow, nested ones included
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors, aliases (alias bombs) and duplicate keys."""
+class _Refused(ValueError):
+    """What the loaders refuse, with where (``line``/``column`` when known)."""
 
-    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            raise yaml.MarkedYAMLError(
-                problem="anchors and aliases (&, *) are not allowed in flows",
-                problem_mark=event.start_mark,
-            )
-        return super().compose_node(parent, index)
+    def __init__(self, problem: str, line: int | None = None, column: int | None = None):
+        super().__init__(problem)
+        self.problem, self.line, self.column = problem, line, column
+
+
+def _check_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _Refused(f"duplicate key '{key}'")
+        seen.add(key)
+    return dict(pairs)
+
+
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when it is installed
+
+
+class _StrictLoader(_Base):  # type: ignore[misc, valid-type]
+    """A safe loader that refuses duplicate keys and mappings as keys (anchors and aliases
+    are refused by the scan before it, :func:`_scan`)."""
 
     def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if isinstance(key, list | dict):
-                raise yaml.MarkedYAMLError(
-                    problem="mapping keys must be plain values", problem_mark=key_node.start_mark
-                )
+                raise _Refused("mapping keys must be plain values", *_mark(key_node))
             if key in seen:
-                raise yaml.MarkedYAMLError(
-                    problem=f"duplicate key '{key}'", problem_mark=key_node.start_mark
-                )
+                raise _Refused(f"duplicate key '{key}'", *_mark(key_node))
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
 
+def _mark(node: Any) -> tuple[int | None, int | None]:
+    mark = getattr(node, "start_mark", None)
+    return (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+
+
+def _scan(text: str) -> None:
+    """Walk the YAML's events once, before building anything: refuse anchors and aliases
+    (alias bombs) and documents past MAX_NODES values, as soon as they appear."""
+    nodes = 0
+    for event in yaml.parse(text, Loader=_Base):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _Refused("anchors and aliases (&, *) are not allowed in flows", *_mark(event))
+        if isinstance(event, yaml.NodeEvent):
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _Refused(f"the document holds more than {MAX_NODES:,} values; a flow has at most "
+                               f"{MAX_STEPS:,} steps", *_mark(event))
+
+
 def load_document(text: str | bytes, content_type: str | None = None) -> Any:
-    """Parse YAML or JSON text safely; JSON when ``content_type`` says so or text starts with ``{``."""
+    """Parse YAML or JSON text safely; JSON when ``content_type`` says so or text starts with ``{``.
+
+    Both refuse duplicate keys (the stored document would keep one value and the source
+    show both); YAML also anchors and aliases, and a document past MAX_NODES values."""
     size = len(text.encode() if isinstance(text, str) else text)
     if size > MAX_DOCUMENT_BYTES:
         raise ValidationError(
@@ -59,8 +91,13 @@ def load_document(text: str | bytes, content_type: str | None = None) -> Any:
         except UnicodeDecodeError as exc:
             raise ValidationError([Problem("", f"document is not UTF-8: {exc}")]) from None
     as_json = (content_type or "").endswith("json") or text.lstrip().startswith("{")
+    kind = "JSON" if as_json else "YAML"
     try:
-        data = json.loads(text) if as_json else yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - safe
+        if as_json:
+            data = json.loads(text, object_pairs_hook=_check_keys)
+        else:
+            _scan(text)
+            data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader
         check_storable(data)
     except RecursionError:
         raise ValidationError([Problem("", "the document nests too deeply")]) from None
@@ -68,6 +105,9 @@ def load_document(text: str | bytes, content_type: str | None = None) -> Any:
         raise ValidationError(
             [Problem("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]
         ) from None
+    except _Refused as exc:
+        where = f" at line {exc.line}, column {exc.column}" if exc.line is not None else ""
+        raise ValidationError([Problem("", f"invalid {kind}{where}: {exc.problem}")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -118,6 +158,10 @@ def flow_from_data(data: Any) -> Flow:
         flow = Flow.model_validate(data)
     except pydantic.ValidationError as exc:
         raise ValidationError(problems_from(exc)) from None
+    count = sum(1 for _ in flow.walk())
+    if count > MAX_STEPS:
+        raise ValidationError([Problem("steps", f"the flow has {count:,} steps; at most {MAX_STEPS:,} (split it "
+                                                "into subflows)")])
     problems = check_flow(flow)
     if problems:
         raise ValidationError(problems)
