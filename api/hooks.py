@@ -2,7 +2,8 @@
 
 ``PUT /api/v1/flows/{id}/webhook`` (developers) enables it and returns the token once (again:
 a new token, the old one stops working); ``POST /api/v1/hooks/{id}`` with that token in
-``Authorization: Bearer``, ``X-Millrace-Token`` or ``?token=`` starts a run, answering like
+``Authorization: Bearer`` or ``X-Millrace-Token`` starts a run (a token in the URL is
+refused: URLs end up in access logs and proxies' histories), answering like
 the runs API (202, or 200 with ``?wait=`` when the run ends in time).
 """
 from __future__ import annotations
@@ -46,10 +47,13 @@ def delete_webhook(flow_id: str) -> Response:
 def call_hook(flow_id: str) -> Response:
     """Start a run of the flow with the JSON body as its inputs (needs the webhook's token)."""
     scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
-    token = (bearer.strip() if scheme.lower() == "bearer" else "") or request.headers.get("X-Millrace-Token") \
-        or request.args.get("token", "")
+    if "token" in request.args:
+        raise ValidationError([Problem("token", "send the webhook's token in the Authorization header (Bearer) "
+                                                "or X-Millrace-Token, never in the URL: URLs are written to "
+                                                "access logs; rotate this token now (PUT .../webhook)")])
+    token = (bearer.strip() if scheme.lower() == "bearer" else "") or request.headers.get("X-Millrace-Token")
     if not token or not webhook_accepts(context.engine(), flow_id, token):
-        raise Unauthorized("this webhook needs its token (Authorization: Bearer, X-Millrace-Token or ?token=)")
+        raise Unauthorized("this webhook needs its token (Authorization: Bearer or X-Millrace-Token)")
     try:
         inputs = request.get_json(silent=True) if request.content_length or request.data else {}
         check_storable(inputs)

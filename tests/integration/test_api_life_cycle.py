@@ -8,11 +8,12 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 import requests
 
-from tests.conftest import ROOT, Served
+from tests.conftest import LOGS, ROOT, Served
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +159,16 @@ def test_the_readme_api_session_works_as_printed(server, tmp_path) -> None:
     assert '"run.created","run.started"' in out  # the restarted run's audit trail
     assert '{"enabled":true,"paused_until":"2030-01-01T00:00:00+00:00"}' in out
     assert '"hello hook"' in out
+
+
+def test_a_token_in_a_url_is_refused_and_never_written_to_the_access_log(server) -> None:
+    canary = "mh_canary_" + uuid.uuid4().hex
+    answer = requests.post(f"{server}/api/v1/hooks/life/none?wait=1&token={canary}", json={}, timeout=30)
+    assert answer.status_code == 422 and answer.json()["errors"][0]["path"] == "token"
+    log = LOGS / "api-life.log"
+    deadline = time.monotonic() + 10
+    while "/api/v1/hooks/life/none" not in log.read_text():  # the access line names the request
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.1)
+    text = log.read_text()
+    assert canary not in text and "token=***" in text

@@ -84,7 +84,9 @@ def test_a_webhook_runs_its_flow_with_the_right_token_only(api, engine) -> None:
     done = api.client.post("/api/v1/hooks/trig/hooked?wait=60", json={"who": "hook"},
                            headers={"Authorization": f"Bearer {token}"})
     assert done.status_code == 200 and done.json["result"] == "hello hook" and done.json["trigger"] == "webhook"
-    queued = api.client.post(f"/api/v1/hooks/trig/hooked?token={token}", json={"who": "async"})
+    in_url = api.client.post(f"/api/v1/hooks/trig/hooked?token={token}", json={"who": "url"})
+    assert in_url.status_code == 422 and in_url.json["errors"][0]["path"] == "token"  # URLs get logged
+    queued = api.client.post("/api/v1/hooks/trig/hooked", json={"who": "async"}, headers={"X-Millrace-Token": token})
     assert queued.status_code == 202 and api.finished_run(queued.json["id"])["result"] == "hello async"
     bad = api.client.post("/api/v1/hooks/trig/hooked", json={"who": 5}, headers={"X-Millrace-Token": token})
     assert bad.status_code == 422 and bad.json["errors"][0]["path"] == "inputs.who"

@@ -77,11 +77,17 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = load_settings()
     port = args.port or settings.api_port
     if args.dev:
+        import logging
+
+        from api.access_log import RedactingFilter
+
+        logging.getLogger("werkzeug").addFilter(RedactingFilter())
         api_app().run(host=args.host, port=port)
         return 0
     from gunicorn.app.wsgiapp import WSGIApplication
 
     sys.argv = ["millrace-api", "--workers", str(args.workers), "--bind", f"{args.host}:{port}",
-                "--access-logfile", "-", "--timeout", "330", "api.wsgi:app"]  # ?wait may hold 300 s
+                "--access-logfile", "-", "--logger-class", "api.access_log.RedactingLogger",
+                "--timeout", "330", "api.wsgi:app"]  # ?wait may hold 300 s
     WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()
     return 0
