@@ -28,6 +28,7 @@ from orchestrator.services.follow_up import follow_up
 from orchestrator.store import attempts, runs
 from orchestrator.store.attempts import Attempt
 from orchestrator.store.runs import Ending
+from orchestrator.store.variables import mask
 from orchestrator.store.variables import resolve as resolve_variables
 from tasks.app import app, settings
 from tasks.runtime import Runtime, runtime
@@ -140,6 +141,8 @@ def _open(step: StepDelivery) -> None:
 
 
 def succeed(step: StepDelivery, result: Any, logs: str | None = None, cached: bool = False) -> Context:
+    """Record the step's result; the secrets it read are masked in what is written."""
+    result, logs = mask(result, step.secrets), mask(logs, step.secrets)
     status, result, error = attempts.record_outcome(
         step.rt.engine, step.attempt.id, StepStatus.SUCCEEDED, result, logs=logs, cached=cached)
     if status is StepStatus.FAILED:
@@ -148,7 +151,10 @@ def succeed(step: StepDelivery, result: Any, logs: str | None = None, cached: bo
 
 
 def fail(step: StepDelivery, error: str, *, logs: str | None = None, retryable: bool = True) -> Context:
-    """Record a failed attempt, then do what the failure policy decides."""
+    """Record a failed attempt, then do what the failure policy decides. The secrets the
+    step read are masked in the error and logs before anything is written: the attempt,
+    the run's error and the audit trail all take the error from here."""
+    error, logs = mask(error, step.secrets), mask(logs, step.secrets)
     status, result, error = attempts.record_outcome(
         step.rt.engine, step.attempt.id, StepStatus.FAILED, error=error, logs=logs)
     if status is not StepStatus.FAILED:  # an earlier delivery recorded another outcome

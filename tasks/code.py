@@ -107,10 +107,9 @@ def _code_step(s: StepDelivery, *, elapsed: float) -> Context:
                    "database is allowed only with MILLRACE_SQL_OWN_DATABASE=1")
             return fail(s, why, retryable=False)
     execution = executor.run(StepCall(code, args, timeout, env, database_url, node_modules))
-    logs = mask(execution.logs, s.secrets)
     if not execution.ok:
-        return fail(s, mask(execution.error or "failed", s.secrets), logs=logs)
-    result = mask(execution.result, s.secrets)
+        return fail(s, execution.error or "failed", logs=execution.logs)
+    result = mask(execution.result, s.secrets)  # the cache keeps it masked, as the attempt does
     if cache is not None:
         store_cached_result(s.rt.engine, key, result, cache.ttl)
-    return succeed(s, result, logs=logs)
+    return succeed(s, result, logs=execution.logs)

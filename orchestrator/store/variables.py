@@ -115,6 +115,6 @@ def _mask(value: Any, texts: list[str]) -> Any:
         return value
     if isinstance(value, list):
         return [_mask(v, texts) for v in value]
-    if isinstance(value, dict):
-        return {k: _mask(v, texts) for k, v in value.items()}
+    if isinstance(value, dict):  # keys too: a secret used as a key is still the secret
+        return {_mask(k, texts): _mask(v, texts) for k, v in value.items()}
     return value

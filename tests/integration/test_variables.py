@@ -74,3 +74,62 @@ def test_the_api_never_returns_a_secret_value(engine) -> None:
                       headers=developer).json["errors"][0]["path"] == "colour"
     assert client.delete("/api/v1/variables/db_host", headers=developer).status_code == 204
     assert client.get("/api/v1/variables/db_host", headers=developer).status_code == 404
+
+
+CANARY_FLOW = """
+id: test/canary
+inputs:
+  n: {type: integer, default: 1}
+steps:
+  - id: keyed
+    python: |
+      def main(s: str):
+          print("the secret is", s)
+          return {s: 1, "plain": [s]}
+    with: {s: "${{ secrets.canary }}"}
+  - id: bad_with
+    bash: echo never
+    with: {X: "${{ inputs[secrets.canary] }}"}
+    continue_on_error: true
+  - id: bad_if
+    if: "${{ inputs[secrets.canary] }}"
+    bash: echo never
+    continue_on_error: true
+  - id: thrown
+    python: |
+      def main(s: str):
+          raise RuntimeError("leaked " + s)
+    with: {s: "${{ secrets.canary }}"}
+"""
+
+
+def test_a_canary_secret_is_never_written_in_clear(engine, run_flow, worker) -> None:
+    """A secret as a dict key, inside failing `with:` and `if:` expressions, in an exception
+    and in stdout: not in any table, not in the API's answer, not in the worker's log."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from api import create_app
+    from config.settings import load_settings
+    from orchestrator.cli.wiring import revoke, send
+
+    canary = "canary-" + uuid.uuid4().hex
+    set_variable(engine, "canary", canary, secret=True, keys=KEYS, actor="test")
+    run = run_flow(CANARY_FLOW)
+    assert run.status == "failed"
+    by_path = {s.path: s for s in run.steps}
+    assert by_path["keyed"].result == {"***": 1, "plain": ["***"]} and "the secret is ***" in by_path["keyed"].logs
+    assert by_path["bad_with"].status == "failed" and "***" in by_path["bad_with"].error
+    assert by_path["bad_if"].status == "failed" and "***" in by_path["bad_if"].error
+    assert "leaked ***" in by_path["thrown"].error and "leaked ***" in run.error
+    with engine.connect() as conn:
+        for table in ("runs", "step_runs", "audit_events"):
+            found = conn.execute(text(f"SELECT count(*) FROM {table} t WHERE t::text LIKE :c"),  # noqa: S608
+                                 {"c": f"%{canary}%"}).scalar()
+            assert found == 0, f"the secret is in {table}"
+    client = create_app(load_settings(), engine, send, revoke).test_client()
+    token = create_token(engine, "canary-reader", Role.VIEWER)
+    answer = client.get(f"/api/v1/runs/{run.id}", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200 and canary not in answer.get_data(as_text=True)
+    assert canary not in worker.log_path.read_text()
