@@ -250,7 +250,13 @@ def compile_expression(source: str) -> Expression:
         # The sandbox refuses these when evaluating; refusing them here tells the author at save.
         raise ExpressionError(f"${{{{ {source.strip()} }}}}: '{hidden}' is private; expressions may not "
                               "read names starting with '_'")
-    return Expression(source, _references(tree), call)
+    expression = Expression(source, _references(tree), call)
+    if expression.references.names <= _ENV.globals.keys():
+        # It reads no run value (only constants and functions like range), so it is the same
+        # at every run: evaluated here, within the budget, a mistake is found at save. The
+        # value itself is not kept.
+        expression.evaluate({})
+    return expression
 
 
 def _private_attribute(tree: nodes.Template) -> str | None:

@@ -96,9 +96,12 @@ def test_text_without_expressions_is_left_alone(text: str) -> None:
     ("'{:>999999999}'.format(1)", "format width"),
 ])
 def test_an_expression_cannot_build_a_huge_value(source: str, says: str) -> None:
-    template = compile_value("${{ " + source + " }}")  # compiling evaluates nothing
+    # read as reading nothing, it is refused when compiled (at save); reading a name, at run
     with pytest.raises(ExpressionError, match=re.escape(says)):
-        template.render({})
+        compile_value("${{ " + source + " }}")
+    late = compile_value("${{ inputs.pad ~ (" + source + ") }}")
+    with pytest.raises(ExpressionError, match=re.escape(says)):
+        late.render({"inputs": {"pad": ""}})
 
 
 def test_within_the_budget_the_same_operators_work() -> None:
