@@ -73,6 +73,9 @@ class Settings:
     # Must stay well under a minute: a step started before then may run to the time limit.
     batch_seconds: float = 5.0
     sweep_interval: float = 5.0
+    # Deliveries of one step attempt that may end with no outcome (its worker died) before
+    # the next one fails it: a step that kills its worker is not redelivered forever.
+    max_deliveries: int = 3
     # sql steps without `database:` may use Millrace's own database only when this is on.
     sql_own_database: bool = False
     sql_row_limit: int = 1000
@@ -118,6 +121,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         log_limit=_env_int(env, "MILLRACE_LOG_LIMIT", 65536),
         result_limit=_env_int(env, "MILLRACE_RESULT_LIMIT", 1 << 20),
         task_time_limit=_env_int(env, "MILLRACE_TASK_TIME_LIMIT", 25 * 60),
+        max_deliveries=max(_env_int(env, "MILLRACE_MAX_DELIVERIES", 3), 1),
         batch_seconds=min(_env_float(env, "MILLRACE_STEP_BATCH_S", 5.0), 50.0),
         sql_own_database=env.get("MILLRACE_SQL_OWN_DATABASE", "0").lower() in ("1", "true", "yes", "on"),
         sql_row_limit=_env_int(env, "MILLRACE_SQL_ROW_LIMIT", 1000),

@@ -123,6 +123,12 @@ def begin(task: Task, ctx: Context, ref: RunRef, unit: StepAt, number: int | Non
                                              kind=node.kind, item_index=step.item_index, worker=rt.worker):
         return ctx.set_outcome(node.id, StepStatus.SKIPPED.value, None)
     _open(step)
+    deliveries = step.attempt.deliveries
+    if step.attempt.status is StepStatus.RUNNING and deliveries > settings.max_deliveries:
+        # A poison message: each delivery so far ended with its worker (a step that kills
+        # its process, or the machine) before any outcome. It ends here, by the failure policy.
+        return fail(step, f"the worker died {deliveries - 1} times running this step (limit: "
+                          f"MILLRACE_MAX_DELIVERIES={settings.max_deliveries})")
     return step
 
 

@@ -118,3 +118,28 @@ steps:
     assert run.status == "succeeded" and run.result == "went on"
     assert [(s.path, s.status, s.worker) for s in run.steps][:2] == [
         ("none", "succeeded", "dead-worker"), ("pick", "succeeded", "dead-worker")]
+
+
+def test_a_step_that_kills_its_worker_ends_failed_after_the_delivery_limit(engine) -> None:
+    """A poison message: each delivery kills the pool process running it (here unsandboxed,
+    where the step can reach it). After MILLRACE_MAX_DELIVERIES deliveries with no outcome
+    the attempt fails, the run follows its failure policy, and the worker runs the next run."""
+    queue = f"{QUEUE}_poison"
+    kill = ("import os, signal\\ndef main():\\n    server = os.getppid()\\n"
+            "    pool = int(open(f'/proc/{server}/stat').read().rsplit(')', 1)[1].split()[1])\\n"
+            "    os.kill(pool, signal.SIGKILL)")
+    text = (f"id: test/poison\nsteps:\n  - {{id: killer, queue: {queue}, python: \"{kill}\"}}\n"
+            f"  - {{id: never, queue: {queue}, bash: echo never}}\n")
+    ok = f"id: test/after_poison\nsteps:\n  - {{id: fine, queue: {queue}, bash: echo fine}}\n"
+    poisoned = Worker([queue], concurrency=1, env={"MILLRACE_SANDBOX": "off", "MILLRACE_MAX_DELIVERIES": "2"})
+    try:
+        run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
+        assert wait_for_run(engine, run_id, 120).value == "failed"
+        run = views.get_run(engine, run_id)
+        [killer] = [s for s in run.steps if s.path == "killer"]
+        assert killer.deliveries == 3 and "the worker died 2 times running this step" in killer.error
+        assert "never" not in [s.path for s in run.steps]
+        after = submit(publisher_for(engine), parse_flow(ok), ok, {}, trigger="test")
+        assert wait_for_run(engine, after, 60).value == "succeeded"
+    finally:
+        poisoned.stop()
