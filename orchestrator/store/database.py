@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -59,6 +59,34 @@ def migration_url(settings: Settings | None = None, *, explicit: bool = False) -
                           "schema's owner) to the database to migrate, e.g. "
                           "postgresql+psycopg://user@host:5432/millrace")
     return settings.database_url
+
+
+def runtime_role(settings: Settings | None = None) -> str | None:
+    """The role the app and workers connect as, when it is not the schema's owner: the user
+    of ``MILLRACE_DATABASE_URL`` when ``MILLRACE_DATABASE_OWNER_URL`` names another."""
+    if settings is None:
+        from config.settings import load_settings
+
+        settings = load_settings()
+    if not settings.database_owner_url or not settings.database_named:
+        return None
+    runtime, owner = make_url(settings.database_url).username, make_url(settings.database_owner_url).username
+    return runtime if runtime and runtime != owner else None
+
+
+def grant_runtime(conn: Connection, role: str) -> None:
+    """What the runtime role may do: read and write every table but the audit trail, which
+    it may only read and append to. It owns nothing, so it cannot alter a table, disable a
+    trigger (the chain's, or the one refusing UPDATE and DELETE) or truncate."""
+    quoted = conn.dialect.identifier_preparer.quote(role)
+    for statement in (
+        f"GRANT USAGE ON SCHEMA public TO {quoted}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_events FROM {quoted}",
+        f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {quoted}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}",
+    ):
+        conn.execute(text(statement))
 
 
 def ping(engine: Engine) -> None:

@@ -59,6 +59,9 @@ try:
         with engine.begin() as connection:
             context.configure(connection=connection, **_options(connection.dialect.name))
             context.run_migrations()
+            role = database.runtime_role()
+            if role is not None and connection.dialect.name == "postgresql":
+                database.grant_runtime(connection, role)  # what the app may do, after every upgrade
 finally:
     if made_here:
         engine.dispose()

@@ -1,0 +1,54 @@
+"""The app and the workers connect as a role that owns nothing: migrations run as the
+schema's owner (MILLRACE_DATABASE_OWNER_URL) and grant the runtime role what it may do, so
+the audit trail is append-only for it for real."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from tests import services
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    node = services.PrivatePostgres(password="owner-" + os.urandom(6).hex())
+    yield node
+    node.remove()
+
+
+def test_the_runtime_role_may_append_to_the_audit_trail_and_nothing_more(cluster) -> None:
+    owner_url = cluster.create_database("millrace")
+    app_password = "app-" + os.urandom(6).hex()
+    with psycopg.connect(cluster.libpq_url("millrace"), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE millrace_app LOGIN PASSWORD '{app_password}'")
+    app_url = f"postgresql+psycopg://millrace_app:{app_password}@127.0.0.1:{cluster.port}/millrace"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MILLRACE_DATABASE")}
+    env.update(MILLRACE_DATABASE_URL=app_url, MILLRACE_DATABASE_OWNER_URL=owner_url)
+    upgraded = subprocess.run([sys.executable, "-m", "orchestrator.cli", "db", "upgrade"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert upgraded.returncode == 0, upgraded.stderr
+    # as the app: what Millrace does works (a token made, its audit event appended) ...
+    made = subprocess.run([sys.executable, "-m", "orchestrator.cli", "tokens", "create", "--role", "viewer",
+                           "--name", "as-app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    app = f"postgresql://millrace_app:{app_password}@127.0.0.1:{cluster.port}/millrace"
+    with psycopg.connect(app, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_events WHERE action = 'token.created'").fetchone()[0] == 1
+        # ... and rewriting history does not, however it is tried
+        for statement in ("UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events",
+                          "TRUNCATE audit_events", "ALTER TABLE audit_events DISABLE TRIGGER ALL",
+                          "DROP TRIGGER audit_events_append_only ON audit_events",
+                          "UPDATE alembic_version SET version_num = '0001'",
+                          "CREATE TABLE intruder (x int)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    with psycopg.connect(cluster.libpq_url("millrace"), autocommit=True) as conn:
+        assert conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'audit_events'").fetchone()[0] \
+            == "postgres"
