@@ -30,6 +30,13 @@ def _env_float(environ: dict[str, str], name: str, default: float) -> float:
     return value
 
 
+def _env_choice(environ: dict[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (environ.get(name) or default).strip().lower()
+    if raw not in choices:
+        raise SystemExit(f"{name} must be one of {', '.join(choices)}, got {environ.get(name)!r}")
+    return raw
+
+
 def _env_prefix(environ: dict[str, str], name: str) -> str:
     raw = environ.get(name, "")
     # It begins exchange and queue names: RabbitMQ refuses to declare names in `amq.`.
@@ -88,6 +95,21 @@ class Settings:
     flower_address: str = "127.0.0.1"
     flower_port: int = 5555
     flower_basic_auth: str = ""  # "user:password[,user2:password2]"
+    # The step sandbox (orchestrator/executors/sandbox.py): "on" (a production worker refuses
+    # to start without it) or "off" (steps run unconfined, with a warning at every start).
+    sandbox: str = "on"
+    step_user: str = "millrace-step"  # the unprivileged user steps run as; created when missing
+    sandbox_hide: tuple[Path, ...] = ()  # more paths steps must not see (MILLRACE_HOME always)
+    step_network: str = "host"  # a step's network unless it or its flow says: "host" or "none"
+    # What a step may use by default, and at most (a flow asking more is refused at save).
+    step_memory_mb: int = 1024
+    step_processes: int = 256
+    step_cpu_s: int = 0  # 0: no CPU-time limit beside the wall-clock timeout
+    step_disk_mb: int = 1024
+    step_memory_mb_max: int = 8192
+    step_processes_max: int = 4096
+    step_cpu_s_max: int = 0  # 0: any
+    step_disk_mb_max: int = 10240
 
     @property
     def broker_folder(self) -> Path:
@@ -133,4 +155,16 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         flower_address=env.get("MILLRACE_FLOWER_ADDRESS", "127.0.0.1"),
         flower_port=_env_int(env, "MILLRACE_FLOWER_PORT", 5555),
         flower_basic_auth=env.get("MILLRACE_FLOWER_BASIC_AUTH", ""),
+        sandbox=_env_choice(env, "MILLRACE_SANDBOX", ("on", "off"), "on"),
+        step_user=env.get("MILLRACE_STEP_USER", "millrace-step"),
+        sandbox_hide=tuple(Path(p.strip()) for p in env.get("MILLRACE_SANDBOX_HIDE", "").split(",") if p.strip()),
+        step_network=_env_choice(env, "MILLRACE_STEP_NETWORK", ("host", "none"), "host"),
+        step_memory_mb=_env_int(env, "MILLRACE_STEP_MEMORY_MB", 1024),
+        step_processes=_env_int(env, "MILLRACE_STEP_PROCESSES", 256),
+        step_cpu_s=_env_int(env, "MILLRACE_STEP_CPU_S", 0),
+        step_disk_mb=_env_int(env, "MILLRACE_STEP_DISK_MB", 1024),
+        step_memory_mb_max=_env_int(env, "MILLRACE_STEP_MEMORY_MB_MAX", 8192),
+        step_processes_max=_env_int(env, "MILLRACE_STEP_PROCESSES_MAX", 4096),
+        step_cpu_s_max=_env_int(env, "MILLRACE_STEP_CPU_S_MAX", 0),
+        step_disk_mb_max=_env_int(env, "MILLRACE_STEP_DISK_MB_MAX", 10240),
     )

@@ -13,11 +13,12 @@ from sqlalchemy import Engine
 from config.settings import Settings
 from orchestrator.definitions.requirements import npm_requirements_of, requirements_of, third_party_imports
 from orchestrator.execution.plan import Plan, PlanCache
-from orchestrator.executors.base import Executor
+from orchestrator.executors.base import Executor, Limits
 from orchestrator.executors.bash import BashExecutor
 from orchestrator.executors.environments import environment, node_modules
 from orchestrator.executors.javascript import JavaScriptExecutor
 from orchestrator.executors.python import PythonExecutor
+from orchestrator.executors.sandbox import Sandbox
 from orchestrator.executors.sql import SqlExecutor
 from orchestrator.services.dependencies import index_of, lock_for, npm_lock_for
 from orchestrator.services.publisher import Publisher
@@ -25,6 +26,7 @@ from orchestrator.services.runs import stored_plans
 from orchestrator.store.database import make_engine
 from orchestrator.store.versions import SCRIPTS, get_version
 from tasks.app import send
+from tasks.confinement import sandbox_of
 
 
 class Runtime:
@@ -52,6 +54,19 @@ class Runtime:
         self._environments: dict[tuple[str, ...], PythonExecutor] = {}
         self._index = index_of(settings)
         self._sql: SqlExecutor | None = None
+
+    @property
+    def limits(self) -> Limits:
+        """What a step may use unless it asks for less or (up to the maxima) more."""
+        s = self.settings
+        return Limits(memory_mb=s.step_memory_mb, processes=s.step_processes, cpu_s=s.step_cpu_s or None,
+                      disk_mb=s.step_disk_mb, log_bytes=s.log_limit, result_bytes=s.result_limit)
+
+    @property
+    def sandbox(self) -> Sandbox | None:
+        """The sandbox steps run in; None when the worker runs them unconfined
+        (``MILLRACE_SANDBOX=off``, or local mode on a machine that cannot sandbox)."""
+        return sandbox_of(self.settings)
 
     @property
     def engine(self) -> Engine:
@@ -94,7 +109,7 @@ class Runtime:
         # steps: a step with dependencies starts as fast as one without
         preload = ("json", *_memo(self._requirements, ("imports", code), lambda: third_party_imports(code)))
         return _memo(self._environments, (python, *preload), lambda: PythonExecutor(
-            python=python, preload=preload, log_limit=self.settings.log_limit))
+            python=python, preload=preload, limits=self.limits, sandbox=self.sandbox))
 
     def node_modules_for(self, code: str) -> Path | None:
         """Where a JavaScript step's npm imports resolve: the modules installed for its lock."""
@@ -114,13 +129,13 @@ class Runtime:
     @property
     def python(self) -> PythonExecutor:
         if self._python is None:
-            self._python = PythonExecutor(log_limit=self.settings.log_limit)
+            self._python = PythonExecutor(limits=self.limits, sandbox=self.sandbox)
         return self._python
 
     @property
     def javascript(self) -> JavaScriptExecutor:
         if self._javascript is None:
-            self._javascript = JavaScriptExecutor(log_limit=self.settings.log_limit)
+            self._javascript = JavaScriptExecutor(limits=self.limits, sandbox=self.sandbox)
         return self._javascript
 
     @property
@@ -132,7 +147,7 @@ class Runtime:
     @property
     def bash(self) -> BashExecutor:
         if self._bash is None:
-            self._bash = BashExecutor(log_limit=self.settings.log_limit)
+            self._bash = BashExecutor(limits=self.limits, sandbox=self.sandbox)
         return self._bash
 
 

@@ -1,16 +1,27 @@
-"""The fork server: a pre-imported Python that forks one child per step.
+"""The step server: a pre-imported Python that forks one child per step.
 
-Run as a script (``python forkserver.py SOCKET [MODULE ...]``) by
-:class:`~orchestrator.executors.python.PythonExecutor`, possibly with another
-environment's interpreter, so it uses the standard library only.
+Run as a script (``python forkserver.py LISTEN_FD [--sandboxed] [MODULE ...]``) by
+:mod:`orchestrator.executors.server`, possibly with another environment's interpreter and
+inside the step sandbox, so it uses the standard library only. It accepts connections on
+the listening socket it inherits (``LISTEN_FD``): its path is outside the sandbox, so no
+step can reach it or put another listener in its place.
 
 A child is forked *before* it is needed (a spare, already in its own session), so a
-request only waits for the hand-over of its connection, not for a fork.
+request only waits for the hand-over of its connection, not for a fork. Each step gets a
+directory of its own (``HOME``, ``TMPDIR`` and its working directory), removed when it ends.
 
-Protocol on the Unix socket, every message a 4-byte big-endian length and a JSON object:
-the client sends the 4-byte length of its request with the log file descriptor attached,
-then the request ``{"code", "args", "env"}``; the child answers ``{"type": "pid"}`` then
-``{"type": "result"}``; the server, having reaped the child, sends ``{"type": "exit"}``.
+A step is either Python (``main(**args)`` run in the child) or a command (``exec``: the
+child writes the request's files into the step's directory and execs ``argv``, e.g. bash or
+node). Protocol on the Unix socket, every message a 4-byte big-endian length and a JSON
+object: the client sends the 4-byte length of its request with its output descriptors
+attached (Python: one log; a command: stdout, stderr and optionally a report descriptor,
+which the command sees as fd 3), then the request ``{"mode", "code", "args", "env",
+"argv", "files", "cpu_s"}``; the child answers ``{"type": "pid"}`` then (Python)
+``{"type": "result"}``; the server, having reaped the child, ended whatever it started and
+removed its directory, sends ``{"type": "exit"}``.
+
+``--sandboxed``: the server is alone in a PID namespace with its steps, so after each step
+it ends every process but itself and its spare: a daemon a step left behind dies with it.
 """
 from __future__ import annotations
 
@@ -21,12 +32,15 @@ import io
 import json
 import linecache
 import os
+import resource
 import select
 import selectors
+import shutil
 import signal
 import socket
 import struct
 import sys
+import tempfile
 import traceback
 import types
 import typing
@@ -54,10 +68,11 @@ def recv_exact(conn: socket.socket, size: int) -> bytes:
 
 
 class Server:
-    def __init__(self, path: str):
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(64)
+    def __init__(self, listen_fd: int, sandboxed: bool = False):
+        self.listener = socket.socket(fileno=listen_fd)
+        self.sandboxed = sandboxed
+        self.tmp_root = tempfile.gettempdir()
+        self.folders: dict[int, str] = {}  # child pid -> its step's directory
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, socket.socket] = {}  # child pid -> its client connection
         self.wakeup_r, wakeup_w = os.pipe()
@@ -92,6 +107,7 @@ class Server:
 
     def fork_spare(self) -> None:
         """Fork the child that will take the next request, while nobody waits for it."""
+        folder = tempfile.mkdtemp(prefix="step-", dir=self.tmp_root)  # 0700, made before the fork
         ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:
@@ -110,9 +126,10 @@ class Server:
                 fds = []
             if not fds:
                 os._exit(0)  # the server went away before giving us work
-            run_child(socket.socket(fileno=fds[0]))  # never returns
+            run_child(socket.socket(fileno=fds[0]), folder)  # never returns
         theirs.close()
         self.spare = (pid, ours)
+        self.folders[pid] = folder
 
     def accept(self) -> None:
         conn, _ = self.listener.accept()
@@ -129,13 +146,32 @@ class Server:
             handle.close()
         self.children[pid] = conn
         self.hangups.register(conn.fileno(), select.EPOLLRDHUP)
+        # The next spare now, while this step runs (its child reports to its client itself):
+        # forked later, it would be in the way of the next request.
+        self.fork_spare()
 
     def stop_children(self) -> None:
         for pid in [*self.children, *([self.spare[0]] if self.spare else [])]:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _kill_group(pid)
+        for folder in self.folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def sweep_strays(self) -> None:
+        """Alone in our PID namespace with our steps: end every process but us, our parent
+        (the namespace's init), the spare and what runs in a step still running (each step
+        is a session of its own). What an ended step daemonized is gone now."""
+        keep = {1, os.getpid(), *([self.spare[0]] if self.spare else []), *self.children}
+        running = set(self.children)  # their session ids
+        for _ in range(50):  # a fork racing the sweep is caught on a later round
+            strays = [pid for pid in (int(n) for n in os.listdir("/proc") if n.isdigit())
+                      if pid not in keep and _session(pid) not in (-1, *running)]
+            if not strays:
+                return
+            for pid in strays:  # not our children: the namespace's init reaps them
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
     def clients_gone(self) -> None:
         """A client that hangs up before its step ends (its worker died): end the step."""
@@ -143,10 +179,7 @@ class Server:
         for pid, conn in list(self.children.items()):
             if conn.fileno() in gone:
                 self.hangups.unregister(conn.fileno())
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+                _kill_group(pid)
 
     def reap(self) -> None:
         while True:
@@ -161,14 +194,16 @@ class Server:
                 return
             if pid == 0:
                 return
-            try:
-                os.killpg(pid, signal.SIGKILL)  # what the step left running ends with it
-            except (ProcessLookupError, PermissionError):
-                pass
+            _kill_group(pid)  # what the step left running ends with it
             if self.spare and self.spare[0] == pid:
                 self.spare[1].close()
                 self.spare = None
             conn = self.children.pop(pid, None)
+            if self.sandboxed:
+                self.sweep_strays()
+            folder = self.folders.pop(pid, None)
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
             if conn is None:
                 continue
             try:
@@ -187,22 +222,31 @@ class Server:
             conn.close()
 
 
-def run_child(conn: socket.socket) -> typing.NoReturn:
-    """In the child: read the request, run ``main(**args)``, report; always ends with os._exit."""
+def run_child(conn: socket.socket, folder: str) -> typing.NoReturn:
+    """In the child: read the request, run it in ``folder``, report; always ends with os._exit."""
     code = 0
     try:
         conn.settimeout(10)
-        header, fds, _, _ = socket.recv_fds(conn, HEADER.size, 1)
+        header, fds, _, _ = socket.recv_fds(conn, HEADER.size, 4)
         header += recv_exact(conn, HEADER.size - len(header))
         request = _loads(recv_exact(conn, HEADER.unpack(header)[0]))
         conn.settimeout(None)
         send(conn, {"type": "pid", "pid": os.getpid()})
+        env = {**(request.get("env") or {}), "HOME": folder, "TMPDIR": folder}
+        os.chdir(folder)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if request.get("cpu_s"):
+            seconds = int(request["cpu_s"])
+            resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+        if request.get("mode") == "exec":
+            _exec(conn, request, fds, env)
+            return
         log_fd = fds[0] if fds else os.open(os.devnull, os.O_WRONLY)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(log_fd)
         os.environ.clear()
-        os.environ.update(request.get("env") or {})
+        os.environ.update(env)
         report = execute(request["code"], request["args"])
         sys.stdout.flush()
         sys.stderr.flush()
@@ -211,6 +255,28 @@ def run_child(conn: socket.socket) -> typing.NoReturn:
         code = 70
     finally:
         os._exit(code)
+
+
+def _exec(conn: socket.socket, request: dict, fds: list[int], env: dict) -> None:
+    """A command step: its files written in its directory, then ``argv`` spawned with
+    stdout, stderr (and fd 3) given, in this child's session; its end reported at once (the
+    caller need not wait for the server to reap this child)."""
+    for name, text in (request.get("files") or {}).items():
+        with open(name, "w") as handle:
+            handle.write(text)
+    for name, target in (request.get("links") or {}).items():
+        os.symlink(target, name)
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+    actions += [(os.POSIX_SPAWN_DUP2, fd, wanted) for wanted, fd in enumerate(fds, start=1)]
+    argv = request["argv"]
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+    for fd in fds:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        send(conn, {"type": "exited", "signal": os.WTERMSIG(status)})
+    else:
+        send(conn, {"type": "exited", "code": os.WEXITSTATUS(status)})
 
 
 def _prepare_stdio() -> None:
@@ -308,15 +374,34 @@ def _name(kind: object) -> str:
     return "None" if kind is type(None) else getattr(kind, "__name__", str(kind))
 
 
+def _session(pid: int) -> int:
+    """The session a live process is in; -1 for one that ended (a zombie, or gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return -1
+    return -1 if fields[0] == b"Z" else int(fields[3])
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def main() -> None:
-    path, preload = sys.argv[1], sys.argv[2:]
+    listen_fd, rest = int(sys.argv[1]), sys.argv[2:]
+    sandboxed = "--sandboxed" in rest
+    preload = [m for m in rest if m != "--sandboxed"]
     for module in preload:
         try:
             importlib.import_module(module)
         except Exception:  # noqa: BLE001, S112 - the step importing it reports the error itself
             continue
     gc.freeze()  # what is imported now stays shared with every child, untouched by its GC
-    server = Server(path)
+    server = Server(listen_fd, sandboxed)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     server.serve()

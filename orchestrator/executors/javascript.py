@@ -1,28 +1,30 @@
 """JavaScript steps: the machine's Node.js runs the code as an ES module, in a process
 (and process group) of its own. ``with`` values are matched to ``main``'s parameters by
-name; the awaited return value, as JSON, is the result (reported in a file of its own, so
-that anything the code prints is only logs)."""
+name; the awaited return value, as JSON, is the result (reported on a descriptor of its own,
+fd 3, so that anything the code prints is only logs). It is exec'd by a step server's child
+in the step's own directory."""
 from __future__ import annotations
 
 import functools
 import json
 import os
 import shutil
-import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 from orchestrator.definitions.script_inputs import infer_schema
 from orchestrator.errors import ValidationError
-from orchestrator.executors.base import Execution, StepCall
-from orchestrator.executors.process import base_env, cap_text, collect, last_line
+from orchestrator.executors.base import Execution, Limits, StepCall
+from orchestrator.executors.process import base_env, last_line
+from orchestrator.executors.sandbox import Sandbox
+from orchestrator.executors.server import Servers, death, explain
+
+MODULES_MOUNT = "/run/millrace/node_modules"  # a step's npm packages, inside the sandbox
 
 _RUNNER = r"""
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeSync, closeSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-const [codePath, argsPath, reportPath] = process.argv.slice(2);
-const report = (outcome) => writeFileSync(reportPath, JSON.stringify(outcome));
+const [codePath, argsPath] = process.argv.slice(2);
+const report = (outcome) => { writeSync(3, JSON.stringify(outcome)); closeSync(3); };
 let main;
 try {
   main = (await import(pathToFileURL(codePath).href)).__millrace_main;
@@ -46,14 +48,15 @@ try {
 
 
 class JavaScriptExecutor:
-    def __init__(self, node: str | None = None, log_limit: int = 65536):
+    def __init__(self, node: str | None = None, limits: Limits = Limits(), sandbox: Sandbox | None = None):
         self.node = node or shutil.which("node")
-        self.log_limit = log_limit
+        self.limits = limits
+        self.sandbox = sandbox
+        self.servers: dict[Path | None, Servers] = {}  # by node_modules: each sandbox sees its own only
 
     def run(self, call: StepCall) -> Execution:
         """Run ``main``; ``call.node_modules``, when given, is where its npm imports resolve."""
-        code, args, timeout, node_modules = call.code, call.args, call.timeout, call.node_modules
-        started = time.perf_counter()
+        code, args = call.code, call.args
         if self.node is None:
             return Execution(False, None, "Node.js is not installed on this worker (no `node` on PATH)", "", 0.0)
         try:
@@ -66,37 +69,39 @@ class JavaScriptExecutor:
             error = (f"main() takes no argument '{unknown[0]}'" if unknown
                      else f"main() is missing the argument '{missing[0]}'")
             return Execution(False, None, error, "", 0.0)
-        folder = Path(tempfile.mkdtemp(prefix="millrace-js-"))
-        try:
-            (folder / "runner.mjs").write_text(_RUNNER)
-            if node_modules is not None:
-                (folder / "node_modules").symlink_to(node_modules, target_is_directory=True)
-            (folder / "step.mjs").write_text(code + "\nexport { main as __millrace_main };\n")
-            # positional, in main's order; an argument not given stays undefined (its default applies)
-            values = [args.get(name) for name in names]
-            last = max((i for i, name in enumerate(names) if name in args), default=-1)
-            (folder / "args.json").write_text(json.dumps(values[:last + 1]))
-            report = folder / "outcome.json"
-            proc = subprocess.Popen(
-                [self.node, str(folder / "runner.mjs"), str(folder / "step.mjs"), str(folder / "args.json"),
-                 str(report)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=folder,
-                env={**base_env(dict(os.environ)), **call.env}, start_new_session=True)
-            _, logs, timed_out = collect(proc, timeout)
-            exit_code = proc.wait()
-            reported = report.read_bytes() if report.exists() else b""
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        duration = time.perf_counter() - started
-        text = cap_text(logs.decode("utf-8", "replace"), self.log_limit)
-        if timed_out:
-            return Execution(False, None, f"timed out after {timeout:g}s", text, duration, timed_out=True)
-        if not reported:
-            last = last_line(logs)
-            return Execution(False, None, f"node exited with code {exit_code}" + (f": {last}" if last else ""),
-                             text, duration)
-        outcome = json.loads(reported)
-        return Execution(outcome["ok"], outcome.get("result"), outcome.get("error"), text, duration)
+        # positional, in main's order; an argument not given stays undefined (its default applies)
+        values = [args.get(name) for name in names]
+        last = max((i for i, name in enumerate(names) if name in args), default=-1)
+        limits = call.limits or self.limits
+        servers = self.servers.get(call.node_modules)
+        if servers is None:
+            mounts = () if call.node_modules is None else ((call.node_modules, MODULES_MOUNT),)
+            servers = self.servers[call.node_modules] = Servers(sandbox=self.sandbox, mounts=mounts)
+        modules = None if call.node_modules is None else (
+            MODULES_MOUNT if self.sandbox is not None else str(call.node_modules))
+        request = {"mode": "exec", "argv": [self.node, "runner.mjs", "step.mjs", "args.json"],
+                   "env": {**base_env(dict(os.environ)), **call.env},
+                   "files": {"runner.mjs": _RUNNER, "step.mjs": code + "\nexport { main as __millrace_main };\n",
+                             "args.json": json.dumps(values[:last + 1])},
+                   "links": {"node_modules": modules} if modules else {}}
+        found = servers.get(call.network, limits.disk_mb).exchange(
+            request, python=False, limits=limits, timeout=call.timeout, report=True)
+        if found.report and not found.too_large and not found.timed_out:
+            outcome = json.loads(found.report)
+            return Execution(outcome["ok"], outcome.get("result"), outcome.get("error"), found.logs,
+                             found.duration_s)
+        ended = found.ending or {}
+        error = None
+        if ended:
+            last_err = last_line(found.logs.encode())
+            error = f"node exited with code {ended['code']}" if "code" in ended else death(ended)
+            error += f": {last_err}" if last_err else ""
+        return Execution(False, None, explain(found, limits, error, call.timeout), found.logs, found.duration_s,
+                         timed_out=found.timed_out)
+
+    def close(self) -> None:
+        for servers in self.servers.values():
+            servers.close()
 
 
 @functools.lru_cache(maxsize=512)

@@ -194,22 +194,20 @@ steps:
           return random.random()
   - id: fragile
     python: |
-      import os
-      def main(x: float) -> float:
-          if not os.path.exists("/tmp/millrace-restart-ok"):
+      def main(x: float, ok: str) -> float:
+          if ok != "yes":
               raise RuntimeError("not yet")
           return x
-    with: {x: "${{ steps.expensive.result }}"}
+    with: {x: "${{ steps.expensive.result }}", ok: "${{ vars.restart_ok }}"}
 """
-    import os
+    from orchestrator.store.variables import set_variable
 
-    if os.path.exists("/tmp/millrace-restart-ok"):
-        os.remove("/tmp/millrace-restart-ok")
+    set_variable(engine, "restart_ok", "no", secret=False, keys=(), actor="test")
     client.put("/api/v1/flows/api/restart", data=text, headers=developer)
     failed = client.post("/api/v1/flows/api/restart/runs?wait=30", json={}, headers=operator).json
     assert failed["status"] == "failed"
     first_value = failed["steps"][0]["result"]
-    open("/tmp/millrace-restart-ok", "w").close()
+    set_variable(engine, "restart_ok", "yes", secret=False, keys=(), actor="test")
     try:
         bad = client.post(f"/api/v1/runs/{failed['id']}/restart", json={"from": "nope"}, headers=operator)
         assert bad.status_code == 422 and "restart from one of: expensive, fragile" in bad.json["errors"][0]["message"]
@@ -222,7 +220,7 @@ steps:
         done = client.post(f"/api/v1/runs/{run['id']}/restart", json={"from": "fragile"}, headers=operator)
         assert done.status_code == 409
     finally:
-        os.remove("/tmp/millrace-restart-ok")
+        set_variable(engine, "restart_ok", "no", secret=False, keys=(), actor="test")
 
 
 def test_a_runs_timeline_is_an_svg_gantt_chart_of_its_attempts(client, operator, engine, tmp_path) -> None:
