@@ -12,6 +12,7 @@ from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.parser import parse_flow
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.services.dependencies import index_of
+from orchestrator.services.limits import check_limits, maxima
 from orchestrator.services.saving import save_flow
 from orchestrator.services.scripts import check_script_steps
 from orchestrator.store import versions
@@ -51,6 +52,7 @@ def _takes_document(view):  # type: ignore[no-untyped-def]
 def validate_flow() -> Response:
     """Check a flow document; nothing is stored."""
     flow, _ = _parse_body()
+    check_limits(flow, maxima(context.settings()))
     check_script_steps(context.engine(), flow)
     return jsonify({"valid": True, "id": flow.id, "steps": len(flow.steps)})
 
@@ -66,7 +68,8 @@ def put_flow(flow_id: str) -> Response:
         raise ValidationError([Problem("id", f"the document's id '{flow.id}' differs from the URL's '{flow_id}'")])
     engine = context.engine()
     previous = versions.newest_version(engine, versions.FLOWS, flow_id)
-    version = save_flow(engine, flow, source, actor=principal().actor, index=index_of(context.settings()))
+    version = save_flow(engine, flow, source, actor=principal().actor, index=index_of(context.settings()),
+                        ceiling=maxima(context.settings()))
     response = jsonify(_flow_json(versions.get_flow_version(engine, flow_id, version)))
     response.status_code = 201 if version > previous else 200
     return response

@@ -18,6 +18,7 @@ from orchestrator.execution.compiler import compile_units
 from orchestrator.execution.context import Context, Wire
 from orchestrator.execution.messages import Finish, RunRef, Start, units_of
 from orchestrator.executors.base import StepCall
+from orchestrator.services.limits import limits_for
 from orchestrator.store.cache import cache_key, cached_result, store_cached_result
 from orchestrator.store.variables import mask
 from tasks.app import app, settings
@@ -106,7 +107,9 @@ def _code_step(s: StepDelivery, *, elapsed: float) -> Context:
                    "an sql step names its `database:` (a secret holding a PostgreSQL URL); Millrace's own "
                    "database is allowed only with MILLRACE_SQL_OWN_DATABASE=1")
             return fail(s, why, retryable=False)
-    execution = executor.run(StepCall(code, args, timeout, env, database_url, node_modules))
+    limits = limits_for(s.rt.limits, s.rt.ceiling, s.plan.flow, node.step)
+    network = node.step.network or s.plan.flow.network or settings.step_network
+    execution = executor.run(StepCall(code, args, timeout, env, database_url, node_modules, limits, network))
     if not execution.ok:
         return fail(s, execution.error or "failed", logs=execution.logs)
     result = mask(execution.result, s.secrets)  # the cache keeps it masked, as the attempt does

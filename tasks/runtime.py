@@ -21,6 +21,7 @@ from orchestrator.executors.python import PythonExecutor
 from orchestrator.executors.sandbox import Sandbox
 from orchestrator.executors.sql import SqlExecutor
 from orchestrator.services.dependencies import index_of, lock_for, npm_lock_for
+from orchestrator.services.limits import defaults, maxima
 from orchestrator.services.publisher import Publisher
 from orchestrator.services.runs import stored_plans
 from orchestrator.store.database import make_engine
@@ -58,9 +59,12 @@ class Runtime:
     @property
     def limits(self) -> Limits:
         """What a step may use unless it asks for less or (up to the maxima) more."""
-        s = self.settings
-        return Limits(memory_mb=s.step_memory_mb, processes=s.step_processes, cpu_s=s.step_cpu_s or None,
-                      disk_mb=s.step_disk_mb, log_bytes=s.log_limit, result_bytes=s.result_limit)
+        return defaults(self.settings)
+
+    @property
+    def ceiling(self) -> Limits:
+        """The most a step may ask for (what it asks past that, it does not get)."""
+        return maxima(self.settings)
 
     @property
     def sandbox(self) -> Sandbox | None:

@@ -12,6 +12,11 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
+# The step sandbox needs bubblewrap (and setpriv, from util-linux); a worker refuses to start without it.
+if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null || echo "could not install bubblewrap" >&2
+fi
+
 wait_for() {  # name, check command...
   local name=$1; shift
   for _ in $(seq 1 60); do

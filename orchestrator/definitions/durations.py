@@ -1,4 +1,5 @@
-"""Durations as flows write them: ``30s``, ``500ms``, ``1h30m``, ``2d`` or a number of seconds."""
+"""Durations and sizes as flows write them: ``30s``, ``500ms``, ``1h30m``, ``2d`` or a number
+of seconds; ``512MiB``, ``2GiB``, ``100MB`` or a number of MiB."""
 from __future__ import annotations
 
 import re
@@ -37,4 +38,29 @@ Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
     Field(description="seconds, or a string like 30s, 5m, 1h30m, 500ms"),
+]
+
+
+_SIZE_UNITS = {"kib": 1 / 1024, "mib": 1.0, "gib": 1024.0, "kb": 1000 / 2**20, "mb": 10**6 / 2**20,
+               "gb": 10**9 / 2**20}
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMG]i?B)$", re.I)
+
+
+def parse_size(value: Any) -> int:
+    """MiB in ``value`` (at least 1); raises ValueError naming the accepted forms."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mib = float(value)
+    elif isinstance(value, str) and (match := _SIZE.match(value.strip())):
+        mib = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    else:
+        raise ValueError(f"{value!r} is not a size; write e.g. 512MiB, 2GiB, 100MB or a number of MiB")
+    if mib < 1:
+        raise ValueError("a size is at least 1MiB")
+    return int(mib)
+
+
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    Field(description="MiB, or a string like 512MiB, 2GiB, 100MB"),
 ]

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from orchestrator.definitions.durations import Duration
+from orchestrator.definitions.durations import Duration, Size
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 FLOW_ID = r"^[a-z0-9_][a-z0-9_-]*(/[a-z0-9_][a-z0-9_-]*)*$"
@@ -65,6 +65,18 @@ class Cache(Model):
         return data if isinstance(data, dict) else {"ttl": data}
 
 
+class StepLimits(Model):
+    """What a step may use, past the worker's defaults and within the operator's maxima."""
+
+    memory: Size | None = None
+    processes: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    cpu: Duration | None = Field(default=None, description="CPU time, beside the wall-clock timeout")
+    disk: Size | None = Field(default=None, description="its private temporary space")
+
+
+Network = Literal["host", "none"]
+
+
 @dataclass(frozen=True)
 class Nested:
     """A list of steps inside a composite step: where it is (relative to the step, as JSON
@@ -87,6 +99,8 @@ class StepBase(Model):
     queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")] | None = None
     cache: Cache | None = None
     continue_on_error: bool = False
+    limits: StepLimits | None = None
+    network: Network | None = Field(default=None, description="none: no network at all (default: the flow's)")
 
     def sequences(self) -> list[Nested]:
         """The step lists nested in this step, in document order (none for a plain step).
@@ -316,6 +330,8 @@ class Flow(Model):
     inputs: dict[Annotated[str, Field(pattern=INPUT_NAME)], InputSpec] = Field(default_factory=dict)
     triggers: list[Trigger] = Field(default_factory=list)
     concurrency: Concurrency | None = None
+    network: Network | None = Field(default=None, description="its steps' network (default: the worker's)")
+    limits: StepLimits | None = Field(default=None, description="its steps' limits, unless a step says")
     steps: Annotated[list[Step], Field(min_length=1)]
     on_failure: list[Step] = Field(default_factory=list)
 

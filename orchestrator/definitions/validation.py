@@ -22,7 +22,7 @@ from orchestrator.definitions.inputs import check_input_specs, validate_inputs
 from orchestrator.errors import ExpressionError, Problem, ValidationError, join_path
 
 _ALLOWED_NAMES = NAMES | {"range", "dict"}
-_CODE_OPTIONS = ("retry", "timeout", "cache")
+_CODE_OPTIONS = ("retry", "timeout", "cache", "limits", "network")
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,11 @@ class _ReferenceChecker:
                     self.problems.append(
                         Problem(join_path(*path, option), f"'{option}' does not apply to a {kind} step")
                     )
+        elif kind == "sql":
+            for option in ("limits", "network"):
+                if option in step.model_fields_set:
+                    self.problems.append(Problem(join_path(*path, option), f"'{option}' does not apply to an sql "
+                                                 "step: its statement runs on its database, not in a sandbox"))
         self.value(step.if_, (*path, "if"), scope, condition=True)
         for name, value in step.with_.items():
             self.value(value, (*path, "with", name), scope)

@@ -54,6 +54,10 @@ def _result(line: str | None) -> Any:
     if line is None:
         return None
     try:
-        return json.loads(line)
+        return json.loads(line, parse_constant=_not_json)
     except ValueError:
-        return line
+        return line  # text, or NaN and the like, which JSON cannot keep: the line as it is
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")

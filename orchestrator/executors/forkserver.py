@@ -305,7 +305,8 @@ def execute(source: str, args: dict) -> dict:
         _print_user_traceback(exc)
         return _error(f"{type(exc).__name__}: {exc}")
     try:
-        return {"type": "result", "ok": True, "result": _loads(_dumps(result))}
+        # NaN and infinities are not JSON: refused here, not at the database
+        return {"type": "result", "ok": True, "result": _loads(_dumps(result, allow_nan=False))}
     except (TypeError, ValueError) as exc:
         return _error(f"result is not JSON serializable: {exc}")
 

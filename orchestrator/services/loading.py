@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from orchestrator.definitions.flow import Flow, SubflowStep
 from orchestrator.definitions.parser import flow_from_data, load_document
 from orchestrator.errors import Problem, ValidationError
+from orchestrator.executors.base import Limits
 from orchestrator.executors.environments import Index
 from orchestrator.services.saving import save_flow
 
@@ -22,7 +23,7 @@ _FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def load_flow_file(path: Path, engine: Engine, *, actor: str = "cli", index: Index | None = None,
-                   _chain: tuple[Path, ...] = ()) -> tuple[Flow, str]:
+                   ceiling: Limits | None = None, _chain: tuple[Path, ...] = ()) -> tuple[Flow, str]:
     """Parse ``path`` and save the subflow files it names; returns the flow and its text.
 
     A problem in a subflow file is reported with that file's name before its path."""
@@ -42,8 +43,9 @@ def load_flow_file(path: Path, engine: Engine, *, actor: str = "cli", index: Ind
             child_path = path.parent / step.flow
             try:
                 child, child_source = load_flow_file(child_path, engine, actor=actor, index=index,
-                                                     _chain=(*_chain, path))
-                version = save_flow(engine, child, child_source, actor=actor, index=index or Index())
+                                                     ceiling=ceiling, _chain=(*_chain, path))
+                version = save_flow(engine, child, child_source, actor=actor, index=index or Index(),
+                                    ceiling=ceiling)
             except ValidationError as exc:
                 raise ValidationError([_in_file(child_path, p) for p in exc.problems]) from None
             _at(data, where)["flow"] = f"{child.id}@{version}"

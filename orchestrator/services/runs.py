@@ -16,6 +16,7 @@ from orchestrator.execution.context import Context
 from orchestrator.execution.lifecycle import REUSABLE_STEP, RunStatus
 from orchestrator.execution.messages import RunRef
 from orchestrator.execution.plan import Plan, PlanCache, build_plan
+from orchestrator.executors.base import Limits
 from orchestrator.executors.environments import Index
 from orchestrator.services.publisher import Publisher
 from orchestrator.services.saving import save_flow
@@ -31,10 +32,10 @@ def stored_plans(engine: Engine) -> PlanCache:
 
 
 def submit(publisher: Publisher, flow: Flow, source: str, given: dict[str, Any], *,
-           trigger: str, actor: str = "cli", index: Index | None = None) -> str:
+           trigger: str, actor: str = "cli", index: Index | None = None, ceiling: Limits | None = None) -> str:
     """Save the flow, check the inputs, record the run, then publish it; returns the run id."""
     inputs = validate_inputs(flow.inputs, given)
-    version = save_flow(publisher.engine, flow, source, actor=actor, index=index)
+    version = save_flow(publisher.engine, flow, source, actor=actor, index=index, ceiling=ceiling)
     return start_saved(publisher, build_plan(flow, version), inputs, trigger=trigger, actor=actor)
 
 

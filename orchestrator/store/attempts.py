@@ -29,7 +29,7 @@ from orchestrator.execution.lifecycle import ACTIVE, OPEN_STEP, Phase, RunStatus
 from orchestrator.store.audit import acting, audit
 from orchestrator.store.outbox import Owed, OwedKind, owe
 from orchestrator.store.runs import Created, NewRun, insert_run
-from orchestrator.store.sql import autocommit, dialect_insert, inline, now
+from orchestrator.store.sql import autocommit, dialect_insert, inline, now, storable
 from orchestrator.store.tables import (
     runs,
     step_runs,
@@ -150,6 +150,7 @@ def record_outcome(engine: Engine, attempt_id: int, status: StepStatus, result: 
                    error: str | None = None, logs: str | None = None,
                    cached: bool = False) -> tuple[StepStatus, Any, str | None]:
     """Write an attempt's outcome once; returns the outcome on record (ours or an earlier one)."""
+    result, error, logs = storable(result), storable(error), storable(logs)
     with autocommit(engine).connect() as conn:
         written = conn.execute(_RECORD_OUTCOME, {
             "attempt_id": attempt_id, "status": status.value, "result": result, "error": error,

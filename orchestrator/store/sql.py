@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from typing import Any
 
 from sqlalchemy import Connection, Engine, literal_column
@@ -29,3 +30,19 @@ def inline(values: tuple[str, ...]) -> list[Any]:
     """Constants written into the SQL text: an IN over bound parameters is re-expanded (and
     the statement recompiled) at every execution, which a statement run per step cannot afford."""
     return [literal_column(f"'{value}'") for value in values]
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """``value`` with what PostgreSQL cannot keep in text or JSON (NUL characters, lone
+    UTF-16 surrogates) replaced by U+FFFD: a step's output is recorded whatever bytes it
+    held, rather than failing the write (and, with it, leaving its run running)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    return value

@@ -63,19 +63,21 @@ def add_decide(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.services.dependencies import index_of
+    from orchestrator.services.limits import maxima
     from orchestrator.services.loading import load_flow_file
     from orchestrator.services.runs import submit, wait_for_run
 
     settings = load_settings()
     engine = engine_for(settings)
-    index = index_of(settings)
-    flow, source = load_flow_file(args.file, engine, actor=actor(), index=index)
+    index, ceiling = index_of(settings), maxima(settings)
+    flow, source = load_flow_file(args.file, engine, actor=actor(), index=index, ceiling=ceiling)
     inputs = parse_text_inputs(flow.inputs, args.input)
     if settings.local and not args.local:
         print("local mode: the run waits for a worker (`millrace worker`, or pass --local)", file=sys.stderr)
     worker = start_worker(settings, queues_of(flow, settings)) if args.local else None
     try:
-        run_id = submit(publisher_for(engine), flow, source, inputs, trigger="cli", actor=actor(), index=index)
+        run_id = submit(publisher_for(engine), flow, source, inputs, trigger="cli", actor=actor(), index=index,
+                        ceiling=ceiling)
         status = wait_for_run(engine, run_id, args.timeout)
     finally:
         if worker is not None:

@@ -147,3 +147,9 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead, awaiting its reaper
     except FileNotFoundError:
         return False
+
+
+def test_a_result_json_cannot_keep_is_refused_or_kept_as_text(python) -> None:
+    done = run(python, "def main():\n    return float('nan')", {})
+    assert not done.ok and "not JSON serializable" in done.error
+    assert run(bash, "echo NaN", {}).result == "NaN" and run(bash, "echo '[1, Infinity]'", {}).result == "[1, Infinity]"
