@@ -16,9 +16,11 @@ node). Protocol on the Unix socket, every message a 4-byte big-endian length and
 object: the client sends the 4-byte length of its request with its output descriptors
 attached (Python: one log; a command: stdout, stderr and optionally a report descriptor,
 which the command sees as fd 3), then the request ``{"mode", "code", "args", "env",
-"argv", "files", "cpu_s"}``; the child answers ``{"type": "pid"}`` then (Python)
-``{"type": "result"}``; the server, having reaped the child, ended whatever it started and
-removed its directory, sends ``{"type": "exit"}``.
+"argv", "files", "cpu_s"}``; the child answers ``{"type": "result"}`` (Python) or
+``{"type": "exited"}`` (a command's exit status). Only a child that dies without a word
+leaves the answer to the server, which sends ``{"type": "exit"}`` when it has reaped it.
+The spare accepts the connection itself, so the server, busy forking the next spare or
+reaping the last step, is never in a request's way.
 
 ``--sandboxed``: the server is alone in a PID namespace with its steps, so after each step
 it ends every process but itself and its spare: a daemon a step left behind dies with it.
@@ -80,7 +82,6 @@ class Server:
         os.set_blocking(wakeup_w, False)
         signal.set_wakeup_fd(wakeup_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "reap")
         self.selector.register(sys.stdin, selectors.EVENT_READ, "parent")
         # Watched for hang-ups only (the child reads the request from the same socket).
@@ -92,8 +93,8 @@ class Server:
     def serve(self) -> None:
         while True:
             for key, _ in self.selector.select():
-                if key.data == "accept":
-                    self.accept()
+                if key.data == "taken":
+                    self.taken()
                 elif key.data == "reap":
                     self.reap()
                     if self.spare is None:
@@ -106,7 +107,8 @@ class Server:
                     self.clients_gone()
 
     def fork_spare(self) -> None:
-        """Fork the child that will take the next request, while nobody waits for it."""
+        """Fork the child that takes the next request, while nobody waits for it. It accepts
+        the connection itself (the server is not in the way), then tells the server which."""
         folder = tempfile.mkdtemp(prefix="step-", dir=self.tmp_root)  # 0700, made before the fork
         ours, theirs = socket.socketpair()
         pid = os.fork()
@@ -115,40 +117,45 @@ class Server:
             # Hold no other step's connection: its client waits for it to close.
             for other in self.children.values():
                 other.close()
-            self.listener.close()
             os.setsid()  # its own process group: a timeout kills everything it starts
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             _prepare_stdio()
             try:
-                _, fds, _, _ = socket.recv_fds(theirs, 1, 1)
+                conn, _ = self.listener.accept()
+                self.listener.close()
+                socket.send_fds(theirs, [b"."], [conn.fileno()])  # the server watches it for a hang-up
             except OSError:
-                fds = []
-            if not fds:
-                os._exit(0)  # the server went away before giving us work
-            run_child(socket.socket(fileno=fds[0]), folder)  # never returns
+                os._exit(0)  # the server went away before we had work
+            theirs.close()
+            run_child(conn, folder)  # never returns
         theirs.close()
         self.spare = (pid, ours)
         self.folders[pid] = folder
+        self.selector.register(ours, selectors.EVENT_READ, "taken")
 
-    def accept(self) -> None:
-        conn, _ = self.listener.accept()
-        if self.spare is None:
-            self.fork_spare()
+    def taken(self) -> None:
+        """The spare took a connection: watch it, and fork the next spare."""
+        if self.spare is not None:
+            pid, conn = self._claim_spare()
+            if conn is not None:
+                self.children[pid] = conn
+                self.hangups.register(conn.fileno(), select.EPOLLRDHUP)
+        self.fork_spare()
+
+    def _claim_spare(self) -> tuple[int, socket.socket | None]:
+        """The spare, no longer one: the connection it took (None if it took none)."""
         pid, handle = self.spare
         self.spare = None
+        self.selector.unregister(handle)
+        handle.setblocking(False)
         try:
-            socket.send_fds(handle, [b"."], [conn.fileno()])
+            _, fds, _, _ = socket.recv_fds(handle, 1, 1)
         except OSError:
-            conn.close()  # the spare died: the client sees the connection end
-            return
+            fds = []
         finally:
             handle.close()
-        self.children[pid] = conn
-        self.hangups.register(conn.fileno(), select.EPOLLRDHUP)
-        # The next spare now, while this step runs (its child reports to its client itself):
-        # forked later, it would be in the way of the next request.
-        self.fork_spare()
+        return pid, (socket.socket(fileno=fds[0]) if fds else None)
 
     def stop_children(self) -> None:
         for pid in [*self.children, *([self.spare[0]] if self.spare else [])]:
@@ -195,9 +202,10 @@ class Server:
             if pid == 0:
                 return
             _kill_group(pid)  # what the step left running ends with it
-            if self.spare and self.spare[0] == pid:
-                self.spare[1].close()
-                self.spare = None
+            if self.spare and self.spare[0] == pid:  # it died, having taken a connection or not
+                _, taken = self._claim_spare()
+                if taken is not None:
+                    self.children[pid] = taken
             conn = self.children.pop(pid, None)
             if self.sandboxed:
                 self.sweep_strays()
@@ -231,7 +239,6 @@ def run_child(conn: socket.socket, folder: str) -> typing.NoReturn:
         header += recv_exact(conn, HEADER.size - len(header))
         request = _loads(recv_exact(conn, HEADER.unpack(header)[0]))
         conn.settimeout(None)
-        send(conn, {"type": "pid", "pid": os.getpid()})
         env = {**(request.get("env") or {}), "HOME": folder, "TMPDIR": folder}
         os.chdir(folder)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
