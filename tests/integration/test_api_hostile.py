@@ -114,6 +114,14 @@ CASES = [
     ("too many steps", "POST", "/api/v1/flows/validate", Role.VIEWER, JSON,
      json.dumps({"id": "hostile/x", "steps": [{"id": f"s{i}", "bash": "x"} for i in range(2001)]}), 422,
      "steps", "at most 2,000"),
+    ("limits above the maximum", "PUT", "/api/v1/flows/hostile/x", Role.DEVELOPER, YAML,
+     "id: hostile/x\nsteps: [{id: a, bash: x, limits: {memory: 64GiB}}]", 422, "steps[0].limits.memory",
+     "MILLRACE_STEP_MEMORY_MB_MAX"),
+    ("limits on sql", "PUT", "/api/v1/flows/hostile/x", Role.DEVELOPER, YAML,
+     "id: hostile/x\nsteps: [{id: a, sql: select 1, database: db, network: none}]", 422, "steps[0].network",
+     "does not apply to an sql step"),
+    ("bad size", "PUT", "/api/v1/flows/hostile/x", Role.DEVELOPER, YAML,
+     "id: hostile/x\nsteps: [{id: a, bash: x, limits: {disk: lots}}]", 422, "steps[0].limits.disk", "not a size"),
     # access
     ("basic auth", "GET", "/api/v1/flows", None, None, None, 401, None, "Bearer"),
 ]

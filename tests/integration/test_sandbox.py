@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 ENV_SCAN = """
 import os
-def main():
+def main(home: str):
     found, pids = [], []
     for pid in os.listdir('/proc'):
         if not pid.isdigit():
@@ -32,7 +32,8 @@ def main():
             found.append(open(f'/proc/{pid}/environ', 'rb').read().decode('utf-8', 'replace'))
         except OSError:
             pass
-    return {"uid": os.getuid(), "pids": sorted(pids), "environ": found, "mine": dict(os.environ)}
+    return {"uid": os.getuid(), "pids": sorted(pids), "environ": found, "mine": dict(os.environ),
+            "home": sorted(os.listdir(home)) if os.path.isdir(home) else None}
 """
 
 
@@ -45,7 +46,9 @@ def code_step(step_id: str, code: str, extra: str = "") -> str:
 
 
 def test_a_step_finds_no_credential_in_any_environment_and_is_not_root(run_flow) -> None:
-    run = run_flow(flow("environ", code_step("scan", ENV_SCAN)))
+    home = os.environ["MILLRACE_HOME"]
+    assert os.listdir(home), "nothing in MILLRACE_HOME: the test could not fail"
+    run = run_flow(flow("environ", code_step("scan", ENV_SCAN, f"    with: {{home: {json.dumps(home)}}}\n")))
     assert run.status == "succeeded", run.error
     seen = run.result
     assert seen["uid"] != 0 and seen["uid"] == pwd.getpwnam("millrace-step").pw_uid
@@ -56,6 +59,7 @@ def test_a_step_finds_no_credential_in_any_environment_and_is_not_root(run_flow)
                  os.environ["MILLRACE_SECRET_KEY"]):
         assert name not in everything, name
     assert seen["mine"]["MILLRACE_RUN_ID"] == run.id  # its own variables are there
+    assert seen["home"] == []  # MILLRACE_HOME (environments, local files) is hidden
 
 
 def test_with_a_password_on_the_database_what_a_step_can_find_does_not_connect() -> None:
@@ -198,3 +202,23 @@ def _pool_rss_mib(worker: Worker) -> float:
         except OSError:
             pass
     return total / 1024
+
+
+def test_cpu_time_beyond_its_limit_ends_the_step(run_flow) -> None:
+    spin = "def main():\n    while True:\n        pass\n"
+    run = run_flow(flow("spin", code_step("spin", spin, "    limits: {cpu: 1s}\n    timeout: 60s\n")))
+    assert run.status == "failed" and "CPU time limit (1 s)" in run.error, run.error
+
+
+def test_a_worker_refuses_to_start_without_the_sandbox_and_says_what_to_install(tmp_path) -> None:
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "PATH": str(tmp_path)}  # no bwrap, no setpriv to be found
+    started = subprocess.run([sys.executable, "-m", "celery", "-A", "tasks", "worker", "--queues", f"{QUEUE}_nosbx",
+                              "--concurrency", "1", "--without-gossip", "--without-mingle"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode != 0
+    assert "the step sandbox cannot start on this worker" in started.stderr + started.stdout
+    assert "apt-get install" in started.stderr + started.stdout
