@@ -7,10 +7,12 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from api import context, versioned
 from api.auth import principal, requires
+from api.errors import Forbidden
 from api.schemas import MAX_VERSION, query_number, responds
 from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.parser import parse_flow
 from orchestrator.errors import Problem, ValidationError
+from orchestrator.execution.plan import build_plan
 from orchestrator.services.dependencies import index_of
 from orchestrator.services.limits import check_limits, maxima
 from orchestrator.services.saving import save_flow
@@ -66,6 +68,7 @@ def put_flow(flow_id: str) -> Response:
     flow, source = _parse_body()
     if flow.id != flow_id:
         raise ValidationError([Problem("id", f"the document's id '{flow.id}' differs from the URL's '{flow_id}'")])
+    _check_secret_scope(flow)
     engine = context.engine()
     previous = versions.newest_version(engine, versions.FLOWS, flow_id)
     version = save_flow(engine, flow, source, actor=principal().actor, index=index_of(context.settings()),
@@ -104,3 +107,16 @@ def list_flows() -> Response:
     """Saved flows by id, paged with ``cursor``, filtered by ``prefix``."""
     return versioned.listing(versions.FLOWS, lambda row: {
         "id": row["flow_id"], "latest_version": row["latest_version"], "updated_at": row["updated_at"].isoformat()})
+
+
+def _check_secret_scope(flow: Flow) -> None:
+    """A token saves only flows whose steps read secrets its scope allows: every run of the
+    version it saves, by whatever trigger, reads those and no other (a step reads only the
+    secrets its expressions name)."""
+    me = principal()
+    read = {name: node.path for node in build_plan(flow, 0).nodes.values() for name in sorted(node.secrets)}
+    refused = {name: path for name, path in read.items() if not me.may_read_secret(name)}
+    if refused:
+        listed = ", ".join(f"'{name}' (step {path})" for name, path in sorted(refused.items()))
+        raise Forbidden(f"this token may not save flows that read secret {listed}; its secrets are "
+                        f"{', '.join(me.secrets) or 'none'}: ask an admin for a token whose secrets include them")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 from flask import request
@@ -54,6 +54,9 @@ class NewToken(Body):
 
     name: str = Field(min_length=1, max_length=200)
     role: Role
+    secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_*?\[\]-]{1,100}$")]] = Field(
+        default=["*"], max_length=100,
+        description="fnmatch patterns of the secrets the flows this token saves may read (default: any)")
 
 
 class SaveScript(Body):

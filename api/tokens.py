@@ -18,8 +18,9 @@ blueprint = Blueprint("tokens", __name__, url_prefix="/tokens")
 @accepts(NewToken)
 def new_token(body: NewToken) -> Response:
     """Create a token for a role; the token is in this answer and nowhere else."""
-    token = create_token(context.engine(), body.name, body.role, actor=principal().actor)
-    response = jsonify({"name": body.name, "role": body.role.value, "token": token})
+    token = create_token(context.engine(), body.name, body.role, actor=principal().actor,
+                         secret_scope=tuple(body.secrets))
+    response = jsonify({"name": body.name, "role": body.role.value, "secrets": body.secrets, "token": token})
     response.status_code = 201
     return response
 
@@ -28,7 +29,7 @@ def new_token(body: NewToken) -> Response:
 @requires(Permission.ADMIN)
 def tokens() -> Response:
     """Every token's name, role and dates; never the tokens themselves."""
-    return jsonify({"items": [{"id": t["id"], "name": t["name"], "role": t["role"],
+    return jsonify({"items": [{"id": t["id"], "name": t["name"], "role": t["role"], "secrets": t["secrets"],
                                "created_at": t["created_at"].isoformat(),
                                "revoked_at": t["revoked_at"].isoformat() if t["revoked_at"] else None}
                               for t in list_tokens(context.engine())]})

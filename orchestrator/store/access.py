@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import fnmatch
 import hashlib
 import hmac
 import secrets
@@ -53,9 +54,13 @@ class Principal:
     token_id: int
     name: str
     role: Role
+    secrets: tuple[str, ...] = ("*",)  # fnmatch patterns of the secrets its flows may read
 
     def may(self, permission: Permission) -> bool:
         return permission in self.role.permissions
+
+    def may_read_secret(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.secrets)
 
     @property
     def actor(self) -> str:
@@ -66,20 +71,23 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(engine: Engine, name: str, role: Role, actor: str = "cli") -> str:
-    """A new token for ``role``; the token itself is returned once and never stored."""
+def create_token(engine: Engine, name: str, role: Role, actor: str = "cli",
+                 secret_scope: tuple[str, ...] = ("*",)) -> str:
+    """A new token for ``role``, whose flows may read the secrets ``secret_scope`` matches;
+    the token itself is returned once and never stored."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with engine.begin() as conn:
         conn.execute(insert(api_tokens).values(name=name, role=role.value, token_hash=_digest(token),
-                                               created_at=now()))
-        audit(conn, actor, "token.created", f"token:{name}", role=role.value)
+                                               secrets=list(secret_scope), created_at=now()))
+        audit(conn, actor, "token.created", f"token:{name}", role=role.value, secrets=list(secret_scope))
     return token
 
 
 def list_tokens(engine: Engine) -> list[dict]:
     with engine.connect() as conn:
-        rows = conn.execute(select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.created_at,
-                                   api_tokens.c.revoked_at).order_by(api_tokens.c.id)).mappings()
+        rows = conn.execute(select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.secrets,
+                                   api_tokens.c.created_at, api_tokens.c.revoked_at)
+                            .order_by(api_tokens.c.id)).mappings()
         return [dict(r) for r in rows]
 
 
@@ -97,9 +105,9 @@ def authenticate(engine: Engine, token: str) -> Principal | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
     with engine.connect() as conn:
-        row = conn.execute(select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role).where(
+        row = conn.execute(select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.secrets).where(
             api_tokens.c.token_hash == _digest(token), api_tokens.c.revoked_at.is_(None))).first()
-    return Principal(row.id, row.name, Role(row.role)) if row else None
+    return Principal(row.id, row.name, Role(row.role), tuple(row.secrets or ())) if row else None
 
 
 # --- webhooks ------------------------------------------------------------------------------

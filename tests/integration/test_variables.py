@@ -133,3 +133,25 @@ def test_a_canary_secret_is_never_written_in_clear(engine, run_flow, worker) -> 
     answer = client.get(f"/api/v1/runs/{run.id}", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200 and canary not in answer.get_data(as_text=True)
     assert canary not in worker.log_path.read_text()
+
+
+def test_a_token_saves_only_flows_reading_the_secrets_its_scope_allows(engine) -> None:
+    from api import create_app
+    from config.settings import load_settings
+    from orchestrator.cli.wiring import revoke, send
+
+    client = create_app(load_settings(), engine, send, revoke).test_client()
+    admin = {"Authorization": f"Bearer {create_token(engine, 'scope-admin', Role.ADMIN)}"}
+    made = client.post("/api/v1/tokens", json={"name": "team-dev", "role": "developer", "secrets": ["team_*"]},
+                       headers=admin)
+    assert made.status_code == 201 and made.json["secrets"] == ["team_*"]
+    team = {"Authorization": f"Bearer {made.json['token']}", "Content-Type": "application/yaml"}
+    ours = "id: scope/ours\nsteps:\n  - {id: a, bash: echo, with: {P: \"${{ secrets.team_db }}\"}}\n"
+    assert client.put("/api/v1/flows/scope/ours", data=ours, headers=team).status_code == 201
+    theirs = ("id: scope/theirs\nsteps:\n  - {id: a, bash: echo}\n"
+              "  - {id: pay, sql: select 1, database: payroll}\n")
+    refused = client.put("/api/v1/flows/scope/theirs", data=theirs, headers=team)
+    assert refused.status_code == 403 and "'payroll' (step pay)" in refused.json["detail"]
+    assert client.get("/api/v1/flows/scope/theirs", headers=team).status_code == 404  # nothing stored
+    listed = {t["name"]: t["secrets"] for t in client.get("/api/v1/tokens", headers=admin).json["items"]}
+    assert listed["team-dev"] == ["team_*"] and listed["scope-admin"] == ["*"]

@@ -39,6 +39,8 @@ def add_tokens(sub: argparse._SubParsersAction) -> None:
     create = tokens_sub.add_parser("create", help="create a token; it is printed once, on the last line")
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--name", required=True)
+    create.add_argument("--secret", action="append", metavar="PATTERN",
+                        help="a secret (fnmatch pattern) the flows this token saves may read; repeat; default: any")
     create.set_defaults(handler=cmd_tokens_create)
 
 
@@ -78,7 +80,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_tokens_create(args: argparse.Namespace) -> int:
     engine = engine_for(load_settings())
-    token = create_token(engine, args.name, Role(args.role))
+    token = create_token(engine, args.name, Role(args.role), secret_scope=tuple(args.secret or ["*"]))
     print(f"token for {args.name} ({args.role}); it is shown this once:", file=sys.stderr)
     print(token)
     return 0
