@@ -165,7 +165,10 @@ class StepServer:
 
     def _start(self) -> None:
         self.close()
-        self._folder = tempfile.mkdtemp(prefix="millrace-steps-")  # 0700, the worker's: no step enters
+        _remove_orphans()
+        # 0700, the worker's: no step enters; named after this process, so a successor can
+        # tell it is an orphan once this process is gone (killed with no chance to clean up)
+        self._folder = tempfile.mkdtemp(prefix=f"millrace-steps-{os.getpid()}-")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(Path(self._folder) / "step.sock"))
         listener.listen(64)
@@ -199,6 +202,14 @@ class StepServer:
             self.close()
             raise RuntimeError(f"the step server did not start ({self.python}"
                                f"{', sandboxed' if self.sandbox else ''})")
+
+
+def _remove_orphans() -> None:
+    """The socket folders of step servers whose worker process died without closing them."""
+    for folder in Path(tempfile.gettempdir()).glob("millrace-steps-*-*"):
+        owner = folder.name.split("-")[2]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class Servers:

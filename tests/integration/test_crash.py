@@ -1,7 +1,9 @@
 """A worker killed mid-run loses nothing: the run completes, each step recorded once."""
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -141,5 +143,9 @@ def test_a_step_that_kills_its_worker_ends_failed_after_the_delivery_limit(engin
         assert "never" not in [s.path for s in run.steps]
         after = submit(publisher_for(engine), parse_flow(ok), ok, {}, trigger="test")
         assert wait_for_run(engine, after, 60).value == "succeeded"
+        # the killed pool processes' step-server folders are removed by the next server started
+        orphans = [p for p in Path(tempfile.gettempdir()).glob("millrace-steps-*-*")
+                   if not Path(f"/proc/{p.name.split('-')[2]}").exists()]
+        assert orphans == []
     finally:
         poisoned.stop()
