@@ -5,13 +5,14 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from orchestrator.definitions.parser import LONE_SURROGATE
 from orchestrator.errors import Conflict, FlowError, NotFound, Problem, ValidationError
 
 log = logging.getLogger("millrace.api")
+RETRY_AFTER_S = 5  # what a client is told to wait while the database is away
 
 
 class Unauthorized(Exception):
@@ -60,6 +61,16 @@ def register(app: Flask) -> None:
         diag = getattr(getattr(exc, "orig", None), "diag", None)
         reason = getattr(diag, "message_primary", None) or "a value in the request cannot be stored"
         return problem(400, "Bad request", reason)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_down(exc: DBAPIError) -> Response:
+        # The database is unreachable (or went away mid-request): nothing was changed that
+        # a retry would change twice (each write is a transaction); say when to try again.
+        log.warning("database unavailable: %s", getattr(exc, "orig", exc))
+        response = problem(503, "Service unavailable", "the database is unreachable; try again shortly")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     @app.before_request
     def _printable_url() -> None:

@@ -26,6 +26,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.broker_url,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
+        # A publish gives up within about 5 s when the broker is away: what it owed stays in
+        # the outbox and the sweeper sends it when the broker is back (an API answers 202).
+        "broker_connection_timeout": 2,
+        "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0.2, "interval_step": 0.5,
+                                      "interval_max": 0.5},
         "broker_heartbeat": 30,
         "result_backend": "tasks.backend:DatabaseBackend",
         "millrace_database_url": settings.database_url,

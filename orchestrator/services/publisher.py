@@ -3,14 +3,16 @@
 Whatever makes a message owed (a run recorded, a run failed with on_failure steps, a
 waiting step decided) writes it to the outbox in the same transaction (``store/outbox.py``)
 and hands the owed row here after the commit. :meth:`Publisher.deliver` sends it and marks
-it done; a process that dies in between leaves the row to the sweeper, which delivers it
-through the same method.
+it done; a process that dies in between, or a broker that does not answer, leaves the row
+to the sweeper, which delivers it through the same method.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import kombu.exceptions
 from celery import Signature
 from sqlalchemy import Engine
 
@@ -21,6 +23,9 @@ from orchestrator.execution.plan import Plan
 from orchestrator.store import outbox, views
 from orchestrator.store.outbox import Owed, OwedKind
 
+log = logging.getLogger("millrace.publisher")
+# What a send raises when the broker cannot be reached (connection refused, reset, timed out).
+BROKER_ERRORS = (kombu.exceptions.OperationalError, ConnectionError, TimeoutError)
 Send = Callable[[Signature], Any]  # publishes a Celery signature (given by the composition root)
 Revoke = Callable[[list[str]], Any]  # stops the Celery tasks with these ids wherever they run
 
@@ -44,7 +49,13 @@ class Publisher:
         a run's first message built from its record), then mark it done."""
         if owed is None:
             return
-        self.send(message if message is not None else self.message_of(owed))
+        try:
+            self.send(message if message is not None else self.message_of(owed))
+        except BROKER_ERRORS as exc:
+            # Still owed: the sweeper sends it once the broker answers again. The caller goes
+            # on as if it were sent (an API answers 202: the run will start), never twice.
+            log.warning("broker unreachable, %s for run %s stays owed: %s", owed.kind.value, owed.run_id, exc)
+            return
         outbox.done(self.engine, owed)
 
     def deliver_run(self, owed: Owed | None, plan: Plan, inputs: dict[str, Any], depth: int = 0,

@@ -38,7 +38,8 @@ def make_engine(url: str) -> Engine:
         return engine
     # No pre-ping round trip per checkout: the tasks requeue their message when the
     # database drops a connection (tasks/app.py), which also covers a restart.
-    return create_engine(url, pool_size=5, max_overflow=5)
+    # A database that does not answer fails a connection in seconds, not at TCP's pace.
+    return create_engine(url, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 5})
 
 
 def migration_url(settings: Settings | None = None, *, explicit: bool = False) -> str:

@@ -172,3 +172,29 @@ def test_a_token_in_a_url_is_refused_and_never_written_to_the_access_log(server)
         time.sleep(0.1)
     text = log.read_text()
     assert canary not in text and "token=***" in text
+
+
+def test_twenty_waiting_requests_leave_the_api_answering(server) -> None:
+    """Threaded workers: requests waiting on runs hold threads, not the API."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    admin = Client(server, cli_token("admin", "wait-admin"))
+    made = admin("POST", "/api/v1/tokens", 201, json={"name": "wait-dev", "role": "developer"})["token"]
+    dev = Client(server, made)
+    dev("PUT", "/api/v1/flows/life/held", 201, data="id: life/held\nsteps:\n  - {id: gate, approval: {}}\n",
+        headers={"Content-Type": "application/yaml"})
+
+    def hold(i: int) -> int:
+        answer = dev.session.post(f"{server}/api/v1/flows/life/held/runs?wait=8", json={}, timeout=60)
+        return answer.status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        waiting = [pool.submit(hold, i) for i in range(20)]
+        time.sleep(1.5)  # all twenty are waiting now
+        began = time.monotonic()
+        assert requests.get(f"{server}/healthz", timeout=5).status_code == 200
+        assert dev.session.get(f"{server}/api/v1/flows", timeout=5).status_code == 200
+        answered_in = time.monotonic() - began
+        assert all(not w.done() for w in waiting)  # they were still waiting while the others answered
+        assert [w.result() for w in waiting] == [202] * 20
+    assert answered_in < 2, answered_in

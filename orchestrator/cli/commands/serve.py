@@ -86,8 +86,8 @@ def cmd_api(args: argparse.Namespace) -> int:
         return 0
     from gunicorn.app.wsgiapp import WSGIApplication
 
-    sys.argv = ["millrace-api", "--workers", str(args.workers), "--bind", f"{args.host}:{port}",
-                "--access-logfile", "-", "--logger-class", "api.access_log.RedactingLogger",
-                "--timeout", "330", "api.wsgi:app"]  # ?wait may hold 300 s
+    # threaded workers, a timeout above the longest ?wait, the redacting access log
+    sys.argv = ["millrace-api", "--config", "python:api.gunicorn_settings", "--workers", str(args.workers),
+                "--bind", f"{args.host}:{port}", "api.wsgi:app"]
     WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()
     return 0
