@@ -33,4 +33,5 @@ def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke) -
     v1.register_blueprint(openapi.blueprint)
     app.register_blueprint(v1)
     app.add_url_rule("/api/v1/docs", "docs", openapi.docs_page)  # a page without data: no token
+    app.add_url_rule("/api/v1/docs/assets/<name>", "docs_assets", openapi.docs_asset)
     return app

@@ -18,7 +18,7 @@ View = TypeVar("View", bound=Callable)
 
 # The only endpoints served without a token: liveness, readiness, and the docs page (a page
 # without data, which asks for a token and sends it with every request it makes).
-PUBLIC = ("health.healthz", "health.readyz", "docs", "v1.hooks.call_hook")
+PUBLIC = ("health.healthz", "health.readyz", "docs", "docs_assets", "v1.hooks.call_hook")
 # A webhook call carries its flow's own hook token instead of an API token (api/hooks.py).
 
 

@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 document, built from the routes themselves and the models that validate them."""
 from __future__ import annotations
 
+import importlib.resources
 import re
 from typing import Any
 
@@ -9,6 +10,7 @@ from markupsafe import escape
 
 from api.auth import requires
 from orchestrator.definitions.flow import Flow
+from orchestrator.errors import NotFound
 from orchestrator.store.access import Permission
 
 blueprint = Blueprint("openapi", __name__)
@@ -33,7 +35,7 @@ def build(app: Flask) -> dict[str, Any]:
     components: dict[str, Any] = {"Problem": _PROBLEM}
     paths: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if rule.endpoint in ("static", "docs"):
+        if rule.endpoint in ("static", "docs", "docs_assets"):
             continue
         view = app.view_functions[rule.endpoint]
         path = _PARAM.sub(r"{\1}", rule.rule)
@@ -146,6 +148,10 @@ _DOCS_PAGE = """<!doctype html>
       sessionStorage.setItem(KEY, form.value.value);
       show(form.value.value);
     }});
+    // A token may come in the fragment (never sent to a server or written to a log): kept
+    // for this tab, then taken out of the address bar.
+    const given = new URLSearchParams(location.hash.slice(1)).get("token");
+    if (given) {{ sessionStorage.setItem(KEY, given); history.replaceState(null, "", location.pathname); }}
     const saved = sessionStorage.getItem(KEY);
     if (saved) {{ form.value.value = saved; show(saved); }}
   </script>
@@ -161,5 +167,23 @@ def docs_page() -> Response:
     sends it with every request it makes, the OpenAPI document's included.
     """
     settings = current_app.extensions["millrace"]["settings"]
-    html = _DOCS_PAGE.format(assets=escape(settings.docs_assets), spec=url_for("v1.openapi.openapi"))
+    assets = settings.docs_assets or url_for("docs_assets", name="").rstrip("/")
+    html = _DOCS_PAGE.format(assets=escape(assets), spec=url_for("v1.openapi.openapi"))
     return Response(html, mimetype="text/html")
+
+
+_ASSETS = importlib.resources.files("flask_openapi3_swagger") / "templates" / "swagger"
+_ASSET_FILES = {"swagger-ui.css": ("css/swagger-ui.css", "text/css"),
+                "swagger-ui-bundle.js": ("js/swagger-ui-bundle.js", "text/javascript")}
+
+
+def docs_asset(name: str) -> Response:
+    """Swagger UI's own files, from the installed package: the docs page needs no network."""
+    found = _ASSET_FILES.get(name)
+    if found is None:
+        raise NotFound(f"no docs asset '{name}'")
+    path, mimetype = found
+    response = Response((_ASSETS / path).read_bytes(), mimetype=mimetype)
+    response.cache_control.max_age = 86400
+    response.cache_control.public = True
+    return response

@@ -64,8 +64,9 @@ class Settings:
     # Whether MILLRACE_DATABASE_URL was set (else database_url is local mode's SQLite file).
     database_named: bool = False
     api_port: int = 8080
-    # Where the browser loads Swagger UI from for /api/v1/docs (a mirror for air-gapped sites).
-    docs_assets: str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14"
+    # Where the browser loads Swagger UI from for /api/v1/docs; empty: the copy the app serves
+    # itself (packaged, no network needed). A URL: a CDN or a mirror of swagger-ui-dist.
+    docs_assets: str = ""
     # Begins every name shared broker-wide (the default queue, Celery's control and event
     # exchanges): installations with different prefixes share a broker without hearing each
     # other's commands and events. Empty: Celery's own names, as before it existed.
