@@ -165,7 +165,7 @@ def fail(step: StepDelivery, error: str, *, logs: str | None = None, retryable: 
         step.rt.engine, step.attempt.id, StepStatus.FAILED, error=error, logs=logs)
     if status is not StepStatus.FAILED:  # an earlier delivery recorded another outcome
         return step.ctx.set_outcome(step.node.id, status.value, result)
-    return act_on(step, decide(step, error, retryable))
+    return act_on(step, decide(step, error, retryable), error)
 
 
 def decide(step: StepDelivery, error: str, retryable: bool) -> Decision:
@@ -175,16 +175,34 @@ def decide(step: StepDelivery, error: str, retryable: bool) -> Decision:
                          has_on_failure=bool(step.plan.on_failure))
 
 
-def act_on(step: StepDelivery, decision: Decision) -> Context:
+class StepFailed(Exception):
+    """What Flower shows of a failed step: the step's own error (masked), not Millrace's."""
+
+
+def act_on(step: StepDelivery, decision: Decision, error: str) -> Context:
+    label = step.ref.label(step.path)
     if isinstance(decision, RetryStep):
         # A step with retry is the first step of its task (the compiler sees to it): the
-        # task's retry runs it again, and nothing before it.
-        raise step.task.retry(countdown=decision.countdown, max_retries=decision.max_retries)
+        # task's retry runs it again, and nothing before it. The retry keeps the step's label.
+        raise step.task.retry(countdown=decision.countdown, max_retries=decision.max_retries,
+                              exc=StepFailed(error), argsrepr=label, kwargsrepr="{}")
     if isinstance(decision, CarryOn):
         return step.ctx.set_outcome(step.node.id, StepStatus.FAILED.value, None, decision.error)
     assert isinstance(decision, FailRun)
     fail_run(step.rt, step.plan, step.ref, step.ctx, decision)
+    # The task stops here (Ignore: its chain goes no further), which Celery reports to no
+    # one: Flower hears of the failure from this event, with the step's (masked) error.
+    _report_failure(step.task, f"{label}: {decision.error}")
     raise Ignore()
+
+
+def _report_failure(task: Task, error: str) -> None:
+    if not settings.task_events:
+        return
+    try:
+        task.send_event("task-failed", exception=repr(StepFailed(error)), traceback=error)
+    except Exception:  # noqa: BLE001 - an event lost is a monitor's gap, not the run's
+        pass
 
 
 def replay(step: StepDelivery, *, retryable: bool = True) -> Context:
@@ -195,7 +213,7 @@ def replay(step: StepDelivery, *, retryable: bool = True) -> Context:
     """
     attempt = step.attempt
     if attempt.status is StepStatus.FAILED:
-        return act_on(step, decide(step, attempt.error or "failed", retryable))
+        return act_on(step, decide(step, attempt.error or "failed", retryable), attempt.error or "failed")
     return step.ctx.set_outcome(step.node.id, attempt.status.value, attempt.result, attempt.error)
 
 

@@ -35,7 +35,7 @@ def wait(s: StepDelivery) -> Context:
         if s.node.kind == "flow":
             _send_unsent_child(s)
         raise Ignore()
-    continuation = _continuation(s.task, s.ctx)
+    continuation = _continuation(s.task, s.ctx, argsrepr=s.ref.label(f"{s.path} (resumed)"), kwargsrepr="{}")
     if s.node.kind == "approval":
         timeout = s.node.step.approval.timeout
         resume_at = sql.now() + dt.timedelta(seconds=timeout) if timeout else None
@@ -75,7 +75,7 @@ def _sleep(task: Task, s: StepDelivery) -> Context:
         return succeed(s, None)
     kwargs = {k: v for k, v in task.request.kwargs.items() if k != "enter"}
     task.signature_from_request(args=(s.ctx.to_wire(),), kwargs=kwargs).apply_async(
-        countdown=min(remaining, SLEEP_SLICE_S))
+        countdown=min(remaining, SLEEP_SLICE_S), argsrepr=s.ref.label(f"{s.path} (sleeping)"), kwargsrepr="{}")
     raise Ignore()
 
 

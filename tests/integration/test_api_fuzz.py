@@ -47,6 +47,8 @@ def test_generated_requests_never_break_the_api(api, engine, mode) -> None:
         except Unsatisfiable:
             assert mode == GenerationMode.NEGATIVE, operation.label  # nothing to make invalid
         except BaseException as exc:  # every operation is tried; all failures are shown
+            if mode == GenerationMode.NEGATIVE and "Cannot generate an array with" in str(exc):
+                continue  # schemathesis could not build an invalid array here: its limit, not the API's
             failures[operation.label] = str(exc)[:2000]
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
     # the fuzzer's token still works: every request above was checked, not refused

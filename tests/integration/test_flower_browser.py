@@ -80,3 +80,38 @@ def test_the_tasks_page_shows_the_flows_steps_by_name(flower, engine, tmp_path) 
                  f"flower/visible / {run_id} / send_receipts, finish",
                  f"flower/visible / {run_id} / each_order.charge_card [item 2]"):
         assert name in dom, name
+
+
+FAILING = """id: flower/failing
+steps:
+  - id: flaky
+    bash: "echo trying >&2; exit 3"
+    retry: {attempts: 2, delay: 0.2s}
+  - {id: never, bash: echo never}
+"""
+
+
+def test_a_failing_step_shows_as_failure_with_its_name_and_a_retry_keeps_it(flower, engine, tmp_path) -> None:
+    from orchestrator.cli.wiring import publisher_for
+    from orchestrator.definitions.parser import parse_flow
+    from orchestrator.services.runs import submit, wait_for_run
+
+    run_id = submit(publisher_for(engine), parse_flow(FAILING), FAILING, {}, trigger="test")
+    assert wait_for_run(engine, run_id, 60).value == "failed"
+    label = f"flower/failing / {run_id} / flaky"
+    deadline = time.monotonic() + 30
+    while True:
+        failed = requests.get(f"{flower}/api/tasks", params={"state": "FAILURE"}, auth=("ops", "s3cret"),
+                              timeout=5).json()
+        mine = [t for t in failed.values() if label in (t.get("args") or "")]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert mine, failed
+    assert "exit code 3" in (mine[0].get("exception") or "")  # the step's own error, not Millrace's
+    assert mine[0].get("retries") == 1  # it failed on its retry, which kept the step's name
+    page = f"http://ops:s3cret@{flower.removeprefix('http://')}/tasks"
+    dom = subprocess.run([chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=2000,900",
+                          "--virtual-time-budget=10000", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                          page], check=True, capture_output=True, text=True, timeout=120).stdout
+    assert "FAILURE" in dom and label in dom
