@@ -70,6 +70,9 @@ def compile_units(plan: Plan, ref: RunRef, units: list[Unit]) -> Signature:
     return sig
 
 
+_PART = {EXPAND: "expand", SWITCH: "switch"}
+
+
 @dataclass(frozen=True)
 class _Unit:
     """A unit of a batch with what the compiler needs to know of it."""
@@ -94,7 +97,11 @@ class _Unit:
         unit = self.unit
         if not isinstance(unit, StepAt):
             return "start" if isinstance(unit, Start) else "finish"
-        return unit.node if unit.enter is None else f"{unit.node} [item {unit.enter.index}]"
+        label = unit.node if unit.enter is None else f"{unit.node} [item {unit.enter.index}]"
+        # A composite step's task is replaced by what it expands to, under the same task id:
+        # its label says which part it is (its join or close says so too).
+        part = _PART.get(self.task)
+        return label if part is None else f"{label} ({part})"
 
 
 def _units(plan: Plan, paths: tuple[str, ...], ref: RunRef, enter: Enter | None = None) -> list[_Unit]:

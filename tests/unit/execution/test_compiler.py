@@ -51,7 +51,7 @@ def test_a_run_is_a_chain_from_start_to_finish_with_code_steps_batched() -> None
     assert first.options["argsrepr"] == "shop/orders / run-1 / start, fetch"
     assert sig.tasks[1].kwargs == {"run": "run-1", "flow": "shop/orders", "version": 7,
                                    "phase": "main", "node": "each"}
-    assert sig.tasks[1].options["argsrepr"] == "shop/orders / run-1 / each"
+    assert sig.tasks[1].options["argsrepr"] == "shop/orders / run-1 / each (expand)"
     assert sig.tasks[3].kwargs == REF.kwargs()
 
 
