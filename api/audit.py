@@ -23,4 +23,5 @@ def list_events() -> Response:
                               target=request.args.get("target"), after_id=after, limit=limit)
     items = [{"id": r["id"], "at": r["at"].isoformat(), "actor": r["actor"], "action": r["action"],
               "target": r["target"], "details": r["details"]} for r in rows]
-    return jsonify({"items": items, "next_cursor": rows[-1]["id"] if len(rows) == limit else None})
+    # a string, as every list's cursor is (it reads back as the same number)
+    return jsonify({"items": items, "next_cursor": str(rows[-1]["id"]) if len(rows) == limit else None})

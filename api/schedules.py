@@ -97,20 +97,39 @@ def delete_schedule(schedule_id: str) -> Response:
 @blueprint.get("/<schedule_id>/fires")
 @requires(Permission.READ)
 def schedule_fires(schedule_id: str) -> Response:
-    """Decided slots, newest first: started (with the run), skipped, missed or queued, and why."""
+    """Decided slots, newest first: started (with the run), skipped, missed or queued, and why;
+    paged with ``cursor`` (the ``next_cursor`` of the page before), as every list is."""
     schedules.get_schedule(context.engine(), schedule_id)
     limit = versioned.page_limit()
-    before = request.args.get("before")
-    try:
-        boundary = dt.datetime.fromisoformat(before) if before else None
-    except ValueError:
-        raise ValidationError([Problem("before", f"'{before[:50]}' is not an ISO 8601 time")]) from None
+    boundary = _fires_cursor()
     if boundary is not None and boundary.tzinfo is None:
         boundary = boundary.replace(tzinfo=dt.UTC)
     rows = schedule_rows.fires_of(context.engine(), schedule_id, before=boundary, limit=limit)
     items = [{"fire_at": _iso(r["fire_at"]), "status": r["status"], "run_id": r["run_id"], "reason": r["reason"],
               "recorded_at": _iso(r["recorded_at"]), "recorded_by": r["recorded_by"]} for r in rows]
-    return jsonify({"items": items, "next_cursor": items[-1]["fire_at"] if len(rows) == limit else None})
+    last = rows[-1]["fire_at"] if len(rows) == limit else None
+    return jsonify({"items": items, "next_cursor": str((last - _EPOCH) // _MICRO) if last else None})
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICRO = dt.timedelta(microseconds=1)
+
+
+def _fires_cursor() -> dt.datetime | None:
+    """The page boundary: ``cursor`` (opaque, from ``next_cursor``), or ``before``, an ISO
+    time, which this list read before it paged like the others."""
+    if raw := request.args.get("cursor"):
+        try:
+            if raw.isdigit() and len(raw) <= 20:
+                return _EPOCH + int(raw) * _MICRO
+        except OverflowError:
+            pass
+        raise ValidationError([Problem("cursor", "not a cursor this API returned")])
+    before = request.args.get("before")
+    try:
+        return dt.datetime.fromisoformat(before) if before else None
+    except ValueError:
+        raise ValidationError([Problem("before", f"'{before[:50]}' is not an ISO 8601 time")]) from None
 
 
 @blueprint.post("/<schedule_id>/backfill")

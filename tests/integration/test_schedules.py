@@ -177,3 +177,22 @@ def test_a_pause_made_through_the_api_survives_saving_the_flow_again(engine) -> 
     save_flow(engine, parse_flow(off), off)
     save_flow(engine, parse_flow(on), on)  # the document itself turns it on: it is on
     assert get_schedule(engine, schedule_id)["enabled"] is True
+
+
+def test_fires_and_audit_page_with_the_cursor_every_list_uses(engine, api) -> None:
+    """A generic pager (limit, cursor in, next_cursor out, strings) walks every page once."""
+    s = schedule(engine, "paged", catchup="none")
+    fire_due(engine, T0 + dt.timedelta(hours=4, minutes=30))  # five slots decided, all missed
+    seen, cursor = [], None
+    for _ in range(10):
+        page = api.get(f"/api/v1/schedules/{s}/fires?limit=2" + (f"&cursor={cursor}" if cursor else "")).json
+        seen += [f["fire_at"] for f in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        assert isinstance(cursor, str)
+    assert len(seen) == len(set(seen)) == len(fires(engine, s)) == 5 and seen == sorted(seen, reverse=True)
+    page = api.get("/api/v1/audit?limit=2").json
+    assert isinstance(page["next_cursor"], str)
+    after = api.get(f"/api/v1/audit?limit=2&cursor={page['next_cursor']}").json
+    assert {e["id"] for e in after["items"]}.isdisjoint({e["id"] for e in page["items"]})
