@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, text
 
 from orchestrator.errors import NotFound
 from orchestrator.store import sql
@@ -46,3 +46,57 @@ def get(engine: Engine, bench_id: int) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"bench run {bench_id} does not exist")
     return dict(row)
+
+
+# Each statement starts from the chunk's run numbers n, with `at`, the n-th run's creation
+# time (the runs spread evenly over the 30 days before now).
+_SEED_RUNS = """
+    WITH p AS (SELECT CAST(:tag AS text) AS tag, CAST(:total AS bigint) AS total,
+                      CAST(:spacing AS double precision) AS spacing),
+         r AS (SELECT n, md5(p.tag || n)::uuid::text AS id,
+                      now() - make_interval(secs => (p.total - n) * p.spacing) AS at
+               FROM p, generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS n)
+"""
+SEED_STATEMENTS = (
+    # runs, one in ten failed
+    _SEED_RUNS + """
+    INSERT INTO runs (id, flow_id, flow_version, status, inputs, result, error, trigger, created_at, started_at,
+                      finished_at, held, depth)
+    SELECT id, CAST(:flow AS text), CAST(:version AS integer),
+           CASE WHEN n % 10 = 0 THEN 'failed' ELSE 'succeeded' END, '{}'::jsonb,
+           CASE WHEN n % 10 = 0 THEN NULL ELSE to_jsonb(n) END,
+           CASE WHEN n % 10 = 0 THEN 'step s0 failed: seeded' END, 'seed', at, at, at + interval '50 ms', false, 0
+    FROM r""",
+    # each run's steps, finished (their audit events come from the step_runs trigger)
+    _SEED_RUNS + """
+    INSERT INTO step_runs (run_id, path, step_id, kind, attempt, status, deliveries, worker, created_at, started_at,
+                           finished_at, result, cached)
+    SELECT id, 's' || k, 's' || k, 'python', 1, CASE WHEN n % 10 = 0 AND k = 0 THEN 'failed' ELSE 'succeeded' END,
+           1, 'seed', at + make_interval(secs => k * 0.004), at + make_interval(secs => k * 0.004 + 0.001),
+           at + make_interval(secs => k * 0.004 + 0.003), to_jsonb(k), false
+    FROM r, generate_series(0, CAST(:steps AS integer) - 1) AS k
+    WHERE NOT (n % 10 = 0 AND k > 0)""",
+    # the runs' own events
+    _SEED_RUNS + """
+    INSERT INTO audit_events (at, actor, action, target, details)
+    SELECT at, 'seed', e.action, 'run:' || id, '{}'::jsonb
+    FROM r, (VALUES ('run.created'), ('run.started'), ('run.finished')) AS e(action)""",
+)
+
+
+def seed_history(engine: Engine, flow_id: str, version: int, runs: int, steps: int, *, tag: str,
+                 chunk: int = 10_000, progress: Any = None) -> None:
+    """``runs`` finished runs of ``flow_id`` with ``steps`` steps each (the failed tenth stop
+    at their first) and their audit events, written set-based in chunks: a history to
+    measure against (PostgreSQL only)."""
+    if engine.dialect.name != "postgresql":
+        raise NotFound("seeding a history needs PostgreSQL")
+    for first in range(1, runs + 1, chunk):
+        last = min(first + chunk - 1, runs)
+        params = {"tag": tag, "flow": flow_id, "version": version, "total": runs, "spacing": 2592000 / max(runs, 1),
+                  "first": first, "last": last, "steps": steps}
+        with engine.begin() as conn:
+            for statement in SEED_STATEMENTS:
+                conn.execute(text(statement), params)
+        if progress is not None:
+            progress(last)

@@ -38,3 +38,22 @@ def test_bench_measures_stores_compares_and_draws(engine, worker, capsys, tmp_pa
     texts = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert "light40" in texts and "fanout40" in texts and any(t.startswith("raw ") for t in texts)
     assert first["scenarios"].keys() == second["scenarios"].keys()
+
+
+def test_seed_writes_a_history_of_finished_runs_with_steps_and_audit_events(engine) -> None:
+    from sqlalchemy import func, select
+
+    from orchestrator.cli.main import main
+    from orchestrator.store import tables
+    from orchestrator.store.audit import verify
+
+    assert main(["bench", "seed", "2000", "--steps", "3"]) == 0
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(select(tables.runs.c.status, func.count()).where(
+            tables.runs.c.flow_id == "bench/seed").group_by(tables.runs.c.status)).all())
+        steps = conn.execute(select(func.count()).select_from(tables.step_runs).join(
+            tables.runs, tables.runs.c.id == tables.step_runs.c.run_id).where(
+            tables.runs.c.flow_id == "bench/seed")).scalar()
+    assert statuses == {"succeeded": 1800, "failed": 200}
+    assert steps == 1800 * 3 + 200  # a failed run stops at its first step
+    assert verify(engine).ok  # the seeded events are chained like any others

@@ -31,6 +31,10 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     bench_chart.add_argument("id", type=int, nargs="?", help="default: the newest")
     bench_chart.add_argument("-o", "--output", required=True)
     bench_chart.set_defaults(handler=cmd_bench_chart)
+    bench_seed = bench_sub.add_parser("seed", help="write a history of N finished runs to measure against")
+    bench_seed.add_argument("runs", type=int)
+    bench_seed.add_argument("--steps", type=int, default=10, help="steps per run (default 10)")
+    bench_seed.set_defaults(handler=cmd_bench_seed)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -89,4 +93,28 @@ def cmd_bench_chart(args: argparse.Namespace) -> int:
         args.id = newest[0]["id"]
     Path(args.output).write_text(render_chart(benchmarks.get(engine, args.id)))
     print(f"wrote {args.output} (bench {args.id})", file=sys.stderr)
+    return 0
+
+
+def cmd_bench_seed(args: argparse.Namespace) -> int:
+    """N finished runs (a tenth failed) of ``bench/seed`` with their steps and audit events,
+    written set-based (generate_series), for benchmarks at a history's size."""
+    import time
+    import uuid
+
+    from orchestrator.definitions.parser import parse_flow
+    from orchestrator.services.saving import save_flow
+    from orchestrator.store import benchmarks
+
+    if not 1 <= args.runs <= 10_000_000 or not 1 <= args.steps <= 100:
+        raise SystemExit("runs must be 1 to 10,000,000 and --steps 1 to 100")
+    engine = engine_for(load_settings())
+    steps = "\n".join(f"  - {{id: s{k}, python: \"def main():\\n    return {k}\"}}" for k in range(args.steps))
+    text = f"id: bench/seed\nsteps:\n{steps}\n"
+    version = save_flow(engine, parse_flow(text), text, actor="bench")
+    began = time.monotonic()
+    benchmarks.seed_history(engine, "bench/seed", version, args.runs, args.steps, tag=uuid.uuid4().hex,
+                            progress=lambda done: print(f"{done:,} runs", file=sys.stderr))
+    took = time.monotonic() - began
+    print(f"seeded {args.runs:,} runs with {args.steps} steps each in {took:.1f} s", file=sys.stderr)
     return 0
