@@ -7,7 +7,7 @@ from kombu import Connection
 from api import context
 from api.auth import protected_blueprint, requires
 from api.errors import problem
-from orchestrator.observe.metrics import exposition
+from orchestrator.observe.metrics import CONTENT_TYPE, exposition
 from orchestrator.store.access import Permission
 from orchestrator.store.database import ping
 
@@ -25,7 +25,7 @@ def healthz() -> Response:
 @requires(Permission.READ)
 def metrics() -> Response:
     """Prometheus metrics: runs by flow and status, step durations, queue latency, scheduler lag."""
-    return Response(exposition(context.engine()), mimetype="text/plain", content_type="text/plain; version=0.0.4")
+    return Response(exposition(context.engine()), content_type=CONTENT_TYPE)
 
 
 metrics.millrace_produces = "text/plain"  # type: ignore[attr-defined]

@@ -1,61 +1,63 @@
-"""Prometheus metrics, read from the system of record at scrape time, so every API process
-answers the same whatever process did the work.
+"""Prometheus metrics (``prometheus_client``'s exposition, a custom collector over the kept
+totals of ``store/stats.py``), so every API process answers the same whatever process did
+the work, and a scrape costs what happened since the last one.
 
-Counters count since the start of records; the latency summaries cover the last five
-minutes (``WINDOW``).
+Counters and cumulative histograms count since the start of records and never go down;
+``millrace_runs_active`` and ``millrace_scheduler_lag_seconds`` are gauges read live.
 """
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterator
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from sqlalchemy import Engine
 
-from orchestrator.store.stats import QUANTILES, StepTimes, read_stats
+from orchestrator.store.stats import LAG, Stats, read_stats
 
-WINDOW = dt.timedelta(minutes=5)
-
-
-def exposition(engine: Engine, now: dt.datetime | None = None) -> str:
-    """The metrics in Prometheus's text format (version 0.0.4)."""
-    now = now or dt.datetime.now(dt.UTC)
-    stats = read_stats(engine, now, now - WINDOW)
-    out: list[str] = []
-    _family(out, "millrace_runs_started_total", "counter", "Runs that started, by flow",
-            ((f'flow="{_label(f)}"', n) for f, n in stats.started_by_flow))
-    _family(out, "millrace_runs_finished_total", "counter", "Runs that ended, by flow and status",
-            ((f'flow="{_label(f)}",status="{s}"', n) for f, s, n in stats.finished_by_flow_status))
-    _family(out, "millrace_runs_active", "gauge", "Runs not ended yet, by status",
-            ((f'status="{s}"', n) for s, n in stats.active_by_status))
-    if engine.dialect.name == "postgresql":
-        _summary(out, "millrace_step_duration_seconds", "Step execution time (started -> finished), last 5 minutes",
-                 stats.step_durations)
-        _summary(out, "millrace_step_queue_latency_seconds",
-                 "Step wait in the queue (created -> started), last 5 minutes", stats.step_queue_latencies)
-    _family(out, "millrace_scheduler_lag_seconds", "gauge",
-            "How late the most overdue schedule slot is (0: none overdue)", [("", stats.scheduler_lag_s)])
-    _family(out, "millrace_schedule_slots_total", "counter", "Schedule slots decided, by outcome",
-            ((f'outcome="{s}"', n) for s, n in stats.slots_by_outcome))
-    return "\n".join(out) + "\n"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_COUNTERS = {
+    "runs_started": ("millrace_runs_started", "Runs that started, by flow", ("flow",)),
+    "runs_finished": ("millrace_runs_finished", "Runs that ended, by flow and status", ("flow", "status")),
+    "schedule_slots": ("millrace_schedule_slots", "Schedule slots decided, by outcome", ("outcome",)),
+}
+_HISTOGRAMS = {
+    "step_duration_seconds": ("millrace_step_duration_seconds", "Step execution time (started -> finished)",
+                              ("flow", "kind", "status")),
+    "step_queue_latency_seconds": ("millrace_step_queue_latency_seconds",
+                                   "Step wait before it started (created -> started)", ("flow", "kind")),
+    "run_duration_seconds": ("millrace_run_duration_seconds", "Run time (created -> finished)", ("flow", "status")),
+}
 
 
-def _summary(out: list[str], name: str, help_: str, times: list[StepTimes]) -> None:
-    samples: list[tuple] = []
-    for t in times:
-        samples += [(f'kind="{t.kind}",quantile="{q}"', v) for q, v in zip(QUANTILES, t.quantiles, strict=True)]
-        samples += [(f'kind="{t.kind}"', t.total, "_sum"), (f'kind="{t.kind}"', t.count, "_count")]
-    _family(out, name, "summary", help_, samples)
+class _Collector:
+    def __init__(self, stats: Stats):
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        for key, (name, help_, labels) in _COUNTERS.items():
+            family = CounterMetricFamily(name, help_, labels=labels)
+            for values, value in sorted(self.stats.counters.get(key, []), key=lambda s: sorted(s[0].items())):
+                family.add_metric([values.get(label, "") for label in labels], value)
+            yield family
+        for key, (name, help_, labels) in _HISTOGRAMS.items():
+            family = HistogramMetricFamily(name, help_, labels=labels)
+            for h in self.stats.histograms.get(key, []):
+                buckets = [("+Inf" if le == float("inf") else repr(le), n) for le, n in h.buckets]
+                family.add_metric([h.labels.get(label, "") for label in labels], buckets, h.total)
+            yield family
+        active = GaugeMetricFamily("millrace_runs_active", "Runs not ended yet, by status", labels=["status"])
+        for status, n in sorted(self.stats.active_by_status.items()):
+            active.add_metric([status], n)
+        yield active
+        yield GaugeMetricFamily("millrace_scheduler_lag_seconds",
+                                "How late the most overdue schedule slot is (0: none overdue)",
+                                value=self.stats.scheduler_lag_s)
 
 
-def _family(out: list[str], name: str, kind: str, help_: str, samples: Iterable[tuple]) -> None:
-    out.append(f"# HELP {name} {help_}")
-    out.append(f"# TYPE {name} {kind}")
-    for sample in samples:
-        labels, value = sample[0], sample[1]
-        suffix = sample[2] if len(sample) > 2 else ""
-        out.append(f"{name}{suffix}{{{labels}}} {float(value or 0):g}" if labels
-                   else f"{name}{suffix} {float(value or 0):g}")
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def exposition(engine: Engine, now: dt.datetime | None = None, lag: dt.timedelta = LAG) -> bytes:
+    """The metrics in Prometheus's text format (``now`` and ``lag``: see ``read_stats``)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(read_stats(engine, now or dt.datetime.now(dt.UTC), lag)))  # type: ignore[arg-type]
+    return generate_latest(registry)

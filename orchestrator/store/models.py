@@ -105,6 +105,8 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_flow_created", "flow_id", "created_at"),
         Index("ix_runs_status", "status"),
+        Index("ix_runs_finished_at", "finished_at"),
+        Index("ix_runs_started_at", "started_at"),
         Index("uq_runs_idempotency_key", "flow_id", "idempotency_key", unique=True),
         Index("ix_runs_schedule_status", "schedule_id", "status"),
         Index("ix_runs_concurrency", "flow_id", "concurrency_key", "status"),
@@ -149,7 +151,8 @@ class ScheduleFire(Base):
     recorded_at: Mapped[dt.datetime] = mapped_column(Timestamp)
     recorded_by: Mapped[str] = mapped_column(String(200))
 
-    __table_args__ = (Index("uq_schedule_fires_slot", "schedule_id", "fire_at", unique=True),)
+    __table_args__ = (Index("uq_schedule_fires_slot", "schedule_id", "fire_at", unique=True),
+                      Index("ix_schedule_fires_recorded_at", "recorded_at"))
 
 
 class FlowTriggerRecord(Base):
@@ -202,6 +205,7 @@ class StepRun(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "path", "attempt", name="uq_step_runs_attempt"),
         Index("ix_step_runs_waiting", "status", "resume_at"),
+        Index("ix_step_runs_finished_at", "finished_at"),
     )
 
 
@@ -316,6 +320,23 @@ class ApiToken(Base):
     secrets: Mapped[list[str]] = mapped_column(Json, default=lambda: ["*"], server_default=text("'[\"*\"]'"))
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class MetricTotal(Base):
+    """A kept counter or histogram bucket: what every fold since the start added up."""
+
+    __tablename__ = "metric_totals"
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(1000), primary_key=True)  # canonical JSON object
+    value: Mapped[float] = mapped_column()
+
+
+class MetricFold(Base):
+    """How far a source's rows have been folded into the totals."""
+
+    __tablename__ = "metric_folds"
+    source: Mapped[str] = mapped_column(String(40), primary_key=True)
+    folded_until: Mapped[dt.datetime] = mapped_column(Timestamp)
 
 
 class Variable(Base):

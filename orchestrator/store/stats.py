@@ -1,62 +1,156 @@
-"""The counts metrics report, read from the system of record at scrape time."""
+"""What metrics report: kept totals, folded from the records a window at a time.
+
+A scrape first folds what finished since the last fold (runs started and ended, steps
+ended, schedule slots decided) into ``metric_totals``, under a lock so two scrapes never
+fold the same window, then reads the totals. Its cost is what happened since the last
+scrape, not the history; purging old runs never makes a count go down. A fold stops
+``LAG`` short of now: a row whose transaction has not committed yet is folded next time.
+"""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select
+from sqlalchemy import Connection, Engine, case, func, literal, select
 
-from orchestrator.store.tables import runs, schedules, step_runs
+from orchestrator.execution.lifecycle import UNFINISHED
+from orchestrator.store import leases, sql
+from orchestrator.store.tables import metric_folds, metric_totals, runs, schedules, step_runs
 from orchestrator.store.tables import schedule_fires as fires
 
-QUANTILES = (0.5, 0.9, 0.99)
+LAG = dt.timedelta(seconds=10)
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+METRICS_LOCK = 0x6D696C6D  # "milm"
 
 
 @dataclass(frozen=True)
-class StepTimes:
-    """One step kind's timings over a window: how many, their sum and the QUANTILES."""
-
-    kind: str
-    count: int
+class Histogram:
+    labels: dict[str, str]
+    buckets: list[tuple[float, float]]  # (upper bound, cumulative count), +Inf last
     total: float
-    quantiles: tuple[float | None, ...]
+    count: float
 
 
-@dataclass(frozen=True)
+@dataclass
 class Stats:
-    started_by_flow: list[tuple[str, int]]
-    finished_by_flow_status: list[tuple[str, str, int]]
-    active_by_status: list[tuple[str, int]]
-    step_durations: list[StepTimes] = field(default_factory=list)
-    step_queue_latencies: list[StepTimes] = field(default_factory=list)
+    counters: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
+    histograms: dict[str, list[Histogram]] = field(default_factory=dict)
+    active_by_status: dict[str, int] = field(default_factory=dict)
     scheduler_lag_s: float = 0.0
-    slots_by_outcome: list[tuple[str, int]] = field(default_factory=list)
 
 
-def read_stats(engine: Engine, now: dt.datetime, since: dt.datetime) -> Stats:
-    """Counts since the start of records; step timings of the steps finished since ``since``
-    (on Postgres, which has percentiles)."""
+def read_stats(engine: Engine, now: dt.datetime, lag: dt.timedelta = LAG) -> Stats:
+    """Fold up to ``lag`` before ``now`` (never past the real time: a window folded is never
+    looked at again), unless another process is folding; then read everything."""
+    with leases.held(engine, METRICS_LOCK) as mine:
+        if mine:
+            fold(engine, min(now, sql.now()) - lag)
+    stats = Stats()
     with engine.connect() as conn:
-        started = [tuple(r) for r in conn.execute(select(runs.c.flow_id, func.count())
-                                                  .where(runs.c.started_at.is_not(None)).group_by(runs.c.flow_id))]
-        finished = [tuple(r) for r in conn.execute(
-            select(runs.c.flow_id, runs.c.status, func.count()).where(runs.c.finished_at.is_not(None))
-            .group_by(runs.c.flow_id, runs.c.status))]
-        active = [tuple(r) for r in conn.execute(select(runs.c.status, func.count())
-                                                 .where(runs.c.finished_at.is_(None)).group_by(runs.c.status))]
-        durations = latencies = []
-        if conn.dialect.name == "postgresql":
-            durations = _times(conn, func.extract("epoch", step_runs.c.finished_at - step_runs.c.started_at), since)
-            latencies = _times(conn, func.extract("epoch", step_runs.c.started_at - step_runs.c.created_at), since)
-        lag = conn.execute(select(func.max(func.extract("epoch", now - schedules.c.next_fire_at)))
-                           .where(schedules.c.enabled.is_(True), schedules.c.next_fire_at < now)).scalar()
-        slots = [tuple(r) for r in conn.execute(select(fires.c.status, func.count()).group_by(fires.c.status))]
-    return Stats(started, finished, active, durations, latencies, max(float(lag or 0), 0.0), slots)  # type: ignore[arg-type]
+        hist: dict[tuple[str, str], dict[str, Any]] = {}
+        for name, labels_text, value in conn.execute(select(metric_totals.c.name, metric_totals.c.labels,
+                                                            metric_totals.c.value)):
+            labels = json.loads(labels_text)
+            family, _, part = name.partition(":")
+            if not part:
+                stats.counters.setdefault(family, []).append((labels, value))
+                continue
+            le = labels.pop("le", None)
+            key = (family, json.dumps(labels, sort_keys=True))
+            entry = hist.setdefault(key, {"labels": labels, "buckets": {}, "sum": 0.0, "count": 0.0})
+            if part == "bucket":
+                entry["buckets"][le] = value
+            else:
+                entry[part] = value
+        for (family, _), e in sorted(hist.items()):
+            bounds = [(float(le), e["buckets"].get(str(le), 0.0)) for le in BUCKETS]
+            stats.histograms.setdefault(family, []).append(
+                Histogram(e["labels"], [*bounds, (float("inf"), e["count"])], e["sum"], e["count"]))
+        stats.active_by_status = {s: 0 for s in UNFINISHED} | dict(conn.execute(  # type: ignore[arg-type]
+            select(runs.c.status, func.count()).where(runs.c.status.in_(UNFINISHED)).group_by(runs.c.status)).all())
+        lag = conn.execute(select(func.min(schedules.c.next_fire_at)).where(
+            schedules.c.enabled.is_(True), schedules.c.next_fire_at < now)).scalar()
+    stats.scheduler_lag_s = max((now - lag).total_seconds(), 0.0) if lag else 0.0
+    return stats
 
 
-def _times(conn: Connection, value, since: dt.datetime) -> list[StepTimes]:  # type: ignore[no-untyped-def]
-    recent = and_(step_runs.c.finished_at >= since, step_runs.c.started_at.is_not(None))
-    parts = [func.percentile_cont(q).within_group(value) for q in QUANTILES]
-    rows = conn.execute(select(step_runs.c.kind, func.count(), func.sum(value), *parts)
-                        .where(recent).group_by(step_runs.c.kind)).all()
-    return [StepTimes(kind, count, float(total or 0), tuple(values)) for kind, count, total, *values in rows]
+def fold(engine: Engine, until: dt.datetime) -> None:
+    """Add what each source recorded in (its last fold, ``until``] to the totals."""
+    for source, folder in _FOLDERS.items():
+        with engine.begin() as conn:
+            since = conn.execute(select(metric_folds.c.folded_until).where(metric_folds.c.source == source)).scalar()
+            since = since or _EPOCH
+            if since.tzinfo is None:  # SQLite gives naive times back
+                since = since.replace(tzinfo=dt.UTC)
+            if since >= until:
+                continue
+            for name, labels, value in folder(conn, since, until):
+                _add(conn, name, labels, value)
+            conn.execute(sql.dialect_insert(conn, metric_folds).values(source=source, folded_until=until)
+                         .on_conflict_do_update(index_elements=["source"], set_={"folded_until": until}))
+
+
+def _add(conn: Connection, name: str, labels: dict[str, Any], value: float) -> None:
+    if not value:
+        return
+    text = json.dumps({k: str(v) for k, v in labels.items()}, sort_keys=True)
+    statement = sql.dialect_insert(conn, metric_totals).values(name=name, labels=text, value=value)
+    conn.execute(statement.on_conflict_do_update(index_elements=["name", "labels"],
+                                                 set_={"value": metric_totals.c.value + statement.excluded.value}))
+
+
+def _seconds(conn: Connection, later: Any, earlier: Any) -> Any:
+    if conn.dialect.name == "postgresql":
+        return func.extract("epoch", later - earlier)
+    return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+
+
+def _histogram(conn: Connection, name: str, groups: list[Any], value: Any, where: Any, table: Any) -> list:
+    columns = [func.count(), func.coalesce(func.sum(value), 0.0),
+               *(func.sum(case((value <= literal(b), 1), else_=0)) for b in BUCKETS)]
+    out = []
+    for row in conn.execute(select(*groups, *columns).select_from(table).where(where).group_by(*groups)):
+        labels = {g.key: v for g, v in zip(groups, row[:len(groups)], strict=True)}
+        count, total, *buckets = row[len(groups):]
+        out += [(f"{name}:count", labels, count), (f"{name}:sum", labels, total)]
+        out += [(f"{name}:bucket", {**labels, "le": str(b)}, n) for b, n in zip(BUCKETS, buckets, strict=True)]
+    return out
+
+
+def _runs_started(conn: Connection, since: dt.datetime, until: dt.datetime) -> list:
+    rows = conn.execute(select(runs.c.flow_id, func.count()).where(
+        runs.c.started_at > since, runs.c.started_at <= until).group_by(runs.c.flow_id))
+    return [("runs_started", {"flow": flow}, n) for flow, n in rows]
+
+
+def _runs_finished(conn: Connection, since: dt.datetime, until: dt.datetime) -> list:
+    window = (runs.c.finished_at > since) & (runs.c.finished_at <= until)
+    counted = [("runs_finished", {"flow": flow, "status": status}, n) for flow, status, n in conn.execute(
+        select(runs.c.flow_id, runs.c.status, func.count()).where(window).group_by(runs.c.flow_id, runs.c.status))]
+    flow, status = runs.c.flow_id.label("flow"), runs.c.status.label("status")
+    return counted + _histogram(conn, "run_duration_seconds", [flow, status],
+                                _seconds(conn, runs.c.finished_at, runs.c.created_at), window, runs)
+
+
+def _steps(conn: Connection, since: dt.datetime, until: dt.datetime) -> list:
+    joined = step_runs.join(runs, runs.c.id == step_runs.c.run_id)
+    window = (step_runs.c.finished_at > since) & (step_runs.c.finished_at <= until) & \
+        step_runs.c.started_at.is_not(None)
+    flow, kind = runs.c.flow_id.label("flow"), step_runs.c.kind.label("kind")
+    status = step_runs.c.status.label("status")
+    return (_histogram(conn, "step_duration_seconds", [flow, kind, status],
+                       _seconds(conn, step_runs.c.finished_at, step_runs.c.started_at), window, joined)
+            + _histogram(conn, "step_queue_latency_seconds", [flow, kind],
+                         _seconds(conn, step_runs.c.started_at, step_runs.c.created_at), window, joined))
+
+
+def _fires(conn: Connection, since: dt.datetime, until: dt.datetime) -> list:
+    rows = conn.execute(select(fires.c.status, func.count()).where(
+        fires.c.recorded_at > since, fires.c.recorded_at <= until).group_by(fires.c.status))
+    return [("schedule_slots", {"outcome": status}, n) for status, n in rows]
+
+
+_FOLDERS = {"runs_started": _runs_started, "runs_finished": _runs_finished, "steps": _steps, "fires": _fires}

@@ -12,6 +12,8 @@ from orchestrator.store.models import (
     FlowRecord,
     FlowTriggerRecord,
     FlowVersion,
+    MetricFold,
+    MetricTotal,
     OwedSend,
     Run,
     Schedule,
@@ -43,4 +45,6 @@ chords = Chord.__table__
 chord_parts = ChordPart.__table__
 bench_marks = BenchMark.__table__
 bench_runs = BenchRun.__table__
+metric_totals = MetricTotal.__table__
+metric_folds = MetricFold.__table__
 outbox = OwedSend.__table__
