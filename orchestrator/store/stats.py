@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +22,9 @@ from orchestrator.store.tables import metric_folds, metric_totals, runs, schedul
 from orchestrator.store.tables import schedule_fires as fires
 
 LAG = dt.timedelta(seconds=10)
+FOLD_WINDOW = dt.timedelta(days=1)  # records folded per transaction
+FOLD_BUDGET_S = 2.0  # of a scrape's time, at most, spent folding
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 METRICS_LOCK = 0x6D696C6D  # "milm"
 
 
@@ -77,20 +79,37 @@ def read_stats(engine: Engine, now: dt.datetime, lag: dt.timedelta = LAG) -> Sta
     return stats
 
 
-def fold(engine: Engine, until: dt.datetime) -> None:
-    """Add what each source recorded in (its last fold, ``until``] to the totals."""
+def fold(engine: Engine, until: dt.datetime, budget_s: float = FOLD_BUDGET_S) -> None:
+    """Add what each source recorded in (its last fold, ``until``] to the totals, a day of
+    records per transaction. A long history (the first scrape after an upgrade) is folded
+    over several scrapes, ``budget_s`` each, so no scrape waits on all of it."""
+    began = time.monotonic()
     for source, folder in _FOLDERS.items():
-        with engine.begin() as conn:
-            since = conn.execute(select(metric_folds.c.folded_until).where(metric_folds.c.source == source)).scalar()
-            since = since or _EPOCH
-            if since.tzinfo is None:  # SQLite gives naive times back
-                since = since.replace(tzinfo=dt.UTC)
-            if since >= until:
-                continue
-            for name, labels, value in folder(conn, since, until):
-                _add(conn, name, labels, value)
-            conn.execute(sql.dialect_insert(conn, metric_folds).values(source=source, folded_until=until)
-                         .on_conflict_do_update(index_elements=["source"], set_={"folded_until": until}))
+        windows = 0  # each source folds at least one window a scrape, whatever the budget says
+        while windows == 0 or time.monotonic() - began < budget_s:
+            windows += 1
+            with engine.begin() as conn:
+                since = conn.execute(select(metric_folds.c.folded_until)
+                                     .where(metric_folds.c.source == source)).scalar()
+                if since is None:  # never folded: from its oldest record on
+                    since = _oldest(conn, source) or until
+                if since.tzinfo is None:  # SQLite gives naive times back
+                    since = since.replace(tzinfo=dt.UTC)
+                if since >= until:
+                    break
+                upto = min(until, since + FOLD_WINDOW)
+                for name, labels, value in folder(conn, since, upto):
+                    _add(conn, name, labels, value)
+                conn.execute(sql.dialect_insert(conn, metric_folds).values(source=source, folded_until=upto)
+                             .on_conflict_do_update(index_elements=["source"], set_={"folded_until": upto}))
+
+
+def _oldest(conn: Connection, source: str) -> dt.datetime | None:
+    """Just before the first record a source would fold (its window is open at the start)."""
+    column = {"runs_started": runs.c.started_at, "runs_finished": runs.c.finished_at,
+              "steps": step_runs.c.finished_at, "fires": fires.c.recorded_at}[source]
+    first = conn.execute(select(func.min(column))).scalar()
+    return None if first is None else first - dt.timedelta(microseconds=1)
 
 
 def _add(conn: Connection, name: str, labels: dict[str, Any], value: float) -> None:
