@@ -1,35 +1,21 @@
-"""The step server: a pre-imported Python that forks one child per step.
+"""The step server: a pre-imported Python that forks one child per step, ahead of time.
 
-Run as a script (``python forkserver.py LISTEN_FD [--sandboxed] [MODULE ...]``) by
-:mod:`orchestrator.executors.server`, possibly with another environment's interpreter and
-inside the step sandbox, so it uses the standard library only. It accepts connections on
-the listening socket it inherits (``LISTEN_FD``): its path is outside the sandbox, so no
-step can reach it or put another listener in its place.
-
-A child is forked *before* it is needed (a spare, already in its own session), so a
-request only waits for the hand-over of its connection, not for a fork. Each step gets a
-directory of its own (``HOME``, ``TMPDIR`` and its working directory), removed when it ends.
-
-A step is either Python (``main(**args)`` run in the child) or a command (``exec``: the
-child writes the request's files into the step's directory and execs ``argv``, e.g. bash or
-node). Protocol on the Unix socket, every message a 4-byte big-endian length and a JSON
-object: the client sends the 4-byte length of its request with its output descriptors
-attached (Python: one log; a command: stdout, stderr and optionally a report descriptor,
-which the command sees as fd 3), then the request ``{"mode", "code", "args", "env",
-"argv", "files", "cpu_s"}``; the child answers ``{"type": "result"}`` (Python) or
-``{"type": "exited"}`` (a command's exit status). Only a child that dies without a word
-leaves the answer to the server, which sends ``{"type": "exit"}`` when it has reaped it.
-The spare accepts the connection itself, so the server, busy forking the next spare or
-reaping the last step, is never in a request's way.
-
-``--sandboxed``: the server is alone in a PID namespace with its steps, so after each step
-it ends every process but itself and its spare: a daemon a step left behind dies with it.
+Run by :mod:`orchestrator.executors.server` as ``python -c SOURCE LISTEN_FD [--sandboxed]
+[MODULE ...]`` (standard library only: any environment's interpreter runs it). The spare
+child, already in its own session, accepts the next connection on the inherited listening
+socket itself, so neither a fork nor the server is in a request's way; each step gets a
+directory of its own (HOME, TMPDIR, its cwd), removed when it ends. A step is Python
+(``main(**args)`` in the child) or a command (``exec``: the request's files written, then
+``argv`` spawned with stdout, stderr and fd 3 given). Messages are a 4-byte big-endian
+length and JSON: the request (its output descriptors attached), then the child's
+``result`` or ``exited``; a child that dies without a word is reported by the server
+(``exit``). ``--sandboxed``: alone in a PID namespace with its steps, the server ends
+every process that is not part of a running step after each one.
 """
 from __future__ import annotations
 
 import gc
 import importlib
-import inspect
 import io
 import json
 import linecache
@@ -44,11 +30,14 @@ import struct
 import sys
 import tempfile
 import traceback
-import types
 import typing
 
+try:  # imported as a module; run with ``python -c``, its source comes first (server.py)
+    from orchestrator.executors.step_arguments import check_arguments
+except ImportError:
+    pass
+
 HEADER = struct.Struct(">I")
-_SCALARS = (int, float, str, bool, list, dict)
 # Held here so a step that replaces json.dumps cannot break its own report.
 _dumps, _loads = json.dumps, json.loads
 
@@ -77,10 +66,10 @@ class Server:
         self.folders: dict[int, str] = {}  # child pid -> its step's directory
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, socket.socket] = {}  # child pid -> its client connection
-        self.wakeup_r, wakeup_w = os.pipe()
+        self.wakeup_r, self.wakeup_w = os.pipe()
         os.set_blocking(self.wakeup_r, False)
-        os.set_blocking(wakeup_w, False)
-        signal.set_wakeup_fd(wakeup_w)
+        os.set_blocking(self.wakeup_w, False)
+        signal.set_wakeup_fd(self.wakeup_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "reap")
         self.selector.register(sys.stdin, selectors.EVENT_READ, "parent")
@@ -120,6 +109,13 @@ class Server:
             os.setsid()  # its own process group: a timeout kills everything it starts
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            # None of the server's own descriptors stay with a step: its selector and hang-up
+            # watch (a step could unregister the server's reaping), its wake-up pipe, its stdin.
+            self.selector.close()
+            self.hangups.close()
+            os.close(self.wakeup_r)
+            os.close(self.wakeup_w)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
             _prepare_stdio()
             try:
                 conn, _ = self.listener.accept()
@@ -168,7 +164,8 @@ class Server:
         (the namespace's init), the spare and what runs in a step still running (each step
         is a session of its own). What an ended step daemonized is gone now."""
         keep = {1, os.getpid(), *([self.spare[0]] if self.spare else []), *self.children}
-        running = set(self.children)  # their session ids
+        # their session ids; the spare's too: it may have become a step the server has not heard of
+        running = {*self.children, *([self.spare[0]] if self.spare else [])}
         for _ in range(50):  # a fork racing the sweep is caught on a later round
             strays = [pid for pid in (int(n) for n in os.listdir("/proc") if n.isdigit())
                       if pid not in keep and _session(pid) not in (-1, *running)]
@@ -269,7 +266,9 @@ def _exec(conn: socket.socket, request: dict, fds: list[int], env: dict) -> None
     stdout, stderr (and fd 3) given, in this child's session; its end reported at once (the
     caller need not wait for the server to reap this child)."""
     for name, text in (request.get("files") or {}).items():
-        with open(name, "w") as handle:
+        # never through something planted there: a step's directory is new, nothing may be in it
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with open(fd, "w") as handle:
             handle.write(text)
     for name, target in (request.get("links") or {}).items():
         os.symlink(target, name)
@@ -329,59 +328,6 @@ def _print_user_traceback(exc: BaseException) -> None:
     sys.stderr.write("".join(lines))
 
 
-def check_arguments(main: typing.Callable, args: dict) -> str | None:
-    """Why ``main(**args)`` does not fit main's signature and simple type hints, or None."""
-    try:
-        signature = inspect.signature(main, eval_str=True)
-    except (NameError, TypeError, ValueError):
-        signature = inspect.signature(main)
-    params = signature.parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    for name in args:
-        if name not in params and not takes_any:
-            return f"main() takes no argument '{name}'"
-    for name, param in params.items():
-        if param.kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
-            continue
-        if name not in args:
-            if param.default is inspect.Parameter.empty:
-                return f"main() is missing argument '{name}'"
-            continue
-        if param.annotation is not inspect.Parameter.empty:
-            problem = _type_problem(args[name], param.annotation)
-            if problem:
-                return f"argument '{name}': {problem}"
-            if param.annotation is float and isinstance(args[name], int):
-                args[name] = float(args[name])
-    return None
-
-
-def _type_problem(value: object, hint: object) -> str | None:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if any(_type_problem(value, option) is None for option in options):
-            return None
-        names = " or ".join(_name(o) for o in options)
-        return f"expected {names}, got {_name(type(value))}"
-    if hint is type(None):
-        return None if value is None else f"expected None, got {_name(type(value))}"
-    expected = origin or hint
-    if expected not in _SCALARS:
-        return None  # a hint we do not check
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return None
-    if expected is int and isinstance(value, bool):
-        return "expected int, got bool"
-    if not isinstance(value, expected):  # type: ignore[arg-type]
-        return f"expected {expected.__name__}, got {_name(type(value))}"
-    return None
-
-
-def _name(kind: object) -> str:
-    return "None" if kind is type(None) else getattr(kind, "__name__", str(kind))
-
-
 def _session(pid: int) -> int:
     """The session a live process is in; -1 for one that ended (a zombie, or gone)."""
     try:
@@ -399,7 +345,23 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+def _undumpable() -> None:
+    """No process of the step user may read this one's memory or attach to it (/proc/<pid>/mem,
+    ptrace): steps run as the same user. Inherited by forks, so steps are too."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> None:
+    # `python -c` puts the working directory first on sys.path: a module a step left there
+    # would be imported by the next. Steps import from the interpreter's paths only.
+    while "" in sys.path:
+        sys.path.remove("")
+    _undumpable()
     listen_fd, rest = int(sys.argv[1]), sys.argv[2:]
     sandboxed = "--sandboxed" in rest
     preload = [m for m in rest if m != "--sandboxed"]

@@ -11,6 +11,7 @@ is ended and fails saying so), each in time linear in what was sent.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -31,7 +32,9 @@ from orchestrator.executors.forkserver import HEADER
 from orchestrator.executors.process import base_env
 from orchestrator.executors.sandbox import Cgroups, Sandbox
 
-_SOURCE = Path(__file__).with_name("forkserver.py").read_text()
+# The server's source: the argument checks, then the server (one script for `python -c`).
+_SOURCE = Path(__file__).with_name("step_arguments.py").read_text() + "\n" + \
+    Path(__file__).with_name("forkserver.py").read_text().replace("from __future__ import annotations\n", "", 1)
 # The interpreter itself, not a virtualenv's link to it: reachable by the step user wherever
 # the worker's own virtualenv lives. The server needs the standard library only.
 _BASE_PYTHON = os.path.realpath(sys.executable)
@@ -237,6 +240,8 @@ def death(ended: dict | None, *, command: bool = False) -> str:
     """How a step's process ended without reporting: its exit status or the signal."""
     if ended is None:
         return "the step process vanished without a word"
+    if "broken" in ended:
+        return f"the step's process broke off its report ({ended['broken']})"
     if "signal" in ended:
         return f"killed by signal {signal.Signals(ended['signal']).name}"
     return f"exit code {ended['code']}" if command else f"process exited with code {ended['code']} before returning"
@@ -275,7 +280,8 @@ def _drain(selector: selectors.BaseSelector, logs: Capture, out_tail: bytearray,
                 break
             if not chunk:
                 break
-            _take(key.data, chunk, logs, out_tail, report, limits)
+            if not _take(key.data, chunk, logs, out_tail, report, limits):
+                break  # the report is past the result limit: the step fails on its size
 
 
 def _take(kind: str, chunk: bytes, logs: Capture, out_tail: bytearray, report: bytearray, limits: Limits) -> bool:
@@ -294,7 +300,23 @@ def _take(kind: str, chunk: bytes, logs: Capture, out_tail: bytearray, report: b
 def _read(conn: socket.socket, readers: list[int], *, python: bool, limits: Limits,
           timeout: float | None) -> Exchange:
     """Read the step's messages and output until the server says it ended (or time is up,
-    or its result grew past the limit: then hang up, which ends it)."""
+    or its result grew past the limit, or it broke the protocol: then hang up, which ends
+    it). Whatever happens, the connection and the pipes are closed."""
+    try:
+        return _read_all(conn, readers, python=python, limits=limits, timeout=timeout)
+    except (OSError, ValueError) as exc:  # a reset connection, a message that is not ours
+        found = Exchange()
+        found.messages.append({"type": "exit", "broken": f"{type(exc).__name__}: {exc}"})
+        return found
+    finally:
+        conn.close()
+        for fd in readers:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _read_all(conn: socket.socket, readers: list[int], *, python: bool, limits: Limits,
+              timeout: float | None) -> Exchange:
     found = Exchange()
     logs, out_tail, report = Capture(limits.log_bytes), bytearray(), bytearray()
     buffer, offset = bytearray(), 0
@@ -327,7 +349,10 @@ def _read(conn: socket.socket, readers: list[int], *, python: bool, limits: Limi
                     if len(buffer) - offset < HEADER.size + size:
                         break
                     start = offset + HEADER.size
-                    found.messages.append(json.loads(bytes(buffer[start:start + size])))
+                    message = json.loads(bytes(buffer[start:start + size]))
+                    if not isinstance(message, dict) or len(found.messages) > 16:
+                        raise ValueError("the step's process broke the protocol")
+                    found.messages.append(message)
                     offset = start + size
                 if offset > 1 << 20:
                     del buffer[:offset]
@@ -348,9 +373,7 @@ def _read(conn: socket.socket, readers: list[int], *, python: bool, limits: Limi
             break
     if ended and not found.too_large:
         _drain(selector, logs, out_tail, report, limits)
-    selector.close()
-    conn.close()  # a step still running (timed out, too large) is ended by the server now
-    for fd in readers:
-        os.close(fd)
+        found.too_large = len(report) > limits.result_bytes
+    selector.close()  # the caller closes the connection: a step still running is ended then
     found.logs, found.stdout_tail, found.report = logs.text(), bytes(out_tail), bytes(report)
     return found
