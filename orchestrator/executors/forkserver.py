@@ -177,6 +177,26 @@ class Server:
                 except (ProcessLookupError, PermissionError):
                     pass
 
+    def wipe_shared(self) -> None:
+        """What steps left where the next could find it (/tmp beside the step directories in
+        use, /dev/shm): gone, so nothing is passed, planted or left to fill the space."""
+        for root, keep in ((self.tmp_root, set(self.folders.values())), ("/dev/shm", set())):
+            try:
+                names = os.listdir(root)
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(root, name)
+                if path in keep:
+                    continue
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+
     def clients_gone(self) -> None:
         """A client that hangs up before its step ends (its worker died): end the step."""
         gone = {fd for fd, _ in self.hangups.poll(0)}
@@ -209,6 +229,8 @@ class Server:
             folder = self.folders.pop(pid, None)
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
+            if self.sandboxed:
+                self.wipe_shared()
             if conn is None:
                 continue
             try:

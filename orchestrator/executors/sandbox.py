@@ -60,7 +60,9 @@ class Sandbox:
         if network == "none":
             wrapped.append("--unshare-net")
         wrapped += ["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-                    "--size", str(disk_mb << 20), "--perms", "1777", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+                    "--size", str(disk_mb << 20), "--perms", "1777", "--tmpfs", "/tmp",
+                    # POSIX shared memory (multiprocessing needs it), within the same disk size
+                    "--size", str(disk_mb << 20), "--perms", "1777", "--tmpfs", "/dev/shm", "--tmpfs", "/run"]
         for path in self.hidden:
             if path.exists():
                 wrapped += ["--tmpfs", str(path)]

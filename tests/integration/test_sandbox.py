@@ -227,7 +227,9 @@ def test_a_worker_refuses_to_start_without_the_sandbox_and_says_what_to_install(
 def test_a_step_cannot_reach_into_its_server_or_the_next_step(run_flow) -> None:
     """Steps run as one user in one sandbox, one after another: none may plant a module for
     the next, read the server's memory, or keep one of the server's own descriptors."""
-    plant = ("import glob, os\ndef main():\n    for folder in [os.getcwd(), *glob.glob('/tmp/step-*')]:\n"
+    plant = ("import glob, os\ndef main():\n    for path in ('/tmp/left_behind', '/dev/shm/left_behind'):\n"
+             "        open(path, 'w').write('for the next step')\n"
+             "    for folder in [os.getcwd(), *glob.glob('/tmp/step-*')]:\n"
              "        try:\n            open(os.path.join(folder, 'planted_mod.py'), 'w').write('X = 1')\n"
              "        except OSError:\n            pass\n"
              "    try:\n        open(f'/proc/{os.getppid()}/mem', 'rb').close()\n        mem = 'opened'\n"
@@ -235,7 +237,9 @@ def test_a_step_cannot_reach_into_its_server_or_the_next_step(run_flow) -> None:
              "    links = [os.readlink(f'/proc/self/fd/{fd}') for fd in os.listdir('/proc/self/fd')\n"
              "             if os.path.exists(f'/proc/self/fd/{fd}')]\n"
              "    return {'mem': mem, 'epoll': [l for l in links if 'eventpoll' in l]}")
-    use = ("def main():\n    try:\n        import planted_mod\n        return 'imported'\n"
+    use = ("import os\ndef main():\n"
+           "    left = [p for p in ('/tmp/left_behind', '/dev/shm/left_behind') if os.path.exists(p)]\n"
+           "    if left:\n        return left\n    try:\n        import planted_mod\n        return 'imported'\n"
            "    except ImportError:\n        return 'clean'")
     run = run_flow(flow("plant", code_step("plant", plant) + code_step("use", use)))
     assert run.status == "succeeded", run.error
