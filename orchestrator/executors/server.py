@@ -136,6 +136,11 @@ class StepServer:
             if self.cgroups is not None:
                 after = self.cgroups.hits()
                 found.fork_refusals, found.memory_kills = after[0] - before[0], after[1] - before[1]
+            if found.timed_out and self.sandbox is not None:
+                # a step that stopped its own server or spare (same user) would hang every later
+                # one: after a timeout the next step gets a fresh sandbox (ending this one ends
+                # every process in its PID namespace)
+                self.close()
             return found
 
     def close(self) -> None:

@@ -245,3 +245,18 @@ def test_a_step_cannot_reach_into_its_server_or_the_next_step(run_flow) -> None:
     assert run.status == "succeeded", run.error
     planted, used = (s.result for s in run.steps)
     assert planted["mem"] == "PermissionError" and planted["epoll"] == [] and used == "clean", (planted, used)
+
+
+def test_a_step_that_stops_its_server_costs_one_timeout_at_most(run_flow) -> None:
+    """Steps share the server's user, so a step can SIGSTOP its server and spare: the next
+    step of that worker process then times out (a known limit, in docs/architecture.md),
+    its sandbox is replaced, and the one after runs."""
+    stop = ("import os, signal\ndef main():\n    for pid in os.listdir('/proc'):\n"
+            "        if pid.isdigit() and int(pid) not in (1, os.getpid()):\n"
+            "            try:\n                os.kill(int(pid), signal.SIGSTOP)\n"
+            "            except OSError:\n                pass\n    return 'stopped them'")
+    run_flow(flow("stopper", code_step("stop", stop, "    timeout: 3s\n")))
+    fine = code_step("ok", "def main():\n    return 'fine'", "    timeout: 5s\n")
+    results = [run_flow(flow(f"after_stopper_{i}", fine)) for i in range(4)]  # both pool processes
+    assert results[-1].status == "succeeded" and sum(r.status == "failed" for r in results) <= 2, [
+        (r.status, r.error) for r in results]
