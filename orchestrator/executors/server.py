@@ -107,6 +107,7 @@ class StepServer:
         self._proc: subprocess.Popen | None = None
         self._folder: str | None = None
         self.cgroups: Cgroups | None = None
+        self._limited: tuple[int, int] | None = None  # what the cgroups hold now
 
     def exchange(self, request: dict, *, python: bool, limits: Limits, timeout: float | None,
                  report: bool = False) -> Exchange:
@@ -115,7 +116,10 @@ class StepServer:
         with self._lock:
             conn = self._connect()
             if self.cgroups is not None:
-                self.cgroups.limit(limits.memory_mb, limits.processes + 3)  # + the server, its spare, bwrap
+                wanted = (limits.memory_mb, limits.processes + 3)  # + the server, its spare, bwrap
+                if wanted != self._limited:  # written only when a step asks for other limits
+                    self.cgroups.limit(*wanted)
+                    self._limited = wanted
             pipes = [os.pipe() for _ in range(1 if python else 3 if report else 2)]
             payload = json.dumps({**request, "cpu_s": limits.cpu_s}).encode()
             began = time.monotonic()
@@ -191,6 +195,7 @@ class StepServer:
         if self.sandbox is not None:
             argv.append("--sandboxed")
             self.cgroups = Cgroups(f"millrace-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            self._limited = None
             argv = self.sandbox.command([*argv, *self.preload], network=self.network, disk_mb=self.disk_mb,
                                         mounts=mounts)
             # join the cgroups first, as root; bwrap and all it starts are counted there
