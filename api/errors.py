@@ -79,6 +79,15 @@ def register(app: Flask) -> None:
         for place, text in (("path", request.path), *((f"query {k}", v) for k, v in request.args.items(multi=True))):
             if "\x00" in text or LONE_SURROGATE.search(text):
                 raise ValidationError([Problem(place, "the URL contains a NUL or an undecodable character")])
+        if "token" in request.args and request.endpoint not in ("docs", "docs_assets"):
+            raise ValidationError([Problem("token", "send tokens in the Authorization header (Bearer) or, for "
+                                                    "a webhook, X-Millrace-Token; never in the URL: URLs are "
+                                                    "written to access logs; rotate this token now")])
+        view = app.view_functions.get(request.endpoint or "")
+        if request.args and view is not None and not hasattr(view, "millrace_query") and request.endpoint not in (
+                "docs", "docs_assets"):
+            # a route that reads no query parameter refuses them, as the others refuse unknown ones
+            raise ValidationError([Problem(name, "this route takes no query parameters") for name in request.args])
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

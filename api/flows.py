@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, request, url_for
+from werkzeug.exceptions import UnsupportedMediaType
 
 from api import context, versioned
 from api.auth import principal, requires
 from api.errors import Forbidden
-from api.schemas import MAX_VERSION, query_number, responds
+from api.responses import FlowPage, FlowVersion, Links, SavedFlow, Validated, VersionPage
+from api.schemas import Paged, Prefixed, VersionChoice, answer, fails, query, returns
 from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.parser import parse_flow
 from orchestrator.errors import Problem, ValidationError
@@ -26,21 +28,20 @@ blueprint = Blueprint("flows", __name__, url_prefix="/flows")
 def _parse_body() -> tuple[Flow, str]:
     body = request.get_data(cache=False)
     content_type = request.mimetype or ""
-    if content_type not in ("application/json", "application/yaml", "application/x-yaml", "text/yaml"):
-        raise ValidationError([Problem("", "send the flow as application/yaml or application/json")])
+    if content_type not in FLOW_MEDIA:
+        raise UnsupportedMediaType(f"send the flow as application/yaml or application/json, not "
+                                   f"'{content_type or 'none'}'")
     flow = parse_flow(body, content_type)
     return flow, body.decode("utf-8")
 
 
-def _flow_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["flow_id"],
-        "version": row["version"],
-        "created_at": row["created_at"].isoformat(),
-        "document": row["document"],
-        "source": row["source"],
-        "links": {"self": url_for("v1.flows.get_flow", flow_id=row["flow_id"], version=row["version"])},
-    }
+FLOW_MEDIA = ("application/yaml", "application/json", "application/x-yaml", "text/yaml")
+
+
+def _flow_answer(row: dict[str, Any]) -> FlowVersion:
+    return FlowVersion(id=row["flow_id"], version=row["version"], created_at=row["created_at"],
+                       document=row["document"], source=row["source"],
+                       links=Links(self=url_for("v1.flows.get_flow", flow_id=row["flow_id"], version=row["version"])))
 
 
 def _takes_document(view):  # type: ignore[no-untyped-def]
@@ -50,18 +51,22 @@ def _takes_document(view):  # type: ignore[no-untyped-def]
 
 @blueprint.post("/validate")
 @requires(Permission.READ)
+@returns(200, Validated)
+@fails(400)
 @_takes_document
 def validate_flow() -> Response:
     """Check a flow document; nothing is stored."""
     flow, _ = _parse_body()
     check_limits(flow, maxima(context.settings()))
     check_script_steps(context.engine(), flow)
-    return jsonify({"valid": True, "id": flow.id, "steps": len(flow.steps)})
+    return answer(Validated(valid=True, id=flow.id, steps=len(flow.steps)))
 
 
 @blueprint.put("/<path:flow_id>")
 @requires(Permission.DEFINE)
-@responds(201, 200)
+@returns(201, FlowVersion)
+@returns(200, FlowVersion)
+@fails(400, 409)
 @_takes_document
 def put_flow(flow_id: str) -> Response:
     """Save a flow document as a new version (201), or find it unchanged (200)."""
@@ -73,21 +78,21 @@ def put_flow(flow_id: str) -> Response:
     previous = versions.newest_version(engine, versions.FLOWS, flow_id)
     version = save_flow(engine, flow, source, actor=principal().actor, index=index_of(context.settings()),
                         ceiling=maxima(context.settings()))
-    response = jsonify(_flow_json(versions.get_flow_version(engine, flow_id, version)))
-    response.status_code = 201 if version > previous else 200
-    return response
+    return answer(_flow_answer(versions.get_flow_version(engine, flow_id, version)), 201 if version > previous else 200)
 
 
 @blueprint.get("/<path:flow_id>")
 @requires(Permission.READ)
-def get_flow(flow_id: str) -> Response:
-    """A flow version with its document and source: the latest, or ``?version=N``."""
-    version = query_number("version", int, low=0, high=MAX_VERSION)
-    return jsonify(_flow_json(versions.get_flow_version(context.engine(), flow_id, version)))
+@returns(200, FlowVersion)
+@query(VersionChoice)
+def get_flow(flow_id: str, query: VersionChoice) -> Response:
+    """A flow version with its document and source: the latest, or `?version=N`."""
+    return answer(_flow_answer(versions.get_flow_version(context.engine(), flow_id, query.version)))
 
 
 @blueprint.delete("/<path:flow_id>")
 @requires(Permission.DEFINE)
+@returns(204)
 def delete_flow(flow_id: str) -> Response:
     """Delete a flow: it leaves listings and cannot start; its versions stay for its runs."""
     versions.delete_versioned(context.engine(), versions.FLOWS, flow_id, principal().actor)
@@ -96,17 +101,21 @@ def delete_flow(flow_id: str) -> Response:
 
 @blueprint.get("/<path:flow_id>/versions")
 @requires(Permission.READ)
-def flow_versions(flow_id: str) -> Response:
-    """Every version, each with a unified diff of its source against the one before."""
-    return versioned.history(versions.FLOWS, flow_id, "source")
+@returns(200, VersionPage)
+@query(Paged)
+def flow_versions(flow_id: str, query: Paged) -> Response:
+    """Its versions, oldest first, each with a unified diff of its source against the one before."""
+    return versioned.history(versions.FLOWS, flow_id, "source", query)
 
 
 @blueprint.get("")
 @requires(Permission.READ)
-def list_flows() -> Response:
-    """Saved flows by id, paged with ``cursor``, filtered by ``prefix``."""
-    return versioned.listing(versions.FLOWS, lambda row: {
-        "id": row["flow_id"], "latest_version": row["latest_version"], "updated_at": row["updated_at"].isoformat()})
+@returns(200, FlowPage)
+@query(Prefixed)
+def list_flows(query: Prefixed) -> Response:
+    """Saved flows by id, filtered by `prefix`."""
+    return versioned.listing(versions.FLOWS, query, FlowPage, lambda row: SavedFlow(
+        id=row["flow_id"], latest_version=row["latest_version"], updated_at=row["updated_at"]))
 
 
 def _check_secret_scope(flow: Flow) -> None:

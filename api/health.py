@@ -1,12 +1,14 @@
 """Liveness and readiness, without a token; Prometheus metrics, with one."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response
 from kombu import Connection
 
 from api import context
 from api.auth import protected_blueprint, requires
 from api.errors import problem
+from api.responses import Health, Ready
+from api.schemas import answer, fails, returns
 from orchestrator.observe.metrics import CONTENT_TYPE, exposition
 from orchestrator.store.access import Permission
 from orchestrator.store.database import ping
@@ -16,22 +18,23 @@ metrics_blueprint = protected_blueprint("ops", "")  # /metrics: scrape with a vi
 
 
 @blueprint.get("/healthz")
+@returns(200, Health)
 def healthz() -> Response:
-    """The process is up."""
-    return jsonify({"status": "ok"})
+    """The process is up (it answers without the database)."""
+    return answer(Health(status="ok"))
 
 
 @metrics_blueprint.get("/metrics")
 @requires(Permission.READ)
+@returns(200, media="text/plain")
 def metrics() -> Response:
     """Prometheus metrics: runs by flow and status, step durations, queue latency, scheduler lag."""
     return Response(exposition(context.engine()), content_type=CONTENT_TYPE)
 
 
-metrics.millrace_produces = "text/plain"  # type: ignore[attr-defined]
-
-
 @blueprint.get("/readyz")
+@returns(200, Ready)
+@fails(503)
 def readyz() -> Response:
     """The database and the broker answer."""
     checks: dict[str, str] = {}
@@ -47,5 +50,5 @@ def readyz() -> Response:
     except Exception as exc:  # any failure means not ready; say which
         checks["broker"] = f"unreachable: {type(exc).__name__}"
     if all(v == "ok" for v in checks.values()):
-        return jsonify({"status": "ready", "checks": checks})
+        return answer(Ready(status="ready", checks=checks))
     return problem(503, "Not ready", ", ".join(f"{k} {v}" for k, v in checks.items()), checks=checks)

@@ -8,13 +8,15 @@ the runs API (202, or 200 with ``?wait=`` when the run ends in time).
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, request, url_for
+from werkzeug.exceptions import UnsupportedMediaType
 
 from api import context
 from api.auth import principal, requires
 from api.errors import Unauthorized
-from api.runs import start_and_answer
-from api.schemas import responds
+from api.responses import Run, RunAccepted, Webhook
+from api.runs import Idempotent, Wait, start_and_answer
+from api.schemas import answer, fails, headers, query, returns
 from orchestrator.definitions.parser import check_storable
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.store.access import Permission, disable_webhook, enable_webhook, webhook_accepts
@@ -24,18 +26,17 @@ blueprint = Blueprint("hooks", __name__)
 
 @blueprint.put("/flows/<path:flow_id>/webhook")
 @requires(Permission.DEFINE)
-@responds(201)
+@returns(201, Webhook)
 def put_webhook(flow_id: str) -> Response:
     """Enable the flow's webhook, or rotate its token; the token is shown this once."""
     token = enable_webhook(context.engine(), flow_id, principal().actor)
-    response = jsonify({"flow": flow_id, "url": url_for("v1.hooks.call_hook", flow_id=flow_id, _external=True),
-                        "token": token})
-    response.status_code = 201
-    return response
+    return answer(Webhook(flow=flow_id, url=url_for("v1.hooks.call_hook", flow_id=flow_id, _external=True),
+                          token=token), 201)
 
 
 @blueprint.delete("/flows/<path:flow_id>/webhook")
 @requires(Permission.DEFINE)
+@returns(204)
 def delete_webhook(flow_id: str) -> Response:
     """Disable the flow's webhook: its URL answers 401 from now on."""
     disable_webhook(context.engine(), flow_id, principal().actor)
@@ -43,25 +44,31 @@ def delete_webhook(flow_id: str) -> Response:
 
 
 @blueprint.post("/hooks/<path:flow_id>")
-@responds(202, 200)
-def call_hook(flow_id: str) -> Response:
+@returns(202, RunAccepted, headers={"Location": "the run's URL"})
+@returns(200, Run)
+@fails(409)
+@query(Wait)
+@headers(Idempotent)
+def call_hook(flow_id: str, query: Wait, headers: Idempotent) -> Response:
     """Start a run of the flow with the JSON body as its inputs (needs the webhook's token)."""
     scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
-    if "token" in request.args:
-        raise ValidationError([Problem("token", "send the webhook's token in the Authorization header (Bearer) "
-                                                "or X-Millrace-Token, never in the URL: URLs are written to "
-                                                "access logs; rotate this token now (PUT .../webhook)")])
     token = (bearer.strip() if scheme.lower() == "bearer" else "") or request.headers.get("X-Millrace-Token")
     if not token or not webhook_accepts(context.engine(), flow_id, token):
         raise Unauthorized("this webhook needs its token (Authorization: Bearer or X-Millrace-Token)")
+    if (request.content_length or request.data) and request.mimetype != "application/json":
+        raise UnsupportedMediaType(f"send the run's inputs as JSON (Content-Type: application/json), "
+                                   f"not '{request.mimetype or 'none'}'")
     try:
         inputs = request.get_json(silent=True) if request.content_length or request.data else {}
         check_storable(inputs)
     except RecursionError:
         raise ValidationError([Problem("", "the body nests too deeply")]) from None
+    if inputs is None:
+        raise ValidationError([Problem("", "the body is not JSON: send the run's inputs as a JSON object")])
     if not isinstance(inputs, dict):
         raise ValidationError([Problem("", "the body must be a JSON object: the run's inputs")])
-    return start_and_answer(flow_id, inputs, None, trigger="webhook", actor=f"webhook:{flow_id}")
+    return start_and_answer(flow_id, inputs, None, trigger="webhook", actor=f"webhook:{flow_id}",
+                            wait=query.wait, key=headers.idempotency_key)
 
 
 call_hook.millrace_security = "hook"  # type: ignore[attr-defined]  # its own token, not an API token

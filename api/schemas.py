@@ -2,13 +2,15 @@
 in the OpenAPI document, so the two cannot drift."""
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from functools import wraps
 from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
-from flask import request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
+from flask import Response, current_app, request
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from werkzeug.exceptions import UnsupportedMediaType
 
 from orchestrator.definitions.parser import MAX_DOCUMENT_BYTES, check_storable, problems_from
 from orchestrator.errors import Problem, ValidationError
@@ -17,6 +19,7 @@ from orchestrator.store.access import Role
 View = TypeVar("View", bound=Callable[..., Any])
 MAX_VERSION = 2**31 - 1  # versions and attempts are 32-bit integers in the database
 MAX_ID = 2**63 - 1  # ids are 64-bit
+MAX_PAGE = 200  # items in one page of a list
 
 
 class Body(BaseModel):
@@ -106,58 +109,154 @@ class Empty(Body):
     """No body, or an empty JSON object."""
 
 
-def query_number(name: str, kind: type[int] | type[float], default: float | None = None, *,
-                 low: float | None = None, high: float | None = None) -> Any:
-    """The query parameter ``name`` as ``kind``, kept within [low, high]; a 422 naming it if it
-    is not a number."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        noun = "an integer" if kind is int else "a number"
-        raise ValidationError([Problem(name, f"'{raw[:50]}' is not {noun}")]) from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValidationError([Problem(name, f"'{raw[:50]}' is not a finite number")])
-    if low is not None:
-        value = max(value, kind(low))
-    if high is not None:
-        value = min(value, kind(high))
+def _iso_time(value: Any) -> Any:
+    """An ISO 8601 time from a query string; without an offset it is UTC."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"'{value[:50]}' is not an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from None
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
     return value
 
 
-def responds(*statuses: int) -> Callable[[View], View]:
-    """The success statuses a view answers with, for the OpenAPI document (when not the
-    method's usual one: 200, or 204 for DELETE)."""
+Time = Annotated[dt.datetime, BeforeValidator(_iso_time)]
 
-    def mark(view: View) -> View:
-        view.millrace_statuses = statuses  # type: ignore[attr-defined]
-        return view
 
-    return mark
+class Query(BaseModel):
+    """A view's query parameters: parsed from the URL, described in the OpenAPI document; an
+    unknown parameter is refused (a typo would otherwise be ignored silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Headers(BaseModel):
+    """A view's request headers (by their HTTP names, the aliases); others are ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Paged(Query):
+    """Every list pages the same way: ``limit`` in, ``cursor`` = the ``next_cursor`` of the page before."""
+
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE, description="how many items, at most")
+    cursor: str | None = Field(default=None, max_length=200,
+                               description="the `next_cursor` of the page before; absent for the first page")
+
+
+class Prefixed(Paged):
+    prefix: str = Field(default="", max_length=200, description="only keys that start with this")
+
+
+class VersionChoice(Query):
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION, description="this version; the latest if absent")
+
+
+def _parsing(model: type[BaseModel], kwarg: str, read: Callable[[], Any],
+             problems: Callable[[pydantic.ValidationError], list[Problem]] = problems_from) -> Callable[[View], View]:
+    """A decorator passing ``model`` parsed from ``read()`` to the view as ``kwarg``, and
+    marking the view with it (``millrace_<kwarg>``) for the OpenAPI document."""
+
+    def wrap(view: View) -> View:
+        @wraps(view)
+        def parsed(*args: Any, **kwargs: Any) -> Any:
+            try:
+                found = model.model_validate(read())
+            except pydantic.ValidationError as exc:
+                raise ValidationError(problems(exc)) from None
+            return view(*args, **{kwarg: found}, **kwargs)
+
+        setattr(parsed, f"millrace_{kwarg}", model)
+        return parsed  # type: ignore[return-value]
+
+    return wrap
+
+
+def query(model: type[Query]) -> Callable[[View], View]:
+    """Parse the query string with ``model`` and pass it to the view as ``query``."""
+
+    def read() -> dict[str, str]:
+        given = request.args
+        repeated = sorted(name for name in given if len(given.getlist(name)) > 1)
+        if repeated:
+            raise ValidationError([Problem(name, "give this query parameter once") for name in repeated])
+        return given.to_dict()
+
+    def problems(exc: pydantic.ValidationError) -> list[Problem]:
+        unknown = f"unknown query parameter; this route reads {', '.join(model.model_fields)}"
+        return [Problem(p.path, unknown) if p.message == "unknown field" else p for p in problems_from(exc)]
+
+    return _parsing(model, "query", read, problems)
+
+
+def headers(model: type[Headers]) -> Callable[[View], View]:
+    """Parse the request headers ``model`` names and pass them to the view as ``headers``."""
+    names = [field.alias or name for name, field in model.model_fields.items()]
+    return _parsing(model, "headers", lambda: {name: request.headers[name] for name in names
+                                               if name in request.headers})
 
 
 def accepts(model: type[Body]) -> Callable[[View], View]:
     """Validate the JSON body with ``model`` and pass it to the view as ``body``."""
 
-    def wrap(view: View) -> View:
-        @wraps(view)
-        def validated(*args: Any, **kwargs: Any) -> Any:
-            try:
-                data = request.get_json(silent=True) if request.content_length or request.data else {}
-                if data is None:
-                    raise ValidationError([Problem("", "the body must be JSON (Content-Type: application/json)")])
-                check_storable(data)
-            except RecursionError:
-                raise ValidationError([Problem("", "the body nests too deeply")]) from None
-            try:
-                body = model.model_validate(data)
-            except pydantic.ValidationError as exc:
-                raise ValidationError(problems_from(exc)) from None
-            return view(*args, body=body, **kwargs)
+    def read() -> Any:
+        if not (request.content_length or request.data):
+            return {}
+        if request.mimetype != "application/json":
+            raise UnsupportedMediaType(f"send the body as JSON (Content-Type: application/json), "
+                                       f"not '{request.mimetype or 'none'}'")
+        try:
+            data = request.get_json(silent=True)
+            if data is None:
+                raise ValidationError([Problem("", "the body must be JSON and is not valid JSON")])
+            check_storable(data)
+        except RecursionError:
+            raise ValidationError([Problem("", "the body nests too deeply")]) from None
+        return data
 
-        validated.millrace_body = model  # type: ignore[attr-defined]
-        return validated  # type: ignore[return-value]
+    return _parsing(model, "body", read)
 
-    return wrap
+
+def number_cursor(raw: str | None, high: int = MAX_ID) -> int:
+    """A cursor that is a number this API returned (an id, a version): 0 for the first page."""
+    if not raw:
+        return 0
+    if not raw.isdigit() or len(raw) > 19 or int(raw) > high:
+        raise ValidationError([Problem("cursor", "not a cursor this API returned")])
+    return int(raw)
+
+
+def returns(status: int, model: type[BaseModel] | None = None, *, media: str = "application/json",
+            headers: dict[str, str] | None = None) -> Callable[[View], View]:
+    """A success answer of the view, for the OpenAPI document: its status, its body's model
+    (none for 204) and the headers it sets. Stack one per status."""
+
+    def mark(view: View) -> View:
+        answers = dict(getattr(view, "millrace_returns", {}))
+        answers[status] = (model, media, headers or {})
+        view.millrace_returns = answers  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def fails(*statuses: int) -> Callable[[View], View]:
+    """Error statuses a view answers besides those every route of its kind can (see api.openapi)."""
+
+    def mark(view: View) -> View:
+        view.millrace_fails = statuses  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def answer(body: BaseModel, status: int = 200, **headers: str) -> Response:
+    """``body`` as JSON, as its model serializes it (the model the document shows), keys
+    sorted as in every other answer (jsonify's); a field with a default that was not set is
+    left out (a secret's ``value``)."""
+    data = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    response = current_app.json.response(data)
+    response.status_code = status
+    response.headers.update(headers)
+    return response

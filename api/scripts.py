@@ -4,11 +4,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, url_for
+from flask import Blueprint, Response, url_for
 
 from api import context, versioned
 from api.auth import principal, requires
-from api.schemas import MAX_VERSION, SaveScript, accepts, query_number, responds
+from api.responses import Links, SavedScript, Script, ScriptPage, VersionPage
+from api.schemas import Paged, Prefixed, SaveScript, VersionChoice, accepts, answer, fails, query, returns
 from orchestrator.definitions.flow import SCRIPT_PATH
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.services.dependencies import dependencies_of, index_of
@@ -29,24 +30,20 @@ def _checked(path: str) -> str:
     return path
 
 
-def _script_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "path": row["path"],
-        "version": row["version"],
-        "language": row["language"],
-        "summary": row["summary"],
-        "code": row["code"],
-        "input_schema": row["input_schema"],
-        "dependencies": dependencies_of(context.engine(), row["code"]) if row["language"] == "python" else None,
-        "created_at": row["created_at"].isoformat(),
-        "created_by": row["created_by"],
-        "links": {"self": url_for("v1.scripts.get_script", path=row["path"], version=row["version"])},
-    }
+def _script_answer(row: dict[str, Any]) -> Script:
+    return Script(
+        path=row["path"], version=row["version"], language=row["language"], summary=row["summary"],
+        code=row["code"], input_schema=row["input_schema"],
+        dependencies=dependencies_of(context.engine(), row["code"]) if row["language"] == "python" else None,
+        created_at=row["created_at"], created_by=row["created_by"],
+        links=Links(self=url_for("v1.scripts.get_script", path=row["path"], version=row["version"])))
 
 
 @blueprint.put("/<path:path>")
 @requires(Permission.DEFINE)
-@responds(201, 200)
+@returns(201, Script)
+@returns(200, Script)
+@fails(400, 409)
 @accepts(SaveScript)
 def put_script(path: str, body: SaveScript) -> Response:
     """Save code as the script's next version (201), or find it unchanged (200); the answer
@@ -55,21 +52,22 @@ def put_script(path: str, body: SaveScript) -> Response:
     previous = versions.newest_version(engine, versions.SCRIPTS, _checked(path))
     version = save_script(engine, path, body.language, body.code, body.summary, principal().actor,
                           index_of(context.settings()))
-    response = jsonify(_script_json(versions.get_version(engine, versions.SCRIPTS, path, version)))
-    response.status_code = 201 if version > previous else 200
-    return response
+    return answer(_script_answer(versions.get_version(engine, versions.SCRIPTS, path, version)),
+                  201 if version > previous else 200)
 
 
 @blueprint.get("/<path:path>")
 @requires(Permission.READ)
-def get_script(path: str) -> Response:
-    """A script version with its code and input schema: the latest, or ``?version=N``."""
-    version = query_number("version", int, low=0, high=MAX_VERSION)
-    return jsonify(_script_json(versions.get_version(context.engine(), versions.SCRIPTS, path, version)))
+@returns(200, Script)
+@query(VersionChoice)
+def get_script(path: str, query: VersionChoice) -> Response:
+    """A script version with its code and input schema: the latest, or `?version=N`."""
+    return answer(_script_answer(versions.get_version(context.engine(), versions.SCRIPTS, path, query.version)))
 
 
 @blueprint.delete("/<path:path>")
 @requires(Permission.DEFINE)
+@returns(204)
 def delete_script(path: str) -> Response:
     """Delete a script: it leaves listings and new runs; its versions stay for runs that pinned them."""
     versions.delete_versioned(context.engine(), versions.SCRIPTS, path, principal().actor)
@@ -78,14 +76,18 @@ def delete_script(path: str) -> Response:
 
 @blueprint.get("/<path:path>/versions")
 @requires(Permission.READ)
-def script_versions(path: str) -> Response:
-    """Every version, each with a unified diff of its code against the one before."""
-    return versioned.history(versions.SCRIPTS, path, "code")
+@returns(200, VersionPage)
+@query(Paged)
+def script_versions(path: str, query: Paged) -> Response:
+    """Its versions, oldest first, each with a unified diff of its code against the one before."""
+    return versioned.history(versions.SCRIPTS, path, "code", query)
 
 
 @blueprint.get("")
 @requires(Permission.READ)
-def list_scripts() -> Response:
-    """Saved scripts by path, paged with ``cursor``, filtered by ``prefix``."""
-    return versioned.listing(versions.SCRIPTS, lambda row: {
-        "path": row["path"], "latest_version": row["latest_version"], "updated_at": row["updated_at"].isoformat()})
+@returns(200, ScriptPage)
+@query(Prefixed)
+def list_scripts(query: Prefixed) -> Response:
+    """Saved scripts by path, filtered by `prefix`."""
+    return versioned.listing(versions.SCRIPTS, query, ScriptPage, lambda row: SavedScript(
+        path=row["path"], latest_version=row["latest_version"], updated_at=row["updated_at"]))

@@ -5,37 +5,36 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response
 
 from api import context
-from api.schemas import query_number
+from api.responses import Page, VersionDiff, VersionPage
+from api.schemas import MAX_VERSION, Paged, answer, number_cursor
 from orchestrator.store import versions
 
-MAX_PAGE = 200
 
-
-def page_limit() -> int:
-    """``?limit=``, kept between 1 and MAX_PAGE (50 when absent)."""
-    return query_number("limit", int, 50, low=1, high=MAX_PAGE)
-
-
-def history(kind: versions.Versioned, key: str, text_column: str) -> Response:
-    """Every version of ``key``, each with a unified diff of its text against the one before."""
+def history(kind: versions.Versioned, key: str, text_column: str, query: Paged) -> Response:
+    """A page of ``key``'s versions, oldest first, each with a unified diff of its text
+    against the one before; the cursor is the last version shown."""
+    after = number_cursor(query.cursor, MAX_VERSION)
+    rows = versions.versions_of(context.engine(), kind, key, text_column, after=after, limit=query.limit)
+    previous = rows.pop(0)[text_column] if rows and rows[0]["version"] == after else ""
+    rows = rows[:query.limit]
     items = []
-    previous = ""
-    for row in versions.versions_of(context.engine(), kind, key, text_column):
+    for row in rows:
         text = row[text_column]
         diff = "".join(difflib.unified_diff(previous.splitlines(True), text.splitlines(True),
                                             f"version {row['version'] - 1}", f"version {row['version']}"))
-        items.append({"version": row["version"], "created_at": row["created_at"].isoformat(), "diff": diff})
+        items.append(VersionDiff(version=row["version"], created_at=row["created_at"], diff=diff))
         previous = text
-    return jsonify({"id": key, "versions": items})
+    next_cursor = str(rows[-1]["version"]) if len(rows) == query.limit else None
+    return answer(VersionPage(items=items, next_cursor=next_cursor))
 
 
-def listing(kind: versions.Versioned, item: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
-    """Live definitions by key, paged with ``cursor`` (the last key seen), filtered by ``prefix``."""
-    limit = page_limit()
-    rows = versions.list_heads(context.engine(), kind, prefix=request.args.get("prefix", ""),
-                              after=request.args.get("cursor", ""), limit=limit)
-    next_cursor = rows[-1][kind.key] if len(rows) == limit else None
-    return jsonify({"items": [item(row) for row in rows], "next_cursor": next_cursor})
+def listing(kind: versions.Versioned, query: Any, page: type[Page[Any]],
+            item: Callable[[dict[str, Any]], Any]) -> Response:
+    """Live definitions by key, after ``cursor`` (the last key seen), filtered by ``prefix``."""
+    rows = versions.list_heads(context.engine(), kind, prefix=query.prefix, after=query.cursor or "",
+                               limit=query.limit)
+    next_cursor = rows[-1][kind.key] if len(rows) == query.limit else None
+    return answer(page(items=[item(row) for row in rows], next_cursor=next_cursor))

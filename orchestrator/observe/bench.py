@@ -267,4 +267,8 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         change = (sb["millrace_s"] - sa["millrace_s"]) / sa["millrace_s"] * 100
         lines.append(f"  {name}: millrace {sa['millrace_s'] * 1000:.0f} -> {sb['millrace_s'] * 1000:.0f} ms "
                      f"({change:+.1f}%), ratio {sa['ratio']} -> {sb['ratio']}")
+    if "api" in a["summary"] and "api" in b["summary"]:
+        sa, sb = a["summary"]["api"], b["summary"]["api"]
+        lines.append(f"  api while {sb['waiting']} wait: /healthz p50 {sa['healthz_p50_ms']} -> {sb['healthz_p50_ms']} "
+                     f"ms, GET p50 {sa['get_p50_ms']} -> {sb['get_p50_ms']} ms")
     return lines

@@ -83,11 +83,12 @@ def create_token(engine: Engine, name: str, role: Role, actor: str = "cli",
     return token
 
 
-def list_tokens(engine: Engine) -> list[dict]:
+def list_tokens(engine: Engine, *, after_id: int = 0, limit: int | None = None) -> list[dict]:
+    """Tokens by id (never the tokens themselves), ``limit`` after ``after_id``."""
     with engine.connect() as conn:
         rows = conn.execute(select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.secrets,
                                    api_tokens.c.created_at, api_tokens.c.revoked_at)
-                            .order_by(api_tokens.c.id)).mappings()
+                            .where(api_tokens.c.id > after_id).order_by(api_tokens.c.id).limit(limit)).mappings()
         return [dict(r) for r in rows]
 
 

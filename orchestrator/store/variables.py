@@ -55,9 +55,9 @@ def delete_variable(engine: Engine, name: str, actor: str) -> None:
         audit(conn, actor, "variable.deleted", f"var:{name}")
 
 
-def list_variables(engine: Engine) -> list[dict[str, Any]]:
-    """Every variable with its value, every secret without."""
-    return _rows(engine)
+def list_variables(engine: Engine, *, after: str = "", limit: int | None = None) -> list[dict[str, Any]]:
+    """Variables with their values and secrets without, by name, ``limit`` after ``after``."""
+    return _rows(engine, variables.c.name > after, limit=limit)
 
 
 def get_variable(engine: Engine, name: str) -> dict[str, Any]:
@@ -67,10 +67,10 @@ def get_variable(engine: Engine, name: str) -> dict[str, Any]:
     return found[0]
 
 
-def _rows(engine: Engine, *where: Any) -> list[dict[str, Any]]:
+def _rows(engine: Engine, *where: Any, limit: int | None = None) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        rows = conn.execute(select(variables.c.name, variables.c.secret, variables.c.value,
-                                   variables.c.updated_at).where(*where).order_by(variables.c.name)).mappings()
+        rows = conn.execute(select(variables.c.name, variables.c.secret, variables.c.value, variables.c.updated_at)
+                            .where(*where).order_by(variables.c.name).limit(limit)).mappings()
         return [{"name": r["name"], "secret": r["secret"], "value": None if r["secret"] else r["value"],
                  "updated_at": r["updated_at"]} for r in rows]
 

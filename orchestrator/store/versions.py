@@ -153,15 +153,19 @@ def newest_version(engine: Engine, kind: Versioned, key: str) -> int:
                             .where(kind.key_of(kind.versions) == key)).scalar() or 0
 
 
-def versions_of(engine: Engine, kind: Versioned, key: str, text_column: str) -> list[dict[str, Any]]:
-    """Every version's number, time and ``text_column`` (the text diffs are made of)."""
+def versions_of(engine: Engine, kind: Versioned, key: str, text_column: str, *, after: int = 0,
+                limit: int = 50) -> list[dict[str, Any]]:
+    """The number, time and ``text_column`` (the text diffs are made of) of version ``after``
+    (when there is one: the text the first diff is made against) and of ``limit`` versions after it."""
     versions = kind.versions
     with engine.connect() as conn:
         rows = conn.execute(select(versions.c.version, versions.c.created_at, versions.c[text_column])
-                            .where(kind.key_of(versions) == key).order_by(versions.c.version)).mappings()
+                            .where(kind.key_of(versions) == key, versions.c.version >= after)
+                            .order_by(versions.c.version).limit(limit + (1 if after else 0))).mappings()
         found = [dict(r) for r in rows]
-    if not found:
-        raise NotFound(f"{kind.noun} '{key}' does not exist")
+        if not found and not conn.execute(select(versions.c.version).where(kind.key_of(versions) == key)
+                                          .limit(1)).first():
+            raise NotFound(f"{kind.noun} '{key}' does not exist")
     return found
 
 

@@ -104,7 +104,7 @@ def test_validate_stores_nothing_and_reports_problems(client, tokens) -> None:
     ("x: [", "application/yaml", 422, "invalid YAML"),
     ("a: &x 1\nb: *x\n", "application/yaml", 422, "anchors and aliases"),
     ("{", "application/json", 422, "invalid JSON"),
-    ("id: a", "text/plain", 422, "application/yaml or application/json"),
+    ("id: a", "text/plain", 415, "application/yaml or application/json"),
     ("x" * (2 << 20), "application/yaml", 413, "Request Entity Too Large"),
 ])
 def test_hostile_bodies_get_a_clear_4xx(client, tokens, body, content_type, status, detail) -> None:
@@ -165,10 +165,15 @@ def test_versions_come_with_diffs_and_deletion_keeps_old_versions(client, tokens
     text = FLOW.replace("api/hello", "api/versioned")
     client.put("/api/v1/flows/api/versioned", data=text, headers=headers)
     client.put("/api/v1/flows/api/versioned", data=text.replace("world", "moon"), headers=headers)
-    versions = client.get("/api/v1/flows/api/versioned/versions", headers=auth(tokens[Role.VIEWER])).json["versions"]
+    versions = client.get("/api/v1/flows/api/versioned/versions", headers=auth(tokens[Role.VIEWER])).json["items"]
     assert [v["version"] for v in versions] == [1, 2]
     assert "-  name: {type: string, default: world}" in versions[1]["diff"]
     assert "+  name: {type: string, default: moon}" in versions[1]["diff"]
+    first = client.get("/api/v1/flows/api/versioned/versions?limit=1", headers=auth(tokens[Role.VIEWER])).json
+    assert [v["version"] for v in first["items"]] == [1] and first["next_cursor"] == "1"
+    rest = client.get(f"/api/v1/flows/api/versioned/versions?limit=1&cursor={first['next_cursor']}",
+                      headers=auth(tokens[Role.VIEWER])).json
+    assert rest["items"] == versions[1:]  # the diff against the version on the page before
     assert client.delete("/api/v1/flows/api/versioned", headers=auth(tokens[Role.VIEWER])).status_code == 403
     assert client.delete("/api/v1/flows/api/versioned", headers=auth(tokens[Role.DEVELOPER])).status_code == 204
     assert client.get("/api/v1/flows/api/versioned", headers=auth(tokens[Role.VIEWER])).status_code == 404

@@ -48,7 +48,7 @@ def test_a_flow_runs_saved_scripts_latest_or_pinned(api) -> None:
     times = ADD.replace("a + b", "a * b")
     second = api.put("/api/v1/scripts/demo/add", json={"language": "python", "code": times, "summary": "adds"})
     assert second.json["version"] == 2
-    history = api.get("/api/v1/scripts/demo/add/versions").json["versions"]
+    history = api.get("/api/v1/scripts/demo/add/versions").json["items"]
     assert "-    return a + b\n+    return a * b" in history[1]["diff"]
     api.save_flow(USES_ADD)
     run = api.post("/api/v1/flows/scripts/uses_add/runs?wait=60", json={"inputs": {"a": 3}}).json

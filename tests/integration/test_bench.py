@@ -57,3 +57,13 @@ def test_seed_writes_a_history_of_finished_runs_with_steps_and_audit_events(engi
     assert statuses == {"succeeded": 1800, "failed": 200}
     assert steps == 1800 * 3 + 200  # a failed run stops at its first step
     assert verify(engine).ok  # the seeded events are chained like any others
+
+
+def test_bench_times_the_api_while_twenty_requests_wait_on_runs(engine, worker, capsys) -> None:
+    assert main(["bench", "--scenario", "api", "--json"]) == 0
+    captured = capsys.readouterr()
+    api = json.loads(captured.out.strip().splitlines()[-1])["api"]
+    assert api["waiting"] == 20 and api["still_waiting_while_timed"] == 20  # timed while all twenty held
+    assert api["healthz_p50_ms"] > 0 and api["get_p50_ms"] > 0  # figures, not a race
+    assert api["waits_ended"] == ["cancelled"]  # the bench ends the runs it held
+    assert "api: /healthz p50" in captured.err

@@ -10,11 +10,12 @@ from config.settings import load_settings
 from orchestrator.cli.wiring import engine_for, publisher_for, send
 
 SCENARIO_NAMES = ("light40", "long10", "fanout40", "throughput")  # orchestrator.observe.bench.SCENARIOS
+API = "api"  # orchestrator.observe.api_bench: the API's latency while twenty requests wait on runs
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="Millrace next to raw Celery on the same workers; kept in Postgres")
-    bench.add_argument("--scenario", action="append", choices=sorted(SCENARIO_NAMES),
+    bench.add_argument("--scenario", action="append", choices=sorted((*SCENARIO_NAMES, API)),
                        help="run only these (repeatable); default: all")
     bench.add_argument("--repetitions", type=int, default=None, help="default: per scenario (2 to 5)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -47,14 +48,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def start_flow(text: str) -> str:
         return submit(publisher_for(engine), parse_flow(text), text, {}, trigger="bench")
 
-    names = args.scenario or list(bench.SCENARIOS)
+    names = args.scenario or [*bench.SCENARIOS, API]
     results = {}
+    summary: dict = {"scenarios": results}
     for name in names:
+        if name == API:
+            from orchestrator.observe import api_bench
+
+            summary[API] = api_bench.measure(engine, progress=lambda line: print(line, file=sys.stderr))
+            continue
         measured = bench.run_scenario(engine, bench.SCENARIOS[name], start_flow=start_flow, send=send,
                                       repetitions=args.repetitions,
                                       progress=lambda line: print(line, file=sys.stderr))
         results[name] = measured.summary()
-    summary = {"scenarios": results}
     bench_id = bench.store(engine, summary, {"scenarios": names, "repetitions": args.repetitions})
     print(f"stored as bench {bench_id} (millrace bench history / compare / chart)", file=sys.stderr)
     print(json.dumps(summary, indent=None if args.json else 2))

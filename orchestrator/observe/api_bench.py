@@ -1,0 +1,123 @@
+"""``millrace bench --scenario api``: what the API answers while requests wait on runs.
+
+`millrace api` (gunicorn with the shipped settings) is started on a free port; twenty
+``POST .../runs?wait=30`` hold runs that wait for an approval, and meanwhile ``/healthz``
+and ``GET /api/v1/flows`` are timed one after another. Then the runs are cancelled, which
+ends the waits. The figure to watch: the latency of the others while twenty wait.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from orchestrator.store.access import Role, create_token, revoke_token
+
+WAITING = 20
+WAIT_S = 30
+SAMPLES = 40
+FLOW = "id: bench/held\nsteps:\n  - {id: gate, approval: {}}\n"
+
+
+def measure(engine: Engine, *, progress: Any = lambda _: None) -> dict[str, Any]:
+    """Latency of /healthz and a GET while WAITING requests wait on their runs."""
+    token = create_token(engine, f"bench-api-{uuid.uuid4().hex[:8]}", Role.ADMIN, actor="bench")
+    port = _free_port()
+    root = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "api", "--port", str(port)], cwd=root,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                              env={**os.environ})
+    try:
+        _ready(port, server)
+        call = _Caller(port, token)
+        call("PUT", "/api/v1/flows/bench/held", FLOW, "application/yaml")
+        with ThreadPoolExecutor(WAITING) as pool:
+            waits = [pool.submit(call, "POST", f"/api/v1/flows/bench/held/runs?wait={WAIT_S}", "{}")
+                     for _ in range(WAITING)]
+            time.sleep(1.5)  # every wait has reached its thread
+            health = [call.timed("GET", "/healthz") for _ in range(SAMPLES)]
+            listing = [call.timed("GET", "/api/v1/flows?limit=20") for _ in range(SAMPLES)]
+            still_waiting = sum(not w.done() for w in waits)
+            runs = call("GET", "/api/v1/runs?flow=bench/held&limit=200")["items"]
+            for run in runs:
+                if run["status"] in ("queued", "running", "suspended"):
+                    call("POST", f"/api/v1/runs/{run['id']}/cancel", "{}")
+            answered = [w.result()["status"] for w in waits]
+        progress(f"api: /healthz p50 {statistics.median(health):.1f} ms, GET p50 {statistics.median(listing):.1f} ms "
+                 f"with {still_waiting} waiting")
+        return {
+            "waiting": WAITING, "still_waiting_while_timed": still_waiting, "samples": SAMPLES,
+            "healthz_p50_ms": round(statistics.median(health), 1), "healthz_max_ms": round(max(health), 1),
+            "get_p50_ms": round(statistics.median(listing), 1), "get_max_ms": round(max(listing), 1),
+            "waits_ended": sorted(set(answered)),
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        revoke_token(engine, _token_id(engine, token), "bench")
+
+
+class _Caller:
+    def __init__(self, port: int, token: str):
+        self.port, self.token = port, token
+
+    def __call__(self, method: str, path: str, body: str | None = None,
+                 content_type: str = "application/json") -> Any:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=WAIT_S + 30)
+        try:
+            headers = {"Authorization": f"Bearer {self.token}"}
+            if body is not None:
+                headers["Content-Type"] = content_type
+            conn.request(method, path, body=body, headers=headers)
+            answer = conn.getresponse()
+            data = answer.read()
+            if answer.status >= 400:
+                raise RuntimeError(f"{method} {path}: {answer.status} {data[:300]!r}")
+            return json.loads(data) if data else {}
+        finally:
+            conn.close()
+
+    def timed(self, method: str, path: str) -> float:
+        began = time.perf_counter()
+        self(method, path)
+        return (time.perf_counter() - began) * 1000
+
+
+def _ready(port: int, server: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("`millrace api` exited before it answered")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"`millrace api` did not answer /readyz in {timeout:.0f} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _token_id(engine: Engine, token: str) -> int:
+    from orchestrator.store.access import authenticate
+
+    found = authenticate(engine, token)
+    assert found is not None
+    return found.token_id
