@@ -1,4 +1,6 @@
-"""``millrace bench --scenario api``: what the API answers while requests wait on runs.
+"""The API's own figures in ``millrace bench``: ``--scenario api``, what the API answers while
+requests wait on runs, and ``--scenario scrape``, what a ``/metrics`` scrape costs at the
+history the database holds (seed one with ``millrace bench seed N``).
 
 `millrace api` (gunicorn with the shipped settings) is started on a free port; twenty
 ``POST .../runs?wait=30`` hold runs that wait for an approval, and meanwhile ``/healthz``
@@ -7,6 +9,7 @@ ends the waits. The figure to watch: the latency of the others while twenty wait
 """
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import os
@@ -66,6 +69,32 @@ def measure(engine: Engine, *, progress: Any = lambda _: None) -> dict[str, Any]
         server.terminate()
         server.wait(timeout=30)
         revoke_token(engine, _token_id(engine, token), "bench")
+
+
+SCRAPES = 20
+
+
+def measure_scrape(engine: Engine, *, progress: Any = lambda _: None) -> dict[str, Any]:
+    """The median time to build the metrics exposition, once the history is folded (what an
+    installation reaches after its first scrapes: each folds at most ``FOLD_BUDGET_S``)."""
+    from orchestrator.observe.metrics import exposition
+    from orchestrator.store import leases, stats
+    from orchestrator.store.benchmarks import history_size
+
+    began = time.perf_counter()
+    with leases.held(engine, stats.METRICS_LOCK) as mine:  # as a scrape folds: never two at once
+        if mine:
+            stats.fold(engine, dt.datetime.now(dt.UTC) - stats.LAG, budget_s=float("inf"))
+    folded_s = time.perf_counter() - began
+    times = []
+    for _ in range(SCRAPES):
+        began = time.perf_counter()
+        exposition(engine)
+        times.append((time.perf_counter() - began) * 1000)
+    runs, steps = history_size(engine)
+    progress(f"scrape: p50 {statistics.median(times):.1f} ms at {runs} runs, {steps} step rows")
+    return {"runs": runs, "step_rows": steps, "scrapes": SCRAPES, "scrape_p50_ms": round(statistics.median(times), 1),
+            "scrape_max_ms": round(max(times), 1), "catch_up_fold_s": round(folded_s, 2)}
 
 
 class _Caller:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, func, insert, select, text
 
 from orchestrator.errors import NotFound
 from orchestrator.store import sql
@@ -100,3 +100,12 @@ def seed_history(engine: Engine, flow_id: str, version: int, runs: int, steps: i
                 conn.execute(text(statement), params)
         if progress is not None:
             progress(last)
+
+
+def history_size(engine: Engine) -> tuple[int, int]:
+    """How many runs and step rows the database holds (what a history-sized figure is at)."""
+    from orchestrator.store.tables import runs, step_runs
+
+    with engine.connect() as conn:
+        return (conn.execute(select(func.count()).select_from(runs)).scalar_one(),
+                conn.execute(select(func.count()).select_from(step_runs)).scalar_one())

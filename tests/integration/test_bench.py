@@ -67,3 +67,12 @@ def test_bench_times_the_api_while_twenty_requests_wait_on_runs(engine, worker, 
     assert api["healthz_p50_ms"] > 0 and api["get_p50_ms"] > 0  # figures, not a race
     assert api["waits_ended"] == ["cancelled"]  # the bench ends the runs it held
     assert "api: /healthz p50" in captured.err
+
+
+def test_bench_times_a_metrics_scrape_at_the_history_held(engine, worker, capsys) -> None:
+    assert main(["bench", "--scenario", "scrape", "--json"]) == 0
+    captured = capsys.readouterr()
+    scrape = json.loads(captured.out.strip().splitlines()[-1])["scrape"]
+    assert scrape["runs"] > 0 and scrape["step_rows"] > 0 and scrape["scrapes"] == 20
+    assert 0 < scrape["scrape_p50_ms"] <= scrape["scrape_max_ms"]
+    assert "scrape: p50" in captured.err

@@ -11,11 +11,12 @@ from orchestrator.cli.wiring import engine_for, publisher_for, send
 
 SCENARIO_NAMES = ("light40", "long10", "fanout40", "throughput")  # orchestrator.observe.bench.SCENARIOS
 API = "api"  # orchestrator.observe.api_bench: the API's latency while twenty requests wait on runs
+SCRAPE = "scrape"  # orchestrator.observe.api_bench: a /metrics scrape at the history the database holds
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="Millrace next to raw Celery on the same workers; kept in Postgres")
-    bench.add_argument("--scenario", action="append", choices=sorted((*SCENARIO_NAMES, API)),
+    bench.add_argument("--scenario", action="append", choices=sorted((*SCENARIO_NAMES, API, SCRAPE)),
                        help="run only these (repeatable); default: all")
     bench.add_argument("--repetitions", type=int, default=None, help="default: per scenario (2 to 5)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -48,14 +49,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def start_flow(text: str) -> str:
         return submit(publisher_for(engine), parse_flow(text), text, {}, trigger="bench")
 
-    names = args.scenario or [*bench.SCENARIOS, API]
+    names = args.scenario or [*bench.SCENARIOS, API, SCRAPE]
     results = {}
     summary: dict = {"scenarios": results}
     for name in names:
-        if name == API:
+        if name in (API, SCRAPE):
             from orchestrator.observe import api_bench
 
-            summary[API] = api_bench.measure(engine, progress=lambda line: print(line, file=sys.stderr))
+            measure = api_bench.measure if name == API else api_bench.measure_scrape
+            summary[name] = measure(engine, progress=lambda line: print(line, file=sys.stderr))
             continue
         measured = bench.run_scenario(engine, bench.SCENARIOS[name], start_flow=start_flow, send=send,
                                       repetitions=args.repetitions,
