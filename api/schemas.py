@@ -30,7 +30,8 @@ class StartRun(Body):
     """Start a run of a saved flow."""
 
     inputs: dict[str, Any] = Field(default_factory=dict, description="values for the flow's inputs")
-    version: int | None = Field(default=None, ge=1, description="the flow version; the latest when omitted")
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION,
+                                description="the flow version; the latest when omitted")
 
 
 class Decision(Body):

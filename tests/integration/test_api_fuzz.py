@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
+from schemathesis.core.failures import AcceptedNegativeData, FailureGroup
 
 from orchestrator.store.access import Role, create_token
 
@@ -20,6 +21,20 @@ EXAMPLES = 30
 # Revoking tokens at random would revoke the fuzzer's own token and turn the rest of the run
 # into 401s; revocation has its own test (test_api_flows).
 SKIPPED = {"DELETE /api/v1/tokens/{token_id}"}
+
+
+# Two mutations that never reach the API, so its accepting the request is no failure: an
+# unknown query parameter whose value serializes to nothing (an empty list: no `?x=` at all),
+# and a removed Authorization header (this test sends its own token with every request).
+_NEVER_SENT = {"query: violates `additionalProperties`", "header: violates `required` (was Authorization)"}
+
+
+def _vanished(failure: Exception) -> bool:
+    if not isinstance(failure, AcceptedNegativeData):
+        return False
+    invalid = failure.message.partition("Invalid component:")[2]
+    components = {line.strip().removeprefix("- ") for line in invalid.splitlines() if line.strip()}
+    return bool(components) and components <= _NEVER_SENT
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
@@ -40,7 +55,11 @@ def test_generated_requests_never_break_the_api(api, engine, mode) -> None:
         def check(case) -> None:
             # A document can fit the JSON Schema and still be refused for what the schema cannot
             # say (a reference to a step that has not run, a negative duration): 422, not a bug.
-            case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
+            try:
+                case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
+            except FailureGroup as group:
+                if any(not _vanished(failure) for failure in group.exceptions):
+                    raise
 
         try:
             check()

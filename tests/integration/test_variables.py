@@ -153,5 +153,9 @@ def test_a_token_saves_only_flows_reading_the_secrets_its_scope_allows(engine) -
     refused = client.put("/api/v1/flows/scope/theirs", data=theirs, headers=team)
     assert refused.status_code == 403 and "'payroll' (step pay)" in refused.json["detail"]
     assert client.get("/api/v1/flows/scope/theirs", headers=team).status_code == 404  # nothing stored
-    listed = {t["name"]: t["secrets"] for t in client.get("/api/v1/tokens", headers=admin).json["items"]}
+    listed, cursor = {}, ""
+    while cursor is not None:  # every page of the token list
+        page = client.get(f"/api/v1/tokens?limit=20&cursor={cursor}", headers=admin).json
+        listed.update({t["name"]: t["secrets"] for t in page["items"]})
+        cursor = page["next_cursor"]
     assert listed["team-dev"] == ["team_*"] and listed["scope-admin"] == ["*"]
