@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, WithJsonSchema
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -26,7 +26,7 @@ def parse_duration(value: Any) -> float:
             seconds += float(match.group(1)) * _UNITS[match.group(2)]
             pos = match.end()
         if pos != len(text) or pos == 0:
-            raise ValueError(f"'{value}' is not a duration; write e.g. 30s, 5m, 1h30m, 500ms")
+            raise ValueError(f"'{value}' is not a duration; write e.g. 30s, 5m, 1h30m, 500ms or a number of seconds")
     else:
         raise ValueError("expected a duration like 30s, 5m, 1h30m or a number of seconds")
     if seconds < 0:
@@ -34,10 +34,16 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
+# What JSON Schema says of them is what the parsers accept, so an editor flags no valid flow.
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$"
+SIZE_PATTERN = r"^\s*\d+(\.\d+)?\s*[KkMmGg][Ii]?[Bb]\s*$"
+DURATION_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}],
+                   "description": "seconds, or a string like 30s, 5m, 1h30m, 500ms"}
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
-    Field(description="seconds, or a string like 30s, 5m, 1h30m, 500ms"),
+    WithJsonSchema(DURATION_SCHEMA, mode="validation"),
 ]
 
 
@@ -59,8 +65,11 @@ def parse_size(value: Any) -> int:
     return int(mib)
 
 
+SIZE_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": SIZE_PATTERN}],
+               "description": "MiB, or a string like 512MiB, 2GiB, 100MB"}
+
 Size = Annotated[
     int,
     BeforeValidator(parse_size),
-    Field(description="MiB, or a string like 512MiB, 2GiB, 100MB"),
+    WithJsonSchema(SIZE_SCHEMA, mode="validation"),
 ]

@@ -21,13 +21,14 @@ from pydantic import (
     model_validator,
 )
 
-from orchestrator.definitions.durations import Duration, Size
+from orchestrator.definitions.durations import DURATION_SCHEMA, Duration, Size
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 FLOW_ID = r"^[a-z0-9_][a-z0-9_-]*(/[a-z0-9_][a-z0-9_-]*)*$"
 SCRIPT_PATH = r"[a-z0-9_][a-z0-9_-]*(/[a-z0-9_][a-z0-9_-]*)*"
 SCRIPT_REF = rf"^{SCRIPT_PATH}(@[1-9][0-9]*)?$"
 INPUT_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+ARGUMENT_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 StepId = Annotated[str, Field(pattern=STEP_ID, description="Unique in the flow; a Python identifier")]
 FlowId = Annotated[str, Field(pattern=FLOW_ID, max_length=200)]
@@ -55,7 +56,10 @@ class Retry(Model):
 
 
 class Cache(Model):
-    """Reuse a step's result for the same code and inputs within ``ttl``."""
+    """Reuse a step's result for the same code and inputs within ``ttl`` (``cache: 1h`` is
+    ``cache: {ttl: 1h}``)."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: _or_shorthand(schema, DURATION_SCHEMA))
 
     ttl: Duration
 
@@ -63,6 +67,13 @@ class Cache(Model):
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         return data if isinstance(data, dict) else {"ttl": data}
+
+
+def _or_shorthand(schema: dict[str, Any], *shorthands: dict[str, Any]) -> None:
+    """A model's JSON Schema that also accepts the shorthands its before-validator expands."""
+    whole = dict(schema)
+    schema.clear()
+    schema["anyOf"] = [whole, *shorthands]
 
 
 class StepLimits(Model):
@@ -92,7 +103,8 @@ class Nested:
 class StepBase(Model):
     id: StepId
     summary: str | None = None
-    with_: dict[str, Value] = Field(default_factory=dict, alias="with")
+    with_: dict[str, Value] = Field(default_factory=dict, alias="with",
+                                    json_schema_extra={"propertyNames": {"pattern": ARGUMENT_NAME}})
     if_: Value = Field(default=None, alias="if")
     retry: Retry | None = None
     timeout: Duration | None = None
@@ -112,7 +124,7 @@ class StepBase(Model):
     @classmethod
     def _with_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            if not re.match(ARGUMENT_NAME, name):
                 raise ValueError(f"'{name}' is not a valid argument name (letters, digits, _)")
         return value
 
@@ -186,6 +198,11 @@ class SwitchStep(StepBase):
 
 
 class Approval(Model):
+    """Wait for a person (``approval: {}``, ``approval: true`` and an empty ``approval:`` are the same)."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: _or_shorthand(
+        schema, {"type": "boolean", "const": True}, {"type": "null"}))
+
     timeout: Duration | None = None
     description: str | None = None
 
@@ -275,10 +292,14 @@ CATCHUP = ("none", "last", "all")
 OVERLAP = ("allow", "skip", "queue")
 
 
+TriggerId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")]
+_TRIGGER_ID = "default: its kind and position among the flow's triggers of that kind (cron-1, cron-2, flow-1)"
+
+
 class CronTrigger(Model):
     """Run the flow on a cron schedule (kept in sync with ``/api/v1/schedules``)."""
 
-    id: StepId
+    id: TriggerId = Field(default=None, validate_default=False, description=_TRIGGER_ID)  # type: ignore[assignment]
     cron: str = Field(description="5 fields, 6 with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly")
     timezone: str = Field(default="UTC", description="IANA time zone the fields are read in")
     inputs: dict[str, Any] = Field(default_factory=dict)
@@ -293,7 +314,7 @@ class CronTrigger(Model):
 class FlowTrigger(Model):
     """Run the flow when a run of another flow ends in one of ``status``."""
 
-    id: StepId
+    id: TriggerId = Field(default=None, validate_default=False, description=_TRIGGER_ID)  # type: ignore[assignment]
     flow: FlowId
     status: Annotated[list[Literal["succeeded", "failed", "cancelled"]], Field(min_length=1)] = ["succeeded"]
     inputs: dict[str, Any] = Field(default_factory=dict, description=(
@@ -334,6 +355,24 @@ class Flow(Model):
     limits: StepLimits | None = Field(default=None, description="its steps' limits, unless a step says")
     steps: Annotated[list[Step], Field(min_length=1)]
     on_failure: list[Step] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trigger_ids(cls, data: Any) -> Any:
+        """A trigger without an id gets one by its kind and position, so editing its
+        expression keeps its schedule's fire history and pause state."""
+        if not isinstance(data, dict) or not isinstance(data.get("triggers"), list):
+            return data
+        counts: dict[str, int] = {}
+        triggers = []
+        for trigger in data["triggers"]:
+            kind = _trigger_kind(trigger)
+            if kind is not None:
+                counts[kind] = counts.get(kind, 0) + 1
+                if isinstance(trigger, dict) and trigger.get("id") is None:
+                    trigger = {**trigger, "id": f"{kind}-{counts[kind]}"}
+            triggers.append(trigger)
+        return {**data, "triggers": triggers}
 
     def walk(self) -> Iterator[tuple[StepBase, tuple[str | int, ...]]]:
         """Every step, nested ones included, in document order, with its JSON path parts."""

@@ -185,11 +185,11 @@ def problems_from(exc: pydantic.ValidationError) -> list[Problem]:
 
 
 def _without_kind_tags(loc: tuple[Any, ...]) -> list[Any]:
-    # pydantic puts the union member's tag right after a step's list index: drop it.
+    # pydantic puts the union member's tag right after a step's (or trigger's) list index: drop it.
     return [
         part
         for i, part in enumerate(loc)
-        if not (part in KINDS and i > 0 and isinstance(loc[i - 1], int))
+        if not ((part in KINDS or part == "cron") and i > 0 and isinstance(loc[i - 1], int))
     ]
 
 

@@ -63,7 +63,8 @@ def _python_schema(code: str) -> dict[str, Any]:
     try:
         tree = ast.parse(code)
     except SyntaxError as exc:
-        raise ValidationError([Problem(f"code (line {exc.lineno})", f"Python syntax error: {exc.msg}")]) from None
+        where = f"line {exc.lineno}, column {exc.offset}" if exc.offset else f"line {exc.lineno}"
+        raise ValidationError([Problem(f"code ({where})", f"Python syntax error: {exc.msg}")]) from None
     main = next((node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main"), None)
     if main is None:
         raise ValidationError([Problem("code", "a Python script defines a top-level `def main(...)`")])

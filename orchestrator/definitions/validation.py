@@ -19,6 +19,7 @@ from orchestrator.definitions.flow import (
     step_kind,
 )
 from orchestrator.definitions.inputs import check_input_specs, validate_inputs
+from orchestrator.definitions.step_code import check_step_code
 from orchestrator.errors import ExpressionError, Problem, ValidationError, join_path
 
 _ALLOWED_NAMES = NAMES | {"range", "dict"}
@@ -45,6 +46,7 @@ def check_flow(flow: Flow) -> list[Problem]:
     top_ids = frozenset(step.id for step in flow.steps)
     checker.sequence(flow.on_failure, ("on_failure",), _Scope(top_ids, False))
     problems += check_triggers(flow)
+    problems += check_step_code(flow)
     return problems
 
 

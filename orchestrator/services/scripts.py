@@ -2,12 +2,11 @@
 each ``script:`` step of a flow runs."""
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Engine
 
 from orchestrator.definitions.flow import Flow, ScriptStep
 from orchestrator.definitions.script_inputs import infer_schema, split_ref
+from orchestrator.definitions.step_code import check_arguments
 from orchestrator.definitions.validation import walk_steps
 from orchestrator.errors import NotFound, Problem, ValidationError
 from orchestrator.executors.environments import Index
@@ -61,21 +60,10 @@ def check_script_steps(engine: Engine, flow: Flow) -> None:
         if isinstance(step, ScriptStep):
             name, _ = split_ref(step.script)
             saved = versions.get_version(engine, versions.SCRIPTS, name, pins[step.script])
-            problems += _fit(saved["input_schema"], step.with_ or {}, f"{path}.with", step.script)
+            problems += check_arguments(saved["input_schema"], step.with_ or {}, f"{path}.with",
+                                        f"script '{step.script}'")
     if problems:
         raise ValidationError(problems)
-
-
-def _fit(schema: dict[str, Any], given: dict[str, Any], path: str, ref: str) -> list[Problem]:
-    known = schema.get("properties", {})
-    problems = []
-    if not schema.get("additionalProperties", False):
-        problems += [Problem(f"{path}.{name}", f"script '{ref}' takes no input '{name}'; it takes: "
-                                               f"{', '.join(known) or 'nothing'}")
-                     for name in given if name not in known]
-    problems += [Problem(path, f"script '{ref}' needs input '{name}'")
-                 for name in schema.get("required", []) if name not in given]
-    return problems
 
 
 def _pinned(engine: Engine, path: str, version: int | None, latest: dict[str, int]) -> int:

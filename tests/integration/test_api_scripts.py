@@ -91,7 +91,7 @@ def test_a_flow_that_misuses_a_script_is_refused_naming_the_step(api, flow, path
 
 
 @pytest.mark.parametrize(("body", "path", "message"), [
-    ({"language": "python", "code": "def main(:\n  pass"}, "code (line 1)", "Python syntax error"),
+    ({"language": "python", "code": "def main(:\n  pass"}, "code (line 1, column 10)", "Python syntax error"),
     ({"language": "python", "code": "x = 1"}, "code", "defines a top-level `def main(...)`"),
     ({"language": "javascript", "code": "const x = 1"}, "code", "defines `function main(...)`"),
     ({"language": "cobol", "code": "x"}, "language", "Input should be"),

@@ -58,7 +58,7 @@ def test_sql_inputs_are_its_named_parameters() -> None:
 
 
 @pytest.mark.parametrize(("language", "code", "path"), [
-    ("python", "def main(:", "code (line 1)"),
+    ("python", "def main(:", "code (line 1, column 10)"),
     ("python", "\n\nclass main: pass", "code"),
     ("python", "def main(a, /, b): pass", "code (line 1)"),
     ("javascript", "function helper() {}", "code"),
