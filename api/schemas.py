@@ -216,7 +216,7 @@ def accepts(model: type[Body]) -> Callable[[View], View]:
             raise ValidationError([Problem("", "the body nests too deeply")]) from None
         return data
 
-    return _parsing(model, "body", read)
+    return _parsing(model, "body", read, lambda exc: problems_from(exc, model))
 
 
 def number_cursor(raw: str | None, high: int = MAX_ID) -> int:

@@ -1,6 +1,8 @@
 """The errors Millrace reports to its users; each carries where it happened."""
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -37,6 +39,12 @@ class NotFound(FlowError):
 
 class Conflict(FlowError):
     """The request contradicts the current state (e.g. approving a finished step)."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean 'python'"`` when one of ``candidates`` is close to ``word``, else ``""``."""
+    found = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f"; did you mean '{found[0]}'" if found else ""
 
 
 def join_path(*parts: str | int) -> str:

@@ -81,6 +81,24 @@ class Cron:
         return times
 
 
+_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day of month", "1-31"), ("month", "1-12 or jan-dec"),
+           ("day of week", "0-7 (0 and 7 are Sunday) or sun-sat"))
+
+
+def _bad_field(fields: list[str]) -> str | None:
+    """Which field of a cron expression croniter refuses, with its range: each is tried alone."""
+    named = (("second", "0-59"), *_FIELDS) if len(fields) == 6 else _FIELDS
+    for i, (name, allowed) in enumerate(named):
+        alone = ["*"] * len(fields)
+        alone[i] = fields[i]
+        try:
+            croniter(" ".join(alone), dt.datetime(2000, 1, 1), second_at_beginning=len(fields) == 6)
+        except (ValueError, KeyError):
+            return (f"field {i + 1} ({name}) is '{fields[i]}'; it takes {allowed}, lists (1,15), ranges (1-5) "
+                    "and steps (*/10)")
+    return None
+
+
 def parse_cron(expression: str, timezone: str = "UTC", *, path: str = "") -> Cron:
     """A checked Cron; ValidationError naming ``path``.cron or ``path``.timezone otherwise."""
     prefix = f"{path}." if path else ""
@@ -96,7 +114,8 @@ def parse_cron(expression: str, timezone: str = "UTC", *, path: str = "") -> Cro
         try:
             croniter(fields, dt.datetime(2000, 1, 1), second_at_beginning=count == 6)
         except (ValueError, KeyError) as exc:
-            problems.append(Problem(f"{prefix}cron", f"'{expression}' is not a valid cron expression: {exc}"))
+            problems.append(Problem(f"{prefix}cron", f"'{expression}' is not a valid cron expression: "
+                                                     f"{_bad_field(fields.split()) or exc}"))
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -17,7 +17,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from orchestrator.errors import ExpressionError
+from orchestrator.errors import ExpressionError, did_you_mean
 
 _EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 NAMES = frozenset({"inputs", "steps", "item", "index", "run", "vars", "secrets"})
@@ -244,6 +244,9 @@ def compile_expression(source: str) -> Expression:
         call = _ENV.compile_expression(source, undefined_to_none=False)
     except TemplateSyntaxError as exc:
         message = (exc.message or "syntax error").replace("print statement", "expression")
+        if unknown := re.match(r"No filter named '([^']+)'", message):
+            message = (f"no filter named '{unknown.group(1)}'{did_you_mean(unknown.group(1), _ENV.filters)}; "
+                       f"filters: {', '.join(sorted(_ENV.filters))}")
         raise ExpressionError(f"${{{{ {source.strip()} }}}}: {message}") from None
     hidden = _private_attribute(tree)
     if hidden is not None:

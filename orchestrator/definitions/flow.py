@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from orchestrator.definitions.durations import DURATION_SCHEMA, Duration, Size
+from orchestrator.errors import did_you_mean
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 FLOW_ID = r"^[a-z0-9_][a-z0-9_-]*(/[a-z0-9_][a-z0-9_-]*)*$"
@@ -259,7 +260,8 @@ def _check_kind(data: Any) -> Any:
         known = set(StepBase.model_fields) | {"with", "if", "do", "else", "database"}
         unknown = sorted(k for k in data if k not in known)
         if unknown:
-            raise ValueError(f"unknown step kind '{unknown[0]}'; expected one of {', '.join(KINDS)}")
+            raise ValueError(f"unknown step kind '{unknown[0]}'{did_you_mean(unknown[0], KINDS)}; expected one "
+                             f"of {', '.join(KINDS)}")
         raise ValueError(f"step has no kind; expected one of {', '.join(KINDS)}")
     return data
 
@@ -293,13 +295,18 @@ OVERLAP = ("allow", "skip", "queue")
 
 
 TriggerId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")]
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # filled in by Flow before validation, never None
+
+
 _TRIGGER_ID = "default: its kind and position among the flow's triggers of that kind (cron-1, cron-2, flow-1)"
 
 
 class CronTrigger(Model):
     """Run the flow on a cron schedule (kept in sync with ``/api/v1/schedules``)."""
 
-    id: TriggerId = Field(default=None, validate_default=False, description=_TRIGGER_ID)  # type: ignore[assignment]
+    id: TriggerId = Field(default=None, validate_default=False, description=_TRIGGER_ID,  # type: ignore[assignment]
+                          json_schema_extra=_no_default)
     cron: str = Field(description="5 fields, 6 with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly")
     timezone: str = Field(default="UTC", description="IANA time zone the fields are read in")
     inputs: dict[str, Any] = Field(default_factory=dict)
@@ -314,7 +321,8 @@ class CronTrigger(Model):
 class FlowTrigger(Model):
     """Run the flow when a run of another flow ends in one of ``status``."""
 
-    id: TriggerId = Field(default=None, validate_default=False, description=_TRIGGER_ID)  # type: ignore[assignment]
+    id: TriggerId = Field(default=None, validate_default=False, description=_TRIGGER_ID,  # type: ignore[assignment]
+                          json_schema_extra=_no_default)
     flow: FlowId
     status: Annotated[list[Literal["succeeded", "failed", "cancelled"]], Field(min_length=1)] = ["succeeded"]
     inputs: dict[str, Any] = Field(default_factory=dict, description=(

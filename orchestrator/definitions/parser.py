@@ -13,7 +13,7 @@ import yaml
 
 from orchestrator.definitions.flow import KINDS, Flow
 from orchestrator.definitions.validation import check_flow
-from orchestrator.errors import Problem, ValidationError, join_path
+from orchestrator.errors import Problem, ValidationError, did_you_mean, join_path
 
 MAX_DOCUMENT_BYTES = 1 << 20
 MAX_NODES = 50_000  # values in a document: far past what 2,000 steps need, and cheap to load
@@ -112,8 +112,34 @@ def load_document(text: str | bytes, content_type: str | None = None) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ValidationError([Problem("", f"invalid YAML at {where}{problem}")]) from None
+        lines = text.splitlines() if isinstance(text, str) else []
+        line = lines[mark.line] if mark and mark.line < len(lines) else ""
+        hint = _yaml_hint(problem, line)
+        raise ValidationError([Problem("", f"invalid YAML at {where}{problem}{hint}")]) from None
     return data
+
+
+# The common mistakes behind PyYAML's (and libyaml's) messages, said as the fix.
+_LINE_UP = (" (this line does not line up with the ones above: the keys of one mapping, and the '- ' "
+            "of one list's items, start in the same column)")
+YAML_HINTS = {
+    "mapping values are not allowed": (" (a value containing ': ' must be quoted, e.g. summary: \"a: b\"; "
+                                       "or this key is indented deeper than the keys beside it)"),
+    "did not find expected key": _LINE_UP,
+    "expected <block end>, but found": _LINE_UP,
+    "did not find expected '-' indicator": _LINE_UP,
+    "could not find expected ':'": " (a key needs ': ' after it, with a space after the colon)",
+    "found undefined alias": " (an unquoted '*' starts an alias: quote the value, e.g. cron: \"* * * * *\")",
+    "found character that cannot start any token": " (a tab? YAML indents with spaces, never tabs)",
+}
+
+
+def _yaml_hint(problem: str, line: str) -> str:
+    if "\t" in line[:len(line) - len(line.lstrip())]:
+        return " (YAML indents with spaces, never tabs)"
+    if re.match(r"\s*-[^\s-]", line):
+        return " (a list item needs a space after its '-': `- id: ...`)"
+    return next((text for start, text in YAML_HINTS.items() if problem.startswith(start)), "")
 
 
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -157,7 +183,7 @@ def flow_from_data(data: Any) -> Flow:
     try:
         flow = Flow.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise ValidationError(problems_from(exc)) from None
+        raise ValidationError(problems_from(exc, Flow)) from None
     count = sum(1 for _ in flow.walk())
     if count > MAX_STEPS:
         raise ValidationError([Problem("steps", f"the flow has {count:,} steps; at most {MAX_STEPS:,} (split it "
@@ -173,15 +199,99 @@ def flow_from_stored(document: dict[str, Any]) -> Flow:
     return Flow.model_validate(document)
 
 
-def problems_from(exc: pydantic.ValidationError) -> list[Problem]:
-    """pydantic's errors as Problems: JSON paths and plain messages."""
+def problems_from(exc: pydantic.ValidationError, root: type[pydantic.BaseModel] | None = None) -> list[Problem]:
+    """pydantic's errors as Problems: JSON paths and plain messages (with the known fields of
+    the place an unknown one is in, when ``root`` is the model that was validated)."""
     problems: list[Problem] = []
     for error in exc.errors(include_url=False):
-        path = join_path(*_without_kind_tags(error["loc"]))
-        problem = Problem(path, _message(error))
+        parts = _without_kind_tags(error["loc"])
+        model = _model_at(root, error["loc"][:-1]) if root is not None and error["type"] == "extra_forbidden" else None
+        problem = Problem(join_path(*parts), _message(error, parts, model))
         if problem not in problems:
             problems.append(problem)
     return problems
+
+
+# What a mapping in each place looks like, for "expected a mapping" (by the key it is under).
+SHAPES = {
+    "retry": "retry: {attempts: 3, delay: 10s}",
+    "approval": "approval: {description: Ship it?, timeout: 24h}, or just approval: {}",
+    "with": 'with: {name: "${{ inputs.name }}"}: each argument by name',
+    "cache": "cache: 1h, or cache: {ttl: 1h}",
+    "limits": "limits: {memory: 512MiB, cpu: 60s}",
+    "concurrency": "concurrency: {limit: 1}",
+    "inputs": "inputs: {n: {type: integer, default: 1}}",
+    "items": "items: {type: string}",
+}
+# What people write for an input type, and what JSON Schema calls it.
+_TYPE_NAMES = {"int": "integer", "str": "string", "float": "number", "bool": "boolean", "list": "array",
+               "dict": "object", "text": "string", "double": "number", "number": "number"}
+
+
+def _model_at(root: Any, loc: tuple[Any, ...]) -> Any:
+    """The model class the place ``loc`` (pydantic's, union tags included) is inside."""
+    from orchestrator.definitions.flow import CronTrigger, FlowTrigger
+
+    current, under = root, ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int) or current is None:
+            continue
+        if i > 0 and isinstance(loc[i - 1], int):  # a union's tag right after a list index
+            tagged = {"cron": CronTrigger, "flow": FlowTrigger} if under == "triggers" else KINDS
+            if part in tagged:
+                current = tagged[part]
+                continue
+        fields = {field.alias or name: field for name, field in current.model_fields.items()}
+        if part not in fields:
+            return None
+        current, under = _inner_model(fields[part].annotation), str(part)
+    return current
+
+
+def _inner_model(annotation: Any) -> Any:
+    """The model a field holds, through lists, dicts, optionals and the step union."""
+    from typing import get_args
+
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _message(error: dict[str, Any], parts: list[Any] | None = None, model: Any = None) -> str:
+    """pydantic's error in plain words; ``model``: the model an unknown field was found in."""
+    kind, msg = error["type"], error["msg"]
+    parts = parts or []
+    key = next((p for p in reversed(parts) if isinstance(p, str)), "")
+    if kind == "extra_forbidden":
+        if model is not None:
+            known = [field.alias or name for name, field in model.model_fields.items()]
+            return f"unknown field{did_you_mean(str(parts[-1]), known)}; known here: {', '.join(known)}"
+        return "unknown field"
+    if kind == "missing":
+        return "required field missing"
+    if kind in ("union_tag_not_found", "union_tag_invalid", "model_attributes_type"):
+        return "a step must be a mapping with an id and exactly one kind"
+    if kind == "model_type" or kind == "dict_type":
+        shape = SHAPES.get(str(key))
+        return f"expected a mapping, e.g. {shape}" if shape else "expected a mapping"
+    if kind == "list_type":
+        return "expected a list, e.g. [a, b] or one `- item` per line"
+    if kind == "literal_error" and key == "type" and isinstance(error.get("input"), str):
+        meant = _TYPE_NAMES.get(error["input"].lower())
+        return msg + (f"; did you mean '{meant}'" if meant else "")
+    if kind == "literal_error" and isinstance(error.get("input"), str):
+        expected = re.findall(r"'([^']*)'", msg)
+        return msg + did_you_mean(error["input"], expected)
+    if kind == "string_pattern_mismatch":
+        pattern = error.get("ctx", {}).get("pattern", "")
+        return f"'{error.get('input')}' is not allowed here (must match {pattern})"
+    if kind == "too_short":
+        return "must not be empty"
+    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
 def _without_kind_tags(loc: tuple[Any, ...]) -> list[Any]:
@@ -191,23 +301,3 @@ def _without_kind_tags(loc: tuple[Any, ...]) -> list[Any]:
         for i, part in enumerate(loc)
         if not ((part in KINDS or part == "cron") and i > 0 and isinstance(loc[i - 1], int))
     ]
-
-
-def _message(error: dict[str, Any]) -> str:
-    kind, msg = error["type"], error["msg"]
-    if kind == "extra_forbidden":
-        return "unknown field"
-    if kind == "missing":
-        return "required field missing"
-    if kind in ("union_tag_not_found", "union_tag_invalid", "model_attributes_type"):
-        return "a step must be a mapping with an id and exactly one kind"
-    if kind == "model_type" or kind == "dict_type":
-        return "expected a mapping"
-    if kind == "list_type":
-        return "expected a list"
-    if kind == "string_pattern_mismatch":
-        pattern = error.get("ctx", {}).get("pattern", "")
-        return f"'{error.get('input')}' is not allowed here (must match {pattern})"
-    if kind == "too_short":
-        return "must not be empty"
-    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")

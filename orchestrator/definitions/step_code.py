@@ -8,12 +8,11 @@ checked then.
 """
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from orchestrator.definitions.flow import Flow, JavaScriptStep, PythonStep
 from orchestrator.definitions.script_inputs import infer_schema
-from orchestrator.errors import Problem, ValidationError, join_path
+from orchestrator.errors import Problem, ValidationError, did_you_mean, join_path
 
 _JSON_TYPES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
                "array": "a list", "object": "a mapping", "null": "null"}
@@ -47,10 +46,8 @@ def check_arguments(schema: dict[str, Any], given: dict[str, Any], path: str, wh
     if not schema.get("additionalProperties", False):
         for name in given:
             if name not in known:
-                hint = _closest(name, known)
                 problems.append(Problem(f"{path}.{name}", f"{what} takes no input '{name}'"
-                                        f"{f'; did you mean {hint!r}' if hint else ''}; it takes: "
-                                        f"{', '.join(known) or 'nothing'}"))
+                                        f"{did_you_mean(name, known)}; it takes: {', '.join(known) or 'nothing'}"))
     problems += [Problem(path, f"{what} needs input '{name}'")
                  for name in schema.get("required", []) if name not in given]
     for name, value in given.items():
@@ -109,6 +106,3 @@ def _has_expression(value: Any) -> bool:
     return False
 
 
-def _closest(name: str, candidates: Any) -> str | None:
-    found = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return found[0] if found else None

@@ -20,7 +20,7 @@ from orchestrator.definitions.flow import (
 )
 from orchestrator.definitions.inputs import check_input_specs, validate_inputs
 from orchestrator.definitions.step_code import check_step_code
-from orchestrator.errors import ExpressionError, Problem, ValidationError, join_path
+from orchestrator.errors import ExpressionError, Problem, ValidationError, did_you_mean, join_path
 
 _ALLOWED_NAMES = NAMES | {"range", "dict"}
 _CODE_OPTIONS = ("retry", "timeout", "cache", "limits", "network")
@@ -169,16 +169,17 @@ class _ReferenceChecker:
     def references(self, refs: References, where: str, scope: _Scope) -> None:
         for name in sorted(refs.names - _ALLOWED_NAMES):
             self.problems.append(
-                Problem(where, f"unknown name '{name}'; expressions can use {', '.join(sorted(NAMES))}")
+                Problem(where, f"unknown name '{name}'{did_you_mean(name, NAMES)}; expressions can use "
+                               f"{', '.join(sorted(NAMES))}")
             )
         if not scope.in_loop:
             for name in sorted(refs.names & {"item", "index"}):
                 self.problems.append(Problem(where, f"'{name}' is only defined inside for_each"))
         for name in sorted(refs.inputs - self.inputs):
-            self.problems.append(Problem(where, f"unknown input '{name}'"))
+            self.problems.append(Problem(where, f"unknown input '{name}'{did_you_mean(name, self.inputs)}"))
         for step_id in sorted(refs.steps - scope.visible):
             if step_id not in self.all_ids:
-                message = f"unknown step '{step_id}'"
+                message = f"unknown step '{step_id}'{did_you_mean(step_id, self.all_ids)}"
             else:
                 message = f"step '{step_id}' has not run at this point (it is later, or in another branch)"
             self.problems.append(Problem(where, message))
