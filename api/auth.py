@@ -12,9 +12,12 @@ from flask import Blueprint, current_app, g, request
 
 from api import context
 from api.errors import Forbidden, Unauthorized
-from orchestrator.store.access import Permission, Principal, authenticate
+from orchestrator.store.access import Permission, Principal, authenticate, operator
 
 View = TypeVar("View", bound=Callable)
+# A WSGI environ key no HTTP request can set (servers put headers under HTTP_*): the command
+# line sets it when it calls the app in its own process, acting as the user at the terminal.
+LOCAL_OPERATOR = "millrace.operator"
 
 # The only endpoints served without a token: liveness, readiness, and the docs page (a page
 # without data, which asks for a token and sends it with every request it makes).
@@ -44,6 +47,9 @@ def protected_blueprint(name: str, url_prefix: str) -> Blueprint:
     @blueprint.before_request
     def _check() -> None:
         if request.endpoint in PUBLIC:
+            return
+        if (user := request.environ.get(LOCAL_OPERATOR)) is not None:
+            g.millrace_principal = operator(user)  # the command line, in this process (never over HTTP)
             return
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")

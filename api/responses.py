@@ -36,7 +36,7 @@ class StepAttempt(Answer):
     step_id: str
     kind: str = Field(description="python, bash, javascript, sql, script, approval, for_each, ...")
     item_index: int | None = Field(description="the for_each item this attempt is for, or null")
-    attempt: int = Field(description="0 for the first try, then 1, 2... for retries")
+    attempt: int = Field(description="1 for the first try, then 2, 3... for retries")
     status: StepStatus
     deliveries: int = Field(description="how often a worker received it (more than 1 after a worker died)")
     worker: str | None

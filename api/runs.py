@@ -63,7 +63,7 @@ class RunFilter(Paged):
 
 
 class AttemptChoice(Query):
-    attempt: int | None = Field(default=None, ge=0, le=MAX_VERSION, description="only this attempt (0 first)")
+    attempt: int | None = Field(default=None, ge=0, le=MAX_VERSION, description="only this attempt (1 is the first)")
 
 
 def _links(run_id: str) -> Links:

@@ -143,7 +143,7 @@ def _fires_cursor(raw: str | None) -> dt.datetime | None:
     if not raw:
         return None
     try:
-        if raw.isdigit() and len(raw) <= 20:
+        if raw.isascii() and raw.isdigit() and len(raw) <= 20:
             return _EPOCH + int(raw) * _MICRO
     except OverflowError:
         pass

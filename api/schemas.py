@@ -223,7 +223,7 @@ def number_cursor(raw: str | None, high: int = MAX_ID) -> int:
     """A cursor that is a number this API returned (an id, a version): 0 for the first page."""
     if not raw:
         return 0
-    if not raw.isdigit() or len(raw) > 19 or int(raw) > high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > high:
         raise ValidationError([Problem("cursor", "not a cursor this API returned")])
     return int(raw)
 

@@ -120,7 +120,8 @@ class Settings:
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Read the settings from ``environ`` (default: the process environment)."""
     env = dict(os.environ if environ is None else environ)
-    home = Path(env.get("MILLRACE_HOME") or Path.cwd() / ".millrace").resolve()
+    # one place whatever the working directory: ~/.millrace (local mode's files, environments)
+    home = Path(env.get("MILLRACE_HOME") or Path(env.get("HOME") or Path.home()) / ".millrace").resolve()
     broker_url = env.get("MILLRACE_BROKER_URL", "")
     database_url = env.get("MILLRACE_DATABASE_URL", "")
     local = not broker_url and not database_url

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -75,11 +76,25 @@ def queues_of(flow: Flow, settings: Settings) -> list[str]:
     return [settings.default_queue, *sorted(named)]
 
 
-def start_worker(settings: Settings, queues: list[str]) -> subprocess.Popen:
+def consumers(settings: Settings) -> int:
+    """How many workers consume the default queue now (RabbitMQ says; local mode's
+    file-system broker cannot, so it counts as one)."""
+    if settings.local:
+        return 1
+    from tasks import app
+
+    with app.connection_for_write() as conn:
+        try:
+            return conn.default_channel.queue_declare(settings.default_queue, passive=True).consumer_count
+        except Exception:  # noqa: BLE001 - a queue never declared has no consumer
+            return 0
+
+
+def start_worker(settings: Settings, queues: list[str], concurrency: int = 2) -> subprocess.Popen:
     """A Celery worker for ``millrace run --local``, in its own process group, logging to
     ``worker.log`` under the home folder."""
     command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel=WARNING",
-               f"--queues={','.join(queues)}", "--concurrency=2", "--without-heartbeat",
+               f"--queues={','.join(queues)}", f"--concurrency={concurrency}", "--without-heartbeat",
                "--without-gossip", "--without-mingle"]
     env = {**os.environ, "MILLRACE_HOME": str(settings.home)}
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -94,3 +109,20 @@ def stop_worker(worker: subprocess.Popen) -> None:
         worker.wait(timeout=20)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         os.killpg(worker.pid, signal.SIGKILL)
+
+
+def UP_FILE(settings: Settings) -> Path:  # noqa: N802 - a place, named as one
+    """Where a running `millrace up` says it runs (its pid, its workers' pids)."""
+    return settings.home / "up.json"
+
+
+def running_up(settings: Settings) -> bool:
+    """Whether a `millrace up` with workers runs for this home (``run --local`` then uses them)."""
+    import json
+
+    try:
+        found = json.loads(UP_FILE(settings).read_text())
+        os.kill(found["pid"], 0)
+        return bool(found.get("workers"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False

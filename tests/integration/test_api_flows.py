@@ -85,7 +85,8 @@ def test_an_invalid_flow_is_refused_with_every_problem_and_nothing_is_stored(cli
     response = client.put("/api/v1/flows/api/broken", data=bad,
                           headers={**auth(tokens[Role.DEVELOPER]), "Content-Type": "application/yaml"})
     assert response.status_code == 422
-    assert response.json["errors"] == [{"path": "steps[0].with.name", "message": "unknown input 'nme'; did you mean 'name'"}]
+    assert response.json["errors"] == [{"path": "steps[0].with.name",
+                                        "message": "unknown input 'nme'; did you mean 'name'"}]
     assert client.get("/api/v1/flows/api/broken", headers=auth(tokens[Role.VIEWER])).status_code == 404
 
 

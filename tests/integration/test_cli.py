@@ -1,6 +1,7 @@
 """The command line: what a user types, what they read, what is stored."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -51,10 +52,11 @@ def test_run_prints_the_result_and_json_prints_the_steps(engine, worker, tmp_pat
     assert main(["run", str(parent), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["status"] == "succeeded" and summary["result"] == 8
-    assert [(s["path"], s["status"], s["attempts"]) for s in summary["steps"]] == [("sub", "succeeded", 1)]
-    assert main(["runs", "show", summary["run_id"]]) == 0
+    assert [(s["path"], s["status"], s["attempt"]) for s in summary["steps"]] == [("sub", "succeeded", 1)]
+    assert dt.datetime.fromisoformat(summary["finished_at"]) >= dt.datetime.fromisoformat(summary["created_at"])
+    assert main(["runs", "show", summary["id"]]) == 0  # `id`, as the API says
     shown = capsys.readouterr().out
-    assert "sub" in shown and "succeeded" in shown and "result: 8" in shown
+    assert "sub" in shown and "succeeded" in shown and "result:\n8" in shown
 
 
 def test_a_failed_run_exits_non_zero_with_its_error(engine, worker, tmp_path, capsys) -> None:

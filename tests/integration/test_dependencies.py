@@ -124,8 +124,9 @@ def test_a_subflow_files_missing_package_is_refused_before_any_run_exists(engine
     the flow is loaded, named by the subflow file, and nothing is recorded."""
     from sqlalchemy import func, select
 
+    from orchestrator.cli.client import Client
+    from orchestrator.cli.files import save_flow_file
     from orchestrator.errors import ValidationError
-    from orchestrator.services.loading import load_flow_file
     from orchestrator.store.tables import runs
 
     (tmp_path / "child.yaml").write_text(
@@ -136,9 +137,9 @@ def test_a_subflow_files_missing_package_is_refused_before_any_run_exists(engine
     with engine.connect() as conn:
         before = conn.execute(select(func.count()).select_from(runs)).scalar()
     with pytest.raises(ValidationError) as refused:
-        load_flow_file(tmp_path / "parent.yaml", engine)
+        save_flow_file(Client(), tmp_path / "parent.yaml")
     [problem] = refused.value.problems
-    assert problem.path == "child.yaml: steps[0].python"
+    assert problem.path == f"{tmp_path / 'child.yaml'}:4: steps[0].python"  # the file, the line, the place
     assert "millrace-no-such-package-zz" in problem.message and "not found in the package registry" in problem.message
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(runs)).scalar() == before

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.errors import ValidationError
+
 pytestmark = pytest.mark.integration
 
 MIXED = """id: lang/mixed
@@ -85,5 +87,7 @@ def test_javascript_errors_and_arguments(run_flow) -> None:
     thrown = run_flow("id: lang/throw\nsteps:\n"
                       "  - {id: j, javascript: 'function main() { throw new Error(\"no\") }'}\n")
     assert thrown.status == "failed" and "Error: no" in thrown.error
-    wrong = run_flow("id: lang/args\nsteps:\n  - {id: j, javascript: 'function main(a) { return a }', with: {b: 1}}\n")
-    assert wrong.status == "failed" and "main() takes no argument 'b'" in wrong.error
+    with pytest.raises(ValidationError) as refused:  # seen in the code, so refused before anything runs
+        run_flow("id: lang/args\nsteps:\n  - {id: j, javascript: 'function main(a) { return a }', with: {b: 1}}\n")
+    assert [(p.path, p.message) for p in refused.value.problems] == [
+        ("steps[0].with.b", "main takes no input 'b'; it takes: a"), ("steps[0].with", "main needs input 'a'")]

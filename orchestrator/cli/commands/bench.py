@@ -1,112 +1,174 @@
-"""Measuring Millrace next to raw Celery: ``bench`` and ``bench history/compare/chart``."""
+"""Measuring Millrace next to raw Celery: ``bench`` and ``bench history/compare/chart/seed``."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+import click
+
 from config.settings import load_settings
+from orchestrator.cli.output import note
 from orchestrator.cli.wiring import engine_for, publisher_for, send
 
 SCENARIO_NAMES = ("light40", "long10", "fanout40", "throughput")  # orchestrator.observe.bench.SCENARIOS
 API = "api"  # orchestrator.observe.api_bench: the API's latency while twenty requests wait on runs
 SCRAPE = "scrape"  # orchestrator.observe.api_bench: a /metrics scrape at the history the database holds
+NEEDS_WORKERS = (*SCENARIO_NAMES, API)
 
 
-def add_bench(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("bench", help="Millrace next to raw Celery on the same workers; kept in Postgres")
-    bench.add_argument("--scenario", action="append", choices=sorted((*SCENARIO_NAMES, API, SCRAPE)),
-                       help="run only these (repeatable); default: all")
-    bench.add_argument("--repetitions", type=int, default=None, help="default: per scenario (2 to 5)")
-    bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.set_defaults(handler=cmd_bench)
-    bench_sub = bench.add_subparsers()
-    bench_history = bench_sub.add_parser("history", help="stored results, newest first")
-    bench_history.add_argument("--limit", type=int, default=20)
-    bench_history.set_defaults(handler=cmd_bench_history)
-    bench_compare = bench_sub.add_parser("compare", help="two stored results, scenario by scenario")
-    bench_compare.add_argument("a", type=int)
-    bench_compare.add_argument("b", type=int)
-    bench_compare.set_defaults(handler=cmd_bench_compare)
-    bench_chart = bench_sub.add_parser("chart", help="a stored result as an SVG chart")
-    bench_chart.add_argument("id", type=int, nargs="?", help="default: the newest")
-    bench_chart.add_argument("-o", "--output", required=True)
-    bench_chart.set_defaults(handler=cmd_bench_chart)
-    bench_seed = bench_sub.add_parser("seed", help="write a history of N finished runs to measure against")
-    bench_seed.add_argument("runs", type=int)
-    bench_seed.add_argument("--steps", type=int, default=10, help="steps per run (default 10)")
-    bench_seed.set_defaults(handler=cmd_bench_seed)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
+@click.group("bench", invoke_without_command=True)
+@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(sorted((*SCENARIO_NAMES, API, SCRAPE))),
+              help="run only these (repeatable); default: all")
+@click.option("--repetitions", type=int, default=None, help="default: per scenario (2 to 5)")
+@click.option("--workers", type=int, default=0, metavar="N",
+              help="start N workers for the bench (default: use running ones; refused if none consumes)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object on one line")
+@click.pass_context
+def bench_group(ctx: click.Context, scenarios: tuple[str, ...], repetitions: int | None, workers: int,
+                as_json: bool) -> int:
+    """Millrace next to raw Celery on the same workers; results kept in PostgreSQL."""
+    if ctx.invoked_subcommand is not None:
+        return 0
     from orchestrator.definitions.parser import parse_flow
     from orchestrator.observe import bench
     from orchestrator.services.runs import submit
 
-    engine = engine_for(load_settings())
+    settings = load_settings()
+    engine = engine_for(settings)
+    names = list(scenarios) or [*bench.SCENARIOS, API, SCRAPE]
+    started = _workers(settings, workers) if any(n in NEEDS_WORKERS for n in names) else []
 
     def start_flow(text: str) -> str:
         return submit(publisher_for(engine), parse_flow(text), text, {}, trigger="bench")
 
-    names = args.scenario or [*bench.SCENARIOS, API, SCRAPE]
-    results = {}
+    results: dict = {}
     summary: dict = {"scenarios": results}
-    for name in names:
-        if name in (API, SCRAPE):
-            from orchestrator.observe import api_bench
+    try:
+        for name in names:
+            if name in (API, SCRAPE):
+                from orchestrator.observe import api_bench
 
-            measure = api_bench.measure if name == API else api_bench.measure_scrape
-            summary[name] = measure(engine, progress=lambda line: print(line, file=sys.stderr))
-            continue
-        measured = bench.run_scenario(engine, bench.SCENARIOS[name], start_flow=start_flow, send=send,
-                                      repetitions=args.repetitions,
-                                      progress=lambda line: print(line, file=sys.stderr))
-        results[name] = measured.summary()
-    bench_id = bench.store(engine, summary, {"scenarios": names, "repetitions": args.repetitions})
-    print(f"stored as bench {bench_id} (millrace bench history / compare / chart)", file=sys.stderr)
-    print(json.dumps(summary, indent=None if args.json else 2))
+                measure = api_bench.measure if name == API else api_bench.measure_scrape
+                summary[name] = measure(engine, progress=note)
+                continue
+            measured = bench.run_scenario(engine, bench.SCENARIOS[name], start_flow=start_flow, send=send,
+                                          repetitions=repetitions, progress=note)
+            results[name] = measured.summary()
+    except KeyboardInterrupt:
+        _purge(settings)
+        note("interrupted: what the bench had queued is purged")
+        return 130
+    finally:
+        from orchestrator.cli.wiring import stop_worker
+
+        for worker in started:
+            stop_worker(worker)
+    bench_id = bench.store(engine, summary, {"scenarios": names, "repetitions": repetitions})
+    note(f"stored as bench {bench_id} (millrace bench history / compare / chart)")
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        _print(summary)
     return 0
 
 
-def cmd_bench_history(args: argparse.Namespace) -> int:
+def _workers(settings, count: int) -> list:
+    """``count`` workers started for the bench, or none when some already consume its queue
+    (refused when none does: the bench would wait for nothing)."""
+    from orchestrator.cli.wiring import consumers, start_worker
+
+    if count:
+        workers = [start_worker(settings, [settings.default_queue], concurrency=2) for _ in range(count)]
+        _wait_for_consumers(settings, workers)
+        return workers
+    if not consumers(settings):
+        raise click.ClickException(f"no worker consumes the queue '{settings.default_queue}': start one "
+                                   "(`millrace worker`, `millrace up`) or pass --workers N")
+    return []
+
+
+def _wait_for_consumers(settings, workers: list, timeout: float = 60) -> None:
+    import time
+
+    from orchestrator.cli.wiring import consumers
+
+    deadline = time.monotonic() + timeout
+    while consumers(settings) < len(workers):
+        if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+            raise click.ClickException(f"the bench's workers did not start (see {settings.home / 'worker.log'})")
+        time.sleep(0.5)
+
+
+def _purge(settings) -> None:
+    from tasks import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(settings.default_queue)
+
+
+def _print(summary: dict) -> None:
+    for name, s in summary["scenarios"].items():
+        click.echo(f"{name:<11} millrace {s['millrace_s'] * 1000:8.0f} ms   raw {s['raw_s'] * 1000:8.0f} ms   "
+                   f"ratio {s['ratio']}")
+    if API in summary:
+        a = summary[API]
+        click.echo(f"{'api':<11} while {a['waiting']} requests wait: /healthz p50 {a['healthz_p50_ms']} ms, "
+                   f"GET p50 {a['get_p50_ms']} ms")
+    if SCRAPE in summary:
+        s = summary[SCRAPE]
+        click.echo(f"{'scrape':<11} /metrics p50 {s['scrape_p50_ms']} ms at {s['runs']:,} runs")
+
+
+@bench_group.command("history")
+@click.option("--limit", type=int, default=20, show_default=True)
+def bench_history(limit: int) -> None:
+    """Stored results, newest first."""
     from orchestrator.store import benchmarks
 
-    for row in benchmarks.history(engine_for(load_settings()), args.limit):
+    for row in benchmarks.history(engine_for(load_settings()), limit):
         figures = ", ".join(f"{name} {s['millrace_s'] * 1000:.0f} ms (x{s['ratio']})"
                             for name, s in row["summary"]["scenarios"].items())
-        print(f"{row['id']:>5}  {row['created_at']:%Y-%m-%d %H:%M}  {row['git_revision'] or '-':<9} "
-              f"{row['machine'].get('cpus')} cpu  {figures}")
-    return 0
+        click.echo(f"{row['id']:>5}  {row['created_at']:%Y-%m-%d %H:%M}  {row['git_revision'] or '-':<9} "
+                   f"{row['machine'].get('cpus')} cpu  {figures}")
 
 
-def cmd_bench_compare(args: argparse.Namespace) -> int:
+@bench_group.command("compare")
+@click.argument("a", type=int)
+@click.argument("b", type=int)
+def bench_compare(a: int, b: int) -> None:
+    """Two stored results, scenario by scenario."""
     from orchestrator.observe import bench
     from orchestrator.store import benchmarks
 
     engine = engine_for(load_settings())
-    print("\n".join(bench.compare(benchmarks.get(engine, args.a), benchmarks.get(engine, args.b))))
-    return 0
+    click.echo("\n".join(bench.compare(benchmarks.get(engine, a), benchmarks.get(engine, b))))
 
 
-def cmd_bench_chart(args: argparse.Namespace) -> int:
+@bench_group.command("chart")
+@click.argument("bench_id", type=int, required=False)
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def bench_chart(bench_id: int | None, out: Path) -> None:
+    """A stored result (default: the newest) as an SVG chart."""
     from orchestrator.observe.charts import render_chart
     from orchestrator.store import benchmarks
 
     engine = engine_for(load_settings())
-    if args.id is None:
+    if bench_id is None:
         newest = benchmarks.history(engine, 1)
         if not newest:
-            raise SystemExit("no bench result stored yet: run `millrace bench`")
-        args.id = newest[0]["id"]
-    Path(args.output).write_text(render_chart(benchmarks.get(engine, args.id)))
-    print(f"wrote {args.output} (bench {args.id})", file=sys.stderr)
-    return 0
+            raise click.ClickException("no bench result stored yet: run `millrace bench`")
+        bench_id = newest[0]["id"]
+    out.write_text(render_chart(benchmarks.get(engine, bench_id)))
+    note(f"wrote {out} (bench {bench_id})")
 
 
-def cmd_bench_seed(args: argparse.Namespace) -> int:
-    """N finished runs (a tenth failed) of ``bench/seed`` with their steps and audit events,
-    written set-based (generate_series), for benchmarks at a history's size."""
+@bench_group.command("seed")
+@click.argument("runs", type=click.IntRange(1, 10_000_000))
+@click.option("--steps", type=click.IntRange(1, 100), default=10, show_default=True, help="steps per run")
+def bench_seed(runs: int, steps: int) -> None:
+    """Write a history of RUNS finished runs (a tenth failed) with their steps and audit
+    events, set-based (generate_series), to measure against."""
     import time
     import uuid
 
@@ -114,15 +176,14 @@ def cmd_bench_seed(args: argparse.Namespace) -> int:
     from orchestrator.services.saving import save_flow
     from orchestrator.store import benchmarks
 
-    if not 1 <= args.runs <= 10_000_000 or not 1 <= args.steps <= 100:
-        raise SystemExit("runs must be 1 to 10,000,000 and --steps 1 to 100")
     engine = engine_for(load_settings())
-    steps = "\n".join(f"  - {{id: s{k}, python: \"def main():\\n    return {k}\"}}" for k in range(args.steps))
-    text = f"id: bench/seed\nsteps:\n{steps}\n"
+    body = "\n".join(f"  - {{id: s{k}, python: \"def main():\\n    return {k}\"}}" for k in range(steps))
+    text = f"id: bench/seed\nsteps:\n{body}\n"
     version = save_flow(engine, parse_flow(text), text, actor="bench")
     began = time.monotonic()
-    benchmarks.seed_history(engine, "bench/seed", version, args.runs, args.steps, tag=uuid.uuid4().hex,
+    benchmarks.seed_history(engine, "bench/seed", version, runs, steps, tag=uuid.uuid4().hex,
                             progress=lambda done: print(f"{done:,} runs", file=sys.stderr))
-    took = time.monotonic() - began
-    print(f"seeded {args.runs:,} runs with {args.steps} steps each in {took:.1f} s", file=sys.stderr)
-    return 0
+    note(f"seeded {runs:,} runs with {steps} steps each in {time.monotonic() - began:.1f} s")
+
+
+COMMANDS = (bench_group,)

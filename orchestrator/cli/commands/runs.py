@@ -1,181 +1,235 @@
-"""Running flows and acting on runs: ``run``, ``runs show/restart/timeline/cancel``,
+"""Running flows and acting on runs: ``run``, ``runs list/show/logs/restart/timeline/cancel``,
 ``approve`` and ``reject``."""
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from config.settings import load_settings
-from orchestrator.cli.wiring import actor, engine_for, publisher_for, queues_of, revoke, start_worker, stop_worker
-from orchestrator.definitions.inputs import parse_text_inputs
-from orchestrator.definitions.parser import flow_from_data
-from orchestrator.execution.lifecycle import RunStatus
-from orchestrator.execution.plan import build_plan
-from orchestrator.store import versions, views
-from orchestrator.store.views import RunView
+import click
+
+from orchestrator.cli import output
+from orchestrator.cli.client import Client
+from orchestrator.cli.output import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_TIMEOUT,
+    emit,
+    note,
+    output_option,
+)
+
+NO_WORKER_AFTER_S = 4.0  # a run still queued this long: say that no worker is taking it
+POLL_S = 0.25
 
 
-def add_run(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser("run", help="run a flow file, wait, print its result")
-    run.add_argument("file", type=Path)
-    run.add_argument("--input", "-i", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("--json", action="store_true", help="print run id, status, result and steps as JSON")
-    run.add_argument("--local", action="store_true", help="start a worker for this run")
-    run.add_argument("--timeout", type=float, default=None, help="give up waiting after SECONDS")
-    run.set_defaults(handler=cmd_run)
+@click.command("run")
+@click.argument("target")
+@click.option("-i", "--input", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="an input of the flow (repeat); read as the input's type")
+@click.option("--json", "as_json", is_flag=True, help="print the finished run as the API answers it")
+@click.option("--local", is_flag=True, help="run a worker for this run (or use the one `millrace up` runs)")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS", help="stop waiting after this long (exit 3)")
+@click.option("--detach", is_flag=True, help="print the run id and return at once")
+@click.option("--idempotency-key", default=None, help="a retry with the same key starts no second run")
+@click.pass_obj
+def run_command(client: Client, target: str, pairs: tuple[str, ...], as_json: bool, local: bool,
+                timeout: float | None, detach: bool, idempotency_key: str | None) -> int:
+    """Run TARGET: a flow file (saved first, with the subflow files it names), or a saved
+    flow's id; follow its steps, print its result."""
+    from orchestrator.cli import files
+    from orchestrator.definitions.inputs import parse_text_inputs
+    from orchestrator.definitions.parser import flow_from_stored
 
-
-def add_runs(sub: argparse._SubParsersAction) -> None:
-    runs = sub.add_parser("runs", help="inspect runs")
-    runs_sub = runs.add_subparsers()
-    show = runs_sub.add_parser("show", help="a run and its steps")
-    show.add_argument("run_id")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=cmd_runs_show)
-
-    restart_ = runs_sub.add_parser("restart", help="a new run of a failed run from a top-level step")
-    restart_.add_argument("run_id")
-    restart_.add_argument("--from", dest="step", required=True, help="the top-level step id to start at")
-    restart_.set_defaults(handler=cmd_runs_restart)
-
-    timeline = runs_sub.add_parser("timeline", help="a Gantt chart of a run's steps, as SVG")
-    timeline.add_argument("run_id")
-    timeline.add_argument("-o", "--output", required=True, help="the SVG file to write")
-    timeline.set_defaults(handler=cmd_runs_timeline)
-
-    cancel_ = runs_sub.add_parser("cancel", help="cancel a run")
-    cancel_.add_argument("run_id")
-    cancel_.set_defaults(handler=cmd_runs_cancel)
-
-
-def add_decide(sub: argparse._SubParsersAction) -> None:
-    for name, verb in (("approve", "approve"), ("reject", "reject")):
-        decide = sub.add_parser(name, help=f"{verb} a step waiting for approval")
-        decide.add_argument("run_id")
-        decide.add_argument("step", help="the step id or path")
-        decide.add_argument("--reason", default=None)
-        decide.set_defaults(handler=cmd_decide, approve=name == "approve")
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator.services.dependencies import index_of
-    from orchestrator.services.limits import maxima
-    from orchestrator.services.loading import load_flow_file
-    from orchestrator.services.runs import submit, wait_for_run
-
-    settings = load_settings()
-    engine = engine_for(settings)
-    index, ceiling = index_of(settings), maxima(settings)
-    flow, source = load_flow_file(args.file, engine, actor=actor(), index=index, ceiling=ceiling)
-    inputs = parse_text_inputs(flow.inputs, args.input)
-    if settings.local and not args.local:
-        print("local mode: the run waits for a worker (`millrace worker`, or pass --local)", file=sys.stderr)
-    worker = start_worker(settings, queues_of(flow, settings)) if args.local else None
+    path = Path(target)
+    if path.is_file():
+        saved = files.save_flow_file(client, path)
+    else:
+        saved = client.call("GET", f"/flows/{target}").body
+    inputs = parse_text_inputs(flow_from_stored(saved["document"]).inputs, list(pairs))
+    worker = _worker_for(client, saved) if local else None
     try:
-        run_id = submit(publisher_for(engine), flow, source, inputs, trigger="cli", actor=actor(), index=index,
-                        ceiling=ceiling)
-        status = wait_for_run(engine, run_id, args.timeout)
+        started = client.call("POST", f"/flows/{saved['id']}/runs", json_body={"inputs": inputs,
+                                                                              "version": saved["version"]},
+                              headers={"Idempotency-Key": idempotency_key} if idempotency_key else None).body
+        run_id = started["id"]
+        note(f"run {run_id} of {saved['id']}@{saved['version']} started")
+        if detach:
+            click.echo(run_id)
+            return 0
+        return _follow(client, run_id, timeout, as_json)
     finally:
         if worker is not None:
+            from orchestrator.cli.wiring import stop_worker
+
             stop_worker(worker)
-    run = views.get_run(engine, run_id)
-    if args.json:
-        print(json.dumps(run_summary(run), default=str))
-    elif status is RunStatus.SUCCEEDED:
-        print(json.dumps(run.result, indent=2, default=str))
-    else:
-        print(f"run {run_id} {run.status.value}: {run.error or 'still running'}", file=sys.stderr)
-    return 0 if status is RunStatus.SUCCEEDED else 1
 
 
-def cmd_runs_show(args: argparse.Namespace) -> int:
-    engine = engine_for(load_settings())
-    run = views.get_run(engine, args.run_id)
-    if args.json:
-        print(json.dumps(run_summary(run), default=str))
+def _worker_for(client: Client, saved: dict[str, Any]) -> Any:
+    """A worker for ``run --local``: none if `millrace up` runs one, else one started here."""
+    from config.settings import load_settings
+    from orchestrator.cli.wiring import running_up, start_worker
+    from orchestrator.definitions.parser import flow_from_stored
+
+    if client.remote:
+        raise click.UsageError("--local runs a worker on this machine; it cannot go with --url")
+    settings = load_settings()
+    if running_up(settings):
+        note("using the worker `millrace up` runs")
+        return None
+    from orchestrator.cli.wiring import queues_of
+
+    return start_worker(settings, queues_of(flow_from_stored(saved["document"]), settings))
+
+
+def _follow(client: Client, run_id: str, timeout: float | None, as_json: bool) -> int:
+    progress = output.Progress()
+    began = time.monotonic()
+    hinted = False
+    try:
+        while True:
+            run = client.call("GET", f"/runs/{run_id}").body
+            progress.update(run)
+            if run["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            waited = time.monotonic() - began
+            if not hinted and waited > NO_WORKER_AFTER_S and run["status"] == "queued" and not run["steps"]:
+                note(f"no worker has taken run {run_id} yet: start one with `millrace worker` (or "
+                     "`millrace up`, or `millrace run --local`); it waits in the queue until then")
+                hinted = True
+            if timeout is not None and waited > timeout:
+                note(f"run {run_id} is still {run['status']} after {timeout:g} s; it goes on: "
+                     f"`millrace runs show {run_id}`")
+                return EXIT_TIMEOUT
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        note(f"\ndetached: run {run_id} goes on; follow it with `millrace runs show {run_id}`, "
+             f"cancel it with `millrace runs cancel {run_id}`")
+        return EXIT_INTERRUPTED
+    if as_json:
+        emit(run, "json")
+    elif run["status"] == "succeeded":
+        output.result(run["result"])
+    if run["status"] == "succeeded":
         return 0
-    print(f"run {run.id}  flow {run.flow_id}@{run.flow_version}  {run.status}")
-    if run.error:
-        print(f"error: {run.error}")
-    for step in run.steps:
-        took = _seconds(step.started_at, step.finished_at)
-        line = f"  {step.path:<40} #{step.attempt} {step.status.value:<10} {took}"
-        if step.error:
-            line += f"  {step.error.splitlines()[0][:120]}"
-        print(line)
-    print(f"result: {json.dumps(run.result, default=str)}")
-    return 0
+    note(f"run {run_id} {run['status']}{': ' + run['error'] if run.get('error') else ''}")
+    return EXIT_CANCELLED if run["status"] == "cancelled" else EXIT_FAILED
 
 
-def cmd_runs_restart(args: argparse.Namespace) -> int:
-    from orchestrator.services.runs import restart
-
-    engine = engine_for(load_settings())
-    old = views.get_run(engine, args.run_id)
-    _, document = versions.load_flow_document(engine, old.flow_id, old.flow_version)
-    plan = build_plan(flow_from_data(document), old.flow_version)
-    print(restart(publisher_for(engine), plan, old, args.step, actor=actor()))
-    return 0
+@click.group("runs")
+def runs_group() -> None:
+    """Read runs and act on them."""
 
 
-def cmd_runs_timeline(args: argparse.Namespace) -> int:
-    from orchestrator.observe.timeline import render_timeline
-
-    run = views.get_run(engine_for(load_settings()), args.run_id)
-    Path(args.output).write_text(render_timeline(run))
-    print(f"wrote {args.output}: {len(run.steps)} step attempts of run {run.id}", file=sys.stderr)
-    return 0
-
-
-def cmd_runs_cancel(args: argparse.Namespace) -> int:
-    from orchestrator.services.decisions import cancel
-
-    cancel(publisher_for(engine_for(load_settings())), revoke, args.run_id, actor=actor())
-    print("cancelled")
-    return 0
-
-
-def cmd_decide(args: argparse.Namespace) -> int:
-    from orchestrator.services.decisions import decide_approval
-
-    engine = engine_for(load_settings())
-    decide_approval(publisher_for(engine), args.run_id, args.step, approve=args.approve, actor=actor(),
-                    reason=args.reason)
-    print("approved" if args.approve else "rejected")
-    return 0
+@runs_group.command("list")
+@click.option("--flow", default=None, help="only this flow's runs")
+@click.option("--status", type=click.Choice(["queued", "running", "suspended", "succeeded", "failed", "cancelled"]),
+              default=None)
+@click.option("--trigger", default=None, help="api, cli, schedule, webhook, event, subflow, restart...")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@output_option
+@click.pass_obj
+def runs_list(client: Client, flow: str | None, status: str | None, trigger: str | None, limit: int,
+              fmt: str) -> None:
+    """Runs, newest first."""
+    items = client.pages("/runs", {"flow": flow, "status": status, "trigger": trigger}, limit=limit)
+    for item in items:
+        item["took"] = output.seconds(item.get("started_at"), item.get("finished_at"))
+    emit(items, fmt, ("id", "flow", "version", "status", "trigger", "created_at", "took", "error"))
 
 
-def run_summary(run: RunView) -> dict[str, Any]:
-    """A run as ``millrace run --json`` prints it: one entry per step path."""
-    steps: dict[str, dict[str, Any]] = {}
-    for row in run.steps:
-        entry = steps.setdefault(row.path, {"path": row.path, "attempts": 0,
-                                               "started_at": row.started_at})
-        entry["attempts"] += 1
-        entry["status"] = row.status.value
-        entry["finished_at"] = row.finished_at
-        entry["created_at"] = entry.get("created_at") or row.created_at
-        if row.error:
-            entry["error"] = row.error
-    return {
-        "run_id": run.id,
-        "flow": run.flow_id,
-        "version": run.flow_version,
-        "status": run.status.value,
-        "result": run.result,
-        "error": run.error,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "steps": list(steps.values()),
-    }
+@runs_group.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="the same as -o json")
+@output_option
+@click.pass_obj
+def runs_show(client: Client, run_id: str, as_json: bool, fmt: str) -> None:
+    """A run and every attempt of its steps."""
+    run = client.call("GET", f"/runs/{run_id}").body
+    if as_json or fmt != "table":
+        emit(run, "json" if as_json else fmt)
+        return
+    click.echo(f"run {run['id']}  flow {run['flow']}@{run['version']}  {run['status']}  ({run['trigger']})")
+    if run.get("error"):
+        click.echo(f"error: {run['error']}")
+    for step in run["steps"]:
+        step["took"] = output.seconds(step.get("started_at"), step.get("finished_at"))
+    output.table(run["steps"], ("path", "attempt", "status", "took", "worker", "error"))
+    if run["status"] == "succeeded":
+        click.echo("result:")
+        output.result(run["result"])
 
 
-def _seconds(start: dt.datetime | None, end: dt.datetime | None) -> str:
-    if not start or not end:
-        return ""
-    return f"{(end - start).total_seconds() * 1000:.0f} ms"
+@runs_group.command("logs")
+@click.argument("run_id")
+@click.argument("step")
+@click.option("--attempt", type=int, default=None, help="only this attempt (1 is the first)")
+@click.option("-f", "--follow", is_flag=True, help="wait for the step to end, printing its output as it comes")
+@click.pass_obj
+def runs_logs(client: Client, run_id: str, step: str, attempt: int | None, follow: bool) -> None:
+    """The captured output of a step (every attempt, or one)."""
+    shown: dict[int, int] = {}
+    while True:
+        answer = client.call("GET", f"/runs/{run_id}/steps/{step}/logs", params={"attempt": attempt},
+                             ok=(404,) if follow else ())
+        attempts = answer.body.get("attempts", []) if answer.status == 200 else []
+        for entry in attempts:
+            logs = entry["logs"]
+            if len(attempts) > 1 and entry["attempt"] not in shown:
+                click.echo(f"--- attempt {entry['attempt']} ({entry['status']})")
+            click.echo(logs[shown.get(entry["attempt"], 0):], nl=False)
+            shown[entry["attempt"]] = len(logs)
+        ended = attempts and all(e["status"] in ("succeeded", "failed", "skipped") for e in attempts)
+        run = client.call("GET", f"/runs/{run_id}").body if follow else None
+        if not follow or ended or (run and run["status"] in ("succeeded", "failed", "cancelled")):
+            if answer.status == 404:
+                raise click.ClickException(answer.body.get("detail", "no such step"))
+            return
+        time.sleep(0.5)
+
+
+@runs_group.command("restart")
+@click.argument("run_id")
+@click.option("--from", "step", required=True, help="the top-level step id to start at")
+@click.pass_obj
+def runs_restart(client: Client, run_id: str, step: str) -> None:
+    """A new run of a failed or cancelled run, from a top-level step, reusing the results before it."""
+    click.echo(client.call("POST", f"/runs/{run_id}/restart", json_body={"from": step}).body["id"])
+
+
+@runs_group.command("timeline")
+@click.argument("run_id")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the SVG file to write")
+@click.pass_obj
+def runs_timeline(client: Client, run_id: str, out: Path) -> None:
+    """A Gantt chart of a run's step attempts, as SVG."""
+    svg = client.call("GET", f"/runs/{run_id}/timeline.svg").body
+    out.write_text(svg)
+    note(f"wrote {out} (run {run_id})")
+
+
+@runs_group.command("cancel")
+@click.argument("run_id")
+@click.pass_obj
+def runs_cancel(client: Client, run_id: str) -> None:
+    """Cancel a run: its running steps are killed, nothing after them starts."""
+    click.echo(client.call("POST", f"/runs/{run_id}/cancel", json_body={}).body["status"])
+
+
+def _decide(verb: str) -> click.Command:
+    @click.command(verb)
+    @click.argument("run_id")
+    @click.argument("step")
+    @click.option("--reason", default=None, help="kept in the audit trail")
+    @click.pass_obj
+    def decide(client: Client, run_id: str, step: str, reason: str | None) -> None:
+        answer = client.call("POST", f"/runs/{run_id}/steps/{step}/{verb}", json_body={"reason": reason}).body
+        click.echo(answer["decision"])
+
+    decide.help = f"{verb.capitalize()} a step waiting for approval (STEP: its id or path)."
+    return decide
+
+
+COMMANDS = (run_command, runs_group, _decide("approve"), _decide("reject"))

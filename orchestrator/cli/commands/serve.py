@@ -1,93 +1,248 @@
-"""Long-running processes: ``worker``, ``api``, ``scheduler`` and ``flower``."""
+"""Long-running processes: ``up`` (all of them), ``worker``, ``api``, ``scheduler`` and ``flower``."""
 from __future__ import annotations
 
-import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
-from config.settings import load_settings
-from orchestrator.cli.wiring import api_app
+import click
 
+from config.settings import Settings, load_settings
+from orchestrator.cli.output import note
 
-def add_worker(sub: argparse._SubParsersAction) -> None:
-    worker = sub.add_parser("worker", help="start a Celery worker")
-    worker.add_argument("-Q", "--queues", default=None)
-    worker.add_argument("-c", "--concurrency", type=int, default=None)
-    worker.add_argument("--loglevel", default="INFO")
-    worker.set_defaults(handler=cmd_worker)
-
-
-def add_flower(sub: argparse._SubParsersAction) -> None:
-    flower = sub.add_parser("flower", help="Flower, the Celery monitor, on this broker (basic auth, localhost)")
-    flower.add_argument("--port", type=int, default=None, help="default: MILLRACE_FLOWER_PORT or 5555")
-    flower.add_argument("--address", default=None, help="default: MILLRACE_FLOWER_ADDRESS or 127.0.0.1")
-    flower.set_defaults(handler=cmd_flower)
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
-def add_scheduler(sub: argparse._SubParsersAction) -> None:
-    scheduler = sub.add_parser("scheduler", help="fire cron schedules (run two for availability: one leads)")
-    scheduler.add_argument("--loglevel", default="INFO")
-    scheduler.set_defaults(handler=cmd_scheduler)
-
-
-def add_api(sub: argparse._SubParsersAction) -> None:
-    api = sub.add_parser("api", help="serve the HTTP API with gunicorn (--dev: Flask's development server)")
-    api.add_argument("--port", type=int, default=None, help="default: MILLRACE_API_PORT or 8080")
-    api.add_argument("--host", default="127.0.0.1")
-    api.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    api.add_argument("--dev", action="store_true", help="Flask's development server, one process")
-    api.set_defaults(handler=cmd_api)
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
+@click.command("worker")
+@click.option("-Q", "--queues", default=None, help="comma-separated (default: the default queue)")
+@click.option("-c", "--concurrency", type=int, default=None, help="processes running steps (default: CPUs)")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker_command(queues: str | None, concurrency: int | None, loglevel: str) -> None:
+    """A Celery worker: runs steps."""
     from tasks import app
 
-    argv = ["worker", f"--loglevel={args.loglevel}"]
-    if args.queues:
-        argv.append(f"--queues={args.queues}")
-    if args.concurrency:
-        argv.append(f"--concurrency={args.concurrency}")
+    argv = ["worker", f"--loglevel={loglevel}"]
+    if queues:
+        argv.append(f"--queues={queues}")
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
     app.worker_main(argv)
-    return 0
 
 
-def cmd_flower(args: argparse.Namespace) -> int:
+@click.command("flower")
+@click.option("--port", type=int, default=None, help="default: MILLRACE_FLOWER_PORT or 5555")
+@click.option("--address", default=None, help="default: MILLRACE_FLOWER_ADDRESS or 127.0.0.1")
+def flower_command(port: int | None, address: str | None) -> None:
+    """Flower, the Celery monitor, on this broker (basic auth: MILLRACE_FLOWER_BASIC_AUTH)."""
     settings = load_settings()
     if not settings.flower_basic_auth:
-        raise SystemExit("set MILLRACE_FLOWER_BASIC_AUTH=user:password: Flower shows every task's arguments")
+        raise click.ClickException("set MILLRACE_FLOWER_BASIC_AUTH=user:password: Flower shows every task's arguments")
     from tasks import app
 
-    app.start(["flower", f"--address={args.address or settings.flower_address}",
-               f"--port={args.port or settings.flower_port}", f"--basic-auth={settings.flower_basic_auth}",
+    app.start(["flower", f"--address={address or settings.flower_address}",
+               f"--port={port or settings.flower_port}", f"--basic-auth={settings.flower_basic_auth}",
                "--persistent=False", "--purge_offline_workers=60",
                # args is `flow / run / step path`: the column that says what a task is doing
                "--tasks_columns=name,args,state,received,started,runtime,worker,uuid"])
-    return 0
 
 
-def cmd_scheduler(args: argparse.Namespace) -> int:
+@click.command("scheduler")
+@click.option("--loglevel", default="INFO", show_default=True)
+def scheduler_command(loglevel: str) -> None:
+    """Fire cron schedules (run two for availability: one leads)."""
     if load_settings().local:
-        raise SystemExit("the scheduler needs PostgreSQL (set MILLRACE_DATABASE_URL)")
+        raise click.ClickException("the scheduler needs PostgreSQL (set MILLRACE_DATABASE_URL)")
     from tasks.scheduler import run_scheduler
 
-    run_scheduler(args.loglevel)
-    return 0
+    run_scheduler(loglevel)
 
 
-def cmd_api(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    port = args.port or settings.api_port
-    if args.dev:
+@click.command("api")
+@click.option("--port", type=int, default=None, help="default: MILLRACE_API_PORT or 8080")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True, help="gunicorn worker processes")
+@click.option("--dev", is_flag=True, help="Flask's development server, one process")
+def api_command(port: int | None, host: str, workers: int, dev: bool) -> None:
+    """Serve the HTTP API with gunicorn."""
+    from orchestrator.cli.wiring import api_app
+
+    port = port or load_settings().api_port
+    if dev:
         import logging
 
         from api.access_log import RedactingFilter
 
         logging.getLogger("werkzeug").addFilter(RedactingFilter())
-        api_app().run(host=args.host, port=port)
-        return 0
+        api_app().run(host=host, port=port)
+        return
     from gunicorn.app.wsgiapp import WSGIApplication
 
     # threaded workers, a timeout above the longest ?wait, the redacting access log
-    sys.argv = ["millrace-api", "--config", "python:api.gunicorn_settings", "--workers", str(args.workers),
-                "--bind", f"{args.host}:{port}", "api.wsgi:app"]
+    sys.argv = ["millrace-api", "--config", "python:api.gunicorn_settings", "--workers", str(workers),
+                "--bind", f"{host}:{port}", "api.wsgi:app"]
     WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()
-    return 0
+
+
+@click.command("up")
+@click.option("--port", type=int, default=None, help="the API's (default: MILLRACE_API_PORT or 8080)")
+@click.option("--workers", type=int, default=1, show_default=True, help="worker processes to start")
+@click.option("--concurrency", type=int, default=2, show_default=True, help="steps each worker runs at once")
+@click.option("--no-examples", is_flag=True, help="do not load the examples on first start")
+def up_command(port: int | None, workers: int, concurrency: int, no_examples: bool) -> int:
+    """Everything in the foreground: the API, workers, and with PostgreSQL the scheduler and
+    Flower, in one log. Local mode (SQLite and a file-system broker under MILLRACE_HOME)
+    unless MILLRACE_DATABASE_URL / MILLRACE_BROKER_URL are set. Ctrl-C stops it all."""
+    from orchestrator.cli.wiring import UP_FILE, engine_for
+
+    settings = load_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine_for(settings)  # local mode: the SQLite file made and brought up to date; else: the schema checked
+    credentials, first = _credentials(settings)
+    port = port or settings.api_port
+    env = {**os.environ, "MILLRACE_HOME": str(settings.home), "PYTHONUNBUFFERED": "1"}
+    if not settings.flower_basic_auth:
+        env["MILLRACE_FLOWER_BASIC_AUTH"] = credentials["flower"]
+    me = [sys.executable, "-m", "orchestrator.cli"]
+    wanted = [("api", [*me, "api", "--port", str(port), "--workers", "1"])]
+    wanted += [(f"worker{i + 1}" if workers > 1 else "worker",
+                [*me, "worker", "-c", str(concurrency), "--loglevel", "WARNING"]) for i in range(workers)]
+    if not settings.local:
+        wanted += [("scheduler", [*me, "scheduler", "--loglevel", "WARNING"]),
+                   ("flower", [*me, "flower", "--port", str(settings.flower_port)])]
+    group = _Group(env)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        for name, argv in wanted:
+            group.start(name, argv)
+        UP_FILE(settings).write_text(json.dumps({"pid": os.getpid(), "workers": group.pids("worker")}))
+        api = f"http://127.0.0.1:{port}"
+        if not _wait_ready(api, group, stop):
+            return 1
+        if first and not no_examples:
+            _load_examples(api, credentials["admin_token"])
+        _welcome(settings, api, credentials, first)
+        while not stop.is_set():
+            if (gone := group.exited()) is not None:
+                note(f"{gone} stopped; stopping the rest")
+                return 1
+            stop.wait(0.5)
+        note("stopping...")
+        return 0
+    finally:
+        group.stop()
+        UP_FILE(settings).unlink(missing_ok=True)
+
+
+def _credentials(settings: Settings) -> tuple[dict[str, str], bool]:
+    """The admin token and Flower's login `up` made on its first start (kept, mode 0600)."""
+    from orchestrator.cli.wiring import engine_for
+    from orchestrator.store.access import Role, create_token
+
+    path = settings.home / "credentials.json"
+    if path.exists():
+        return json.loads(path.read_text()), False
+    token = create_token(engine_for(settings), "up-admin", Role.ADMIN, actor="millrace up")
+    made = {"admin_token": token, "flower": f"admin:{secrets.token_urlsafe(12)}"}
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        json.dump(made, out)
+    return made, True
+
+
+def _welcome(settings: Settings, api: str, credentials: dict[str, str], first: bool) -> None:
+    lines = [f"Millrace is up ({'local mode: ' + str(settings.home) if settings.local else 'PostgreSQL and RabbitMQ'})",
+             f"  API        {api}/api/v1  (docs: {api}/api/v1/docs)"]
+    if not settings.local:
+        lines.append(f"  Flower     http://127.0.0.1:{settings.flower_port}")
+    else:
+        lines.append("  (schedules and Flower need PostgreSQL and RabbitMQ: set MILLRACE_DATABASE_URL and "
+                     "MILLRACE_BROKER_URL)")
+    if first:
+        lines += [f"  admin token {credentials['admin_token']}", f"  Flower login {credentials['flower']}",
+                  f"  shown this once; kept in {settings.home / 'credentials.json'} (readable by you only)"]
+    else:
+        lines.append(f"  the admin token and Flower login are in {settings.home / 'credentials.json'}")
+    lines.append("  try: millrace run examples/hello.yaml -i name=ada      Ctrl-C stops everything")
+    note("\n".join(lines))
+
+
+def _load_examples(api: str, token: str) -> None:
+    from orchestrator.cli import files
+    from orchestrator.cli.client import Client
+
+    client = Client(api, token)
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        try:
+            files.save_flow_file(client, path)
+        except Exception as exc:  # an example that cannot load is said, and the rest load
+            note(f"example {path.name} not loaded: {exc}")
+    note(f"loaded the examples from {EXAMPLES}")
+
+
+def _wait_ready(api: str, group: _Group, stop: threading.Event, timeout: float = 60) -> bool:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stop.is_set():
+        if (gone := group.exited()) is not None:
+            note(f"{gone} stopped before the API answered")
+            return False
+        try:
+            with urllib.request.urlopen(f"{api}/healthz", timeout=1) as answer:  # noqa: S310 - our own URL
+                if answer.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.2)
+    note("the API did not answer in time" if not stop.is_set() else "stopped")
+    return False
+
+
+class _Group:
+    """Child processes, each in its own process group, their output interleaved and prefixed."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.children: dict[str, subprocess.Popen] = {}
+        self.width = 9
+
+    def start(self, name: str, argv: list[str]) -> None:
+        child = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        self.children[name] = child
+        threading.Thread(target=self._relay, args=(name, child), daemon=True).start()
+
+    def _relay(self, name: str, child: subprocess.Popen) -> None:
+        assert child.stdout is not None
+        colour = ("cyan", "green", "magenta", "yellow", "blue")[len(self.children) % 5]
+        prefix = click.style(f"{name:<{self.width}}|", fg=colour) if sys.stderr.isatty() else f"{name:<{self.width}}|"
+        for raw in iter(child.stdout.readline, b""):
+            click.echo(f"{prefix} {raw.decode('utf-8', 'replace').rstrip()}", err=True)
+
+    def pids(self, prefix: str) -> list[int]:
+        return [c.pid for name, c in self.children.items() if name.startswith(prefix)]
+
+    def exited(self) -> str | None:
+        return next((name for name, c in self.children.items() if c.poll() is not None), None)
+
+    def stop(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for child in self.children.values():
+            try:
+                child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+
+
+COMMANDS = (up_command, worker_command, api_command, scheduler_command, flower_command)

@@ -1,0 +1,134 @@
+"""Flow and script files as a user hands them over, saved through the API.
+
+A ``flow:`` step may name another flow file by path (relative to the file naming it): that
+file is saved first and the step rewritten to the saved ``id@version``, so that a run always
+uses the version it started with. A refusal names the file and the line of each place.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.cli.client import Client, Refused
+from orchestrator.definitions.flow import SCRIPT_PATH, SubflowStep
+from orchestrator.definitions.parser import flow_from_data, load_document
+from orchestrator.errors import Problem, ValidationError
+
+FLOW_SUFFIXES = (".yaml", ".yml", ".json")
+SCRIPT_LANGUAGES = {".py": "python", ".sh": "bash", ".js": "javascript", ".mjs": "javascript", ".sql": "sql"}
+
+
+def save_flow_file(client: Client, path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Save the flow in ``path`` (and first the subflow files it names); the saved version."""
+    path = path.resolve()
+    if path in _chain:
+        raise ValidationError([Problem("", f"subflows call each other in a cycle: "
+                                           f"{' -> '.join(p.name for p in (*_chain, path))}")])
+    text = _read(path)
+    with _named(path, text):
+        data = load_document(text, "application/json" if path.suffix == ".json" else None)
+        flow = flow_from_data(data)
+    linked = False
+    for step, where in flow.walk():
+        if isinstance(step, SubflowStep) and step.flow.endswith(FLOW_SUFFIXES):
+            child = save_flow_file(client, path.parent / step.flow, (*_chain, path))
+            _at(data, where)["flow"] = f"{child['id']}@{child['version']}"
+            linked = True
+    with _named(path, text):
+        if linked:  # the document with its subflows pinned; the file itself is unchanged
+            return client.call("PUT", f"/flows/{flow.id}", text=json.dumps(data), content_type="application/json").body
+        return client.call("PUT", f"/flows/{flow.id}", text=text, content_type=(
+            "application/json" if path.suffix == ".json" else "application/yaml")).body
+
+
+def script_of(path: Path, root: Path) -> tuple[str, str, str] | None:
+    """(script path, language, code) of a script file under ``root``, or None if it is not one."""
+    language = SCRIPT_LANGUAGES.get(path.suffix)
+    if language is None:
+        return None
+    key = path.relative_to(root).with_suffix("").as_posix()
+    if not re.fullmatch(SCRIPT_PATH, key):
+        return None
+    return key, language, _read(path)
+
+
+def is_flow_file(path: Path) -> bool:
+    if path.suffix not in FLOW_SUFFIXES:
+        return False
+    try:
+        data = yaml.safe_load(_read(path))
+    except (yaml.YAMLError, ValidationError):
+        return False
+    return isinstance(data, dict) and "id" in data and "steps" in data
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError([Problem("", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")]) from None
+
+
+class _named:
+    """Problems raised inside, locally or by the API, named by ``path`` and the line."""
+
+    def __init__(self, path: Path, text: str):
+        self.path, self.text = path, text
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        if isinstance(exc, Refused) and exc.problem.get("errors"):
+            problems = [Problem(e.get("path", ""), e.get("message", "")) for e in exc.problem["errors"]]
+        elif isinstance(exc, ValidationError):
+            problems = exc.problems
+        else:
+            return
+        raise ValidationError([self._where(p) for p in problems]) from None
+
+    def _where(self, problem: Problem) -> Problem:
+        if str(problem.path).startswith(_shown(self.path)):
+            return problem  # a subflow file's problem, named already
+        line = line_of(self.text, problem.path)
+        place = _shown(self.path) + (f":{line}" if line else "")
+        return Problem(f"{place}: {problem.path}" if problem.path else place, problem.message)
+
+
+def _shown(path: Path) -> str:
+    """``path`` as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def line_of(text: str, path: str) -> int | None:
+    """The line (1-based) where the JSON path ``path`` (``steps[0].with.n``) is in the YAML ``text``."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    best = node
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path or ""):
+        if node is None:
+            break
+        if part.startswith("[") and isinstance(node, yaml.SequenceNode):
+            index = int(part[1:-1])
+            node = node.value[index] if index < len(node.value) else None
+        elif isinstance(node, yaml.MappingNode):
+            node = next((value for key, value in node.value if getattr(key, "value", None) == part), None)
+        else:
+            node = None
+        best = node or best
+    return best.start_mark.line + 1 if best is not None else None
+
+
+def _at(data: Any, where: tuple[str | int, ...]) -> dict[str, Any]:
+    for part in where:
+        data = data[part]
+    return data
