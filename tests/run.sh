@@ -16,6 +16,10 @@ fi
 if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null || echo "could not install bubblewrap" >&2
 fi
+# docker/compose.yaml is checked with a compose parser (no Docker engine runs here).
+if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1 && command -v apt-get >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq docker-compose) >/dev/null || echo "could not install docker-compose" >&2
+fi
 
 wait_for() {  # name, check command...
   local name=$1; shift

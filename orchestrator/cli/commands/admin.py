@@ -17,11 +17,28 @@ def db_group() -> None:
 
 
 @db_group.command("upgrade")
-def db_upgrade() -> None:
+@click.option("--wait", "wait_s", type=float, default=0, metavar="SECONDS",
+              help="wait this long for the database to answer (a container starting beside it)")
+def db_upgrade(wait_s: float) -> None:
     """Bring the schema up to date (as MILLRACE_DATABASE_OWNER_URL's role when that is set)."""
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
     from orchestrator.store import database as db
 
-    db.upgrade(db.make_engine(db.migration_url(load_settings())))
+    engine = db.make_engine(db.migration_url(load_settings()))
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            db.ping(engine)
+            break
+        except OperationalError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            note(f"waiting for the database: {str(exc.orig).strip().splitlines()[0][:200]}")
+            time.sleep(1)
+    db.upgrade(engine)
     click.echo("database schema is up to date")
 
 

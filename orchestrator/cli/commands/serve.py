@@ -23,11 +23,14 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 @click.option("-Q", "--queues", default=None, help="comma-separated (default: the default queue)")
 @click.option("-c", "--concurrency", type=int, default=None, help="processes running steps (default: CPUs)")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker_command(queues: str | None, concurrency: int | None, loglevel: str) -> None:
+@click.option("-n", "--hostname", default=None, help="its node name (default: celery@<host name>)")
+def worker_command(queues: str | None, concurrency: int | None, loglevel: str, hostname: str | None) -> None:
     """A Celery worker: runs steps."""
     from tasks import app
 
     argv = ["worker", f"--loglevel={loglevel}"]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
     if queues:
         argv.append(f"--queues={queues}")
     if concurrency:
