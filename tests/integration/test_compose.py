@@ -43,7 +43,8 @@ def test_the_compose_file_parses_and_refuses_to_start_without_its_secrets() -> N
     assert set(services) == {"rabbitmq", "postgres", "migrate", "worker", "api", "scheduler", "flower"}
     built = [name for name, s in services.items() if "build" in s]
     assert built == ["migrate"]  # one image, built once
-    assert {s.get("image") for name, s in services.items() if name not in ("rabbitmq", "postgres")} == {"millrace:local"}
+    ours = {s.get("image") for name, s in services.items() if name not in ("rabbitmq", "postgres")}
+    assert ours == {"millrace:local"}
     for name in ("worker", "api", "scheduler", "flower", "rabbitmq", "postgres"):
         assert services[name]["restart"] == "unless-stopped", name
     for name in ("worker", "api", "flower", "postgres", "rabbitmq"):
