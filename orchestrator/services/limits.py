@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from config.settings import Settings
-from orchestrator.definitions.flow import Flow, StepBase, StepLimits
+from orchestrator.definitions.flow import Flow, SqlStep, StepBase, StepLimits
 from orchestrator.errors import Problem, ValidationError, join_path
 from orchestrator.executors.base import Limits
 
@@ -60,3 +60,16 @@ def limits_for(base: Limits, ceiling: Limits, flow: Flow, step: StepBase) -> Lim
     if "cpu_s" in changes and changes["cpu_s"] is not None:
         changes["cpu_s"] = max(int(changes["cpu_s"]), 1)
     return dataclasses.replace(base, **changes)
+
+
+def check_sql_databases(flow: Flow, own_database: bool) -> None:
+    """Refuse ``sql:`` steps with no ``database:`` when this installation keeps its own
+    database from steps (MILLRACE_SQL_OWN_DATABASE off): found at save, not at run time."""
+    if own_database:
+        return
+    problems = [Problem(join_path(*path, "database"), "an sql step needs `database:`, the name of a secret holding "
+                        "a PostgreSQL URL (this installation keeps its own database from steps: "
+                        "MILLRACE_SQL_OWN_DATABASE is off)")
+                for step, path in flow.walk() if isinstance(step, SqlStep) and step.database is None]
+    if problems:
+        raise ValidationError(problems)

@@ -13,18 +13,19 @@ from orchestrator.definitions.flow import Flow
 from orchestrator.executors.base import Limits
 from orchestrator.executors.environments import Index
 from orchestrator.services.dependencies import lock_flow
-from orchestrator.services.limits import check_limits
+from orchestrator.services.limits import check_limits, check_sql_databases
 from orchestrator.services.scripts import check_script_steps
 from orchestrator.store import versions
 
 
 def save_flow(engine: Engine, flow: Flow, source: str, *, actor: str = "cli", index: Index | None = None,
-              ceiling: Limits | None = None) -> int:
-    """Check ``flow``'s limits (against ``ceiling``, the installation's maxima) and script
-    steps, lock its packages, store it; returns its version (a new one unless the latest
-    version is the same document)."""
+              ceiling: Limits | None = None, sql_own_database: bool = True) -> int:
+    """Check ``flow``'s limits (against ``ceiling``, the installation's maxima), its sql
+    steps' databases and its script steps, lock its packages, store it; returns its version
+    (a new one unless the latest version is the same document)."""
     if ceiling is not None:
         check_limits(flow, ceiling)
+    check_sql_databases(flow, sql_own_database)
     check_script_steps(engine, flow)
     lock_flow(engine, flow, index or Index())
     return versions.store_flow(engine, flow, source, actor)
