@@ -63,6 +63,8 @@ def test_exit_codes_say_how_a_run_ended(engine, worker, tmp_path) -> None:
     assert "a: succeeded in" in ok.stderr  # progress, step by step
     failed = millrace("run", str(_flow(tmp_path, "bad", f"id: cli/bad_{tag}\nsteps:\n  - {{id: a, bash: exit 3}}\n")))
     assert failed.returncode == 1 and "failed" in failed.stderr
+    shown = millrace("runs", "show", failed.stderr.split()[1])  # a failed step's run reads like any other
+    assert shown.returncode == 0 and "failed" in shown.stdout and "Traceback" not in shown.stderr
     slow = _flow(tmp_path, "slow", f"id: cli/slow_{tag}\nsteps:\n  - {{id: a, bash: sleep 30}}\n")
     timed = millrace("run", str(slow), "--timeout", "1")
     assert timed.returncode == 3 and "still running after 1 s" in timed.stderr
