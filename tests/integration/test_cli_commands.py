@@ -200,3 +200,17 @@ def _environ_has(pid: int, text: str) -> bool:
             return text.encode() in environ.read()
     except OSError:
         return False
+
+
+def test_the_readmes_flow_runs_as_printed(engine, worker, tmp_path) -> None:
+    import re
+
+    [flow] = [block for block in re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+              if block.startswith("id: ")]
+    path = tmp_path / "readme.yaml"
+    path.write_text(flow)
+    ran = millrace("run", str(path), "--json")
+    assert ran.returncode == 0, ran.stderr
+    run = json.loads(ran.stdout)
+    assert run["status"] == "succeeded" and run["result"] == ["square 0 is 0", "square 1 is 1", "square 2 is 4",
+                                                              "square 3 is 9"]
