@@ -32,7 +32,7 @@ class DatabaseScheduler(beat.Scheduler):
     """A beat scheduler with nothing in memory: every tick reads the schedules table."""
 
     def __init__(self, *args: Any, **kwargs: Any):
-        self._lease = leases.Lease(settings.database_url)
+        self._lease = leases.lease_for(settings.database_url)
         self._leading = False
         self.identity = f"scheduler:{socket.gethostname()}:{os.getpid()}"
         super().__init__(*args, **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 from sqlalchemy import Engine, text
@@ -66,3 +67,38 @@ class Lease:
             self._conn.close()
         self._conn = None
         self._holding = False
+
+
+class FileLease:
+    """Local mode's lease (SQLite has no advisory locks): an exclusive lock on a file beside
+    the database, held while this process lives; the kernel frees it when the holder dies."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._file: Any = None
+
+    def holding(self) -> bool:
+        import fcntl
+
+        if self._file is not None:
+            return True
+        handle = open(self.path, "a")  # noqa: SIM115 - kept open: the lock lives as long as the file
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._file = handle
+        return True
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = None
+
+
+def lease_for(database_url: str, key: int = LEADER) -> Lease | FileLease:
+    """A Postgres advisory lease, or for a SQLite file a file lock beside it."""
+    if database_url.startswith("sqlite"):
+        return FileLease(database_url.split("///", 1)[1] + f".{key:x}.lock")
+    return Lease(database_url, key)

@@ -151,7 +151,9 @@ def test_up_serves_the_api_and_an_example_then_stops_on_ctrl_c(tmp_path) -> None
     home = tmp_path / "home"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MILLRACE_")}
-    env.update({"MILLRACE_HOME": str(home), "MILLRACE_SANDBOX": "off", "MILLRACE_API_PORT": str(port)})
+    flower_port = free_port()
+    env.update({"MILLRACE_HOME": str(home), "MILLRACE_SANDBOX": "off", "MILLRACE_API_PORT": str(port),
+                "MILLRACE_FLOWER_PORT": str(flower_port)})
     proc = subprocess.Popen([*CLI, "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
@@ -169,6 +171,24 @@ def test_up_serves_the_api_and_an_example_then_stops_on_ctrl_c(tmp_path) -> None
                                 headers=auth, timeout=90)
         assert started.status_code == 200 and started.json()["status"] == "succeeded", started.text
         assert started.json()["result"]["greeting"] == "hello up"
+        # the scheduler runs too (local mode: a file lock elects it): a schedule of every second fires
+        made = requests.post(f"{base}/api/v1/schedules", headers=auth, timeout=10, json={
+            "flow": "examples/hello", "cron": "* * * * * *", "inputs": {"name": "tick"}, "catchup": "none"})
+        assert made.status_code == 201, made.text
+        deadline = time.monotonic() + 30
+        while not requests.get(f"{base}/api/v1/runs?trigger=schedule&status=succeeded", headers=auth,
+                               timeout=10).json()["items"]:
+            assert time.monotonic() < deadline, "no scheduled run"
+            time.sleep(0.5)
+        requests.patch(f"{base}/api/v1/schedules/{made.json()['id']}", json={"enabled": False}, headers=auth,
+                       timeout=10)
+        login = tuple(json.loads((home / "credentials.json").read_text())["flower"].split(":", 1))
+        tasks = requests.get(f"http://127.0.0.1:{flower_port}/api/tasks?limit=5", auth=login, timeout=10)
+        assert tasks.status_code == 200 and tasks.json()  # Flower sees the workers' tasks
+        # run --local uses the worker up runs instead of starting one
+        local = subprocess.run([*CLI, "run", "--local", str(ROOT / "examples" / "hello.yaml"), "-i", "name=again"],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)  # up's env exactly
+        assert local.returncode == 0 and "using the worker `millrace up` runs" in local.stderr, local.stderr
         os.kill(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
         assert proc.returncode == 0

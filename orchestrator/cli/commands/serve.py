@@ -59,8 +59,6 @@ def flower_command(port: int | None, address: str | None) -> None:
 @click.option("--loglevel", default="INFO", show_default=True)
 def scheduler_command(loglevel: str) -> None:
     """Fire cron schedules (run two for availability: one leads)."""
-    if load_settings().local:
-        raise click.ClickException("the scheduler needs PostgreSQL (set MILLRACE_DATABASE_URL)")
     from tasks.scheduler import run_scheduler
 
     run_scheduler(loglevel)
@@ -98,8 +96,7 @@ def api_command(port: int | None, host: str, workers: int, dev: bool) -> None:
 @click.option("--concurrency", type=int, default=2, show_default=True, help="steps each worker runs at once")
 @click.option("--no-examples", is_flag=True, help="do not load the examples on first start")
 def up_command(port: int | None, workers: int, concurrency: int, no_examples: bool) -> int:
-    """Everything in the foreground: the API, workers, and with PostgreSQL the scheduler and
-    Flower, in one log. Local mode (SQLite and a file-system broker under MILLRACE_HOME)
+    """Everything in the foreground: the API, workers, the scheduler and Flower, in one log. Local mode (SQLite and a file-system broker under MILLRACE_HOME)
     unless MILLRACE_DATABASE_URL / MILLRACE_BROKER_URL are set. Ctrl-C stops it all."""
     from orchestrator.cli.wiring import UP_FILE, engine_for
 
@@ -115,9 +112,8 @@ def up_command(port: int | None, workers: int, concurrency: int, no_examples: bo
     wanted = [("api", [*me, "api", "--port", str(port), "--workers", "1"])]
     wanted += [(f"worker{i + 1}" if workers > 1 else "worker",
                 [*me, "worker", "-c", str(concurrency), "--loglevel", "WARNING"]) for i in range(workers)]
-    if not settings.local:
-        wanted += [("scheduler", [*me, "scheduler", "--loglevel", "WARNING"]),
-                   ("flower", [*me, "flower", "--port", str(settings.flower_port)])]
+    wanted += [("scheduler", [*me, "scheduler", "--loglevel", "WARNING"]),
+               ("flower", [*me, "flower", "--port", str(settings.flower_port)])]
     group = _Group(env)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -163,11 +159,7 @@ def _credentials(settings: Settings) -> tuple[dict[str, str], bool]:
 def _welcome(settings: Settings, api: str, credentials: dict[str, str], first: bool) -> None:
     lines = [f"Millrace is up ({'local mode: ' + str(settings.home) if settings.local else 'PostgreSQL and RabbitMQ'})",
              f"  API        {api}/api/v1  (docs: {api}/api/v1/docs)"]
-    if not settings.local:
-        lines.append(f"  Flower     http://127.0.0.1:{settings.flower_port}")
-    else:
-        lines.append("  (schedules and Flower need PostgreSQL and RabbitMQ: set MILLRACE_DATABASE_URL and "
-                     "MILLRACE_BROKER_URL)")
+    lines.append(f"  Flower     http://127.0.0.1:{settings.flower_port}")
     if first:
         lines += [f"  admin token {credentials['admin_token']}", f"  Flower login {credentials['flower']}",
                   f"  shown this once; kept in {settings.home / 'credentials.json'} (readable by you only)"]
@@ -182,6 +174,11 @@ def _load_examples(api: str, token: str) -> None:
     from orchestrator.cli.client import Client
 
     client = Client(api, token)
+    for path in sorted((EXAMPLES / "scripts").glob("*")):  # examples/scripts/shout.py is examples/shout
+        language = files.SCRIPT_LANGUAGES.get(path.suffix)
+        if language:
+            client.call("PUT", f"/scripts/examples/{path.stem}", json_body={
+                "language": language, "code": path.read_text(encoding="utf-8")})
     for path in sorted(EXAMPLES.glob("*.yaml")):
         try:
             files.save_flow_file(client, path)
