@@ -96,8 +96,10 @@ def api_command(port: int | None, host: str, workers: int, dev: bool) -> None:
 @click.option("--concurrency", type=int, default=2, show_default=True, help="steps each worker runs at once")
 @click.option("--no-examples", is_flag=True, help="do not load the examples on first start")
 def up_command(port: int | None, workers: int, concurrency: int, no_examples: bool) -> int:
-    """Everything in the foreground: the API, workers, the scheduler and Flower, in one log. Local mode (SQLite and a file-system broker under MILLRACE_HOME)
-    unless MILLRACE_DATABASE_URL / MILLRACE_BROKER_URL are set. Ctrl-C stops it all."""
+    """Everything in the foreground: the API, workers, the scheduler and Flower, in one log.
+
+    Local mode (SQLite and a file-system broker under MILLRACE_HOME) unless
+    MILLRACE_DATABASE_URL / MILLRACE_BROKER_URL are set. Ctrl-C stops it all."""
     from orchestrator.cli.wiring import UP_FILE, engine_for
 
     settings = load_settings()
