@@ -234,3 +234,10 @@ def test_the_readmes_flow_runs_as_printed(engine, worker, tmp_path) -> None:
     run = json.loads(ran.stdout)
     assert run["status"] == "succeeded" and run["result"] == ["square 0 is 0", "square 1 is 1", "square 2 is 4",
                                                               "square 3 is 9"]
+
+
+def test_bench_refuses_when_no_worker_consumes_its_queue(engine) -> None:
+    began = time.monotonic()
+    refused = millrace("bench", "--scenario", "light40", env={"MILLRACE_DEFAULT_QUEUE": f"nobody_{uuid.uuid4().hex[:8]}"})
+    assert refused.returncode != 0 and "no worker consumes the queue" in refused.stderr
+    assert "--workers N" in refused.stderr and time.monotonic() - began < 30  # said at once, not after a hang
