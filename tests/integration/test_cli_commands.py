@@ -238,6 +238,7 @@ def test_the_readmes_flow_runs_as_printed(engine, worker, tmp_path) -> None:
 
 def test_bench_refuses_when_no_worker_consumes_its_queue(engine) -> None:
     began = time.monotonic()
-    refused = millrace("bench", "--scenario", "light40", env={"MILLRACE_DEFAULT_QUEUE": f"nobody_{uuid.uuid4().hex[:8]}"})
+    nobody = {"MILLRACE_DEFAULT_QUEUE": f"nobody_{uuid.uuid4().hex[:8]}"}
+    refused = millrace("bench", "--scenario", "light40", env=nobody)
     assert refused.returncode != 0 and "no worker consumes the queue" in refused.stderr
     assert "--workers N" in refused.stderr and time.monotonic() - began < 30  # said at once, not after a hang
