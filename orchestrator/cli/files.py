@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.cli.client import Client, Refused
+from orchestrator.cli.client import Answer, Client, Refused
 from orchestrator.definitions.flow import SCRIPT_PATH, SubflowStep
 from orchestrator.definitions.parser import flow_from_data, load_document
 from orchestrator.errors import Problem, ValidationError
@@ -24,6 +24,11 @@ SCRIPT_LANGUAGES = {".py": "python", ".sh": "bash", ".js": "javascript", ".mjs":
 
 def save_flow_file(client: Client, path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Save the flow in ``path`` (and first the subflow files it names); the saved version."""
+    return put_flow_file(client, path, _chain).body
+
+
+def put_flow_file(client: Client, path: Path, _chain: tuple[Path, ...] = ()) -> Answer:
+    """As :func:`save_flow_file`, with the API's status: 201 a new version, 200 unchanged."""
     path = path.resolve()
     if path in _chain:
         raise ValidationError([Problem("", f"subflows call each other in a cycle: "
@@ -40,9 +45,9 @@ def save_flow_file(client: Client, path: Path, _chain: tuple[Path, ...] = ()) ->
             linked = True
     with _named(path, text):
         if linked:  # the document with its subflows pinned; the file itself is unchanged
-            return client.call("PUT", f"/flows/{flow.id}", text=json.dumps(data), content_type="application/json").body
+            return client.call("PUT", f"/flows/{flow.id}", text=json.dumps(data), content_type="application/json")
         return client.call("PUT", f"/flows/{flow.id}", text=text, content_type=(
-            "application/json" if path.suffix == ".json" else "application/yaml")).body
+            "application/json" if path.suffix == ".json" else "application/yaml"))
 
 
 def script_of(path: Path, root: Path) -> tuple[str, str, str] | None:

@@ -135,14 +135,15 @@ def test_sync_saves_what_changed_and_a_second_sync_changes_nothing(engine, tmp_p
     (tmp_path / f"sync_{tag}" / "add.py").write_text("def main(a: int, b: int) -> int:\n    return a + b\n")
     (tmp_path / "flow.yaml").write_text(f"id: sync/{tag}\nsteps:\n  - id: s\n    script: sync_{tag}/add\n"
                                         "    with: {a: 1, b: 2}\n")
+    (tmp_path / "parent.yaml").write_text(f"id: sync/{tag}_parent\nsteps:\n  - {{id: call, flow: flow.yaml}}\n")
     dry = millrace("sync", str(tmp_path), "--dry-run")
     assert dry.returncode == 0 and f"would create   script sync_{tag}/add" in dry.stdout
-    assert f"would create   flow sync/{tag}" in dry.stdout and "2 change(s) would be made" in dry.stderr
+    assert f"would create   flow sync/{tag}" in dry.stdout and "3 change(s) would be made" in dry.stderr
     assert millrace("flows", "show", f"sync/{tag}").returncode == 2  # the dry run saved nothing
     first = millrace("sync", str(tmp_path))
     assert first.returncode == 0 and "created        flow" in first.stdout
     again = millrace("sync", str(tmp_path))
-    assert "0 change(s)" in again.stderr and "created" not in again.stdout
+    assert "0 change(s)" in again.stderr and "created" not in again.stdout, again.stdout  # subflow files too
     (tmp_path / "flow.yaml").write_text((tmp_path / "flow.yaml").read_text().replace("a: 1", "a: 5"))
     assert f"updated        flow sync/{tag}" in millrace("sync", str(tmp_path)).stdout
 

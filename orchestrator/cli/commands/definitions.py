@@ -173,8 +173,12 @@ def sync_command(client: Client, directory: Path, dry_run: bool) -> None:
         flow_id = (json.loads(text) if path.suffix == ".json" else yaml.safe_load(text))["id"]
         saved = client.call("GET", f"/flows/{flow_id}", ok=(404,))
         state = _state(saved.status, saved.body, "source", text)
-        if state != "unchanged" and not dry_run:
-            files.save_flow_file(client, path)
+        if not dry_run and state != "new":
+            # the API decides: a flow naming subflow files is saved with them pinned, so its
+            # saved source is not the file's; 200 means nothing changed
+            state = "changed" if files.put_flow_file(client, path).status == 201 else "unchanged"
+        elif not dry_run:
+            files.put_flow_file(client, path)
         changed += state != "unchanged"
         click.echo(f"{_verb(state, dry_run):<14} flow {flow_id}  ({path})")
     note(f"{changed} change(s){' would be made' if dry_run else ''}")
