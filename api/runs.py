@@ -95,7 +95,8 @@ def run_answer(run: RunView) -> Run:
 @headers(Idempotent)
 def start_run(flow_id: str, body: StartRun, query: Wait, headers: Idempotent) -> Response:
     """Start a run; with `?wait=SECONDS` answer 200 with the run if it ends in time, else 202."""
-    return start_and_answer(flow_id, body.inputs, body.version, trigger="api", actor=principal().actor,
+    trigger = "cli" if principal().operator else "api"  # the command line on the server says so
+    return start_and_answer(flow_id, body.inputs, body.version, trigger=trigger, actor=principal().actor,
                             wait=query.wait, key=headers.idempotency_key)
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 from flask import Response, current_app, request
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 from werkzeug.exceptions import UnsupportedMediaType
 
 from orchestrator.definitions.parser import MAX_DOCUMENT_BYTES, check_storable, problems_from
@@ -20,6 +20,30 @@ View = TypeVar("View", bound=Callable[..., Any])
 MAX_VERSION = 2**31 - 1  # versions and attempts are 32-bit integers in the database
 MAX_ID = 2**63 - 1  # ids are 64-bit
 MAX_PAGE = 200  # items in one page of a list
+
+
+def _iso_time(value: Any) -> Any:
+    """An ISO 8601 time from a query string; without an offset it is UTC."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"'{value[:50]}' is not an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from None
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def _in_utc_range(value: dt.datetime) -> dt.datetime:
+    """The time in UTC, which every store keeps; one that UTC cannot hold (year 1 at +14:00) is refused."""
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("is outside the times UTC can hold (years 1 to 9999)") from None
+
+
+Time = Annotated[dt.datetime, BeforeValidator(_iso_time), AfterValidator(_in_utc_range)]
+UtcTime = Annotated[AwareDatetime, AfterValidator(_in_utc_range)]
 
 
 class Body(BaseModel):
@@ -83,7 +107,7 @@ class NewSchedule(Body):
     max_catchup: int = Field(default=100, ge=1, le=10_000)
     overlap: Literal["allow", "skip", "queue"] = "allow"
     enabled: StrictBool = True
-    paused_until: AwareDatetime | None = None
+    paused_until: UtcTime | None = None
 
 
 class ScheduleChanges(Body):
@@ -96,33 +120,20 @@ class ScheduleChanges(Body):
     max_catchup: int | None = Field(default=None, ge=1, le=10_000)
     overlap: Literal["allow", "skip", "queue"] | None = None
     enabled: StrictBool | None = None
-    paused_until: AwareDatetime | None = None
+    paused_until: UtcTime | None = None
 
 
 class Backfill(Body):
     """Run every slot of a time range that has not run."""
 
-    start: AwareDatetime
-    end: AwareDatetime
+    start: UtcTime
+    end: UtcTime
 
 
 class Empty(Body):
     """No body, or an empty JSON object."""
 
 
-def _iso_time(value: Any) -> Any:
-    """An ISO 8601 time from a query string; without an offset it is UTC."""
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"'{value[:50]}' is not an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from None
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value
-
-
-Time = Annotated[dt.datetime, BeforeValidator(_iso_time)]
 
 
 class Query(BaseModel):

@@ -7,6 +7,7 @@ on the server acts). One path either way: the API's checks, answers and audit ev
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
@@ -42,8 +43,6 @@ class Client:
         self.url = (url or "").rstrip("/") or None
         self.token = token
         self._app: Any = None
-        if self.url and not token:
-            raise FlowError("--url needs --token (or MILLRACE_TOKEN): a token from `millrace tokens create`")
 
     @property
     def remote(self) -> bool:
@@ -62,8 +61,11 @@ class Client:
             data, sent["Content-Type"] = text.encode(), content_type or "application/yaml"
         status, raw, answered = self._remote(method, target, data, sent) if self.remote else \
             self._local(method, target, data, sent)
-        body = json.loads(raw) if raw and answered.get("Content-Type", "").split(";")[0].endswith("json") else \
-            raw.decode("utf-8", "replace") if raw else None
+        try:
+            body = json.loads(raw) if raw and answered.get("Content-Type", "").split(";")[0].endswith("json") \
+                else raw.decode("utf-8", "replace") if raw else None
+        except ValueError:
+            raise FlowError(f"{self.url or 'the API'} answered {status} with a body that is not JSON") from None
         if status >= 400 and status not in ok:
             raise Refused(status, body if isinstance(body, dict) else {"detail": str(body)[:500]})
         return Answer(status, body, answered)
@@ -82,6 +84,8 @@ class Client:
 
     def _remote(self, method: str, target: str, data: bytes | None,
                 headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+        if not self.token:  # checked when a request goes out: commands acting on this machine need none
+            raise FlowError("--url needs --token (or MILLRACE_TOKEN): a token from `millrace tokens create`")
         request = urllib.request.Request(self.url + target, data=data, method=method, headers={
             **headers, "Authorization": f"Bearer {self.token}", "Accept": "application/json"})
         try:
@@ -91,6 +95,8 @@ class Client:
             return exc.code, exc.read(), dict(exc.headers)
         except urllib.error.URLError as exc:
             raise FlowError(f"cannot reach {self.url}: {exc.reason}") from None
+        except (OSError, http.client.HTTPException) as exc:  # reset, closed mid-answer, timed out
+            raise FlowError(f"{self.url} did not answer: {exc.__class__.__name__}: {exc}") from None
 
     def _local(self, method: str, target: str, data: bytes | None,
                headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:

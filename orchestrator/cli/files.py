@@ -45,9 +45,39 @@ def put_flow_file(client: Client, path: Path, _chain: tuple[Path, ...] = ()) -> 
             linked = True
     with _named(path, text):
         if linked:  # the document with its subflows pinned; the file itself is unchanged
-            return client.call("PUT", f"/flows/{flow.id}", text=json.dumps(data), content_type="application/json")
+            return client.call("PUT", f"/flows/{flow.id}", text=pinned_text(data), content_type="application/json")
         return client.call("PUT", f"/flows/{flow.id}", text=text, content_type=(
             "application/json" if path.suffix == ".json" else "application/yaml"))
+
+
+def pinned_text(data: Any) -> str:
+    """The document with its subflows pinned, as the JSON it is saved as (YAML's dates and
+    times as the ISO text the stored document keeps)."""
+    return json.dumps(data, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
+
+
+def linked_text(data: Any, saved_source: str) -> str | None:
+    """``data`` (a flow file naming subflow files) with the pins its saved version has at the
+    same places, as :func:`pinned_text` would save it; None if the saved version has none there."""
+    try:
+        saved = json.loads(saved_source)
+        flow = flow_from_data(data)
+    except (ValueError, ValidationError):
+        return None
+    for step, where in flow.walk():
+        if isinstance(step, SubflowStep) and step.flow.endswith(FLOW_SUFFIXES):
+            try:
+                _at(data, where)["flow"] = _at(saved, where)["flow"]
+            except (KeyError, IndexError, TypeError):
+                return None
+    return pinned_text(data)
+
+
+def load_flow_text(path: Path) -> tuple[str, Any]:
+    """A flow file's text and data (JSON read as JSON); ValidationError naming the file."""
+    text = _read(path)
+    with _named(path, text):
+        return text, load_document(text, "application/json" if path.suffix == ".json" else None)
 
 
 def script_of(path: Path, root: Path) -> tuple[str, str, str] | None:
@@ -62,12 +92,14 @@ def script_of(path: Path, root: Path) -> tuple[str, str, str] | None:
 
 
 def is_flow_file(path: Path) -> bool:
+    """Whether ``path`` holds a flow (a mapping with an id and steps); a file that does not
+    parse is one if it says `steps:` (its error is then reported where it is saved)."""
     if path.suffix not in FLOW_SUFFIXES:
         return False
     try:
-        data = yaml.safe_load(_read(path))
-    except (yaml.YAMLError, ValidationError):
-        return False
+        _, data = load_flow_text(path)
+    except ValidationError:
+        return "steps" in path.read_text(encoding="utf-8", errors="replace")
     return isinstance(data, dict) and "id" in data and "steps" in data
 
 

@@ -295,18 +295,13 @@ OVERLAP = ("allow", "skip", "queue")
 
 
 TriggerId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")]
-def _no_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)  # filled in by Flow before validation, never None
-
-
 _TRIGGER_ID = "default: its kind and position among the flow's triggers of that kind (cron-1, cron-2, flow-1)"
 
 
 class CronTrigger(Model):
     """Run the flow on a cron schedule (kept in sync with ``/api/v1/schedules``)."""
 
-    id: TriggerId = Field(default=None, validate_default=False, description=_TRIGGER_ID,  # type: ignore[assignment]
-                          json_schema_extra=_no_default)
+    id: TriggerId | None = Field(default=None, description=_TRIGGER_ID)  # always set once Flow has read it
     cron: str = Field(description="5 fields, 6 with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly")
     timezone: str = Field(default="UTC", description="IANA time zone the fields are read in")
     inputs: dict[str, Any] = Field(default_factory=dict)
@@ -321,8 +316,7 @@ class CronTrigger(Model):
 class FlowTrigger(Model):
     """Run the flow when a run of another flow ends in one of ``status``."""
 
-    id: TriggerId = Field(default=None, validate_default=False, description=_TRIGGER_ID,  # type: ignore[assignment]
-                          json_schema_extra=_no_default)
+    id: TriggerId | None = Field(default=None, description=_TRIGGER_ID)  # always set once Flow has read it
     flow: FlowId
     status: Annotated[list[Literal["succeeded", "failed", "cancelled"]], Field(min_length=1)] = ["succeeded"]
     inputs: dict[str, Any] = Field(default_factory=dict, description=(
@@ -371,6 +365,7 @@ class Flow(Model):
         expression keeps its schedule's fire history and pause state."""
         if not isinstance(data, dict) or not isinstance(data.get("triggers"), list):
             return data
+        named = {t.get("id") for t in data["triggers"] if isinstance(t, dict) and t.get("id") is not None}
         counts: dict[str, int] = {}
         triggers = []
         for trigger in data["triggers"]:
@@ -378,6 +373,8 @@ class Flow(Model):
             if kind is not None:
                 counts[kind] = counts.get(kind, 0) + 1
                 if isinstance(trigger, dict) and trigger.get("id") is None:
+                    while f"{kind}-{counts[kind]}" in named:  # a number a named trigger took: the next
+                        counts[kind] += 1
                     trigger = {**trigger, "id": f"{kind}-{counts[kind]}"}
             triggers.append(trigger)
         return {**data, "triggers": triggers}

@@ -296,8 +296,9 @@ def _message(error: dict[str, Any], parts: list[Any] | None = None, model: Any =
 
 def _without_kind_tags(loc: tuple[Any, ...]) -> list[Any]:
     # pydantic puts the union member's tag right after a step's (or trigger's) list index: drop it.
+    # Never the last part: there it is a key of the document (a `bash:` where it does not belong).
     return [
         part
         for i, part in enumerate(loc)
-        if not ((part in KINDS or part == "cron") and i > 0 and isinstance(loc[i - 1], int))
+        if not ((part in KINDS or part == "cron") and 0 < i < len(loc) - 1 and isinstance(loc[i - 1], int))
     ]

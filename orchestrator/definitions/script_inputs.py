@@ -65,6 +65,8 @@ def _python_schema(code: str) -> dict[str, Any]:
     except SyntaxError as exc:
         where = f"line {exc.lineno}, column {exc.offset}" if exc.offset else f"line {exc.lineno}"
         raise ValidationError([Problem(f"code ({where})", f"Python syntax error: {exc.msg}")]) from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ValidationError([Problem("code", "the code nests too deeply to be read; split it up")]) from None
     main = next((node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main"), None)
     if main is None:
         raise ValidationError([Problem("code", "a Python script defines a top-level `def main(...)`")])
@@ -81,8 +83,8 @@ def _python_schema(code: str) -> dict[str, Any]:
         if default is not None:
             try:
                 prop = {**prop, "default": ast.literal_eval(default)}
-            except ValueError:
-                pass  # computed default: optional, value unknown here
+            except Exception:  # noqa: BLE001 - any default literal_eval cannot read: computed, optional
+                pass
         properties[arg.arg] = (prop, default is None)
     return _schema(properties, more=args.kwarg is not None)
 
@@ -111,8 +113,10 @@ def _py_annotation(node: ast.expr | None) -> dict[str, Any]:
         if base == "Union":
             return _any_of([_py_annotation(x) for x in inner])
         if base == "Literal":
-            values = [x.value for x in inner if isinstance(x, ast.Constant)]
-            return {"enum": values}
+            try:
+                return {"enum": [ast.literal_eval(x) for x in inner]}  # -1 too, which is not an ast.Constant
+            except Exception:  # noqa: BLE001 - a member that is not a literal: any value
+                return {}
         if base in ("list", "List", "Sequence", "set", "Set", "tuple", "Tuple") and inner:
             items = _py_annotation(inner[0])
             return {"type": "array", **({"items": items} if items and base not in ("tuple", "Tuple") else {})}

@@ -8,6 +8,8 @@ checked then.
 """
 from __future__ import annotations
 
+import ast
+import datetime as dt
 from typing import Any
 
 from orchestrator.definitions.flow import Flow, JavaScriptStep, PythonStep
@@ -29,18 +31,61 @@ def check_step_code(flow: Flow) -> list[Problem]:
             language, code = "javascript", step.javascript
         else:
             continue
+        if language == "python" and not _defines_main_plainly(code):
+            if _binds_main(code):
+                continue  # main is made some other way (assigned, imported, under an if): checked at run time
         try:
             schema = infer_schema(language, code)
         except ValidationError as exc:
             problems += [Problem(f"{path}.{language}{p.path.removeprefix('code')}", p.message) for p in exc.problems]
             continue
+        except (RecursionError, MemoryError):
+            problems.append(Problem(f"{path}.{language}", "the code nests too deeply to be read; split it up"))
+            continue
         problems += check_arguments(schema, step.with_, f"{path}.with", "main")
     return problems
 
 
-def check_arguments(schema: dict[str, Any], given: dict[str, Any], path: str, what: str) -> list[Problem]:
+def _tree(code: str) -> ast.Module | None:
+    try:
+        return ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None  # infer_schema names a syntax error with its place
+
+
+def _defines_main_plainly(code: str) -> bool:
+    tree = _tree(code)
+    return tree is None or any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body)
+
+
+def _binds_main(code: str) -> bool:
+    """Whether the module binds `main` some way other than a top-level def (an assignment,
+    an import, a def under an if, try or with): the runtime calls any callable main."""
+    tree = _tree(code)
+    if tree is None:
+        return False
+    pending: list[ast.stmt] = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.name == "main":
+            return True
+        if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "main" for t in targets):
+                return True
+        if isinstance(node, ast.Import | ast.ImportFrom) and any(
+                (alias.asname or alias.name.split(".")[0]) == "main" for alias in node.names):
+            return True
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            pending += [child for child in getattr(node, field, []) if isinstance(child, ast.stmt | ast.excepthandler)]
+    return False
+
+
+def check_arguments(schema: dict[str, Any], given: dict[str, Any], path: str, what: str,
+                    typed: bool = True) -> list[Problem]:
     """``given`` (a step's ``with``) against the input ``schema`` of ``what`` (``main``, a
-    script): unknown names, missing required ones, literal values of the wrong type."""
+    script): unknown names, missing required ones, and unless not ``typed`` (Bash, whose
+    variables take any value as text) literal values of the wrong type."""
     known = schema.get("properties", {})
     problems = []
     if not schema.get("additionalProperties", False):
@@ -50,7 +95,7 @@ def check_arguments(schema: dict[str, Any], given: dict[str, Any], path: str, wh
                                         f"{did_you_mean(name, known)}; it takes: {', '.join(known) or 'nothing'}"))
     problems += [Problem(path, f"{what} needs input '{name}'")
                  for name in schema.get("required", []) if name not in given]
-    for name, value in given.items():
+    for name, value in given.items() if typed else ():
         if name in known and not _has_expression(value):
             wrong = _misfit(value, known[name])
             if wrong:
@@ -81,6 +126,8 @@ def _misfit(value: Any, schema: dict[str, Any]) -> str | None:
 
 
 def _is(value: Any, kind: str) -> bool:
+    if kind == "string" and isinstance(value, dt.date):
+        return True  # YAML reads 2024-01-01 as a date; the stored document, and main, get the text
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
@@ -97,12 +144,15 @@ def _describe(value: Any) -> str:
 
 
 def _has_expression(value: Any) -> bool:
-    if isinstance(value, str):
-        return "${{" in value
-    if isinstance(value, dict):
-        return any(_has_expression(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_expression(v) for v in value)
+    pending = [value]  # iterative: a value nested thousands deep must not overflow the stack
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str) and "${{" in item:
+            return True
+        if isinstance(item, dict):
+            pending += item.values()
+        elif isinstance(item, list):
+            pending += item
     return False
 
 

@@ -61,7 +61,7 @@ def check_script_steps(engine: Engine, flow: Flow) -> None:
             name, _ = split_ref(step.script)
             saved = versions.get_version(engine, versions.SCRIPTS, name, pins[step.script])
             problems += check_arguments(saved["input_schema"], step.with_ or {}, f"{path}.with",
-                                        f"script '{step.script}'")
+                                        f"script '{step.script}'", typed=saved["language"] != "bash")
     if problems:
         raise ValidationError(problems)
 

@@ -60,6 +60,8 @@ CASES = [
      "id: hostile/x\nsteps:\n  - {id: q, sql: select 1}\n", 422, "steps[0].database", "needs `database:`"),
     ("python step without main", "POST", "/api/v1/flows/validate", Role.VIEWER, "application/yaml",
      "id: hostile/x\nsteps:\n  - {id: p, python: 'x = 1'}\n", 422, "steps[0].python", "def main"),
+    ("a time UTC cannot hold", "GET", "/api/v1/runs?since=0001-01-01T00:00:00%2B14:00", Role.VIEWER, JSON, "", 422,
+     "since", "outside the times UTC can hold"),
     ("unicode digit as a cursor", "GET", "/api/v1/audit?cursor=%C2%B2", Role.VIEWER, JSON, "", 422, "cursor",
      "not a cursor this API returned"),
     ("unicode digit as a version cursor", "GET", "/api/v1/flows/hostile/ok/versions?cursor=%C2%B2", Role.VIEWER,

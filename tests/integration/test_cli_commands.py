@@ -96,8 +96,10 @@ def test_definitions_through_the_cli_and_remote_roles(engine, worker, tmp_path) 
     assert ran.returncode == 0 and run["result"] == "hello ada" and set(run) >= {"id", "created_at", "steps"}
     logs = millrace("runs", "logs", run["id"], "greet")
     assert logs.returncode == 0 and "greeting ada" in logs.stdout
-    table = millrace("runs", "list", "--flow", f"cli/hello_{tag}")
+    table = millrace("runs", "list", "--flow", f"cli/hello_{tag}", "--trigger", "cli")  # started here: trigger cli
     assert run["id"] in table.stdout and "succeeded" in table.stdout
+    both = millrace("run", str(flow), "--local", "--detach")
+    assert both.returncode == 2 and "--detach would stop the worker" in both.stderr
     # variables and secrets: a secret's value from stdin, never shown
     assert millrace("vars", "set", f"cli_{tag}_n", "3").returncode == 0
     assert millrace("secrets", "set", f"cli_{tag}_pw", stdin="hunter2\n").returncode == 0

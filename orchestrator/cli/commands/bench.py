@@ -37,7 +37,7 @@ def bench_group(ctx: click.Context, scenarios: tuple[str, ...], repetitions: int
     settings = load_settings()
     engine = engine_for(settings)
     names = list(scenarios) or [*bench.SCENARIOS, API, SCRAPE]
-    started = _workers(settings, workers) if any(n in NEEDS_WORKERS for n in names) else []
+    started: list = []
 
     def start_flow(text: str) -> str:
         return submit(publisher_for(engine), parse_flow(text), text, {}, trigger="bench")
@@ -45,6 +45,8 @@ def bench_group(ctx: click.Context, scenarios: tuple[str, ...], repetitions: int
     results: dict = {}
     summary: dict = {"scenarios": results}
     try:
+        if any(n in NEEDS_WORKERS for n in names):
+            _workers(settings, workers, started)
         for name in names:
             if name in (API, SCRAPE):
                 from orchestrator.observe import api_bench
@@ -73,19 +75,21 @@ def bench_group(ctx: click.Context, scenarios: tuple[str, ...], repetitions: int
     return 0
 
 
-def _workers(settings, count: int) -> list:
-    """``count`` workers started for the bench, or none when some already consume its queue
-    (refused when none does: the bench would wait for nothing)."""
+def _workers(settings, count: int, started: list) -> None:
+    """Start ``count`` workers for the bench into ``started`` (stopped by the caller whatever
+    happens), or check that some already consume its queue (refused when none does: the
+    bench would wait for nothing)."""
     from orchestrator.cli.wiring import consumers, start_worker
 
     if count:
-        workers = [start_worker(settings, [settings.default_queue], concurrency=2) for _ in range(count)]
-        _wait_for_consumers(settings, workers)
-        return workers
+        for _ in range(count):
+            started.append(start_worker(settings, [settings.default_queue], concurrency=2))
+        if not settings.local:  # the file-system broker cannot say who consumes
+            _wait_for_consumers(settings, started)
+        return
     if not consumers(settings):
         raise click.ClickException(f"no worker consumes the queue '{settings.default_queue}': start one "
                                    "(`millrace worker`, `millrace up`) or pass --workers N")
-    return []
 
 
 def _wait_for_consumers(settings, workers: list, timeout: float = 60) -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from orchestrator.cli import files
 from orchestrator.cli.client import Client
 from orchestrator.cli.output import emit, note, output_option
+from orchestrator.errors import Problem, ValidationError
 
 
 @click.group("flows")
@@ -169,10 +169,14 @@ def sync_command(client: Client, directory: Path, dry_run: bool) -> None:
             changed += state != "unchanged"
             click.echo(f"{_verb(state, dry_run):<14} script {key}  ({path})")
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and files.is_flow_file(p)):
-        text = path.read_text(encoding="utf-8")
-        flow_id = (json.loads(text) if path.suffix == ".json" else yaml.safe_load(text))["id"]
+        text, data = files.load_flow_text(path)  # a file that does not parse is refused, named
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise ValidationError([Problem(str(path), "a flow file needs a string `id`")])
+        flow_id = data["id"]
         saved = client.call("GET", f"/flows/{flow_id}", ok=(404,))
         state = _state(saved.status, saved.body, "source", text)
+        if state == "changed" and (linked := files.linked_text(data, saved.body["source"])) is not None:
+            state = "unchanged" if linked == saved.body["source"] else state  # its subflows pinned as saved
         if not dry_run and state != "new":
             # the API decides: a flow naming subflow files is saved with them pinned, so its
             # saved source is not the file's; 200 means nothing changed

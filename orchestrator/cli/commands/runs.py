@@ -19,6 +19,7 @@ from orchestrator.cli.output import (
     note,
     output_option,
 )
+from orchestrator.errors import FlowError
 
 NO_WORKER_AFTER_S = 4.0  # a run still queued this long: say that no worker is taking it
 POLL_S = 0.25
@@ -42,6 +43,9 @@ def run_command(client: Client, target: str, pairs: tuple[str, ...], as_json: bo
     from orchestrator.definitions.inputs import parse_text_inputs
     from orchestrator.definitions.parser import flow_from_stored
 
+    if local and detach:
+        raise click.UsageError("--detach would stop the worker --local starts as soon as the run is sent: run "
+                               "`millrace up` (whose workers --local uses) or leave out --detach")
     path = Path(target)
     if path.is_file():
         saved = files.save_flow_file(client, path)
@@ -180,11 +184,13 @@ def runs_logs(client: Client, run_id: str, step: str, attempt: int | None, follo
                 click.echo(f"--- attempt {entry['attempt']} ({entry['status']})")
             click.echo(logs[shown.get(entry["attempt"], 0):], nl=False)
             shown[entry["attempt"]] = len(logs)
-        ended = attempts and all(e["status"] in ("succeeded", "failed", "skipped") for e in attempts)
+        # a failed attempt may be retried: the step is over when its last attempt succeeded or
+        # was skipped, or when the run has ended
+        ended = bool(attempts) and attempts[-1]["status"] in ("succeeded", "skipped")
         run = client.call("GET", f"/runs/{run_id}").body if follow else None
         if not follow or ended or (run and run["status"] in ("succeeded", "failed", "cancelled")):
             if answer.status == 404:
-                raise click.ClickException(answer.body.get("detail", "no such step"))
+                raise FlowError(answer.body.get("detail", "no such step"))
             return
         time.sleep(0.5)
 

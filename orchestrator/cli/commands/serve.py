@@ -1,6 +1,7 @@
 """Long-running processes: ``up`` (all of them), ``worker``, ``api``, ``scheduler`` and ``flower``."""
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -118,7 +119,7 @@ def up_command(port: int | None, workers: int, concurrency: int, no_examples: bo
                ("flower", [*me, "flower", "--port", str(settings.flower_port)])]
     group = _Group(env)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
         signal.signal(sig, lambda *_: stop.set())
     try:
         for name, argv in wanted:
@@ -217,7 +218,7 @@ class _Group:
 
     def start(self, name: str, argv: list[str]) -> None:
         child = subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+                                 start_new_session=True, preexec_fn=_die_with_parent)
         self.children[name] = child
         threading.Thread(target=self._relay, args=(name, child), daemon=True).start()
 
@@ -235,16 +236,34 @@ class _Group:
         return next((name for name, c in self.children.items() if c.poll() is not None), None)
 
     def stop(self) -> None:
+        # every group, whether its leader is alive or not: a pool's processes outlive a dead leader
         for child in self.children.values():
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
+            _signal_group(child.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
         for child in self.children.values():
             try:
                 child.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+                pass
+            _signal_group(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass  # nothing of that group is left
+
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only calls it
+
+
+def _die_with_parent() -> None:
+    """In a child of `up`, between fork and exec: SIGTERM when `up` dies, however it dies
+    (SIGKILL included), so that nothing of it outlives it."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 COMMANDS = (up_command, worker_command, api_command, scheduler_command, flower_command)

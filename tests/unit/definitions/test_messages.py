@@ -61,6 +61,18 @@ def test_a_trigger_without_an_id_gets_one_by_kind_and_position() -> None:
     assert [t.id for t in flow.triggers] == ["cron-1", "nightly", "cron-3", "flow-1"]
 
 
+def test_a_default_trigger_id_skips_one_a_named_trigger_took() -> None:
+    flow = parse_flow("id: a\ntriggers:\n  - {id: cron-2, cron: '0 9 * * *'}\n  - cron: '0 1 * * *'\n"
+                      "  - cron: '0 2 * * *'\nsteps:\n" + OK)
+    assert [t.id for t in flow.triggers] == ["cron-2", "cron-3", "cron-4"]
+
+
+def test_a_misplaced_key_named_like_a_kind_is_named() -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_flow("id: a\nsteps:\n  - id: p\n    parallel:\n      - {id: b, steps: [{id: c, bash: echo}], bash: x}\n")
+    assert [p.path for p in caught.value.problems] == ["steps[0].parallel[0].bash"]
+
+
 def test_a_triggers_error_path_names_real_fields() -> None:
     with pytest.raises(ValidationError) as caught:
         parse_flow("id: a\ntriggers:\n  - {cron: 5}\nsteps:\n" + OK)

@@ -53,3 +53,21 @@ def test_expressions_and_fitting_literals_pass(with_) -> None:
 
 def test_a_main_taking_keyword_arguments_accepts_any_name() -> None:
     parse_flow("id: a\nsteps:\n" + _python("def main(**given):\n    return given\n", "{anything: 1}"))
+
+
+@pytest.mark.parametrize(("code", "with_"), [
+    ("try:\n    def main():\n        return 1\nexcept Exception:\n    pass\n", "{}"),  # main under a try
+    ("def impl():\n    return 1\n\nmain = impl\n", "{anything: 1}"),  # main assigned: checked at run time
+    ("def main(x={[]: 1}):\n    return 1\n", "{}"),  # a default literal_eval cannot read
+    ("def main(day: str):\n    return day\n", "{day: 2024-01-01}"),  # a YAML date is text to main
+    ("from typing import Literal\n\ndef main(d: Literal[-1, 1]):\n    return d\n", "{d: -1}"),
+])
+def test_code_the_runtime_accepts_is_not_refused(code, with_) -> None:
+    parse_flow("id: a\nsteps:\n" + _python(code, with_))
+
+
+def test_code_too_deep_to_read_is_refused_not_crashed() -> None:
+    problems = _problems(_python("x = " + "-" * 200_000 + "1\ndef main():\n    return x\n"))
+    assert problems and problems[0][0].startswith("steps[0].python"), problems
+    deep = "{v: " + "[" * 900 + "1" + "]" * 900 + "}"
+    parse_flow("id: a\nsteps:\n" + _python("def main(v):\n    return v\n", deep))  # nested values, no overflow
