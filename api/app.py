@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import Engine
 
-from api import audit, auth, errors, flows, health, hooks, openapi, runs, schedules, scripts, tokens, variables
+from api import audit, auth, console, errors, flows, health, hooks, openapi, runs, schedules, scripts, tokens, variables
 from config.settings import Settings
 from orchestrator.definitions.parser import MAX_DOCUMENT_BYTES
 from orchestrator.services.publisher import Publisher, Revoke, Send
@@ -34,4 +34,5 @@ def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke) -
     app.register_blueprint(v1)
     app.add_url_rule("/api/v1/docs", "docs", openapi.docs_page)  # a page without data: no token
     app.add_url_rule("/api/v1/docs/assets/<name>", "docs_assets", openapi.docs_asset)
+    app.register_blueprint(console.blueprint)  # the web console at /
     return app

@@ -50,8 +50,8 @@ def build(app: Flask) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     seen: dict[str, str] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if rule.endpoint in _ENDPOINTS_WITHOUT_DOCUMENT:
-            continue
+        if rule.endpoint in _ENDPOINTS_WITHOUT_DOCUMENT or rule.endpoint.startswith("console."):
+            continue  # the docs page, its files and the console's pages are not API operations
         view = app.view_functions[rule.endpoint]
         path = _PARAM.sub(r"{\1}", rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):

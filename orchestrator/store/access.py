@@ -1,6 +1,7 @@
 """Who may do what: roles, their permissions, and the API tokens that carry a role."""
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import fnmatch
 import hashlib
@@ -12,7 +13,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from orchestrator.errors import NotFound
 from orchestrator.store.audit import audit
-from orchestrator.store.models import ApiToken, Webhook
+from orchestrator.store.models import ApiToken, ConsoleSession, Webhook
 from orchestrator.store.sql import now
 
 api_tokens = ApiToken.__table__
@@ -150,3 +151,47 @@ def webhook_accepts(engine: Engine, flow_id: str, token: str) -> bool:
     with engine.connect() as conn:
         stored = conn.execute(select(webhooks.c.token_hash).where(webhooks.c.flow_id == flow_id)).scalar()
     return stored is not None and hmac.compare_digest(stored, _digest(token))
+
+
+# --- console sessions ----------------------------------------------------------------------
+
+console_sessions = ConsoleSession.__table__
+SESSION_TTL = dt.timedelta(hours=12)
+
+
+def open_session(engine: Engine, token: str, ttl: dt.timedelta = SESSION_TTL) -> tuple[str, Principal] | None:
+    """A console session for the holder of ``token`` (None for an unknown or revoked one):
+    its opaque id, which is all the cookie holds, and who it is."""
+    found = authenticate(engine, token)
+    if found is None:
+        return None
+    session_id = secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        conn.execute(delete(console_sessions).where(console_sessions.c.expires_at < now()))  # the expired, tidied
+        conn.execute(insert(console_sessions).values(id_hash=_digest(session_id), token_id=found.token_id,
+                                                     csrf=secrets.token_urlsafe(32), created_at=now(),
+                                                     expires_at=now() + ttl))
+        audit(conn, found.actor, "console.signed_in", f"token:{found.name}")
+    return session_id, found
+
+
+def session_of(engine: Engine, session_id: str) -> tuple[Principal, str] | None:
+    """Who a live session is and its form secret; None once it expired or its token was revoked."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.secrets,
+                   console_sessions.c.csrf)
+            .join(api_tokens, api_tokens.c.id == console_sessions.c.token_id)
+            .where(console_sessions.c.id_hash == _digest(session_id), console_sessions.c.expires_at > now(),
+                   api_tokens.c.revoked_at.is_(None))).first()
+    if row is None:
+        return None
+    return Principal(row.id, row.name, Role(row.role), tuple(row.secrets or ())), row.csrf
+
+
+def close_session(engine: Engine, session_id: str) -> None:
+    with engine.begin() as conn:
+        gone = conn.execute(delete(console_sessions).where(console_sessions.c.id_hash == _digest(session_id))
+                            .returning(console_sessions.c.token_id)).first()
+        if gone is not None:
+            audit(conn, "console", "console.signed_out", f"token:{gone.token_id}")

@@ -369,3 +369,15 @@ class Variable(Base):
     value: Mapped[Any] = mapped_column(Json, nullable=True)  # plain variables only
     ciphertext: Mapped[str | None] = mapped_column(Text)  # secrets only: Fernet token of the JSON value
     updated_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+
+class ConsoleSession(Base):
+    """A signed-in console: the cookie holds a random id, this row its SHA-256, the token
+    it was opened with (never the token itself) and the form secret its pages carry."""
+
+    __tablename__ = "console_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(Id, ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[dt.datetime] = mapped_column(Timestamp)

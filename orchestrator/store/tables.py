@@ -8,6 +8,7 @@ from orchestrator.store.models import (
     BenchRun,
     Chord,
     ChordPart,
+    ConsoleSession,
     DependencyLock,
     FlowRecord,
     FlowTriggerRecord,
@@ -46,5 +47,6 @@ chord_parts = ChordPart.__table__
 bench_marks = BenchMark.__table__
 bench_runs = BenchRun.__table__
 metric_totals = MetricTotal.__table__
+console_sessions = ConsoleSession.__table__
 metric_folds = MetricFold.__table__
 outbox = OwedSend.__table__

@@ -149,7 +149,17 @@ def test_the_docs_page_is_public_and_the_document_it_shows_is_not(client, tokens
     assert client.get("/api/v1/openapi.json").status_code == 401
     assert set(PUBLIC) == {rule.endpoint for rule in client.application.url_map.iter_rules()
                            if getattr(client.application.view_functions[rule.endpoint], "millrace_permission",
-                                      None) is None and rule.endpoint != "static"}
+                                      None) is None and rule.endpoint != "static"
+                           and not rule.endpoint.startswith("console.")}
+    # the console's pages need a session instead (api/console: every page but sign-in and its files)
+    from api.console import OPEN
+
+    for rule in client.application.url_map.iter_rules():
+        if rule.endpoint.startswith("console.") and rule.endpoint not in OPEN:
+            url = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", "x", rule.rule)
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                answer = client.open(url, method=method)
+                assert answer.status_code == 302 and "/sign-in" in answer.headers["Location"], (method, url)
 
 
 def test_tokens_create_prints_the_token_on_its_last_line(engine, client, capsys) -> None:
@@ -201,8 +211,8 @@ def test_the_openapi_document_describes_every_route_with_its_permission_and_body
     validate(doc)  # a valid OpenAPI 3.1 document, every $ref resolving
     app = client.application
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in ("static", "docs", "docs_assets"):  # the docs page and its files
-            continue
+        if rule.endpoint in ("static", "docs", "docs_assets") or rule.endpoint.startswith("console."):
+            continue  # the docs page and its files, the console's pages
         path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             operation = doc["paths"][path][method.lower()]

@@ -1,0 +1,240 @@
+"""The console's pages and actions: runs, a run, flows, a flow with its run form; sign in."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from flask import Response, g, jsonify, redirect, render_template, request, url_for
+
+from api import context
+from api.console import COOKIE, blueprint, needs
+from api.runs import run_answer
+from orchestrator.definitions.inputs import parse_text_inputs, validate_inputs
+from orchestrator.definitions.parser import flow_from_stored
+from orchestrator.errors import ValidationError
+from orchestrator.execution.lifecycle import RunStatus
+from orchestrator.services.decisions import cancel, decide_approval
+from orchestrator.services.runs import restart, start_saved
+from orchestrator.store import versions, views
+from orchestrator.store.access import SESSION_TTL, Permission, open_session
+
+PAGE = 50
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICRO = dt.timedelta(microseconds=1)
+
+
+@blueprint.route("/sign-in", methods=["GET", "POST"])
+def sign_in() -> Any:
+    """Sign in with an API token; the session it opens is all the cookie holds."""
+    error = None
+    if request.method == "POST":
+        opened = open_session(context.engine(), request.form.get("token", "").strip())
+        if opened is not None:
+            session_id, _ = opened
+            target = request.args.get("next") or url_for("console.runs")
+            if not target.startswith("/") or target.startswith("//"):
+                target = url_for("console.runs")  # only a page of this site
+            response = redirect(target)
+            response.set_cookie(COOKIE, session_id, max_age=int(SESSION_TTL.total_seconds()), httponly=True,
+                                samesite="Strict", secure=request.is_secure, path="/")
+            return response
+        error = "unknown or revoked token"
+    return render_template("sign_in.html", error=error), 401 if error else 200
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+def _filters() -> dict[str, Any]:
+    args = request.args
+    status = args.get("status") or None
+    if status is not None and status not in {s.value for s in RunStatus}:
+        status = None
+    return {"flow": args.get("flow") or None, "status": status, "trigger": args.get("trigger") or None,
+            "run": (args.get("run") or "").strip() or None}
+
+
+def _page_of_runs(filters: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    if filters["run"]:  # search by id: that run alone
+        try:
+            found = [views.get_run(context.engine(), filters["run"], with_steps=False)]
+        except Exception:  # noqa: BLE001 - not a run id: no run
+            found = []
+        rows, more = found, None
+    else:
+        before = _cursor(request.args.get("cursor"))
+        rows = views.list_runs(context.engine(), flow_id=filters["flow"], status=filters["status"],
+                               trigger=filters["trigger"], before=before, limit=PAGE)
+        last = rows[-1] if len(rows) == PAGE else None
+        more = f"{(last.created_at - _EPOCH) // _MICRO}_{last.id}" if last else None
+    items = [{"id": r.id, "flow": r.flow_id, "version": r.flow_version, "status": r.status.value,
+              "trigger": r.trigger, "error": r.error, "created_at": _iso(r.created_at),
+              "took": _took(r.started_at, r.finished_at)} for r in rows]
+    return items, more
+
+
+def _cursor(raw: str | None) -> tuple[dt.datetime, str] | None:
+    if not raw:
+        return None
+    micros, _, run_id = raw.partition("_")
+    try:
+        return _EPOCH + int(micros) * _MICRO, run_id
+    except (ValueError, OverflowError):
+        return None
+
+
+@blueprint.get("/")
+def runs() -> str:
+    filters = _filters()
+    items, more = _page_of_runs(filters)
+    flows = [row["flow_id"] for row in versions.list_heads(context.engine(), versions.FLOWS, limit=500)]
+    older = url_for("console.runs", cursor=more, **{k: v for k, v in filters.items() if v}) if more else None
+    return render_template("runs.html", items=items, older=older, filters=filters, flows=flows,
+                           statuses=[s.value for s in RunStatus])
+
+
+@blueprint.get("/console/live/runs")
+def live_runs() -> Response:
+    """The first page of runs under the same filters, for the runs page to redraw (one indexed query)."""
+    items, _ = _page_of_runs(_filters())
+    return jsonify({"items": items})
+
+
+@blueprint.get("/runs/<run_id>")
+def run(run_id: str) -> str:
+    engine = context.engine()
+    view = views.get_run(engine, run_id)
+    answer = run_answer(view).model_dump(mode="json")
+    _, document = versions.load_flow_document(engine, view.flow_id, view.flow_version)
+    flow = flow_from_stored(document)
+    waiting = [s for s in view.steps if s.kind == "approval" and s.status.value == "waiting"]
+    return render_template("run.html", run=answer, steps=_steps(answer["steps"]), waiting=waiting,
+                           top_steps=[s.id for s in flow.steps], started_by=_started_by(engine, run_id),
+                           inputs=json.dumps(view.inputs, indent=2), result=json.dumps(view.result, indent=2),
+                           finished=view.status.finished)
+
+
+@blueprint.get("/console/live/runs/<run_id>")
+def live_run(run_id: str) -> Response:
+    """A run's status and steps, for the run page to redraw while it is not finished."""
+    answer = run_answer(views.get_run(context.engine(), run_id)).model_dump(mode="json")
+    return jsonify({"status": answer["status"], "error": answer["error"], "steps": _steps(answer["steps"]),
+                    "result": json.dumps(answer["result"], indent=2),
+                    "finished": answer["status"] in ("succeeded", "failed", "cancelled")})
+
+
+@blueprint.get("/runs/<run_id>/timeline.svg")
+def timeline(run_id: str) -> Response:
+    from orchestrator.observe.timeline import render_timeline
+
+    return Response(render_timeline(views.get_run(context.engine(), run_id)), mimetype="image/svg+xml")
+
+
+@blueprint.get("/runs/<run_id>/steps/<path:step>/logs")
+def step_logs(run_id: str, step: str) -> str:
+    view = views.get_run(context.engine(), run_id)
+    attempts = [s for s in view.steps if s.path == step]
+    return render_template("logs.html", run_id=run_id, step=step, attempts=attempts)
+
+
+def _steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each step's attempts folded into one line (its last attempt), nested by its path's depth."""
+    latest: dict[str, dict[str, Any]] = {}
+    for step in steps:
+        latest[step["path"]] = {**step, "attempts": latest.get(step["path"], {}).get("attempts", 0) + 1,
+                                "depth": step["path"].count(".") + step["path"].count("["),
+                                "took": _took(step["started_at"], step["finished_at"])}
+    return list(latest.values())
+
+
+def _started_by(engine: Any, run_id: str) -> str | None:
+    from orchestrator.store import audit
+
+    events = audit.list_audit(engine, action="run.created", target=f"run:{run_id}", limit=1)
+    return events[0]["actor"] if events else None
+
+
+@blueprint.post("/runs/<run_id>/cancel")
+@needs(Permission.OPERATE)
+def cancel_run(run_id: str) -> Response:
+    cancel(context.publisher(), context.revoke(), run_id, actor=g.millrace_principal.actor)
+    return redirect(url_for("console.run", run_id=run_id))
+
+
+@blueprint.post("/runs/<run_id>/steps/<path:step>/decide")
+@needs(Permission.OPERATE)
+def decide(run_id: str, step: str) -> Response:
+    decide_approval(context.publisher(), run_id, step, approve=request.form.get("decision") == "approve",
+                    actor=g.millrace_principal.actor, reason=(request.form.get("reason") or None))
+    return redirect(url_for("console.run", run_id=run_id))
+
+
+@blueprint.post("/runs/<run_id>/restart")
+@needs(Permission.OPERATE)
+def restart_run(run_id: str) -> Response:
+    engine = context.engine()
+    old = views.get_run(engine, run_id)
+    plan = context.publisher().plans.plan(old.flow_id, old.flow_version)
+    new_id = restart(context.publisher(), plan, old, request.form.get("from", ""), actor=g.millrace_principal.actor)
+    return redirect(url_for("console.run", run_id=new_id))
+
+
+# --- flows ---------------------------------------------------------------------------------
+
+@blueprint.get("/flows")
+def flows() -> str:
+    engine = context.engine()
+    heads = versions.list_heads(engine, versions.FLOWS, prefix=request.args.get("prefix", ""), limit=500)
+    last = {}
+    for row in heads:
+        recent = views.list_runs(engine, flow_id=row["flow_id"], limit=1)
+        last[row["flow_id"]] = recent[0] if recent else None
+    return render_template("flows.html", heads=heads, last=last)
+
+
+@blueprint.route("/flows/<path:flow_id>", methods=["GET", "POST"])
+def flow(flow_id: str) -> Any:
+    engine = context.engine()
+    saved = versions.get_flow_version(engine, flow_id, None)
+    definition = flow_from_stored(saved["document"])
+    errors: dict[str, str] = {}
+    given = dict(request.form) if request.method == "POST" else {}
+    if request.method == "POST":
+        if not g.millrace_principal.may(Permission.OPERATE):
+            return render_template("error.html", status=403, title="Forbidden", retry=False,
+                                   detail=f"role '{g.millrace_principal.role.value}' may not operate"), 403
+        try:
+            inputs = _form_inputs(definition.inputs, request.form)
+            plan = context.publisher().plans.plan(flow_id, saved["version"])
+            run_id = start_saved(context.publisher(), plan, validate_inputs(plan.flow.inputs, inputs),
+                                 trigger="console", actor=g.millrace_principal.actor)
+            return redirect(url_for("console.run", run_id=run_id))
+        except ValidationError as exc:
+            errors = {p.path.removeprefix("inputs.").split(".")[0] or "": p.message for p in exc.problems}
+    recent = views.list_runs(engine, flow_id=flow_id, limit=10)
+    return render_template("flow.html", saved=saved, flow=definition, errors=errors, given=given, recent=recent,
+                           source=saved["source"]), 422 if errors else 200
+
+
+def _form_inputs(specs: dict[str, Any], form: Any) -> dict[str, Any]:
+    """A run form's fields as the flow's inputs: each typed as its input says; empty is absent."""
+    pairs = []
+    for name, spec in specs.items():
+        if spec.type == "boolean":
+            pairs.append(f"{name}={'true' if form.get(name) else 'false'}")
+        elif form.get(name, "") != "":
+            pairs.append(f"{name}={form[name]}")
+    return parse_text_inputs(specs, pairs)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _took(start: Any, end: Any) -> str:
+    if not start or not end:
+        return ""
+    start = dt.datetime.fromisoformat(start) if isinstance(start, str) else start
+    end = dt.datetime.fromisoformat(end) if isinstance(end, str) else end
+    seconds = (end - start).total_seconds()
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"

@@ -1,0 +1,219 @@
+"""The console in a real headless Chromium (Debian's, driven by Playwright; no browser is
+downloaded) against `millrace api` and a worker on the real services."""
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+import requests
+
+from orchestrator.store.access import Role, create_token
+from tests.conftest import ROOT, Served, free_port
+from tests.integration.test_flower_browser import chromium
+
+pytestmark = pytest.mark.integration
+SHOTS = ROOT / "docs" / "console"
+
+
+@pytest.fixture(scope="module")
+def console(engine, worker):
+    port = free_port()
+    served = Served("api-console", ["api", "--port", str(port), "--workers", "1"], "/readyz", port=port)
+    yield served.base
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def _signed_in(browser, base: str, token: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{base}/")
+    assert "/sign-in" in page.url  # no session: the sign-in page
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    return page
+
+
+def _until(check, timeout: float = 30) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.2)
+
+
+def _api(base: str, token: str):
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+
+    def call(method: str, path: str, **kwargs):
+        answer = session.request(method, f"{base}/api/v1{path}", timeout=60, **kwargs)
+        assert answer.status_code < 400, answer.text
+        return answer.json() if answer.content else None
+
+    return call
+
+
+def test_an_operator_follows_acts_and_runs_from_the_console(console, browser, engine) -> None:
+    tag = uuid.uuid4().hex[:6]
+    token = create_token(engine, f"console-op-{tag}", Role.DEVELOPER)
+    api = _api(console, token)
+    yaml = {"Content-Type": "application/yaml"}
+    api("PUT", f"/flows/console/each_{tag}", headers=yaml, data=(
+        f"id: console/each_{tag}\nsteps:\n  - id: each\n    for_each: [1, 2, 3]\n    parallel: 1\n    do:\n"
+        "      - {id: nap, bash: 'sleep 0.7; echo $I', with: {I: \"${{ item }}\"}}\n"))
+    api("PUT", f"/flows/console/gate_{tag}", headers=yaml, data=(
+        f"id: console/gate_{tag}\nsteps:\n  - {{id: gate, approval: {{}}}}\n  - {{id: after, bash: echo shipped}}\n"))
+    api("PUT", f"/flows/console/boom_{tag}", headers=yaml, data=(
+        f"id: console/boom_{tag}\ninputs:\n  n: {{type: integer, default: 2}}\nsteps:\n"
+        "  - {id: first, bash: echo one}\n"
+        "  - {id: boom, bash: 'echo about to fail; echo broken >&2; exit 3'}\n"))
+    page = _signed_in(browser, console, token)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    # a for_each run, followed live on its page: running, then succeeded, with no reload
+    each = api("POST", f"/flows/console/each_{tag}/runs", json={})["id"]
+    page.goto(f"{console}/runs/{each}")
+    page.evaluate("window.__sameDocument = true")
+    page.wait_for_selector("#run-status .status-running", timeout=30_000)
+    page.wait_for_selector("#run-status .status-succeeded", timeout=60_000)
+    assert page.evaluate("window.__sameDocument") is True  # the same document: updated in place
+    assert page.locator("#steps tr[data-path='each[2].nap'] .status-succeeded").count() == 1
+    assert page.evaluate("document.querySelector('img.timeline').naturalWidth") > 0  # the Gantt chart loads
+    page.screenshot(path=str(SHOTS / "run.png"), full_page=True)
+
+    # a failed step: its error on the run page, its logs a click away
+    boom = api("POST", f"/flows/console/boom_{tag}/runs", json={"inputs": {"n": 1}}, params={"wait": 30})["id"]
+    page.goto(f"{console}/runs/{boom}")
+    page.click("#steps tr[data-path='boom'] summary")
+    assert "broken" in page.inner_text("#steps tr[data-path='boom'] details")
+    page.click("#steps tr[data-path='boom'] a:text('logs')")
+    assert "about to fail" in page.inner_text("main")
+    # restart it from the failed step: a new run, reusing `first`
+    page.goto(f"{console}/runs/{boom}")
+    page.select_option("#restart-from", "boom")
+    page.click("button:text('Restart')")
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
+    assert boom not in page.url and f"restarted from {boom[:8]}" in page.inner_text("main")
+
+    # an approval: approve it and see the run finish
+    gate = api("POST", f"/flows/console/gate_{tag}/runs", json={})["id"]
+    _until(lambda: any(st["status"] == "waiting" for st in api("GET", f"/runs/{gate}")["steps"]))
+    page.goto(f"{console}/runs/{gate}")
+    page.fill("form.decision input[name=reason]", "looks good")
+    page.click("form.decision button[value=approve]")
+    page.wait_for_selector("#run-status .status-succeeded", timeout=60_000)
+
+    # the run form: a wrong type is named by its field, nothing starts; a right one starts a run
+    page.goto(f"{console}/flows/console/boom_{tag}")
+    page.fill("#in-n", "many")
+    page.click("form[aria-label='Run this flow'] button[type=submit]")
+    assert "not a valid integer" in page.inner_text("#err-n")
+    page.screenshot(path=str(SHOTS / "flow.png"), full_page=True)
+    page.fill("#in-n", "5")
+    page.click("form[aria-label='Run this flow'] button[type=submit]")
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
+    assert "trigger console" in page.inner_text("main") and f"started by token:console-op-{tag}" in page.inner_text(
+        "main")
+
+    # the runs page lists them, filtered by flow
+    page.goto(f"{console}/?flow=console/boom_{tag}")
+    assert page.locator("#runs tbody tr").count() >= 3
+    page.screenshot(path=str(SHOTS / "runs.png"), full_page=True)
+    page.close()
+
+
+def test_a_viewer_sees_no_action_and_a_forged_action_is_refused(console, browser, engine) -> None:
+    tag = uuid.uuid4().hex[:6]
+    admin = _api(console, create_token(engine, f"console-admin-{tag}", Role.ADMIN))
+    admin("PUT", f"/flows/console/held_{tag}", headers={"Content-Type": "application/yaml"},
+          data=f"id: console/held_{tag}\nsteps:\n  - {{id: gate, approval: {{}}}}\n")
+    held = admin("POST", f"/flows/console/held_{tag}/runs", json={})["id"]
+    page = _signed_in(browser, console, create_token(engine, f"console-viewer-{tag}", Role.VIEWER))
+    page.goto(f"{console}/runs/{held}")
+    assert page.locator("section.actions").count() == 0 and page.locator("button:text('Approve')").count() == 0
+    page.goto(f"{console}/flows/console/held_{tag}")
+    assert page.locator("form[aria-label='Run this flow']").count() == 0
+    csrf = page.evaluate("document.querySelector('input[name=csrf]').value")  # the sign-out form's
+    forged = page.request.post(f"{console}/runs/{held}/steps/gate/decide",
+                               form={"csrf": csrf, "decision": "approve"})
+    assert forged.status == 403 and "may not operate" in forged.text()
+    without = page.request.post(f"{console}/runs/{held}/cancel", form={})
+    assert without.status == 403  # no form secret: refused whatever the role
+    admin("POST", f"/runs/{held}/cancel", json={})
+
+
+def test_a_revoked_token_ends_its_sessions_and_the_cookie_holds_no_token(console, browser, engine) -> None:
+    tag = uuid.uuid4().hex[:6]
+    token = create_token(engine, f"console-gone-{tag}", Role.VIEWER)
+    page = _signed_in(browser, console, token)
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "millrace_session"]
+    assert token not in cookie["value"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    admin = _api(console, create_token(engine, f"console-revoker-{tag}", Role.ADMIN))
+    mine = [t for t in admin("GET", "/tokens", params={"limit": 200})["items"] if t["name"] == f"console-gone-{tag}"]
+    admin("DELETE", f"/tokens/{mine[0]['id']}")
+    page.goto(f"{console}/")
+    assert "/sign-in" in page.url  # the next request finds the session over
+
+
+def test_a_secret_never_appears_on_a_page(console, browser, engine) -> None:
+    tag = uuid.uuid4().hex[:6]
+    token = create_token(engine, f"console-secret-{tag}", Role.ADMIN)
+    api = _api(console, token)
+    canary = f"canary-{uuid.uuid4().hex}"
+    api("PUT", f"/variables/console_pw_{tag}", json={"value": canary, "secret": True})
+    api("PUT", f"/flows/console/leak_{tag}", headers={"Content-Type": "application/yaml"}, data=(
+        f"id: console/leak_{tag}\nsteps:\n  - id: say\n    bash: 'echo \"pw is $PW\"; echo \"$PW\" >&2; exit 1'\n"
+        f"    with: {{PW: \"${{{{ secrets.console_pw_{tag} }}}}\"}}\n"))
+    run_id = api("POST", f"/flows/console/leak_{tag}/runs", json={}, params={"wait": 30})["id"]
+    page = _signed_in(browser, console, token)
+    for path in ("/", f"/runs/{run_id}", f"/runs/{run_id}/steps/say/logs", f"/flows/console/leak_{tag}"):
+        page.goto(console + path)
+        assert canary not in page.content(), path
+
+
+@pytest.fixture(scope="module")
+def axe(tmp_path_factory) -> str:
+    """axe-core from npm (the accessibility engine browsers' devtools use), installed for the test."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("axe")
+    done = subprocess.run(["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund", "axe-core@4"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return (folder / "node_modules" / "axe-core" / "axe.min.js").read_text()
+
+
+def test_the_runs_run_and_flow_pages_have_no_serious_accessibility_violation(console, browser, engine, axe) -> None:
+    tag = uuid.uuid4().hex[:6]
+    token = create_token(engine, f"console-a11y-{tag}", Role.DEVELOPER)
+    api = _api(console, token)
+    api("PUT", f"/flows/console/a11y_{tag}", headers={"Content-Type": "application/yaml"}, data=(
+        f"id: console/a11y_{tag}\ninputs:\n  who: {{type: string, default: you}}\n  n: {{type: integer}}\n"
+        "  loud: {type: boolean, default: false}\n  mood: {type: string, enum: [calm, glad], default: calm}\n"
+        "steps:\n  - {id: hi, bash: 'echo hi $W', with: {W: \"${{ inputs.who }}\"}}\n"))
+    run_id = api("POST", f"/flows/console/a11y_{tag}/runs", json={"inputs": {"n": 1}}, params={"wait": 30})["id"]
+    page = _signed_in(browser, console, token)
+    found = {}
+    for path in ("/", f"/runs/{run_id}", f"/flows/console/a11y_{tag}"):
+        for width in (1280, 390):  # a desktop and a phone
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(console + path)
+            page.add_script_tag(content=axe)
+            violations = page.evaluate("async () => (await axe.run()).violations.map("
+                                       "v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))")
+            serious = [v for v in violations if v["impact"] in ("serious", "critical")]
+            if serious:
+                found[f"{path} at {width}px"] = serious
+    assert not found, found
