@@ -39,8 +39,6 @@ from orchestrator.store.views import RunListing, RunView
 
 blueprint = Blueprint("runs", __name__)
 MAX_WAIT_S = 300.0
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MICRO = dt.timedelta(microseconds=1)
 
 
 class Wait(Query):
@@ -133,7 +131,7 @@ def list_runs(query: RunFilter) -> Response:
                            trigger=query.trigger, since=query.since, until=query.until,
                            before=_cursor(query.cursor), limit=query.limit)
     last = rows[-1] if len(rows) == query.limit else None
-    next_cursor = f"{(last.created_at - _EPOCH) // _MICRO}_{last.id}" if last else None
+    next_cursor = views.page_cursor(last) if last else None
     return answer(RunPage(items=[RunSummary(**_summary_fields(r)) for r in rows], next_cursor=next_cursor))
 
 
@@ -141,10 +139,9 @@ def _cursor(raw: str | None) -> tuple[dt.datetime, str] | None:
     """The page boundary a previous page returned: its last run's creation time and id."""
     if not raw:
         return None
-    micros, _, run_id = raw.partition("_")
     try:
-        return _EPOCH + int(micros) * _MICRO, run_id
-    except (ValueError, OverflowError):
+        return views.page_boundary(raw)
+    except ValueError:
         raise ValidationError([Problem("cursor", "not a cursor this API returned")]) from None
 
 

@@ -20,8 +20,6 @@ from orchestrator.store import versions, views
 from orchestrator.store.access import SESSION_TTL, Permission, open_session
 
 PAGE = 50
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MICRO = dt.timedelta(microseconds=1)
 
 
 @blueprint.route("/sign-in", methods=["GET", "POST"])
@@ -66,7 +64,7 @@ def _page_of_runs(filters: dict[str, Any]) -> tuple[list[dict[str, Any]], str | 
         rows = views.list_runs(context.engine(), flow_id=filters["flow"], status=filters["status"],
                                trigger=filters["trigger"], before=before, limit=PAGE)
         last = rows[-1] if len(rows) == PAGE else None
-        more = f"{(last.created_at - _EPOCH) // _MICRO}_{last.id}" if last else None
+        more = views.page_cursor(last) if last else None
     items = [{"id": r.id, "flow": r.flow_id, "version": r.flow_version, "status": r.status.value,
               "trigger": r.trigger, "error": r.error, "created_at": _iso(r.created_at),
               "took": _took(r.started_at, r.finished_at)} for r in rows]
@@ -74,13 +72,10 @@ def _page_of_runs(filters: dict[str, Any]) -> tuple[list[dict[str, Any]], str | 
 
 
 def _cursor(raw: str | None) -> tuple[dt.datetime, str] | None:
-    if not raw:
-        return None
-    micros, _, run_id = raw.partition("_")
     try:
-        return _EPOCH + int(micros) * _MICRO, run_id
-    except (ValueError, OverflowError):
-        return None
+        return views.page_boundary(raw) if raw else None
+    except ValueError:
+        return None  # a cursor that is not one: the first page
 
 
 @blueprint.get("/")

@@ -98,6 +98,24 @@ def get_run(engine: Engine, run_id: str, *, with_steps: bool = True) -> RunView:
     return _listing(RunView, _RUN, run, steps=steps)
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICRO = dt.timedelta(microseconds=1)
+
+
+def page_cursor(last: RunListing) -> str:
+    """The cursor of the page after one ending with ``last``: its creation time and id."""
+    return f"{(last.created_at - _EPOCH) // _MICRO}_{last.id}"
+
+
+def page_boundary(cursor: str) -> tuple[dt.datetime, str]:
+    """What :func:`page_cursor` wrote, as ``list_runs``'s ``before``; ValueError if it is not one."""
+    micros, _, run_id = cursor.partition("_")
+    try:
+        return _EPOCH + int(micros) * _MICRO, run_id
+    except OverflowError:
+        raise ValueError("not a cursor") from None
+
+
 def list_runs(engine: Engine, *, flow_id: str | None = None, status: str | None = None,
               trigger: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
               before: tuple[dt.datetime, str] | None = None, limit: int = 50) -> list[RunListing]:
