@@ -1,6 +1,9 @@
 """The application factory: configuration comes in, the app goes out."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flask import Flask
 from sqlalchemy import Engine
 
@@ -11,13 +14,15 @@ from orchestrator.services.publisher import Publisher, Revoke, Send
 from orchestrator.services.runs import stored_plans
 
 
-def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke) -> Flask:
+def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke,
+               workers: Callable[[], list[dict[str, Any]]] | None = None) -> Flask:
     """A Flask app serving the Millrace API; ``send`` publishes what it starts, ``revoke`` kills
-    the tasks of what it cancels."""
+    the tasks of what it cancels, ``workers`` says who is up (the console's workers page)."""
     app = Flask("millrace")
     app.config["MAX_CONTENT_LENGTH"] = MAX_DOCUMENT_BYTES + 4096
     publisher = Publisher(engine, send, stored_plans(engine))
-    app.extensions["millrace"] = {"settings": settings, "engine": engine, "publisher": publisher, "revoke": revoke}
+    app.extensions["millrace"] = {"settings": settings, "engine": engine, "publisher": publisher, "revoke": revoke,
+                                  "workers": workers or (lambda: [])}
     errors.register(app)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(health.metrics_blueprint)

@@ -23,3 +23,7 @@ def publisher() -> Publisher:
 
 def revoke() -> Revoke:
     return current_app.extensions["millrace"]["revoke"]
+
+
+def workers() -> list:
+    return current_app.extensions["millrace"]["workers"]()

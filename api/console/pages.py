@@ -207,8 +207,29 @@ def flow(flow_id: str) -> Any:
         except ValidationError as exc:
             errors = {p.path.removeprefix("inputs.").split(".")[0] or "": p.message for p in exc.problems}
     recent = views.list_runs(engine, flow_id=flow_id, limit=10)
+    history = _diffs(versions.versions_of(engine, versions.FLOWS, flow_id, "source",
+                                          after=max(saved["version"] - 11, 0), limit=11))
+    from orchestrator.store import schedules as schedule_rows
+
     return render_template("flow.html", saved=saved, flow=definition, errors=errors, given=given, recent=recent,
-                           source=saved["source"]), 422 if errors else 200
+                           source=saved["source"], history=history,
+                           schedules=schedule_rows.list_schedules(engine, flow_id=flow_id, limit=50)
+                           ), 422 if errors else 200
+
+
+def _diffs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest versions first, each with its diff against the one before (when shown)."""
+    import difflib
+
+    out = []
+    for before, row in zip([None, *rows], rows, strict=False):
+        if before is None and row["version"] > 1:
+            continue  # the version before it is not in the window: it only serves as the base
+        previous = before["source"] if before else ""
+        diff = "".join(difflib.unified_diff(previous.splitlines(True), row["source"].splitlines(True),
+                                            f"version {row['version'] - 1}", f"version {row['version']}"))
+        out.append({"version": row["version"], "created_at": _iso(row["created_at"]), "diff": diff})
+    return out[::-1]
 
 
 def _form_inputs(specs: dict[str, Any], form: Any) -> dict[str, Any]:
@@ -233,3 +254,71 @@ def _took(start: Any, end: Any) -> str:
     end = dt.datetime.fromisoformat(end) if isinstance(end, str) else end
     seconds = (end - start).total_seconds()
     return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+# --- schedules, scripts, variables, audit, workers -----------------------------------------
+
+@blueprint.get("/schedules")
+def schedules() -> str:
+    from orchestrator.definitions.cron import Cron
+    from orchestrator.store import schedules as schedule_rows
+
+    engine = context.engine()
+    found = []
+    for row in schedule_rows.list_schedules(engine, flow_id=request.args.get("flow") or None, limit=200):
+        start = max(row["next_fire_at"] - dt.timedelta(microseconds=1), dt.datetime.now(dt.UTC))
+        upcoming = [t.isoformat() for t in Cron(row["cron"], row["timezone"]).upcoming(start, 3)]
+        found.append({**row, "upcoming": upcoming, "fires": schedule_rows.fires_of(engine, row["id"], limit=5)})
+    return render_template("schedules.html", schedules=found)
+
+
+@blueprint.post("/schedules/<schedule_id>/pause")
+@needs(Permission.DEFINE)
+def pause_schedule(schedule_id: str) -> Response:
+    from orchestrator.services import scheduling
+
+    enabled = request.form.get("enabled") == "true"
+    scheduling.update_schedule(context.engine(), schedule_id, {"enabled": enabled}, g.millrace_principal.actor)
+    return redirect(url_for("console.schedules"))
+
+
+@blueprint.get("/scripts")
+def scripts() -> str:
+    heads = versions.list_heads(context.engine(), versions.SCRIPTS, prefix=request.args.get("prefix", ""), limit=500)
+    return render_template("scripts.html", heads=heads)
+
+
+@blueprint.get("/scripts/<path:path>")
+def script(path: str) -> str:
+    saved = versions.get_version(context.engine(), versions.SCRIPTS, path, None)
+    return render_template("script.html", saved=saved, schema=json.dumps(saved["input_schema"], indent=2))
+
+
+@blueprint.get("/variables")
+def variables() -> str:
+    from orchestrator.store import variables as variable_rows
+
+    rows = variable_rows.list_variables(context.engine(), limit=1000)
+    shown = [{"name": r["name"], "secret": r["secret"],
+              "value": None if r["secret"] else json.dumps(r["value"]), "updated_at": _iso(r["updated_at"])}
+             for r in rows]  # a secret: that it is set, never its value
+    return render_template("variables.html", rows=shown)
+
+
+@blueprint.get("/audit")
+def audit() -> str:
+    from orchestrator.store import audit as audit_rows
+
+    action, target = request.args.get("action") or None, request.args.get("target") or None
+    after = request.args.get("after", "0")
+    rows = audit_rows.list_audit(context.engine(), action=action, target=target,
+                                 after_id=int(after) if after.isdigit() and len(after) < 19 else 0, limit=PAGE)
+    older = url_for("console.audit", after=rows[-1]["id"], **{k: v for k, v in (("action", action), (
+        "target", target)) if v}) if len(rows) == PAGE else None
+    return render_template("audit.html", rows=rows, older=older, action=action, target=target,
+                           verdict=audit_rows.last_verdict(context.engine()))
+
+
+@blueprint.get("/workers")
+def workers() -> str:
+    return render_template("workers.html", workers=context.workers())

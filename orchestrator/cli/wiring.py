@@ -66,7 +66,21 @@ def api_app() -> Any:
     from api import create_app
 
     settings = load_settings()
-    return create_app(settings, engine_for(settings), send, revoke)
+    return create_app(settings, engine_for(settings), send, revoke, workers=workers_now)
+
+
+def workers_now() -> list[dict[str, Any]]:
+    """The workers that answer Celery's inspect within a second: their pools, queues, tasks."""
+    from tasks import app
+
+    inspector = app.control.inspect(timeout=1.0)
+    stats = inspector.stats() or {}
+    queues = inspector.active_queues() or {}
+    active = inspector.active() or {}
+    return [{"name": name, "processes": (info.get("pool") or {}).get("max-concurrency"),
+             "queues": sorted(q["name"] for q in queues.get(name, [])),
+             "active": [{"id": t.get("id"), "task": t.get("name"), "label": t.get("argsrepr")}
+                        for t in active.get(name, [])]} for name, info in sorted(stats.items())]
 
 
 def queues_of(flow: Flow, settings: Settings) -> list[str]:

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, text
 
 from orchestrator.errors import Conflict
 from orchestrator.store.sql import now
-from orchestrator.store.tables import audit_events
+from orchestrator.store.tables import audit_events, audit_verifications
 
 
 def audit(conn: Connection, actor: str, action: str, target: str, **details: Any) -> None:
@@ -99,3 +99,17 @@ def verify(engine: Engine) -> Verdict:
                     return Verdict(checked, row.seq, row.id, "its fields no longer match its hash (changed)")
                 checked += 1
             after, previous_hash, previous_seq = rows[-1].seq, rows[-1].hash, rows[-1].seq
+
+
+def keep_verdict(engine: Engine, verdict: Verdict) -> None:
+    """Keep a walk's outcome with its time (what the console's audit page shows)."""
+    with engine.begin() as conn:
+        conn.execute(insert(audit_verifications).values(at=now(), events=verdict.events, ok=verdict.ok,
+                                                        broken_event_id=verdict.event_id, reason=verdict.reason))
+
+
+def last_verdict(engine: Engine) -> dict[str, Any] | None:
+    """The newest kept walk of the chain, or None if it was never verified."""
+    with engine.connect() as conn:
+        row = conn.execute(select(audit_verifications).order_by(audit_verifications.c.id.desc()).limit(1)).first()
+    return dict(row._mapping) if row else None

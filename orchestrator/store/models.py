@@ -381,3 +381,16 @@ class ConsoleSession(Base):
     csrf: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
     expires_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+
+class AuditVerification(Base):
+    """The outcome of a walk of the audit chain (`millrace audit verify`), kept so that
+    pages show the last one instead of walking the chain at every load."""
+
+    __tablename__ = "audit_verifications"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    events: Mapped[int] = mapped_column(BigInteger)
+    ok: Mapped[bool] = mapped_column()
+    broken_event_id: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from orchestrator.store.models import (
     ApiToken,
     AuditEvent,
+    AuditVerification,
     BenchMark,
     BenchRun,
     Chord,
@@ -48,5 +49,6 @@ bench_marks = BenchMark.__table__
 bench_runs = BenchRun.__table__
 metric_totals = MetricTotal.__table__
 console_sessions = ConsoleSession.__table__
+audit_verifications = AuditVerification.__table__
 metric_folds = MetricFold.__table__
 outbox = OwedSend.__table__

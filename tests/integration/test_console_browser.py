@@ -178,9 +178,44 @@ def test_a_secret_never_appears_on_a_page(console, browser, engine) -> None:
         f"    with: {{PW: \"${{{{ secrets.console_pw_{tag} }}}}\"}}\n"))
     run_id = api("POST", f"/flows/console/leak_{tag}/runs", json={}, params={"wait": 30})["id"]
     page = _signed_in(browser, console, token)
-    for path in ("/", f"/runs/{run_id}", f"/runs/{run_id}/steps/say/logs", f"/flows/console/leak_{tag}"):
+    for path in ("/", f"/runs/{run_id}", f"/runs/{run_id}/steps/say/logs", f"/flows/console/leak_{tag}",
+                 "/variables", f"/audit?target=run:{run_id}"):
         page.goto(console + path)
         assert canary not in page.content(), path
+    page.goto(f"{console}/variables")
+    row = page.locator("tr", has_text=f"console_pw_{tag}")
+    assert "set (never shown)" in row.inner_text()
+
+
+def test_schedules_scripts_audit_and_workers_pages(console, browser, engine) -> None:
+    from orchestrator.store.audit import Verdict, keep_verdict
+    from tests.conftest import QUEUE
+
+    tag = uuid.uuid4().hex[:6]
+    token = create_token(engine, f"console-pages-{tag}", Role.ADMIN)
+    api = _api(console, token)
+    api("PUT", f"/scripts/console_{tag}/add", json={"language": "python",
+                                                   "code": "def main(a: int, b: int = 2) -> int:\n    return a + b\n"})
+    api("PUT", f"/flows/console/sched_{tag}", headers={"Content-Type": "application/yaml"}, data=(
+        f"id: console/sched_{tag}\ntriggers:\n  - cron: '0 3 * * *'\nsteps:\n  - {{id: a, bash: echo}}\n"))
+    api("PUT", f"/flows/console/sched_{tag}", headers={"Content-Type": "application/yaml"}, data=(
+        f"id: console/sched_{tag}\ntriggers:\n  - cron: '0 4 * * *'\nsteps:\n  - {{id: a, bash: echo two}}\n"))
+    keep_verdict(engine, Verdict(events=1234))
+    page = _signed_in(browser, console, token)
+    page.goto(f"{console}/schedules?flow=console/sched_{tag}")
+    card = page.locator("section.card", has_text=f"console/sched_{tag}")
+    assert "0 4 * * *" in card.inner_text() and "enabled" in card.inner_text()
+    card.locator("button:text('Pause')").click()
+    assert "paused" in page.locator("section.card", has_text=f"console/sched_{tag}").inner_text()
+    page.goto(f"{console}/flows/console/sched_{tag}")
+    page.click("summary:text('version 2')")
+    assert "+  - cron: '0 4 * * *'" in page.inner_text("main")  # the versions, each with its diff
+    page.goto(f"{console}/scripts/console_{tag}/add")
+    assert "def main(a: int, b: int = 2)" in page.inner_text("main") and '"a"' in page.inner_text("main")
+    page.goto(f"{console}/audit?action=flow.")
+    assert "✓ intact" in page.inner_text("#verdict") and "1234 events" in page.inner_text("#verdict")
+    page.goto(f"{console}/workers")
+    assert QUEUE in page.inner_text("main")  # the session's worker, with its queue
 
 
 @pytest.fixture(scope="module")

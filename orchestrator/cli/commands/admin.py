@@ -68,9 +68,11 @@ def audit_group() -> None:
 def audit_verify() -> int:
     """Check the hash chain; name the first broken link (exit 1)."""
     from orchestrator.cli.wiring import engine_for
-    from orchestrator.store.audit import verify
+    from orchestrator.store.audit import keep_verdict, verify
 
-    verdict = verify(engine_for(load_settings()))
+    engine = engine_for(load_settings())
+    verdict = verify(engine)
+    keep_verdict(engine, verdict)  # the console shows the last one
     if verdict.ok:
         click.echo(f"audit chain intact: {verdict.events} events")
         return 0
