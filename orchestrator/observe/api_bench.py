@@ -1,6 +1,7 @@
 """The API's own figures in ``millrace bench``: ``--scenario api``, what the API answers while
-requests wait on runs, and ``--scenario scrape``, what a ``/metrics`` scrape costs at the
-history the database holds (seed one with ``millrace bench seed N``).
+requests wait on runs, ``--scenario scrape``, what a ``/metrics`` scrape costs, and
+``--scenario console``, what the console's runs pages cost, at the history the database holds
+(seed one with ``millrace bench seed N``).
 
 `millrace api` (gunicorn with the shipped settings) is started on a free port; twenty
 ``POST .../runs?wait=30`` hold runs that wait for an approval, and meanwhile ``/healthz``
@@ -95,6 +96,38 @@ def measure_scrape(engine: Engine, *, progress: Any = lambda _: None) -> dict[st
     progress(f"scrape: p50 {statistics.median(times):.1f} ms at {runs} runs, {steps} step rows")
     return {"runs": runs, "step_rows": steps, "scrapes": SCRAPES, "scrape_p50_ms": round(statistics.median(times), 1),
             "scrape_max_ms": round(max(times), 1), "catch_up_fold_s": round(folded_s, 2)}
+
+
+PAGES = ("/", "/?status=failed", "/?flow=bench/seed", "/flows")
+
+
+def measure_console(engine: Engine, *, progress: Any = lambda _: None) -> dict[str, Any]:
+    """The console's runs pages, rendered in this process (server time: the request through
+    the app, no network): the median of 20 of each, at the history the database holds."""
+    from orchestrator.cli.wiring import api_app
+    from orchestrator.store.access import open_session
+    from orchestrator.store.benchmarks import history_size
+
+    token = create_token(engine, f"bench-console-{uuid.uuid4().hex[:8]}", Role.VIEWER, actor="bench")
+    opened = open_session(engine, token)
+    assert opened is not None
+    client = api_app().test_client()
+    client.set_cookie("millrace_session", opened[0])
+    figures = {}
+    for path in PAGES:
+        client.get(path)  # warm: templates compiled, connections made
+        times = []
+        for _ in range(SCRAPES):
+            began = time.perf_counter()
+            answer = client.get(path)
+            times.append((time.perf_counter() - began) * 1000)
+            if answer.status_code != 200:
+                raise RuntimeError(f"{path}: {answer.status_code}")
+        figures[path] = {"p50_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1)}
+    revoke_token(engine, _token_id(engine, token), "bench")
+    runs, steps = history_size(engine)
+    progress(f"console: runs page p50 {figures['/']['p50_ms']} ms at {runs} runs")
+    return {"runs": runs, "step_rows": steps, "pages": figures}
 
 
 class _Caller:

@@ -76,3 +76,10 @@ def test_bench_times_a_metrics_scrape_at_the_history_held(engine, worker, capsys
     assert scrape["runs"] > 0 and scrape["step_rows"] > 0 and scrape["scrapes"] == 20
     assert 0 < scrape["scrape_p50_ms"] <= scrape["scrape_max_ms"]
     assert "scrape: p50" in captured.err
+
+
+def test_bench_times_the_consoles_pages_at_the_history_held(engine, capsys) -> None:
+    assert main(["bench", "--scenario", "console", "--json"]) == 0
+    console = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["console"]
+    assert set(console["pages"]) == {"/", "/?status=failed", "/?flow=bench/seed", "/flows"}
+    assert all(0 < page["p50_ms"] <= page["max_ms"] for page in console["pages"].values())

@@ -14,11 +14,13 @@ from orchestrator.cli.wiring import engine_for, publisher_for, send
 SCENARIO_NAMES = ("light40", "long10", "fanout40", "throughput")  # orchestrator.observe.bench.SCENARIOS
 API = "api"  # orchestrator.observe.api_bench: the API's latency while twenty requests wait on runs
 SCRAPE = "scrape"  # orchestrator.observe.api_bench: a /metrics scrape at the history the database holds
+CONSOLE = "console"  # orchestrator.observe.api_bench: the console's runs pages at the history held
 NEEDS_WORKERS = (*SCENARIO_NAMES, API)
 
 
 @click.group("bench", invoke_without_command=True)
-@click.option("--scenario", "scenarios", multiple=True, type=click.Choice(sorted((*SCENARIO_NAMES, API, SCRAPE))),
+@click.option("--scenario", "scenarios", multiple=True,
+              type=click.Choice(sorted((*SCENARIO_NAMES, API, SCRAPE, CONSOLE))),
               help="run only these (repeatable); default: all")
 @click.option("--repetitions", type=int, default=None, help="default: per scenario (2 to 5)")
 @click.option("--workers", type=int, default=0, metavar="N",
@@ -36,7 +38,7 @@ def bench_group(ctx: click.Context, scenarios: tuple[str, ...], repetitions: int
 
     settings = load_settings()
     engine = engine_for(settings)
-    names = list(scenarios) or [*bench.SCENARIOS, API, SCRAPE]
+    names = list(scenarios) or [*bench.SCENARIOS, API, SCRAPE, CONSOLE]
     started: list = []
 
     def start_flow(text: str) -> str:
@@ -48,10 +50,11 @@ def bench_group(ctx: click.Context, scenarios: tuple[str, ...], repetitions: int
         if any(n in NEEDS_WORKERS for n in names):
             _workers(settings, workers, started)
         for name in names:
-            if name in (API, SCRAPE):
+            if name in (API, SCRAPE, CONSOLE):
                 from orchestrator.observe import api_bench
 
-                measure = api_bench.measure if name == API else api_bench.measure_scrape
+                measure = {API: api_bench.measure, SCRAPE: api_bench.measure_scrape,
+                           CONSOLE: api_bench.measure_console}[name]
                 summary[name] = measure(engine, progress=note)
                 continue
             measured = bench.run_scenario(engine, bench.SCENARIOS[name], start_flow=start_flow, send=send,
@@ -119,6 +122,9 @@ def _print(summary: dict) -> None:
         a = summary[API]
         click.echo(f"{'api':<11} while {a['waiting']} requests wait: /healthz p50 {a['healthz_p50_ms']} ms, "
                    f"GET p50 {a['get_p50_ms']} ms")
+    if CONSOLE in summary:
+        c = summary[CONSOLE]
+        click.echo(f"{'console':<11} runs page p50 {c['pages']['/']['p50_ms']} ms at {c['runs']:,} runs")
     if SCRAPE in summary:
         s = summary[SCRAPE]
         click.echo(f"{'scrape':<11} /metrics p50 {s['scrape_p50_ms']} ms at {s['runs']:,} runs")
