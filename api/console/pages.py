@@ -104,6 +104,7 @@ def run(run_id: str) -> str:
     flow = flow_from_stored(document)
     waiting = [s for s in view.steps if s.kind == "approval" and s.status.value == "waiting"]
     return render_template("run.html", run=answer, steps=_steps(answer["steps"]), waiting=waiting,
+                           nodes=graph(engine, view),
                            top_steps=[s.id for s in flow.steps], started_by=_started_by(engine, run_id),
                            inputs=json.dumps(view.inputs, indent=2), result=json.dumps(view.result, indent=2),
                            finished=view.status.finished)
@@ -112,8 +113,10 @@ def run(run_id: str) -> str:
 @blueprint.get("/console/live/runs/<run_id>")
 def live_run(run_id: str) -> Response:
     """A run's status and steps, for the run page to redraw while it is not finished."""
-    answer = run_answer(views.get_run(context.engine(), run_id)).model_dump(mode="json")
+    view = views.get_run(context.engine(), run_id)
+    answer = run_answer(view).model_dump(mode="json")
     return jsonify({"status": answer["status"], "error": answer["error"], "steps": _steps(answer["steps"]),
+                    "graph": render_template("_graph.html", nodes=graph(context.engine(), view)),
                     "result": json.dumps(answer["result"], indent=2),
                     "finished": answer["status"] in ("succeeded", "failed", "cancelled")})
 
@@ -322,3 +325,51 @@ def audit() -> str:
 @blueprint.get("/workers")
 def workers() -> str:
     return render_template("workers.html", workers=context.workers())
+
+
+# --- the run's graph -----------------------------------------------------------------------
+
+def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
+    """The flow's steps as the run went: each with its latest attempt's status; parallel
+    branches side by side, for_each items folded with their counts, switch cases with the
+    one taken marked, subflow steps with their child run."""
+    from orchestrator.definitions.flow import ForEachStep, ParallelStep, SubflowStep, SwitchStep
+
+    _, document = versions.load_flow_document(engine, view.flow_id, view.flow_version)
+    latest = {s.path: s for s in view.steps}
+    children = views.subflow_runs(engine, view.id) if any(s.kind == "flow" for s in view.steps) else {}
+
+    def sequence(steps: list[Any], prefix: str) -> list[dict[str, Any]]:
+        return [node(step, prefix + step.id) for step in steps]
+
+    def node(step: Any, path: str) -> dict[str, Any]:
+        row = latest.get(path)
+        out: dict[str, Any] = {"id": step.id, "path": path, "kind": _kind(step),
+                               "status": row.status.value if row else "pending", "attempt": row.attempt if row else 0}
+        if isinstance(step, ParallelStep):
+            out["branches"] = [{"label": b.id, "steps": sequence(b.steps, f"{path}.{b.id}.")} for b in step.parallel]
+        elif isinstance(step, ForEachStep):
+            indices = sorted({int(p[len(path) + 1:].split("]", 1)[0]) for p in latest
+                              if p.startswith(path + "[") and p[len(path) + 1:].split("]", 1)[0].isdigit()})
+            items = [{"index": i, "steps": sequence(step.do, f"{path}[{i}].")} for i in indices]
+            counts: dict[str, int] = {}
+            for item in items:
+                last = item["steps"][-1]["status"] if item["steps"] else "pending"
+                counts[last] = counts.get(last, 0) + 1
+            out["item_list"], out["counts"] = items, counts
+        elif isinstance(step, SwitchStep):
+            cases = [(f"case {i}: {case.if_}", case.do) for i, case in enumerate(step.switch)]
+            cases += [("else", step.else_)] if step.else_ else []
+            out["cases"] = [{"label": label, "steps": sequence(do, f"{path}."),
+                             "taken": any(f"{path}.{s.id}" in latest for s in do)} for label, do in cases]
+        elif isinstance(step, SubflowStep) and row is not None:
+            out["child"] = children.get(row.id)
+        return out
+
+    return sequence(flow_from_stored(document).steps, "")
+
+
+def _kind(step: Any) -> str:
+    from orchestrator.definitions.flow import step_kind
+
+    return step_kind(step) or "step"

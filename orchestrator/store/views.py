@@ -137,3 +137,10 @@ def list_runs(engine: Engine, *, flow_id: str | None = None, status: str | None 
     query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
     with engine.connect() as conn:
         return [_listing(RunListing, _LISTING, r) for r in conn.execute(query).mappings()]
+
+
+def subflow_runs(engine: Engine, run_id: str) -> dict[int, str]:
+    """The child runs a run's subflow steps started: the step attempt's row id -> the child run's id."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(runs.c.id, runs.c.parent_step_run_id).where(runs.c.parent_run_id == run_id))
+        return {row.parent_step_run_id: row.id for row in rows if row.parent_step_run_id is not None}

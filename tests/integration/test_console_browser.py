@@ -91,6 +91,7 @@ def test_an_operator_follows_acts_and_runs_from_the_console(console, browser, en
     assert page.evaluate("window.__sameDocument") is True  # the same document: updated in place
     assert page.locator("#steps tr[data-path='each[2].nap'] .status-succeeded").count() == 1
     assert page.evaluate("document.querySelector('img.timeline').naturalWidth") > 0  # the Gantt chart loads
+    assert "3 items · 3 succeeded" in page.inner_text("#graph [data-path='each'] > details > summary")
     page.screenshot(path=str(SHOTS / "run.png"), full_page=True)
 
     # a failed step: its error on the run page, its logs a click away
@@ -132,6 +133,35 @@ def test_an_operator_follows_acts_and_runs_from_the_console(console, browser, en
     assert page.locator("#runs tbody tr").count() >= 3
     page.screenshot(path=str(SHOTS / "runs.png"), full_page=True)
     page.close()
+
+
+def test_the_graph_shows_branches_the_case_taken_and_the_subflow_run(console, browser, engine) -> None:
+    tag = uuid.uuid4().hex[:6]
+    token = create_token(engine, f"console-graph-{tag}", Role.DEVELOPER)
+    api = _api(console, token)
+    yaml = {"Content-Type": "application/yaml"}
+    api("PUT", f"/flows/console/child_{tag}", headers=yaml,
+        data=f"id: console/child_{tag}\nsteps:\n  - {{id: inner, bash: echo child}}\n")
+    api("PUT", f"/flows/console/shape_{tag}", headers=yaml, data=(
+        f"id: console/shape_{tag}\nsteps:\n"
+        "  - id: both\n    parallel:\n      - {id: left, steps: [{id: l1, bash: echo l}]}\n"
+        "      - {id: right, steps: [{id: r1, bash: echo r}]}\n"
+        "  - id: pick\n    switch:\n      - {if: \"${{ 1 > 2 }}\", do: [{id: never, bash: echo no}]}\n"
+        "    else: [{id: fallback, bash: echo yes}]\n"
+        f"  - {{id: sub, flow: console/child_{tag}}}\n"))
+    run_id = api("POST", f"/flows/console/shape_{tag}/runs", json={}, params={"wait": 60})["id"]
+    page = _signed_in(browser, console, token)
+    page.goto(f"{console}/runs/{run_id}")
+    graph = page.locator("#graph")
+    assert graph.locator("[data-path='both'] .branch").count() == 2
+    assert graph.locator("[data-path='both.left.l1'] .status-succeeded").count() == 1
+    taken = graph.locator("[data-path='pick'] .branch.taken")
+    assert taken.count() == 1 and "else (taken)" in taken.inner_text()
+    assert graph.locator("[data-path='pick.never'] .status-pending").count() == 1  # the case not taken
+    child = graph.locator("[data-path='sub'] a")
+    child.click()
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
+    assert f"console/child_{tag}" in page.inner_text("main") and f"subflow of {run_id[:8]}" in page.inner_text("main")
 
 
 def test_a_viewer_sees_no_action_and_a_forged_action_is_refused(console, browser, engine) -> None:

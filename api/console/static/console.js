@@ -77,6 +77,15 @@
       top.textContent = ""; top.appendChild(status(data.status));
       document.getElementById("run-error").textContent = data.error || "";
       document.getElementById("run-result").textContent = data.result;
+      var graph = document.getElementById("graph");
+      var open = Array.prototype.map.call(graph.querySelectorAll("details[open]"), function (d) {
+        return d.parentElement.dataset.path; });
+      graph.innerHTML = data.graph;  // rendered by the server from the same records, escaped there
+      open.forEach(function (path) {
+        var again = graph.querySelector('[data-path="' + CSS.escape(path) + '"] > details');
+        if (again) { again.open = true; }
+      });
+      localTimes(graph);
       if (data.finished) {  // nothing changes any more: stop polling, and take away what no longer applies
         var cancel = document.getElementById("cancel-form");
         if (cancel) { cancel.remove(); }
