@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 from flask import Response, g, jsonify, redirect, render_template, request, url_for
+from markupsafe import Markup, escape
 
 from api import context
 from api.console import COOKIE, blueprint, needs
@@ -17,7 +19,7 @@ from orchestrator.execution.lifecycle import RunStatus
 from orchestrator.services.decisions import cancel, decide_approval
 from orchestrator.services.runs import restart, start_saved
 from orchestrator.store import versions, views
-from orchestrator.store.access import SESSION_TTL, Permission, open_session
+from orchestrator.store.access import SESSION_TTL, Permission, open_session, webhook_enabled
 
 PAGE = 50
 
@@ -49,7 +51,19 @@ def _filters() -> dict[str, Any]:
     if status is not None and status not in {s.value for s in RunStatus}:
         status = None
     return {"flow": args.get("flow") or None, "status": status, "trigger": args.get("trigger") or None,
-            "run": (args.get("run") or "").strip() or None}
+            "run": (args.get("run") or "").strip() or None, "since": _time(args.get("since")),
+            "until": _time(args.get("until"))}
+
+
+def _time(raw: str | None) -> str | None:
+    """A time from a filter field (`datetime-local` gives no zone: it is read as UTC)."""
+    if not raw:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw)
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).isoformat()
+    except (ValueError, OverflowError):
+        return None
 
 
 def _page_of_runs(filters: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
@@ -62,13 +76,23 @@ def _page_of_runs(filters: dict[str, Any]) -> tuple[list[dict[str, Any]], str | 
     else:
         before = _cursor(request.args.get("cursor"))
         rows = views.list_runs(context.engine(), flow_id=filters["flow"], status=filters["status"],
-                               trigger=filters["trigger"], before=before, limit=PAGE)
+                               trigger=filters["trigger"], before=before, limit=PAGE,
+                               since=dt.datetime.fromisoformat(filters["since"]) if filters["since"] else None,
+                               until=dt.datetime.fromisoformat(filters["until"]) if filters["until"] else None)
         last = rows[-1] if len(rows) == PAGE else None
         more = views.page_cursor(last) if last else None
+    starters = _started_by_each(context.engine(), [r.id for r in rows])
     items = [{"id": r.id, "flow": r.flow_id, "version": r.flow_version, "status": r.status.value,
               "trigger": r.trigger, "error": r.error, "created_at": _iso(r.created_at),
-              "took": _took(r.started_at, r.finished_at)} for r in rows]
+              "took": _took(r.started_at, r.finished_at), "by": starters.get(r.id)} for r in rows]
     return items, more
+
+
+def _started_by_each(engine: Any, run_ids: list[str]) -> dict[str, str]:
+    """Who started each run (its run.created event's actor), in one query for the page."""
+    from orchestrator.store import audit
+
+    return audit.actors_of(engine, "run.created", [f"run:{i}" for i in run_ids])
 
 
 def _cursor(raw: str | None) -> tuple[dt.datetime, str] | None:
@@ -132,7 +156,19 @@ def timeline(run_id: str) -> Response:
 def step_logs(run_id: str, step: str) -> str:
     view = views.get_run(context.engine(), run_id)
     attempts = [s for s in view.steps if s.path == step]
-    return render_template("logs.html", run_id=run_id, step=step, attempts=attempts)
+    finished = view.status.finished or bool(attempts and attempts[-1].status.value in ("succeeded", "skipped"))
+    return render_template("logs.html", run_id=run_id, step=step, attempts=attempts, finished=finished)
+
+
+@blueprint.get("/console/live/runs/<run_id>/steps/<path:step>/logs")
+def live_logs(run_id: str, step: str) -> Response:
+    """The latest attempt's output so far (recorded with the masking every record gets)."""
+    view = views.get_run(context.engine(), run_id)
+    attempts = [s for s in view.steps if s.path == step]
+    last = attempts[-1] if attempts else None
+    finished = view.status.finished or bool(last and last.status.value in ("succeeded", "failed", "skipped"))
+    return jsonify({"attempt": last.attempt if last else None, "logs": last.logs if last else "",
+                    "finished": finished})
 
 
 def _steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -183,11 +219,14 @@ def restart_run(run_id: str) -> Response:
 def flows() -> str:
     engine = context.engine()
     heads = versions.list_heads(engine, versions.FLOWS, prefix=request.args.get("prefix", ""), limit=500)
+    from orchestrator.store import schedules as schedule_rows
+
     last = {}
     for row in heads:
         recent = views.list_runs(engine, flow_id=row["flow_id"], limit=1)
         last[row["flow_id"]] = recent[0] if recent else None
-    return render_template("flows.html", heads=heads, last=last)
+    upcoming = schedule_rows.next_fires(engine, [row["flow_id"] for row in heads])
+    return render_template("flows.html", heads=heads, last=last, upcoming=upcoming)
 
 
 @blueprint.route("/flows/<path:flow_id>", methods=["GET", "POST"])
@@ -215,7 +254,9 @@ def flow(flow_id: str) -> Any:
     from orchestrator.store import schedules as schedule_rows
 
     return render_template("flow.html", saved=saved, flow=definition, errors=errors, given=given, recent=recent,
-                           source=saved["source"], history=history,
+                           source=highlight(saved["source"]), history=history,
+                           webhook=url_for("v1.hooks.call_hook", flow_id=flow_id, _external=True)
+                           if webhook_enabled(engine, flow_id) else None,
                            schedules=schedule_rows.list_schedules(engine, flow_id=flow_id, limit=50)
                            ), 422 if errors else 200
 
@@ -373,3 +414,21 @@ def _kind(step: Any) -> str:
     from orchestrator.definitions.flow import step_kind
 
     return step_kind(step) or "step"
+
+
+_YAML_TOKEN = re.compile(r"(?P<comment>(?:^|(?<=\s))#.*$)|(?P<expr>\$\{\{.*?\}\})"
+                         r"|(?P<key>^\s*(?:- )?[\w.-]+(?=:(?:\s|$)))|(?P<string>\"(?:[^\"\\]|\\.)*\"|'[^']*')")
+
+
+def highlight(source: str) -> Markup:
+    """A flow's source with its keys, strings, expressions and comments marked (escaped first)."""
+    lines = []
+    for line in source.splitlines():
+        out, pos = [], 0
+        for match in _YAML_TOKEN.finditer(line):
+            out.append(escape(line[pos:match.start()]))
+            out.append(Markup(f'<span class="y-{match.lastgroup}">') + escape(match.group()) + Markup("</span>"))
+            pos = match.end()
+        out.append(escape(line[pos:]))
+        lines.append(Markup("").join(out))
+    return Markup("\n").join(lines)

@@ -146,6 +146,12 @@ def disable_webhook(engine: Engine, flow_id: str, actor: str) -> None:
         audit(conn, actor, "webhook.disabled", f"flow:{flow_id}")
 
 
+def webhook_enabled(engine: Engine, flow_id: str) -> bool:
+    """Whether ``flow_id`` has a webhook (its token is never readable again)."""
+    with engine.connect() as conn:
+        return conn.execute(select(webhooks.c.flow_id).where(webhooks.c.flow_id == flow_id)).first() is not None
+
+
 def webhook_accepts(engine: Engine, flow_id: str, token: str) -> bool:
     """Whether ``token`` is the current token of ``flow_id``'s webhook."""
     with engine.connect() as conn:

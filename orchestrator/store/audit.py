@@ -113,3 +113,13 @@ def last_verdict(engine: Engine) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(audit_verifications).order_by(audit_verifications.c.id.desc()).limit(1)).first()
     return dict(row._mapping) if row else None
+
+
+def actors_of(engine: Engine, action: str, targets: list[str]) -> dict[str, str]:
+    """The actor of each target's ``action`` event (``run:<id>`` -> ``<id>``: who), in one query."""
+    if not targets:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(select(audit_events.c.target, audit_events.c.actor).where(
+            audit_events.c.action == action, audit_events.c.target.in_(targets)))
+        return {row.target.split(":", 1)[1]: row.actor for row in rows}

@@ -126,3 +126,14 @@ def next_due(engine: Engine) -> dt.datetime | None:
     """The earliest slot any enabled schedule waits for (the scheduler sleeps until then)."""
     with engine.connect() as conn:
         return conn.execute(select(func.min(schedules.c.next_fire_at)).where(schedules.c.enabled.is_(True))).scalar()
+
+
+def next_fires(engine: Engine, flow_ids: list[str]) -> dict[str, dt.datetime]:
+    """Each flow's next scheduled fire among its enabled schedules, in one query."""
+    if not flow_ids:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(select(schedules.c.flow_id, func.min(schedules.c.next_fire_at))
+                            .where(schedules.c.flow_id.in_(flow_ids), schedules.c.enabled.is_(True))
+                            .group_by(schedules.c.flow_id))
+        return {flow_id: at for flow_id, at in rows}

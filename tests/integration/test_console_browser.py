@@ -128,9 +128,15 @@ def test_an_operator_follows_acts_and_runs_from_the_console(console, browser, en
     assert "trigger console" in page.inner_text("main") and f"started by token:console-op-{tag}" in page.inner_text(
         "main")
 
-    # the runs page lists them, filtered by flow
+    page.goto(f"{console}/flows/console/boom_{tag}")
+    assert page.locator("pre.source .y-key", has_text="steps").count() == 1  # the source, highlighted
+
+    # the runs page lists them, filtered by flow, with who started each
     page.goto(f"{console}/?flow=console/boom_{tag}")
     assert page.locator("#runs tbody tr").count() >= 3
+    assert f"token:console-op-{tag}" in page.inner_text("#runs tbody")
+    page.goto(f"{console}/?flow=console/boom_{tag}&until=2000-01-01T00:00")
+    assert "No runs." in page.inner_text("#runs tbody")  # a time range before any of them
     page.screenshot(path=str(SHOTS / "runs.png"), full_page=True)
     page.close()
 

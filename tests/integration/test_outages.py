@@ -26,8 +26,15 @@ def test_with_the_database_down_every_route_answers_503_then_recovers(private_po
                 ("PUT", "/api/v1/flows/outage/g", flow.replace("outage/f", "outage/g"), yaml),
                 ("POST", "/api/v1/flows/outage/f/runs", "{}", {"Content-Type": "application/json"}),
                 ("GET", "/api/v1/audit", None, {}), ("GET", "/metrics", None, {})]
+    from orchestrator.store.access import open_session
+
+    console_session, _ = open_session(engine, create_token(engine, "outage-console", Role.VIEWER))
+    client.set_cookie("millrace_session", console_session)
     private_postgres.stop()
     try:
+        page = client.get("/")  # the console: a readable page that retries, not a JSON problem
+        assert page.status_code == 503 and page.mimetype == "text/html", page.get_data(as_text=True)[:300]
+        assert "The database is unreachable" in page.text and 'http-equiv="refresh" content="5"' in page.text
         for method, url, body, headers in requests:
             answer = client.open(url, method=method, data=body, headers={**token, **headers})
             assert answer.status_code == 503, (url, answer.status_code, answer.get_data(as_text=True)[:300])

@@ -47,6 +47,7 @@
         cell(row, r.flow + "@" + r.version);
         cell(row, status(r.status));
         cell(row, r.trigger);
+        cell(row, r.by || "-");
         var t = document.createElement("time"); t.setAttribute("datetime", r.created_at); t.textContent = r.created_at;
         cell(row, t);
         cell(row, r.took);
@@ -92,6 +93,15 @@
         document.querySelectorAll("form.decision").forEach(function (f) { f.remove(); });
         return false;
       }
+    });
+  }
+  var logs = document.getElementById("logs");
+  if (logs && logs.dataset.finished !== "true") {
+    poll(logs.dataset.live, 1000, function (data) {
+      var out = document.getElementById("logs-" + data.attempt);
+      if (out) { out.textContent = data.logs || "(no output yet)"; }
+      else { location.reload(); return false; }  // a new attempt began: show it with its heading
+      if (data.finished) { location.reload(); return false; }
     });
   }
   localTimes(document);
