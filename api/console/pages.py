@@ -323,7 +323,8 @@ def pause_schedule(schedule_id: str) -> Response:
 
     enabled = request.form.get("enabled") == "true"
     scheduling.update_schedule(context.engine(), schedule_id, {"enabled": enabled}, g.millrace_principal.actor)
-    return redirect(url_for("console.schedules"))
+    back = request.form.get("back") or ""
+    return redirect(back if back.startswith("/") and not back.startswith("//") else url_for("console.schedules"))
 
 
 @blueprint.get("/scripts")
