@@ -19,6 +19,7 @@ from orchestrator.execution.context import Context, Wire
 from orchestrator.execution.messages import Finish, RunRef, Start, units_of
 from orchestrator.executors.base import StepCall
 from orchestrator.services.limits import limits_for
+from orchestrator.store.attempts import follow_logs
 from orchestrator.store.cache import cache_key, cached_result, store_cached_result
 from orchestrator.store.variables import mask
 from tasks.app import app, settings
@@ -109,10 +110,25 @@ def _code_step(s: StepDelivery, *, elapsed: float) -> Context:
             return fail(s, why, retryable=False)
     limits = limits_for(s.rt.limits, s.rt.ceiling, s.plan.flow, node.step)
     network = node.step.network or s.plan.flow.network or settings.step_network
-    execution = executor.run(StepCall(code, args, timeout, env, database_url, node_modules, limits, network))
+    execution = executor.run(StepCall(code, args, timeout, env, database_url, node_modules, limits, network,
+                                      on_output=_follower(s)))
     if not execution.ok:
         return fail(s, execution.error or "failed", logs=execution.logs)
     result = mask(execution.result, s.secrets)  # the cache keeps it masked, as the attempt does
     if cache is not None:
         store_cached_result(s.rt.engine, key, result, cache.ttl)
     return succeed(s, result, logs=execution.logs)
+
+
+def _follower(s: StepDelivery) -> Any:
+    """What a running step has written, masked and recorded at most once a second, so that
+    the console (and GET .../logs) can follow it before its outcome is written."""
+    attempt = s.attempt
+    if attempt is None:
+        return None
+    engine, secrets = s.rt.engine, s.secrets
+
+    def follow(logs: str) -> None:
+        follow_logs(engine, attempt.id, mask(logs, secrets))
+
+    return follow

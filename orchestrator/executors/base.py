@@ -5,7 +5,7 @@ step does: a failure is an :class:`Execution` that is not ``ok``.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +45,9 @@ class StepCall:
     node_modules: Path | None = None
     limits: Limits | None = None  # None: the executor's defaults
     network: str | None = None  # "host" or "none"; None: "host"
+    # called with the output so far, at most once a second while the step runs (a step that
+    # ends within a second is never called): what readers follow live
+    on_output: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ class BashExecutor:
         variables.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in call.args.items()})
         server = self.servers.get(call.network, limits.disk_mb)
         found = server.exchange({"mode": "exec", "argv": [self.bash, "-c", call.code], "env": variables},
-                                python=False, limits=limits, timeout=call.timeout)
+                                python=False, limits=limits, timeout=call.timeout, on_output=call.on_output)
         ended = found.ending or {}
         if ended.get("code") == 0 and not found.timed_out:
             line = last_line(found.stdout_tail)

@@ -85,7 +85,7 @@ class JavaScriptExecutor:
                              "args.json": json.dumps(values[:last + 1])},
                    "links": {"node_modules": modules} if modules else {}}
         found = servers.get(call.network, limits.disk_mb).exchange(
-            request, python=False, limits=limits, timeout=call.timeout, report=True)
+            request, python=False, limits=limits, timeout=call.timeout, report=True, on_output=call.on_output)
         if found.report and not found.too_large and not found.timed_out:
             outcome = json.loads(found.report)
             return Execution(outcome["ok"], outcome.get("result"), outcome.get("error"), found.logs,

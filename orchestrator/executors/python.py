@@ -23,7 +23,7 @@ class PythonExecutor:
         limits = call.limits or self.limits
         server = self.servers.get(call.network, limits.disk_mb)
         request = {"code": call.code, "args": call.args, "env": {**base_env(dict(os.environ)), **call.env}}
-        found = server.exchange(request, python=True, limits=limits, timeout=call.timeout)
+        found = server.exchange(request, python=True, limits=limits, timeout=call.timeout, on_output=call.on_output)
         result = found.message("result")
         if result is not None and result["ok"] and not found.too_large:
             return Execution(True, result.get("result"), None, found.logs, found.duration_s)

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,7 +111,7 @@ class StepServer:
         self._limited: tuple[int, int] | None = None  # what the cgroups hold now
 
     def exchange(self, request: dict, *, python: bool, limits: Limits, timeout: float | None,
-                 report: bool = False) -> Exchange:
+                 report: bool = False, on_output: Callable[[str], None] | None = None) -> Exchange:
         """Run one step: ``request`` as the server takes it; ``python`` steps share one log
         stream, commands get stdout, stderr (and fd 3 when ``report``)."""
         with self._lock:
@@ -135,7 +136,8 @@ class StepServer:
             for _, w in pipes:
                 os.close(w)  # the child holds them now
             before = self.cgroups.hits() if self.cgroups is not None else (0, 0)  # noqa: SIM108
-            found = _read(conn, [r for r, _ in pipes], python=python, limits=limits, timeout=timeout)
+            found = _read(conn, [r for r, _ in pipes], python=python, limits=limits, timeout=timeout,
+                          on_output=on_output)
             found.duration_s = time.monotonic() - began
             if self.cgroups is not None:
                 after = self.cgroups.hits()
@@ -308,12 +310,12 @@ def _take(kind: str, chunk: bytes, logs: Capture, out_tail: bytearray, report: b
 
 
 def _read(conn: socket.socket, readers: list[int], *, python: bool, limits: Limits,
-          timeout: float | None) -> Exchange:
+          timeout: float | None, on_output: Callable[[str], None] | None = None) -> Exchange:
     """Read the step's messages and output until the server says it ended (or time is up,
     or its result grew past the limit, or it broke the protocol: then hang up, which ends
     it). Whatever happens, the connection and the pipes are closed."""
     try:
-        return _read_all(conn, readers, python=python, limits=limits, timeout=timeout)
+        return _read_all(conn, readers, python=python, limits=limits, timeout=timeout, on_output=on_output)
     except (OSError, ValueError) as exc:  # a reset connection, a message that is not ours
         found = Exchange()
         found.messages.append({"type": "exit", "broken": f"{type(exc).__name__}: {exc}"})
@@ -326,7 +328,7 @@ def _read(conn: socket.socket, readers: list[int], *, python: bool, limits: Limi
 
 
 def _read_all(conn: socket.socket, readers: list[int], *, python: bool, limits: Limits,
-              timeout: float | None) -> Exchange:
+              timeout: float | None, on_output: Callable[[str], None] | None = None) -> Exchange:
     found = Exchange()
     logs, out_tail, report = Capture(limits.log_bytes), bytearray(), bytearray()
     buffer, offset = bytearray(), 0
@@ -337,10 +339,13 @@ def _read_all(conn: socket.socket, readers: list[int], *, python: bool, limits: 
         selector.register(fd, selectors.EVENT_READ, "log" if python else ("out", "err", "report")[i])
     deadline = None if timeout is None else time.monotonic() + timeout
     ended = False  # the step reported its end (or its server did, or hung up)
+    shown_at, shown_total = time.monotonic(), 0  # output handed to on_output: when, how much
     while selector.get_map() and not ended:
         wait = None if deadline is None else max(deadline - time.monotonic(), 0)
+        if on_output is not None and logs.total != shown_total:  # wake to hand on what came
+            wait = 1.0 if wait is None else min(wait, 1.0)
         events = selector.select(wait)
-        if not events:
+        if not events and deadline is not None and time.monotonic() >= deadline:
             found.timed_out = True
             break
         for key, _ in events:
@@ -381,6 +386,10 @@ def _read_all(conn: socket.socket, readers: list[int], *, python: bool, limits: 
                 break
         if found.too_large:
             break
+        if on_output is not None and logs.total != shown_total and time.monotonic() - shown_at >= 1.0:
+            shown_at, shown_total = time.monotonic(), logs.total
+            with contextlib.suppress(Exception):  # a reader's trouble never touches the step
+                on_output(logs.text())
     if ended and not found.too_large:
         _drain(selector, logs, out_tail, report, limits)
         found.too_large = len(report) > limits.result_bytes

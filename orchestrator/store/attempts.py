@@ -146,6 +146,15 @@ def record_skipped(engine: Engine, *, run_id: str, path: str, step_id: str, kind
         return conn.execute(stmt).first() is not None
 
 
+def follow_logs(engine: Engine, attempt_id: int, logs: str) -> None:
+    """An attempt's output so far (masked by the caller), while it runs: what readers follow.
+    Once the attempt has an outcome nothing is written (its outcome brings the whole output)."""
+    with autocommit(engine).connect() as conn:
+        conn.execute(update(step_runs).where(step_runs.c.id == attempt_id,
+                                             step_runs.c.status == StepStatus.RUNNING.value)
+                     .values(logs=storable(logs)))
+
+
 def record_outcome(engine: Engine, attempt_id: int, status: StepStatus, result: Any = None,
                    error: str | None = None, logs: str | None = None,
                    cached: bool = False) -> tuple[StepStatus, Any, str | None]:

@@ -288,3 +288,26 @@ def test_the_runs_run_and_flow_pages_have_no_serious_accessibility_violation(con
             if serious:
                 found[f"{path} at {width}px"] = serious
     assert not found, found
+
+
+def test_a_running_steps_output_is_followed_live_and_masked(console, browser, engine) -> None:
+    tag = uuid.uuid4().hex[:6]
+    token = create_token(engine, f"console-tail-{tag}", Role.ADMIN)
+    api = _api(console, token)
+    canary = f"canary-{uuid.uuid4().hex}"
+    api("PUT", f"/variables/console_tail_{tag}", json={"value": canary, "secret": True})
+    api("PUT", f"/flows/console/tail_{tag}", headers={"Content-Type": "application/yaml"}, data=(
+        f"id: console/tail_{tag}\nsteps:\n  - id: slow\n"
+        "    bash: 'echo first line $PW; sleep 3; echo last line'\n"
+        f"    with: {{PW: \"${{{{ secrets.console_tail_{tag} }}}}\"}}\n"))
+    run_id = api("POST", f"/flows/console/tail_{tag}/runs", json={})["id"]
+    _until(lambda: any(st["status"] == "running" for st in api("GET", f"/runs/{run_id}")["steps"]))
+    page = _signed_in(browser, console, token)
+    page.goto(f"{console}/runs/{run_id}/steps/slow/logs")
+    page.wait_for_function("document.getElementById('logs-1') && "
+                           "document.getElementById('logs-1').textContent.includes('first line')", timeout=15_000)
+    text = page.inner_text("#logs-1")
+    assert "last line" not in text and "***" in text and canary not in text  # before the end, masked
+    assert api("GET", f"/runs/{run_id}")["status"] == "running"
+    page.wait_for_function("document.body.innerText.includes('last line')", timeout=30_000)
+    assert canary not in page.content()

@@ -47,6 +47,9 @@ def code_step(step_id: str, code: str, extra: str = "") -> str:
 
 def test_a_step_finds_no_credential_in_any_environment_and_is_not_root(run_flow) -> None:
     home = os.environ["MILLRACE_HOME"]
+    os.makedirs(home, exist_ok=True)
+    with open(os.path.join(home, "canary.txt"), "w") as planted:  # something there to be hidden
+        planted.write("the worker's")
     assert os.listdir(home), "nothing in MILLRACE_HOME: the test could not fail"
     run = run_flow(flow("environ", code_step("scan", ENV_SCAN, f"    with: {{home: {json.dumps(home)}}}\n")))
     assert run.status == "succeeded", run.error
