@@ -93,7 +93,7 @@ def queues_of(flow: Flow, settings: Settings) -> list[str]:
 def consumers(settings: Settings) -> int:
     """How many workers consume the default queue now (RabbitMQ says; local mode's
     file-system broker cannot, so it counts as one)."""
-    if settings.local:
+    if settings.local or settings.broker_url.startswith("filesystem"):
         return 1
     from tasks import app
 

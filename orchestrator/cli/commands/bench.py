@@ -87,7 +87,7 @@ def _workers(settings, count: int, started: list) -> None:
     if count:
         for _ in range(count):
             started.append(start_worker(settings, [settings.default_queue], concurrency=2))
-        if not settings.local:  # the file-system broker cannot say who consumes
+        if not settings.broker_url.startswith("filesystem"):  # the file-system broker cannot say who consumes
             _wait_for_consumers(settings, started)
         return
     if not consumers(settings):
