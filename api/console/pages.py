@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from typing import Any
 
 from flask import Response, g, jsonify, redirect, render_template, request, url_for
-from markupsafe import Markup, escape
 
 from api import context
 from api.console import COOKIE, blueprint, needs
+from api.console.shapes import diffs, graph, highlight
 from api.runs import run_answer
 from orchestrator.definitions.inputs import parse_text_inputs, validate_inputs
 from orchestrator.definitions.parser import flow_from_stored
@@ -249,7 +248,7 @@ def flow(flow_id: str) -> Any:
         except ValidationError as exc:
             errors = {p.path.removeprefix("inputs.").split(".")[0] or "": p.message for p in exc.problems}
     recent = views.list_runs(engine, flow_id=flow_id, limit=10)
-    history = _diffs(versions.versions_of(engine, versions.FLOWS, flow_id, "source",
+    history = diffs(versions.versions_of(engine, versions.FLOWS, flow_id, "source",
                                           after=max(saved["version"] - 11, 0), limit=11))
     from orchestrator.store import schedules as schedule_rows
 
@@ -259,21 +258,6 @@ def flow(flow_id: str) -> Any:
                            if webhook_enabled(engine, flow_id) else None,
                            schedules=schedule_rows.list_schedules(engine, flow_id=flow_id, limit=50)
                            ), 422 if errors else 200
-
-
-def _diffs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The newest versions first, each with its diff against the one before (when shown)."""
-    import difflib
-
-    out = []
-    for before, row in zip([None, *rows], rows, strict=False):
-        if before is None and row["version"] > 1:
-            continue  # the version before it is not in the window: it only serves as the base
-        previous = before["source"] if before else ""
-        diff = "".join(difflib.unified_diff(previous.splitlines(True), row["source"].splitlines(True),
-                                            f"version {row['version'] - 1}", f"version {row['version']}"))
-        out.append({"version": row["version"], "created_at": _iso(row["created_at"]), "diff": diff})
-    return out[::-1]
 
 
 def _form_inputs(specs: dict[str, Any], form: Any) -> dict[str, Any]:
@@ -367,69 +351,3 @@ def audit() -> str:
 @blueprint.get("/workers")
 def workers() -> str:
     return render_template("workers.html", workers=context.workers())
-
-
-# --- the run's graph -----------------------------------------------------------------------
-
-def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
-    """The flow's steps as the run went: each with its latest attempt's status; parallel
-    branches side by side, for_each items folded with their counts, switch cases with the
-    one taken marked, subflow steps with their child run."""
-    from orchestrator.definitions.flow import ForEachStep, ParallelStep, SubflowStep, SwitchStep
-
-    _, document = versions.load_flow_document(engine, view.flow_id, view.flow_version)
-    latest = {s.path: s for s in view.steps}
-    children = views.subflow_runs(engine, view.id) if any(s.kind == "flow" for s in view.steps) else {}
-
-    def sequence(steps: list[Any], prefix: str) -> list[dict[str, Any]]:
-        return [node(step, prefix + step.id) for step in steps]
-
-    def node(step: Any, path: str) -> dict[str, Any]:
-        row = latest.get(path)
-        out: dict[str, Any] = {"id": step.id, "path": path, "kind": _kind(step),
-                               "status": row.status.value if row else "pending", "attempt": row.attempt if row else 0}
-        if isinstance(step, ParallelStep):
-            out["branches"] = [{"label": b.id, "steps": sequence(b.steps, f"{path}.{b.id}.")} for b in step.parallel]
-        elif isinstance(step, ForEachStep):
-            indices = sorted({int(p[len(path) + 1:].split("]", 1)[0]) for p in latest
-                              if p.startswith(path + "[") and p[len(path) + 1:].split("]", 1)[0].isdigit()})
-            items = [{"index": i, "steps": sequence(step.do, f"{path}[{i}].")} for i in indices]
-            counts: dict[str, int] = {}
-            for item in items:
-                last = item["steps"][-1]["status"] if item["steps"] else "pending"
-                counts[last] = counts.get(last, 0) + 1
-            out["item_list"], out["counts"] = items, counts
-        elif isinstance(step, SwitchStep):
-            cases = [(f"case {i}: {case.if_}", case.do) for i, case in enumerate(step.switch)]
-            cases += [("else", step.else_)] if step.else_ else []
-            out["cases"] = [{"label": label, "steps": sequence(do, f"{path}."),
-                             "taken": any(f"{path}.{s.id}" in latest for s in do)} for label, do in cases]
-        elif isinstance(step, SubflowStep) and row is not None:
-            out["child"] = children.get(row.id)
-        return out
-
-    return sequence(flow_from_stored(document).steps, "")
-
-
-def _kind(step: Any) -> str:
-    from orchestrator.definitions.flow import step_kind
-
-    return step_kind(step) or "step"
-
-
-_YAML_TOKEN = re.compile(r"(?P<comment>(?:^|(?<=\s))#.*$)|(?P<expr>\$\{\{.*?\}\})"
-                         r"|(?P<key>^\s*(?:- )?[\w.-]+(?=:(?:\s|$)))|(?P<string>\"(?:[^\"\\]|\\.)*\"|'[^']*')")
-
-
-def highlight(source: str) -> Markup:
-    """A flow's source with its keys, strings, expressions and comments marked (escaped first)."""
-    lines = []
-    for line in source.splitlines():
-        out, pos = [], 0
-        for match in _YAML_TOKEN.finditer(line):
-            out.append(escape(line[pos:match.start()]))
-            out.append(Markup(f'<span class="y-{match.lastgroup}">') + escape(match.group()) + Markup("</span>"))
-            pos = match.end()
-        out.append(escape(line[pos:]))
-        lines.append(Markup("").join(out))
-    return Markup("\n").join(lines)

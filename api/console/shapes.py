@@ -1,0 +1,90 @@
+"""What the console's pages show of the records: a run's graph, a flow's versions as diffs,
+its highlighted source."""
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from orchestrator.definitions.parser import flow_from_stored
+from orchestrator.store import versions, views
+
+
+def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
+    """The flow's steps as the run went: each with its latest attempt's status; parallel
+    branches side by side, for_each items folded with their counts, switch cases with the
+    one taken marked, subflow steps with their child run."""
+    from orchestrator.definitions.flow import ForEachStep, ParallelStep, SubflowStep, SwitchStep
+
+    _, document = versions.load_flow_document(engine, view.flow_id, view.flow_version)
+    latest = {s.path: s for s in view.steps}
+    children = views.subflow_runs(engine, view.id) if any(s.kind == "flow" for s in view.steps) else {}
+
+    def sequence(steps: list[Any], prefix: str) -> list[dict[str, Any]]:
+        return [node(step, prefix + step.id) for step in steps]
+
+    def node(step: Any, path: str) -> dict[str, Any]:
+        row = latest.get(path)
+        out: dict[str, Any] = {"id": step.id, "path": path, "kind": _kind(step),
+                               "status": row.status.value if row else "pending", "attempt": row.attempt if row else 0}
+        if isinstance(step, ParallelStep):
+            out["branches"] = [{"label": b.id, "steps": sequence(b.steps, f"{path}.{b.id}.")} for b in step.parallel]
+        elif isinstance(step, ForEachStep):
+            indices = sorted({int(p[len(path) + 1:].split("]", 1)[0]) for p in latest
+                              if p.startswith(path + "[") and p[len(path) + 1:].split("]", 1)[0].isdigit()})
+            items = [{"index": i, "steps": sequence(step.do, f"{path}[{i}].")} for i in indices]
+            counts: dict[str, int] = {}
+            for item in items:
+                last = item["steps"][-1]["status"] if item["steps"] else "pending"
+                counts[last] = counts.get(last, 0) + 1
+            out["item_list"], out["counts"] = items, counts
+        elif isinstance(step, SwitchStep):
+            cases = [(f"case {i}: {case.if_}", case.do) for i, case in enumerate(step.switch)]
+            cases += [("else", step.else_)] if step.else_ else []
+            out["cases"] = [{"label": label, "steps": sequence(do, f"{path}."),
+                             "taken": any(f"{path}.{s.id}" in latest for s in do)} for label, do in cases]
+        elif isinstance(step, SubflowStep) and row is not None:
+            out["child"] = children.get(row.id)
+        return out
+
+    return sequence(flow_from_stored(document).steps, "")
+
+
+def _kind(step: Any) -> str:
+    from orchestrator.definitions.flow import step_kind
+
+    return step_kind(step) or "step"
+
+
+def diffs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest versions first, each with its diff against the one before (when shown)."""
+    out = []
+    for before, row in zip([None, *rows], rows, strict=False):
+        if before is None and row["version"] > 1:
+            continue  # the version before it is not in the window: it only serves as the base
+        previous = before["source"] if before else ""
+        diff = "".join(difflib.unified_diff(previous.splitlines(True), row["source"].splitlines(True),
+                                            f"version {row['version'] - 1}", f"version {row['version']}"))
+        created = row["created_at"].isoformat() if row["created_at"] else None
+        out.append({"version": row["version"], "created_at": created, "diff": diff})
+    return out[::-1]
+
+
+_YAML_TOKEN = re.compile(r"(?P<comment>(?:^|(?<=\s))#.*$)|(?P<expr>\$\{\{.*?\}\})"
+                         r"|(?P<key>^\s*(?:- )?[\w.-]+(?=:(?:\s|$)))|(?P<string>\"(?:[^\"\\]|\\.)*\"|'[^']*')")
+
+
+def highlight(source: str) -> Markup:
+    """A flow's source with its keys, strings, expressions and comments marked (escaped first)."""
+    lines = []
+    for line in source.splitlines():
+        out, pos = [], 0
+        for match in _YAML_TOKEN.finditer(line):
+            out.append(escape(line[pos:match.start()]))
+            out.append(Markup(f'<span class="y-{match.lastgroup}">') + escape(match.group()) + Markup("</span>"))
+            pos = match.end()
+        out.append(escape(line[pos:]))
+        lines.append(Markup("").join(out))
+    return Markup("\n").join(lines)
