@@ -40,4 +40,9 @@ def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke,
     app.add_url_rule("/api/v1/docs", "docs", openapi.docs_page)  # a page without data: no token
     app.add_url_rule("/api/v1/docs/assets/<name>", "docs_assets", openapi.docs_asset)
     app.register_blueprint(console.blueprint)  # the web console at /
+    if settings.proxy_hops:  # believe that many proxies' X-Forwarded-Proto and -Host, no more
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=settings.proxy_hops,  # type: ignore[method-assign]
+                                x_host=settings.proxy_hops)
     return app

@@ -67,6 +67,9 @@ class Settings:
     # Where the browser loads Swagger UI from for /api/v1/docs; empty: the copy the app serves
     # itself (packaged, no network needed). A URL: a CDN or a mirror of swagger-ui-dist.
     docs_assets: str = ""
+    # proxies in front of the API whose X-Forwarded-Proto/-Host to believe (0: none): behind a
+    # TLS-terminating proxy, 1 makes the console's cookie Secure and links https
+    proxy_hops: int = 0
     # Begins every name shared broker-wide (the default queue, Celery's control and event
     # exchanges): installations with different prefixes share a broker without hearing each
     # other's commands and events. Empty: Celery's own names, as before it existed.
@@ -140,6 +143,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         secret_keys=tuple(k.strip() for k in env.get("MILLRACE_SECRET_KEY", "").split(",") if k.strip()),
         api_port=_env_int(env, "MILLRACE_API_PORT", 8080),
         docs_assets=env.get("MILLRACE_DOCS_ASSETS", Settings.docs_assets).rstrip("/"),
+        proxy_hops=_env_int(env, "MILLRACE_PROXY_HOPS", 0),
         queue_prefix=prefix,
         default_queue=prefix + env.get("MILLRACE_DEFAULT_QUEUE", "millrace"),
         log_limit=_env_int(env, "MILLRACE_LOG_LIMIT", 65536),

@@ -2,6 +2,7 @@
 downloaded) against `millrace api` and a worker on the real services."""
 from __future__ import annotations
 
+import os
 import re
 import uuid
 
@@ -312,3 +313,17 @@ def test_a_running_steps_output_is_followed_live_and_masked(console, browser, en
     page.wait_for_function("document.body.innerText.includes('last line')", timeout=30_000)
     page.goto(f"{console}/runs/{run_id}/steps/slow/logs")  # the page as it stands once the step ended
     assert "last line" in page.inner_text("#logs-1") and canary not in page.content()
+
+
+def test_behind_a_tls_proxy_the_session_cookie_is_secure(engine) -> None:
+    from api import create_app
+    from config.settings import load_settings
+    from orchestrator.cli.wiring import revoke, send
+
+    token = create_token(engine, f"console-proxy-{uuid.uuid4().hex[:6]}", Role.VIEWER)
+    for hops, secure in ((0, False), (1, True)):
+        app = create_app(load_settings({**os.environ, "MILLRACE_PROXY_HOPS": str(hops)}), engine, send, revoke)
+        signed = app.test_client().post("/sign-in", data={"token": token}, headers={"X-Forwarded-Proto": "https"})
+        assert signed.status_code == 302
+        cookie = signed.headers["Set-Cookie"]
+        assert ("Secure" in cookie) is secure and "HttpOnly" in cookie and "SameSite=Strict" in cookie
