@@ -6,9 +6,11 @@ polls one indexed query for the live parts; every asset ships in the package."""
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -24,15 +26,35 @@ blueprint = Blueprint("console", __name__, template_folder="templates", static_f
 OPEN = ("console.sign_in", "console.static")  # the only pages without a session
 
 
+LOCAL_TARGET = re.compile(r"/(?![/\\])[^\x00-\x20\\]*")  # a path of this site: no host, no control character
+
+
+def local_target(raw: str | None, default: str) -> str:
+    """``raw`` if it is a path of this site (never another host, however written), else ``default``."""
+    return raw if raw and LOCAL_TARGET.fullmatch(raw) else default
+
+
+def _same_origin() -> bool:
+    """Whether a POST comes from the console's own pages (the browser says where from)."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    return origin is None or (origin != "null" and urlsplit(origin).netloc == request.host)
+
+
 @blueprint.before_request
 def _signed_in() -> Response | None:
+    if request.endpoint == "console.sign_in" and request.method == "POST" and not _same_origin():
+        abort(403, "sign in from the console's own page")  # no other site signs a browser in
     if request.endpoint in OPEN:
         return None
     found = session_of(context.engine(), request.cookies.get(COOKIE, "")) if request.cookies.get(COOKIE) else None
     if found is None:  # none, expired, or its token revoked: sign in again
         return redirect(url_for("console.sign_in", next=request.full_path if request.method == "GET" else None))
     g.millrace_principal, g.console_csrf = found
-    if request.method == "POST" and not hmac.compare_digest(request.form.get("csrf", ""), g.console_csrf):
+    if request.method == "POST" and not hmac.compare_digest(request.form.get("csrf", "").encode(),
+                                                            g.console_csrf.encode()):
         abort(403, "this form is stale or was not made by the console: reload the page and try again")
     return None
 

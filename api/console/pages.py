@@ -8,12 +8,12 @@ from typing import Any
 from flask import Response, g, jsonify, redirect, render_template, request, url_for
 
 from api import context
-from api.console import COOKIE, blueprint, needs
+from api.console import COOKIE, blueprint, local_target, needs
 from api.console.shapes import diffs, graph, highlight
 from api.runs import run_answer
 from orchestrator.definitions.inputs import parse_text_inputs, validate_inputs
 from orchestrator.definitions.parser import flow_from_stored
-from orchestrator.errors import ValidationError
+from orchestrator.errors import Problem, ValidationError
 from orchestrator.execution.lifecycle import RunStatus
 from orchestrator.services.decisions import cancel, decide_approval
 from orchestrator.services.runs import restart, start_saved
@@ -21,6 +21,7 @@ from orchestrator.store import versions, views
 from orchestrator.store.access import SESSION_TTL, Permission, open_session, webhook_enabled
 
 PAGE = 50
+FLOWS_PAGE = 100  # each flow's last run is one indexed query
 
 
 @blueprint.route("/sign-in", methods=["GET", "POST"])
@@ -31,10 +32,7 @@ def sign_in() -> Any:
         opened = open_session(context.engine(), request.form.get("token", "").strip())
         if opened is not None:
             session_id, _ = opened
-            target = request.args.get("next") or url_for("console.runs")
-            if not target.startswith("/") or target.startswith("//"):
-                target = url_for("console.runs")  # only a page of this site
-            response = redirect(target)
+            response = redirect(local_target(request.args.get("next"), url_for("console.runs")))
             response.set_cookie(COOKIE, session_id, max_age=int(SESSION_TTL.total_seconds()), httponly=True,
                                 samesite="Strict", secure=request.is_secure, path="/")
             return response
@@ -106,8 +104,10 @@ def runs() -> str:
     filters = _filters()
     items, more = _page_of_runs(filters)
     flows = [row["flow_id"] for row in versions.list_heads(context.engine(), versions.FLOWS, limit=500)]
-    older = url_for("console.runs", cursor=more, **{k: v for k, v in filters.items() if v}) if more else None
-    return render_template("runs.html", items=items, older=older, filters=filters, flows=flows,
+    given = {k: v for k, v in filters.items() if v}
+    older = url_for("console.runs", cursor=more, **given) if more else None
+    live = None if request.args.get("cursor") else url_for("console.live_runs", **given)  # an older page stays
+    return render_template("runs.html", items=items, older=older, filters=filters, flows=flows, live=live,
                            statuses=[s.value for s in RunStatus])
 
 
@@ -121,8 +121,9 @@ def live_runs() -> Response:
 @blueprint.get("/runs/<run_id>")
 def run(run_id: str) -> str:
     engine = context.engine()
-    view = views.get_run(engine, run_id)
+    view = views.get_run(engine, run_id, with_output=False)  # the steps' results and logs are not shown here
     answer = run_answer(view).model_dump(mode="json")
+    answer["result"] = view.result if view.status.finished else None
     _, document = versions.load_flow_document(engine, view.flow_id, view.flow_version)
     flow = flow_from_stored(document)
     waiting = [s for s in view.steps if s.kind == "approval" and s.status.value == "waiting"]
@@ -136,7 +137,7 @@ def run(run_id: str) -> str:
 @blueprint.get("/console/live/runs/<run_id>")
 def live_run(run_id: str) -> Response:
     """A run's status and steps, for the run page to redraw while it is not finished."""
-    view = views.get_run(context.engine(), run_id)
+    view = views.get_run(context.engine(), run_id, with_output=False)
     answer = run_answer(view).model_dump(mode="json")
     return jsonify({"status": answer["status"], "error": answer["error"], "steps": _steps(answer["steps"]),
                     "graph": render_template("_graph.html", nodes=graph(context.engine(), view)),
@@ -153,28 +154,33 @@ def timeline(run_id: str) -> Response:
 
 @blueprint.get("/runs/<run_id>/steps/<path:step>/logs")
 def step_logs(run_id: str, step: str) -> str:
-    view = views.get_run(context.engine(), run_id)
-    attempts = [s for s in view.steps if s.path == step]
-    finished = view.status.finished or bool(attempts and attempts[-1].status.value in ("succeeded", "skipped"))
-    return render_template("logs.html", run_id=run_id, step=step, attempts=attempts, finished=finished)
+    view = views.get_run(context.engine(), run_id, path=step)
+    attempts = list(view.steps)
+    return render_template("logs.html", run_id=run_id, step=step, attempts=attempts,
+                           finished=_step_over(view, attempts))
+
+
+def _step_over(view: Any, attempts: list[Any]) -> bool:
+    """Nothing more will be written for this step: its run ended, or its last attempt did well."""
+    return view.status.finished or bool(attempts and attempts[-1].status.value in ("succeeded", "skipped"))
 
 
 @blueprint.get("/console/live/runs/<run_id>/steps/<path:step>/logs")
 def live_logs(run_id: str, step: str) -> Response:
     """The latest attempt's output so far (recorded with the masking every record gets)."""
-    view = views.get_run(context.engine(), run_id)
-    attempts = [s for s in view.steps if s.path == step]
+    view = views.get_run(context.engine(), run_id, path=step)
+    attempts = list(view.steps)
     last = attempts[-1] if attempts else None
-    finished = view.status.finished or bool(last and last.status.value in ("succeeded", "failed", "skipped"))
     return jsonify({"attempt": last.attempt if last else None, "logs": last.logs if last else "",
-                    "finished": finished})
+                    "finished": _step_over(view, attempts)})
 
 
 def _steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each step's attempts folded into one line (its last attempt), nested by its path's depth."""
     latest: dict[str, dict[str, Any]] = {}
     for step in steps:
-        latest[step["path"]] = {**step, "attempts": latest.get(step["path"], {}).get("attempts", 0) + 1,
+        latest[step["path"]] = {**{k: v for k, v in step.items() if k != "result"},
+                                "attempts": latest.get(step["path"], {}).get("attempts", 0) + 1,
                                 "depth": step["path"].count(".") + step["path"].count("["),
                                 "took": _took(step["started_at"], step["finished_at"])}
     return list(latest.values())
@@ -197,8 +203,11 @@ def cancel_run(run_id: str) -> Response:
 @blueprint.post("/runs/<run_id>/steps/<path:step>/decide")
 @needs(Permission.OPERATE)
 def decide(run_id: str, step: str) -> Response:
+    reason = request.form.get("reason") or None
+    if reason is not None and len(reason) > 2000:
+        raise ValidationError([Problem("reason", "at most 2000 characters")])
     decide_approval(context.publisher(), run_id, step, approve=request.form.get("decision") == "approve",
-                    actor=g.millrace_principal.actor, reason=(request.form.get("reason") or None))
+                    actor=g.millrace_principal.actor, reason=reason)
     return redirect(url_for("console.run", run_id=run_id))
 
 
@@ -217,7 +226,8 @@ def restart_run(run_id: str) -> Response:
 @blueprint.get("/flows")
 def flows() -> str:
     engine = context.engine()
-    heads = versions.list_heads(engine, versions.FLOWS, prefix=request.args.get("prefix", ""), limit=500)
+    heads = versions.list_heads(engine, versions.FLOWS, prefix=request.args.get("prefix", ""),
+                                after=request.args.get("after", ""), limit=FLOWS_PAGE)
     from orchestrator.store import schedules as schedule_rows
 
     last = {}
@@ -225,7 +235,9 @@ def flows() -> str:
         recent = views.list_runs(engine, flow_id=row["flow_id"], limit=1)
         last[row["flow_id"]] = recent[0] if recent else None
     upcoming = schedule_rows.next_fires(engine, [row["flow_id"] for row in heads])
-    return render_template("flows.html", heads=heads, last=last, upcoming=upcoming)
+    more = url_for("console.flows", after=heads[-1]["flow_id"], prefix=request.args.get("prefix") or None) \
+        if len(heads) == FLOWS_PAGE else None
+    return render_template("flows.html", heads=heads, last=last, upcoming=upcoming, more=more)
 
 
 @blueprint.route("/flows/<path:flow_id>", methods=["GET", "POST"])
@@ -268,7 +280,10 @@ def _form_inputs(specs: dict[str, Any], form: Any) -> dict[str, Any]:
             pairs.append(f"{name}={'true' if form.get(name) else 'false'}")
         elif form.get(name, "") != "":
             pairs.append(f"{name}={form[name]}")
-    return parse_text_inputs(specs, pairs)
+    try:
+        return parse_text_inputs(specs, pairs)
+    except RecursionError:
+        raise ValidationError([Problem("inputs", "a value nests too deeply")]) from None
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -307,8 +322,7 @@ def pause_schedule(schedule_id: str) -> Response:
 
     enabled = request.form.get("enabled") == "true"
     scheduling.update_schedule(context.engine(), schedule_id, {"enabled": enabled}, g.millrace_principal.actor)
-    back = request.form.get("back") or ""
-    return redirect(back if back.startswith("/") and not back.startswith("//") else url_for("console.schedules"))
+    return redirect(local_target(request.form.get("back"), url_for("console.schedules")))
 
 
 @blueprint.get("/scripts")
@@ -340,14 +354,22 @@ def audit() -> str:
 
     action, target = request.args.get("action") or None, request.args.get("target") or None
     after = request.args.get("after", "0")
-    rows = audit_rows.list_audit(context.engine(), action=action, target=target,
-                                 after_id=int(after) if after.isdigit() and len(after) < 19 else 0, limit=PAGE)
+    after_id = int(after) if after.isascii() and after.isdigit() and len(after) < 19 else 0
+    rows = audit_rows.list_audit(context.engine(), action=action, target=target, after_id=after_id, limit=PAGE)
     older = url_for("console.audit", after=rows[-1]["id"], **{k: v for k, v in (("action", action), (
         "target", target)) if v}) if len(rows) == PAGE else None
     return render_template("audit.html", rows=rows, older=older, action=action, target=target,
                            verdict=audit_rows.last_verdict(context.engine()))
 
 
+_WORKERS: dict[str, Any] = {"at": 0.0, "found": []}
+
+
 @blueprint.get("/workers")
 def workers() -> str:
-    return render_template("workers.html", workers=context.workers())
+    """Who is up: Celery's inspect (a broadcast of a second at most), kept 10 s for every viewer."""
+    import time
+
+    if time.monotonic() - _WORKERS["at"] > 10:
+        _WORKERS.update(found=context.workers(), at=time.monotonic())
+    return render_template("workers.html", workers=_WORKERS["found"])

@@ -20,6 +20,10 @@ def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
 
     _, document = versions.load_flow_document(engine, view.flow_id, view.flow_version)
     latest = {s.path: s for s in view.steps}
+    indices: dict[str, set[int]] = {}  # a for_each's path -> the items it ran, built in one pass
+    for recorded in latest:
+        for mark in re.finditer(r"\[(\d+)\]", recorded):
+            indices.setdefault(recorded[:mark.start()], set()).add(int(mark.group(1)))
     children = views.subflow_runs(engine, view.id) if any(s.kind == "flow" for s in view.steps) else {}
 
     def sequence(steps: list[Any], prefix: str) -> list[dict[str, Any]]:
@@ -32,9 +36,7 @@ def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
         if isinstance(step, ParallelStep):
             out["branches"] = [{"label": b.id, "steps": sequence(b.steps, f"{path}.{b.id}.")} for b in step.parallel]
         elif isinstance(step, ForEachStep):
-            indices = sorted({int(p[len(path) + 1:].split("]", 1)[0]) for p in latest
-                              if p.startswith(path + "[") and p[len(path) + 1:].split("]", 1)[0].isdigit()})
-            items = [{"index": i, "steps": sequence(step.do, f"{path}[{i}].")} for i in indices]
+            items = [{"index": i, "steps": sequence(step.do, f"{path}[{i}].")} for i in sorted(indices.get(path, ()))]
             counts: dict[str, int] = {}
             for item in items:
                 last = item["steps"][-1]["status"] if item["steps"] else "pending"
@@ -72,14 +74,22 @@ def diffs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out[::-1]
 
 
-_YAML_TOKEN = re.compile(r"(?P<comment>(?:^|(?<=\s))#.*$)|(?P<expr>\$\{\{.*?\}\})"
-                         r"|(?P<key>^\s*(?:- )?[\w.-]+(?=:(?:\s|$)))|(?P<string>\"(?:[^\"\\]|\\.)*\"|'[^']*')")
+_YAML_TOKEN = re.compile(r"(?P<comment>(?:^|(?<=\s))#.*$)|(?P<expr>\$\{\{.{0,500}?\}\})"
+                         r"|(?P<key>^\s*(?:- )?[\w.-]{1,200}(?=:(?:\s|$)))"
+                         r"|(?P<string>\"(?:[^\"\\\n]|\\.){0,500}\"|'[^'\n]{0,500}')")
+LONGEST_MARKED = 2000  # a longer line is shown as it is: marking it would cost more than it shows
+LARGEST_MARKED = 100_000  # and so is a longer source (the marks are bounded; their tries are not free)
 
 
 def highlight(source: str) -> Markup:
     """A flow's source with its keys, strings, expressions and comments marked (escaped first)."""
+    if len(source) > LARGEST_MARKED:
+        return escape(source)
     lines = []
     for line in source.splitlines():
+        if len(line) > LONGEST_MARKED:
+            lines.append(escape(line))
+            continue
         out, pos = [], 0
         for match in _YAML_TOKEN.finditer(line):
             out.append(escape(line[pos:match.start()]))

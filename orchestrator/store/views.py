@@ -76,8 +76,11 @@ _STEP, _LISTING, _RUN = _fields(StepView), _fields(RunListing), _fields(RunView)
 
 
 def _step(row: Any) -> StepView:
-    values = {name: row[name] for name in _STEP}
+    values = {name: row.get(name) for name in _STEP}
     return StepView(**{**values, "status": StepStatus(values["status"])})
+
+
+_OUTPUT = ("result", "logs")  # a step's heavy columns: up to the result and log limits each
 
 
 def _listing(cls: type, names: list[str], row: Any, **extra: Any) -> Any:
@@ -88,14 +91,22 @@ def _listing(cls: type, names: list[str], row: Any, **extra: Any) -> Any:
     return cls(**values, **extra)
 
 
-def get_run(engine: Engine, run_id: str, *, with_steps: bool = True) -> RunView:
+def get_run(engine: Engine, run_id: str, *, with_steps: bool = True, with_output: bool = True,
+            path: str | None = None) -> RunView:
+    """A run with its step attempts (none if not ``with_steps``; without their results and
+    logs if not ``with_output``; only ``path``'s if given)."""
+    columns = [c for c in step_runs.c if with_output or c.name not in _OUTPUT]
     with engine.connect() as conn:
         run = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
         if run is None:
             raise NotFound(f"run '{run_id}' does not exist")
+        query = select(*columns).where(step_runs.c.run_id == run_id)
+        if path is not None:
+            query = query.where(step_runs.c.path == path)
         steps = () if not with_steps else tuple(_step(s) for s in conn.execute(
-            select(step_runs).where(step_runs.c.run_id == run_id).order_by(step_runs.c.id)).mappings())
+            query.order_by(step_runs.c.id)).mappings())
     return _listing(RunView, _RUN, run, steps=steps)
+
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

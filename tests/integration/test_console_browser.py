@@ -310,8 +310,10 @@ def test_a_running_steps_output_is_followed_live_and_masked(console, browser, en
     text = page.inner_text("#logs-1")
     assert "last line" not in text and "***" in text and canary not in text  # before the end, masked
     assert api("GET", f"/runs/{run_id}")["status"] == "running"
-    page.wait_for_function("document.body.innerText.includes('last line')", timeout=30_000)
-    page.goto(f"{console}/runs/{run_id}/steps/slow/logs")  # the page as it stands once the step ended
+    # once the attempt ends the page shows it as recorded (it reloads itself once), then stays
+    page.wait_for_function("document.getElementById('logs') && document.getElementById('logs').dataset.finished"
+                           " === 'true' && document.body.innerText.includes('last line')", timeout=30_000)
+    page.wait_for_load_state("load")
     assert "last line" in page.inner_text("#logs-1") and canary not in page.content()
 
 

@@ -37,7 +37,7 @@
     timer = setTimeout(tick, every);
   }
   var runs = document.getElementById("runs");
-  if (runs && runs.dataset.paged !== "True") {
+  if (runs && runs.dataset.live) {
     poll(runs.dataset.live, 3000, function (data) {
       var body = runs.querySelector("tbody");
       body.textContent = "";
@@ -98,10 +98,11 @@
   var logs = document.getElementById("logs");
   if (logs && logs.dataset.finished !== "true") {
     poll(logs.dataset.live, 1000, function (data) {
+      if (data.attempt === null) { return !data.finished; }  // not started yet: ask again
       var out = document.getElementById("logs-" + data.attempt);
-      if (out) { out.textContent = data.logs || "(no output yet)"; }
-      else { location.reload(); return false; }  // a new attempt began: show it with its heading
-      if (data.finished) { location.reload(); return false; }
+      if (!out) { location.reload(); return false; }  // a new attempt began: show it with its heading
+      out.textContent = data.logs || "(no output yet)";
+      if (data.finished) { location.reload(); return false; }  // its times and status, as recorded
     });
   }
   localTimes(document);
