@@ -10,7 +10,7 @@ from api import context, versioned
 from api.auth import principal, requires
 from api.responses import Links, SavedScript, Script, ScriptPage, VersionPage
 from api.schemas import Paged, Prefixed, SaveScript, VersionChoice, accepts, answer, fails, query, returns
-from orchestrator.definitions.flow import SCRIPT_PATH
+from orchestrator.definitions.steps import SCRIPT_PATH
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.services.dependencies import dependencies_of, index_of
 from orchestrator.services.scripts import save_script

@@ -16,7 +16,7 @@ def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
     """The flow's steps as the run went: each with its latest attempt's status; parallel
     branches side by side, for_each items folded with their counts, switch cases with the
     one taken marked, subflow steps with their child run."""
-    from orchestrator.definitions.flow import ForEachStep, ParallelStep, SubflowStep, SwitchStep
+    from orchestrator.definitions.steps import ForEachStep, ParallelStep, SubflowStep, SwitchStep
 
     _, document = versions.load_flow_document(engine, view.flow_id, view.flow_version)
     latest = {s.path: s for s in view.steps}
@@ -55,7 +55,7 @@ def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
 
 
 def _kind(step: Any) -> str:
-    from orchestrator.definitions.flow import step_kind
+    from orchestrator.definitions.steps import step_kind
 
     return step_kind(step) or "step"
 

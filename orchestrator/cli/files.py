@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from orchestrator.cli.client import Answer, Client, Refused
-from orchestrator.definitions.flow import SCRIPT_PATH, SubflowStep
 from orchestrator.definitions.parser import flow_from_data, load_document
+from orchestrator.definitions.steps import SCRIPT_PATH, SubflowStep
 from orchestrator.errors import Problem, ValidationError
 
 FLOW_SUFFIXES = (".yaml", ".yml", ".json")

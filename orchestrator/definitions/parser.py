@@ -11,7 +11,8 @@ from typing import Any
 import pydantic
 import yaml
 
-from orchestrator.definitions.flow import KINDS, Flow
+from orchestrator.definitions.flow import Flow
+from orchestrator.definitions.steps import KINDS
 from orchestrator.definitions.validation import check_flow
 from orchestrator.errors import Problem, ValidationError, did_you_mean, join_path
 
@@ -230,7 +231,7 @@ _TYPE_NAMES = {"int": "integer", "str": "string", "float": "number", "bool": "bo
 
 def _model_at(root: Any, loc: tuple[Any, ...]) -> Any:
     """The model class the place ``loc`` (pydantic's, union tags included) is inside."""
-    from orchestrator.definitions.flow import CronTrigger, FlowTrigger
+    from orchestrator.definitions.triggers import CronTrigger, FlowTrigger
 
     current, under = root, ""
     for i, part in enumerate(loc):

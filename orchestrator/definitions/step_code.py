@@ -12,8 +12,9 @@ import ast
 import datetime as dt
 from typing import Any
 
-from orchestrator.definitions.flow import Flow, JavaScriptStep, PythonStep
+from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.script_inputs import infer_schema
+from orchestrator.definitions.steps import JavaScriptStep, PythonStep
 from orchestrator.errors import Problem, ValidationError, did_you_mean, join_path
 
 _JSON_TYPES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",

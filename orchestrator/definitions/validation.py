@@ -9,17 +9,11 @@ from typing import Any
 
 from orchestrator.definitions.cron import parse_cron
 from orchestrator.definitions.expressions import NAMES, References, compile_value
-from orchestrator.definitions.flow import (
-    EXECUTABLE_KINDS,
-    CronTrigger,
-    Flow,
-    ForEachStep,
-    ParallelStep,
-    StepBase,
-    step_kind,
-)
+from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.inputs import check_input_specs, validate_inputs
 from orchestrator.definitions.step_code import check_step_code
+from orchestrator.definitions.steps import EXECUTABLE_KINDS, ForEachStep, ParallelStep, StepBase, step_kind
+from orchestrator.definitions.triggers import CronTrigger
 from orchestrator.errors import ExpressionError, Problem, ValidationError, did_you_mean, join_path
 
 _ALLOWED_NAMES = NAMES | {"range", "dict"}

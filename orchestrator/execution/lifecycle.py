@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from orchestrator.definitions.flow import Retry
+from orchestrator.definitions.steps import Retry
 
 
 class RunStatus(enum.StrEnum):

@@ -10,14 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.definitions.expressions import Constant, Template, compile_value
-from orchestrator.definitions.flow import (
-    Flow,
-    ForEachStep,
-    ParallelStep,
-    StepBase,
-    step_kind,
-)
+from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.parser import flow_from_stored
+from orchestrator.definitions.steps import ForEachStep, ParallelStep, StepBase, step_kind
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from orchestrator.definitions.flow import Flow, JavaScriptStep, PythonStep
+from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.requirements import npm_requirements_of, requirements_of
+from orchestrator.definitions.steps import JavaScriptStep, PythonStep
 from orchestrator.errors import DependencyError, Problem, ValidationError, join_path
 from orchestrator.executors.environments import Index, resolve, resolve_npm
 from orchestrator.store.locks import kept_lock, lock_of

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 from config.settings import Settings
-from orchestrator.definitions.flow import Flow, SqlStep, StepBase, StepLimits
+from orchestrator.definitions.flow import Flow
+from orchestrator.definitions.steps import SqlStep, StepBase, StepLimits
 from orchestrator.errors import Problem, ValidationError, join_path
 from orchestrator.executors.base import Limits
 

@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from orchestrator.definitions.cron import Cron, parse_cron
-from orchestrator.definitions.flow import CATCHUP, OVERLAP
 from orchestrator.definitions.inputs import validate_inputs
 from orchestrator.definitions.parser import flow_from_stored
+from orchestrator.definitions.triggers import CATCHUP, OVERLAP
 from orchestrator.errors import Conflict, FlowError, NotFound, Problem, ValidationError
 from orchestrator.execution.plan import build_plan
 from orchestrator.services.runs import limit_of

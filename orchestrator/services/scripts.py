@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from orchestrator.definitions.flow import Flow, ScriptStep
+from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.script_inputs import infer_schema, split_ref
 from orchestrator.definitions.step_code import check_arguments
+from orchestrator.definitions.steps import ScriptStep
 from orchestrator.definitions.validation import walk_steps
 from orchestrator.errors import NotFound, Problem, ValidationError
 from orchestrator.executors.environments import Index

@@ -15,7 +15,8 @@ from sqlalchemy import (
 )
 
 from orchestrator.definitions.cron import parse_cron
-from orchestrator.definitions.flow import CronTrigger, Flow, FlowTrigger
+from orchestrator.definitions.flow import Flow
+from orchestrator.definitions.triggers import CronTrigger, FlowTrigger
 from orchestrator.store.sql import now
 from orchestrator.store.tables import (
     flow_triggers,

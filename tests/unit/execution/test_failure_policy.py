@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.definitions.flow import Retry
+from orchestrator.definitions.steps import Retry
 from orchestrator.execution.lifecycle import CarryOn, FailRun, Phase, RetryStep, after_failure
 
 

@@ -1,0 +1,41 @@
+"""The system of record: SQLAlchemy typed models, one module per concept, all on one ``Base``
+(whose metadata the migrations compare against)."""
+from orchestrator.store.models.access import ApiToken, ConsoleSession, Variable
+from orchestrator.store.models.audit import AuditEvent, AuditVerification
+from orchestrator.store.models.base import Base, Id, Json, Timestamp, UtcDateTime
+from orchestrator.store.models.definitions import DependencyLock, FlowRecord, FlowVersion, ScriptRecord, ScriptVersion
+from orchestrator.store.models.observe import BenchMark, BenchRun, MetricFold, MetricTotal
+from orchestrator.store.models.runs import Chord, ChordPart, OwedSend, Run, StepCacheEntry, StepRun
+from orchestrator.store.models.triggers import FlowTriggerRecord, Schedule, ScheduleFire, Webhook
+
+__all__ = [
+    "ApiToken",
+    "AuditEvent",
+    "AuditVerification",
+    "Base",
+    "BenchMark",
+    "BenchRun",
+    "Chord",
+    "ChordPart",
+    "ConsoleSession",
+    "DependencyLock",
+    "FlowRecord",
+    "FlowTriggerRecord",
+    "FlowVersion",
+    "Id",
+    "Json",
+    "MetricFold",
+    "MetricTotal",
+    "OwedSend",
+    "Run",
+    "Schedule",
+    "ScheduleFire",
+    "ScriptRecord",
+    "ScriptVersion",
+    "StepCacheEntry",
+    "StepRun",
+    "Timestamp",
+    "UtcDateTime",
+    "Variable",
+    "Webhook",
+]

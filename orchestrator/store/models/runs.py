@@ -1,0 +1,133 @@
+"""Runs, step attempts, the outbox of owed sends, the step cache, and the chord bookkeeping of the
+Celery result backend."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from orchestrator.store.models.base import Base, Id, Json, Timestamp
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(200))
+    flow_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    inputs: Mapped[dict[str, Any]] = mapped_column(Json)
+    result: Mapped[Any] = mapped_column(Json, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    trigger: Mapped[str] = mapped_column(String(32), default="api")
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    parent_run_id: Mapped[str | None] = mapped_column(String(36))
+    parent_step_run_id: Mapped[int | None] = mapped_column(Id)
+    restarted_from: Mapped[str | None] = mapped_column(String(36))  # the failed run it continues
+    scripts: Mapped[dict[str, int] | None] = mapped_column(Json, nullable=True)  # script ref -> pinned version
+    schedule_id: Mapped[str | None] = mapped_column(String(64))  # the schedule that started it
+    # Concurrency: the flow's key value; a held run waits (unpublished) for a free slot.
+    concurrency_key: Mapped[str | None] = mapped_column(String(200))
+    held: Mapped[bool] = mapped_column(default=False)
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index("ix_runs_flow_created", "flow_id", "created_at"),
+        Index("ix_runs_status", "status"),
+        Index("ix_runs_finished_at", "finished_at"),
+        Index("ix_runs_started_at", "started_at"),
+        Index("uq_runs_idempotency_key", "flow_id", "idempotency_key", unique=True),
+        Index("ix_runs_schedule_status", "schedule_id", "status"),
+        Index("ix_runs_concurrency", "flow_id", "concurrency_key", "status"),
+    )
+
+
+class StepRun(Base):
+    """One attempt of one step (or for_each item) of one run; its outcome is written once."""
+
+    __tablename__ = "step_runs"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(36), ForeignKey("runs.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1000))
+    step_id: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(16))
+    item_index: Mapped[int | None] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    deliveries: Mapped[int] = mapped_column(Integer, default=1)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    task_id: Mapped[str | None] = mapped_column(String(64))  # the Celery task running it, to revoke
+    created_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    started_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    result: Mapped[Any] = mapped_column(Json, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    logs: Mapped[str | None] = mapped_column(Text)
+    cached: Mapped[bool] = mapped_column(default=False)
+    # A waiting step (approval, sleep, subflow) keeps what must be published to go on.
+    continuation: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    resume_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "path", "attempt", name="uq_step_runs_attempt"),
+        Index("ix_step_runs_waiting", "status", "resume_at"),
+        Index("ix_step_runs_finished_at", "finished_at"),
+    )
+
+
+class OwedSend(Base):
+    """Something a commit left owed: a message to send (a run's first message, a failed run's
+    on_failure steps, a decided step's continuation) or the follow-up of a run's end. Written
+    in the transaction that makes it owed, deleted once done; the sweeper does what is left
+    past its time (its doer died in between)."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(80))  # "<kind>:<run or attempt id>": owed once
+    kind: Mapped[str] = mapped_column(String(16))  # run | on_failure | continuation | follow_up
+    run_id: Mapped[str] = mapped_column(String(36))
+    attempt_id: Mapped[int | None] = mapped_column(Id)  # a continuation's decided step attempt
+    message: Mapped[dict[str, Any] | None] = mapped_column(Json, nullable=True)  # None: built from the run
+    owed_since: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_outbox_key"),
+        Index("ix_outbox_kind_owed_since", "kind", "owed_since"),
+    )
+
+
+class StepCacheEntry(Base):
+    __tablename__ = "step_cache"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    result: Mapped[Any] = mapped_column(Json, nullable=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+
+class Chord(Base):
+    """A chord whose body fires once, when all its parts have returned."""
+
+    __tablename__ = "chords"
+    group_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    fired_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class ChordPart(Base):
+    __tablename__ = "chord_parts"
+    group_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    part_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    result: Mapped[Any] = mapped_column(Json, nullable=True)
