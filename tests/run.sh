@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Millrace's tests on this machine: makes the venv, installs the project, makes sure
-# PostgreSQL and RabbitMQ answer (starting the local services when they are down), then pytest.
+# PostgreSQL, RabbitMQ, Redis, Mosquitto and NATS answer (starting the local services when
+# they are down), then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,5 +47,21 @@ if ! amqp_up; then
   fi
   wait_for RabbitMQ amqp_up
 fi
+
+# The event triggers' tests talk to Redis, Mosquitto (MQTT) and NATS with JetStream as well.
+port_up() { .venv/bin/python -c "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2).close()" "$1"; }
+if ! port_up 6379 && command -v redis-server >/dev/null; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' >/dev/null || true
+fi
+if ! port_up 1883 && command -v mosquitto >/dev/null; then
+  mosquitto -d -c /etc/mosquitto/mosquitto.conf || true
+fi
+if ! port_up 4222 && command -v nats-server >/dev/null; then
+  mkdir -p /var/lib/nats-server
+  (setsid nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log &) || true
+fi
+wait_for Redis port_up 6379
+wait_for Mosquitto port_up 1883
+wait_for NATS port_up 4222
 
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
