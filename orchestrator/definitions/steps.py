@@ -213,9 +213,14 @@ class LoopBody(Model):
     each (exactly one of them); ``max_iterations`` bounds it; ``delay`` waits between
     iterations without holding a worker."""
 
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["until"]}, {"required": ["while"]}]})
+
     do: Annotated[list[Step], Field(min_length=1)]
-    until: Value = None
-    while_: Value = Field(default=None, alias="while")
+    until: Value = Field(default=None, description=(
+        "checked after each iteration, over its `steps.<id>` and `iteration`: the loop ends when it holds"))
+    while_: Value = Field(default=None, alias="while", description=(
+        "checked before each iteration (`iteration`: the one about to start; `steps.<id>`: the previous one's): "
+        "the loop ends when it does not hold"))
     max_iterations: int = Field(ge=1, description="required: at most this many iterations (capped by "
                                                   "MILLRACE_MAX_LOOP_ITERATIONS); reaching it fails the step")
     delay: Duration | None = None
