@@ -42,6 +42,11 @@ class StepAttempt(Answer):
     worker: str | None
     result: Any = Field(description="the step's return value (JSON), null until it succeeded")
     error: str | None
+    error_type: str | None = Field(default=None, description=(
+        "the error's type as `steps.<id>.error.type` and `retry.if` see it: the exception's class (ValueError), "
+        "Timeout, `exit 3`, SIGKILL, ...; null without an error"))
+    broke_at: str | None = Field(default=None, description=(
+        "a for_each or loop that a break_if ended: the path of the step that broke it (later items never started)"))
     cached: bool = Field(description="the result came from the step's cache; nothing ran")
     created_at: dt.datetime | None = Field(description="when it was sent to the workers")
     started_at: dt.datetime | None = Field(description="when a worker started it")

@@ -77,7 +77,8 @@ def _summary_fields(run: RunListing) -> dict[str, Any]:
 def run_answer(run: RunView) -> Run:
     steps = [StepAttempt(path=s.path, step_id=s.step_id, kind=s.kind, item_index=s.item_index, attempt=s.attempt,
                          status=s.status, deliveries=s.deliveries, worker=s.worker, result=s.result, error=s.error,
-                         cached=s.cached, created_at=s.created_at, started_at=s.started_at,
+                         error_type=s.error_type, broke_at=s.broke_at, cached=s.cached,
+                         created_at=s.created_at, started_at=s.started_at,
                          finished_at=s.finished_at) for s in run.steps]
     return Run(**_summary_fields(run), inputs=run.inputs, result=run.result, parent_run_id=run.parent_run_id,
                restarted_from=run.restarted_from, steps=steps)

@@ -87,6 +87,8 @@ class Settings:
     # Deliveries of one step attempt that may end with no outcome (its worker died) before
     # the next one fails it: a step that kills its worker is not redelivered forever.
     max_deliveries: int = 3
+    # The most iterations a `loop:` step may declare (`max_iterations`); more is refused at save.
+    max_loop_iterations: int = 1000
     # sql steps without `database:` may use Millrace's own database only when this is on.
     sql_own_database: bool = False
     sql_row_limit: int = 1000
@@ -150,6 +152,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         result_limit=_env_int(env, "MILLRACE_RESULT_LIMIT", 1 << 20),
         task_time_limit=_env_int(env, "MILLRACE_TASK_TIME_LIMIT", 25 * 60),
         max_deliveries=max(_env_int(env, "MILLRACE_MAX_DELIVERIES", 3), 1),
+        max_loop_iterations=max(_env_int(env, "MILLRACE_MAX_LOOP_ITERATIONS", 1000), 1),
         batch_seconds=min(_env_float(env, "MILLRACE_STEP_BATCH_S", 5.0), 50.0),
         sql_own_database=env.get("MILLRACE_SQL_OWN_DATABASE", "0").lower() in ("1", "true", "yes", "on"),
         sql_row_limit=_env_int(env, "MILLRACE_SQL_ROW_LIMIT", 1000),

@@ -18,6 +18,7 @@ from celery import Task
 from celery.exceptions import Ignore
 
 from orchestrator.errors import ExpressionError
+from orchestrator.execution.checks import retry_wanted
 from orchestrator.execution.compiler import compile_on_failure
 from orchestrator.execution.context import Context, Wire
 from orchestrator.execution.lifecycle import CarryOn, Decision, FailRun, Phase, RetryStep, StepStatus, after_failure
@@ -31,6 +32,7 @@ from orchestrator.store.runs import Ending
 from orchestrator.store.variables import mask
 from orchestrator.store.variables import resolve as resolve_variables
 from tasks.app import app, settings
+from tasks.checks import break_holds, break_loop, fail_if_held, stopped_by_break
 from tasks.runtime import Runtime, runtime
 
 
@@ -105,6 +107,8 @@ def begin(task: Task, ctx: Context, ref: RunRef, unit: StepAt, number: int | Non
     rt = runtime(settings)
     plan = rt.plan(ref.flow_id, ref.version)
     node = plan.node(unit.node)
+    if ctx.loops and stopped_by_break(rt, plan, node, ref, ctx, unit.enter is not None):
+        return ctx  # a break_if ended this loop: no further item or step of it starts
     if unit.enter is not None:
         ctx.enter_item(unit.enter.index, unit.enter.item)
     idx = ctx.indices()
@@ -149,10 +153,21 @@ def _open(step: StepDelivery) -> None:
 def succeed(step: StepDelivery, result: Any, logs: str | None = None, cached: bool = False) -> Context:
     """Record the step's result; the secrets it read are masked in what is written."""
     result, logs = mask(result, step.secrets), mask(logs, step.secrets)
+    checks = step.node.checks
+    if checks.fail_if is not None:
+        failed = fail_if_held(step, result)
+        if failed is not None:
+            return fail(step, failed[0], logs=logs, retryable=failed[1])
+    try:
+        broke = checks.break_if is not None and break_holds(step, result)
+    except ExpressionError as exc:
+        return fail(step, f"break_if: {exc}", logs=logs, retryable=False)
     status, result, error = attempts.record_outcome(
         step.rt.engine, step.attempt.id, StepStatus.SUCCEEDED, result, logs=logs, cached=cached)
     if status is StepStatus.FAILED:
         raise Ignore()  # an earlier delivery recorded a failure and acted on it
+    if broke and status is StepStatus.SUCCEEDED:
+        break_loop(step)
     return step.ctx.set_outcome(step.node.id, status.value, result)
 
 
@@ -170,7 +185,11 @@ def fail(step: StepDelivery, error: str, *, logs: str | None = None, retryable: 
 
 def decide(step: StepDelivery, error: str, retryable: bool) -> Decision:
     spec = step.node.step
-    return after_failure(path=step.path, error=error, attempt=step.number, retry=getattr(spec, "retry", None),
+    retry = getattr(spec, "retry", None)
+    if retryable and retry is not None and step.number < retry.attempts:
+        # retry.if: a failure it does not hold for goes on as if the attempts were used up
+        retryable = retry_wanted(step.node.checks.retry_if, step.names, error)
+    return after_failure(path=step.path, error=error, attempt=step.number, retry=retry,
                          continue_on_error=spec.continue_on_error, retryable=retryable, phase=step.ref.phase,
                          has_on_failure=bool(step.plan.on_failure))
 
@@ -214,6 +233,12 @@ def replay(step: StepDelivery, *, retryable: bool = True) -> Context:
     attempt = step.attempt
     if attempt.status is StepStatus.FAILED:
         return act_on(step, decide(step, attempt.error or "failed", retryable), attempt.error or "failed")
+    if attempt.status is StepStatus.SUCCEEDED and step.node.checks.break_if is not None:
+        try:  # the delivery that recorded it may have died before it marked the break
+            if break_holds(step, attempt.result):
+                break_loop(step)
+        except ExpressionError:
+            pass  # it held no break when it was recorded either: that delivery would have failed it
     return step.ctx.set_outcome(step.node.id, attempt.status.value, attempt.result, attempt.error)
 
 

@@ -6,17 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Ignore
 
 from orchestrator.errors import ExpressionError
 from orchestrator.execution.compiler import compile_case, compile_for_each, compile_parallel
 from orchestrator.execution.context import Context, Wire, close_lanes
-from orchestrator.execution.lifecycle import StepStatus
 from orchestrator.execution.messages import RunRef
 from orchestrator.execution.plan import Node, truthy
-from orchestrator.store import attempts
 from tasks.app import app, settings
-from tasks.attempt import StepDelivery, fail, step_task, succeed
+from tasks.attempt import StepDelivery, fail, replay, step_task, succeed
+from tasks.loops import composite_delivery
 from tasks.runtime import Runtime, runtime
 
 
@@ -51,8 +49,10 @@ def join(self: Task, wires: list[Wire], **kw: Any) -> Wire:
         ctx, result = close_lanes(parts, kw["count"])
     else:
         ctx = parts[0]
+        if ctx.loops and any(part.loops[-1].broken for part in parts):  # a branch broke the loop it is in
+            ctx.loops[-1].broken = True
         result = {label: part.last for label, part in zip(node.labels, parts, strict=True)}
-    return _close(rt, node, ref, ctx.drop_steps(node.inner_ids), result).to_wire()
+    return _close(self, rt, node, ref, ctx.drop_steps(node.inner_ids), result).to_wire()
 
 
 @step_task("millrace.switch")
@@ -81,13 +81,12 @@ def close(self: Task, wire: Wire, **kw: Any) -> Wire:
     ref = RunRef.from_kwargs(kw)
     node = rt.plan(ref.flow_id, ref.version).node(kw["node"])
     ctx = Context.from_wire(wire)
-    return _close(rt, node, ref, ctx.drop_steps(node.inner_ids), ctx.last).to_wire()
+    return _close(self, rt, node, ref, ctx.drop_steps(node.inner_ids), ctx.last).to_wire()
 
 
-def _close(rt: Runtime, node: Node, ref: RunRef, ctx: Context, result: Any) -> Context:
-    path = node.concrete_path(ctx.indices())
-    attempt_id = attempts.attempt_id(rt.engine, ref.run_id, path, 1)
-    status, result, error = attempts.record_outcome(rt.engine, attempt_id, StepStatus.SUCCEEDED, result)
-    if status is StepStatus.FAILED:
-        raise Ignore()
-    return ctx.set_outcome(node.id, status.value, result)
+def _close(task: Task, rt: Runtime, node: Node, ref: RunRef, ctx: Context, result: Any) -> Context:
+    """Record the composite step's result (its fail_if and break_if checked, as any step's)."""
+    s = composite_delivery(task, rt, rt.plan(ref.flow_id, ref.version), node, ref, ctx)
+    if s.attempt.status.finished:  # a redelivered join or close: hand on what was recorded
+        return replay(s, retryable=False)
+    return succeed(s, result)

@@ -47,6 +47,9 @@ class Retry(Model):
     delay: Duration = 1.0
     backoff: Literal["constant", "exponential"] = "constant"
     max_delay: Duration = 3600.0
+    if_: Value = Field(default=None, alias="if", description=(
+        "retry only when this holds over `error` ({type, message}), e.g. ${{ error.type == 'Timeout' }}; "
+        "otherwise the failure goes on as if the attempts were used up"))
 
     def delay_before(self, attempt: int) -> float:
         """Seconds to wait before ``attempt`` (2, 3, ...)."""
@@ -113,6 +116,11 @@ class StepBase(Model):
     continue_on_error: bool = False
     limits: StepLimits | None = None
     network: Network | None = Field(default=None, description="none: no network at all (default: the flow's)")
+    fail_if: Value = Field(default=None, description=(
+        "after the step ran: fail it when this holds over `result` (its own result); the failure policy follows"))
+    break_if: Value = Field(default=None, description=(
+        "inside a for_each or loop, after the step ran: when this holds over `result`, the innermost loop ends "
+        "(no new item or iteration starts; the rest of this item's steps do not run)"))
 
     def sequences(self) -> list[Nested]:
         """The step lists nested in this step, in document order (none for a plain step).
@@ -197,6 +205,44 @@ class SwitchStep(StepBase):
         return cases + ([Nested(("else",), "else", self.else_)] if self.else_ else [])
 
 
+MAX_LOOP_DELAY_S = 600.0
+
+
+class LoopBody(Model):
+    """Run ``do`` again and again: ``until`` is checked after each iteration, ``while`` before
+    each (exactly one of them); ``max_iterations`` bounds it; ``delay`` waits between
+    iterations without holding a worker."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["until"]}, {"required": ["while"]}]})
+
+    do: Annotated[list[Step], Field(min_length=1)]
+    until: Value = Field(default=None, description=(
+        "checked after each iteration, over its `steps.<id>` and `iteration`: the loop ends when it holds"))
+    while_: Value = Field(default=None, alias="while", description=(
+        "checked before each iteration (`iteration`: the one about to start; `steps.<id>`: the previous one's): "
+        "the loop ends when it does not hold"))
+    max_iterations: int = Field(ge=1, description="required: at most this many iterations (capped by "
+                                                  "MILLRACE_MAX_LOOP_ITERATIONS); reaching it fails the step")
+    delay: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> LoopBody:
+        if (self.until is None) == (self.while_ is None):
+            raise ValueError("a loop has exactly one of `until:` (checked after each iteration) or `while:` "
+                             "(checked before each), e.g. until: ${{ steps.check.result.done }}")
+        if self.delay is not None and self.delay > MAX_LOOP_DELAY_S:
+            raise ValueError(f"a loop's delay is at most {MAX_LOOP_DELAY_S:g}s (its next iteration is a message "
+                             "held with a countdown); for longer waits put a `sleep:` step in `do`")
+        return self
+
+
+class LoopStep(StepBase):
+    loop: LoopBody
+
+    def sequences(self) -> list[Nested]:
+        return [Nested(("loop", "do"), "do", self.loop.do)]
+
+
 class Approval(Model):
     """Wait for a person (``approval: {}``, ``approval: true`` and an empty ``approval:`` are the same)."""
 
@@ -232,6 +278,7 @@ KINDS: dict[str, type[StepBase]] = {
     "for_each": ForEachStep,
     "parallel": ParallelStep,
     "switch": SwitchStep,
+    "loop": LoopStep,
     "approval": ApprovalStep,
     "sleep": SleepStep,
 }
@@ -285,3 +332,5 @@ Branch.model_rebuild()
 ForEachStep.model_rebuild()
 Case.model_rebuild()
 SwitchStep.model_rebuild()
+LoopBody.model_rebuild()
+LoopStep.model_rebuild()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.definitions.cron import parse_cron
@@ -12,7 +12,14 @@ from orchestrator.definitions.expressions import NAMES, References, compile_valu
 from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.inputs import check_input_specs, validate_inputs
 from orchestrator.definitions.step_code import check_step_code
-from orchestrator.definitions.steps import EXECUTABLE_KINDS, ForEachStep, ParallelStep, StepBase, step_kind
+from orchestrator.definitions.steps import (
+    EXECUTABLE_KINDS,
+    ForEachStep,
+    LoopStep,
+    ParallelStep,
+    StepBase,
+    step_kind,
+)
 from orchestrator.definitions.triggers import CronTrigger
 from orchestrator.errors import ExpressionError, Problem, ValidationError, did_you_mean, join_path
 
@@ -26,7 +33,15 @@ class _Scope:
     # while the step is checked; a nested sequence walks a copy). Not one copy per step:
     # that made checking a flow quadratic in its length.
     visible: AbstractSet[str]
-    in_loop: bool
+    in_loop: bool  # inside a for_each: item, index
+    in_iteration: bool = False  # inside a loop step: iteration, previous
+
+
+# Names an expression reads only in some places: where each is defined.
+_PLACED = {"iteration": "inside a loop step's `do`, `until` and `while`",
+           "previous": "inside a loop step's `do`, `until` and `while`",
+           "result": "in `fail_if` and `break_if` (the step's own result)",
+           "error": "in `retry.if` (the failure's {type, message})"}
 
 
 def check_flow(flow: Flow) -> list[Problem]:
@@ -113,7 +128,7 @@ class _ReferenceChecker:
     def sequence(self, steps: list[StepBase], prefix: tuple, scope: _Scope) -> None:
         visible = set(scope.visible)
         for i, step in enumerate(steps):
-            self.step(step, (*prefix, i), _Scope(visible, scope.in_loop))
+            self.step(step, (*prefix, i), replace(scope, visible=visible))
             visible.add(step.id)
 
     def step(self, step: StepBase, path: tuple, scope: _Scope) -> None:
@@ -133,16 +148,34 @@ class _ReferenceChecker:
         self.value(step.if_, (*path, "if"), scope, condition=True)
         for name, value in step.with_.items():
             self.value(value, (*path, "with", name), scope)
+        self.checks(step, path, scope)
         if isinstance(step, ForEachStep):
             self.value(step.for_each, (*path, "for_each"), scope, iterable=True)
-            scope = _Scope(scope.visible, True)
+            scope = replace(scope, in_loop=True)
+        if isinstance(step, LoopStep):
+            scope = replace(scope, in_iteration=True)
+            body = {*scope.visible, *(inner.id for inner in step.loop.do)}
+            for name in ("until", "while"):
+                value = getattr(step.loop, "while_" if name == "while" else name)
+                self.value(value, (*path, "loop", name), replace(scope, visible=body), condition=True)
         for nested in step.sequences():
             if nested.condition is not None:  # a switch case's `if`, beside its `do`
                 self.value(nested.condition, (*path, *nested.where[:-1], "if"), scope, condition=True)
             self.sequence(nested.steps, (*path, *nested.where), scope)
 
+    def checks(self, step: StepBase, path: tuple, scope: _Scope) -> None:
+        """fail_if and break_if (over `result`), retry.if (over `error`); break_if only in a loop."""
+        self.value(step.fail_if, (*path, "fail_if"), scope, condition=True, extra={"result"})
+        if step.break_if is not None and not (scope.in_loop or scope.in_iteration):
+            self.problems.append(Problem(join_path(*path, "break_if"), "break_if ends the for_each or loop a step "
+                                         "is in; this step is in none (use `if:` on later steps, or fail_if)"))
+        else:
+            self.value(step.break_if, (*path, "break_if"), scope, condition=True, extra={"result"})
+        if getattr(step, "retry", None) is not None:
+            self.value(step.retry.if_, (*path, "retry", "if"), scope, condition=True, extra={"error"})
+
     def value(self, value: Any, path: tuple, scope: _Scope, *, condition: bool = False,
-              iterable: bool = False) -> None:
+              iterable: bool = False, extra: AbstractSet[str] = frozenset()) -> None:
         where = join_path(*path)
         if condition and value is not None and not isinstance(value, bool):
             if not (isinstance(value, str) and value.strip().startswith("${{")):
@@ -158,10 +191,13 @@ class _ReferenceChecker:
             except ExpressionError as exc:
                 self.problems.append(Problem(join_path(*leaf_path), str(exc)))
                 continue
-            self.references(refs, join_path(*leaf_path), scope)
+            self.references(refs, join_path(*leaf_path), scope, extra)
 
-    def references(self, refs: References, where: str, scope: _Scope) -> None:
-        for name in sorted(refs.names - _ALLOWED_NAMES):
+    def references(self, refs: References, where: str, scope: _Scope, extra: AbstractSet[str] = frozenset()) -> None:
+        here = set(extra) | ({"iteration", "previous"} if scope.in_iteration else set())
+        for name in sorted((refs.names & _PLACED.keys()) - here):
+            self.problems.append(Problem(where, f"'{name}' is only defined {_PLACED[name]}"))
+        for name in sorted(refs.names - _ALLOWED_NAMES - _PLACED.keys()):
             self.problems.append(
                 Problem(where, f"unknown name '{name}'{did_you_mean(name, NAMES)}; expressions can use "
                                f"{', '.join(sorted(NAMES))}")

@@ -28,6 +28,8 @@ EXPAND = "millrace.expand"
 JOIN = "millrace.join"
 SWITCH = "millrace.switch"
 CLOSE = "millrace.close"
+LOOP = "millrace.loop"
+ITERATE = "millrace.iterate"
 WAIT = "millrace.wait"
 FINISH = "millrace.finish"
 
@@ -40,6 +42,7 @@ _TASK_FOR_KIND = {
     "parallel": EXPAND,
     "for_each": EXPAND,
     "switch": SWITCH,
+    "loop": LOOP,
     "approval": WAIT,
     "sleep": WAIT,
     "flow": WAIT,
@@ -70,7 +73,7 @@ def compile_units(plan: Plan, ref: RunRef, units: list[Unit]) -> Signature:
     return sig
 
 
-_PART = {EXPAND: "expand", SWITCH: "switch"}
+_PART = {EXPAND: "expand", SWITCH: "switch", LOOP: "loop"}
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,19 @@ def compile_case(plan: Plan, node: Node, ref: RunRef, ctx: Context, case: int) -
     close = Signature(CLOSE, kwargs={**ref.kwargs(), "node": node.path},
                       options={"argsrepr": ref.label(f"{node.path} (close)"), "kwargsrepr": "{}"})
     return _with_context(chain(*compile_sequence(plan, node.sequences[case], ref), close), ctx)
+
+
+def compile_iteration(plan: Plan, node: Node, ref: RunRef, ctx: Context, countdown: float | None) -> Signature:
+    """One iteration of a loop step (the one ``ctx``'s innermost frame is on), then the task
+    that checks its condition and sends the next one or records the loop's outcome."""
+    iteration = ctx.loops[-1].index
+    check = Signature(ITERATE, kwargs={**ref.kwargs(), "node": node.path},
+                      options={"argsrepr": ref.label(f"{node.path} [iteration {iteration}] (check)"),
+                               "kwargsrepr": "{}"})
+    sig = _with_context(chain(*compile_sequence(plan, node.sequences[0], ref), check), ctx)
+    if countdown:
+        sig.tasks[0].set(countdown=countdown)
+    return sig
 
 
 def _join(node: Node, ref: RunRef, count: int) -> Signature:

@@ -5,12 +5,14 @@ object (:meth:`Context.to_wire`), in the shape every earlier release sent, so me
 queued before an upgrade still run after it:
 ``{"run": {"id", "flow", "version", "depth"[, "scripts"]}, "inputs": {...},
 "steps": {id: {"result", "status"[, "error"]}}, "last": ..., "loops": [{"index", "item",
-"done"}][, "error": ...]}``.
+"done"[, "loop", "previous", "broken"]}][, "error": ...]}``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from orchestrator.execution.checks import error_shape
 
 Wire = dict[str, Any]
 
@@ -50,21 +52,40 @@ class Outcome:
             wire["error"] = self.error
         return wire
 
+    def names(self) -> Wire:
+        """What expressions see: the error as ``{type, message}``."""
+        wire = self.to_wire()
+        if self.error:
+            wire["error"] = error_shape(self.error)
+        return wire
+
 
 @dataclass
 class Loop:
-    """The innermost for_each lane's place: the item it is on, and the items it finished."""
+    """A for_each lane's place (the item it is on, the items it finished) or, for a ``loop``
+    step (``iteration``), the iteration it is on and the previous one's step outcomes.
+    ``broken``: a ``break_if`` held, so no further step of the loop runs in this lane."""
 
     index: int | None = None
     item: Any = None
     done: dict[int, Any] = field(default_factory=dict)  # item index -> that item's last result
+    iteration: bool = False
+    previous: dict[str, Wire] = field(default_factory=dict)  # step id -> outcome, of the previous iteration
+    broken: bool = False
 
     def to_wire(self) -> Wire:
-        return {"index": self.index, "item": self.item, "done": {str(i): v for i, v in self.done.items()}}
+        wire = {"index": self.index, "item": self.item, "done": {str(i): v for i, v in self.done.items()}}
+        if self.iteration:
+            wire["loop"] = True
+            wire["previous"] = self.previous
+        if self.broken:
+            wire["broken"] = True
+        return wire
 
     @classmethod
     def from_wire(cls, wire: Wire) -> Loop:
-        return cls(wire["index"], wire["item"], {int(i): v for i, v in wire["done"].items()})
+        return cls(wire["index"], wire["item"], {int(i): v for i, v in wire["done"].items()},
+                   wire.get("loop", False), wire.get("previous") or {}, wire.get("broken", False))
 
 
 @dataclass
@@ -101,14 +122,23 @@ class Context:
         """The names an expression sees in this context."""
         names: dict[str, Any] = {
             "inputs": self.inputs,
-            "steps": {k: o.to_wire() for k, o in self.steps.items()},
+            "steps": {k: o.names() for k, o in self.steps.items()},
             "run": {**self.run.to_wire(), "error": self.error},
             "vars": variables or {},
             "secrets": secrets or {},
         }
-        if self.loops:
-            names["item"] = self.loops[-1].item
-            names["index"] = self.loops[-1].index
+        item = iteration = None
+        for frame in reversed(self.loops):  # the innermost for_each's item, the innermost loop's iteration
+            if frame.iteration:
+                iteration = iteration or frame
+            else:
+                item = item or frame
+        if item is not None:
+            names["item"] = item.item
+            names["index"] = item.index
+        if iteration is not None:
+            names["iteration"] = iteration.index
+            names["previous"] = iteration.previous
         return names
 
     def indices(self) -> list[int]:
@@ -150,10 +180,15 @@ class Context:
 def close_lanes(lanes: list[Context], count: int) -> tuple[Context, list[Any]]:
     """Merge finished lanes: the outer context and each item's last result, in item order."""
     results: list[Any] = [None] * count
+    ran: set[int] = set()
     for lane in lanes:
         frame = lane.loops[-1]
         for index, value in frame.done.items():
             results[index] = value
+        ran |= frame.done.keys()
         if frame.index is not None:
             results[frame.index] = lane.last
+            ran.add(frame.index)
+    if any(lane.loops[-1].broken for lane in lanes):  # a break_if held: only the items that ran
+        results = [results[i] for i in sorted(ran)]
     return replace(lanes[0], loops=lanes[0].loops[:-1]), results

@@ -6,13 +6,14 @@ templates it holds.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.definitions.expressions import Constant, Template, compile_value
 from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.parser import flow_from_stored
-from orchestrator.definitions.steps import ForEachStep, ParallelStep, StepBase, step_kind
+from orchestrator.definitions.steps import ForEachStep, LoopStep, ParallelStep, StepBase, step_kind
+from orchestrator.execution.checks import NO_CHECKS, Checks, compile_checks, enclosing_loops
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Node:
     inner_ids: frozenset[str]  # every step id below this one
     variables: frozenset[str]  # vars.<name> its expressions read
     secrets: frozenset[str]  # secrets.<name> its expressions read
+    checks: Checks = NO_CHECKS  # fail_if, break_if, retry.if, a loop's until/while
 
     @property
     def id(self) -> str:
@@ -49,6 +51,7 @@ class Plan:
     nodes: dict[str, Node]
     main: tuple[str, ...]
     on_failure: tuple[str, ...]
+    loops: dict[str, str] = field(default_factory=dict)  # step path -> its innermost for_each/loop's path
 
     def node(self, path: str) -> Node:
         return self.nodes[path]
@@ -59,7 +62,7 @@ def build_plan(flow: Flow, version: int) -> Plan:
     nodes: dict[str, Node] = {}
     main = _sequence(flow.steps, "", "", nodes)
     on_failure = _sequence(flow.on_failure, "on_failure.", "on_failure.", nodes)
-    return Plan(flow.id, version, flow, nodes, main, on_failure)
+    return Plan(flow.id, version, flow, nodes, main, on_failure, enclosing_loops(nodes))
 
 
 def _sequence(steps: list[StepBase], prefix: str, fmt_prefix: str, nodes: dict[str, Node]) -> tuple[str, ...]:
@@ -78,12 +81,12 @@ def _node(step: StepBase, prefix: str, fmt_prefix: str, nodes: dict[str, Node]) 
     for nested in step.sequences():
         if isinstance(step, ParallelStep):  # a branch's steps are under its id; one item's under its index
             inner, inner_fmt = f"{path}.{nested.label}.", f"{fmt}.{nested.label}."
-        elif isinstance(step, ForEachStep):
+        elif isinstance(step, ForEachStep | LoopStep):  # one item's (or iteration's) steps under its index
             inner, inner_fmt = f"{path}.", f"{fmt}[{{}}]."
         else:
             inner, inner_fmt = f"{path}.", f"{fmt}."
         sequences.append(_sequence(nested.steps, inner, inner_fmt, nodes))
-        if not isinstance(step, ForEachStep):
+        if not isinstance(step, ForEachStep | LoopStep):
             labels.append(nested.label)
         if nested.condition is not None:
             conditions.append(compile_value(nested.condition))
@@ -93,7 +96,8 @@ def _node(step: StepBase, prefix: str, fmt_prefix: str, nodes: dict[str, Node]) 
     condition = None if step.if_ is None else compile_value(step.if_)
     arguments = compile_value(step.with_)
     refs = arguments.references
-    for template in (condition, items, *conditions):
+    checks = compile_checks(step)
+    for template in (condition, items, *conditions, *checks.templates()):
         if template is not None:
             refs = refs | template.references
     nodes[path] = Node(
@@ -111,6 +115,7 @@ def _node(step: StepBase, prefix: str, fmt_prefix: str, nodes: dict[str, Node]) 
         variables=refs.vars,
         # an sql step's `database:` names the secret holding its connection URL
         secrets=refs.secrets | ({step.database} if getattr(step, "database", None) else set()),
+        checks=checks,
     )
     return path
 

@@ -7,7 +7,7 @@ import dataclasses
 
 from config.settings import Settings
 from orchestrator.definitions.flow import Flow
-from orchestrator.definitions.steps import SqlStep, StepBase, StepLimits
+from orchestrator.definitions.steps import LoopStep, SqlStep, StepBase, StepLimits
 from orchestrator.errors import Problem, ValidationError, join_path
 from orchestrator.executors.base import Limits
 
@@ -72,5 +72,16 @@ def check_sql_databases(flow: Flow, own_database: bool) -> None:
                         "a PostgreSQL URL (this installation keeps its own database from steps: "
                         "MILLRACE_SQL_OWN_DATABASE is off)")
                 for step, path in flow.walk() if isinstance(step, SqlStep) and step.database is None]
+    if problems:
+        raise ValidationError(problems)
+
+
+def check_loop_iterations(flow: Flow, most: int) -> None:
+    """Refuse a ``loop:`` step that may iterate more than the operator allows
+    (MILLRACE_MAX_LOOP_ITERATIONS): an unbounded loop is refused at save, not stopped at run time."""
+    problems = [Problem(join_path(*path, "loop", "max_iterations"),
+                        f"at most {most} iterations here (MILLRACE_MAX_LOOP_ITERATIONS); this loop asks for "
+                        f"{step.loop.max_iterations}")
+                for step, path in flow.walk() if isinstance(step, LoopStep) and step.loop.max_iterations > most]
     if problems:
         raise ValidationError(problems)

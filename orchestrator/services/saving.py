@@ -13,19 +13,23 @@ from orchestrator.definitions.flow import Flow
 from orchestrator.executors.base import Limits
 from orchestrator.executors.environments import Index
 from orchestrator.services.dependencies import lock_flow
-from orchestrator.services.limits import check_limits, check_sql_databases
+from orchestrator.services.limits import check_limits, check_loop_iterations, check_sql_databases
 from orchestrator.services.scripts import check_script_steps
 from orchestrator.store import versions
 
 
 def save_flow(engine: Engine, flow: Flow, source: str, *, actor: str = "cli", index: Index | None = None,
-              ceiling: Limits | None = None, sql_own_database: bool = True) -> int:
+              ceiling: Limits | None = None, sql_own_database: bool = True,
+              max_loop_iterations: int | None = None) -> int:
     """Check ``flow``'s limits (against ``ceiling``, the installation's maxima), its sql
-    steps' databases and its script steps, lock its packages, store it; returns its version
-    (a new one unless the latest version is the same document)."""
+    steps' databases, its loops' iterations (against ``max_loop_iterations``) and its script
+    steps, lock its packages, store it; returns its version (a new one unless the latest
+    version is the same document)."""
     if ceiling is not None:
         check_limits(flow, ceiling)
     check_sql_databases(flow, sql_own_database)
+    if max_loop_iterations is not None:
+        check_loop_iterations(flow, max_loop_iterations)
     check_script_steps(engine, flow)
     lock_flow(engine, flow, index or Index())
     return versions.store_flow(engine, flow, source, actor)

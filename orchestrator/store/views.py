@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from orchestrator.errors import NotFound
+from orchestrator.execution.checks import error_type
 from orchestrator.execution.lifecycle import RunStatus, StepStatus
 from orchestrator.store.tables import runs, step_runs
 
@@ -36,6 +37,12 @@ class StepView:
     error: str | None
     logs: str | None
     cached: bool
+    broke_at: str | None = None  # a for_each or loop that a break_if ended: the step that broke it
+
+    @property
+    def error_type(self) -> str | None:
+        """What ``steps.<id>.error.type`` is: the exception's class, ``Timeout``, ``exit N``..."""
+        return None if self.error is None else error_type(self.error)
 
 
 @dataclass(frozen=True)

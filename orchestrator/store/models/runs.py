@@ -78,6 +78,8 @@ class StepRun(Base):
     # A waiting step (approval, sleep, subflow) keeps what must be published to go on.
     continuation: Mapped[dict[str, Any] | None] = mapped_column(Json)
     resume_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    # A for_each or loop that a `break_if` ended: the path of the step that broke it.
+    broke_at: Mapped[str | None] = mapped_column(String(1000))
 
     __table_args__ = (
         UniqueConstraint("run_id", "path", "attempt", name="uq_step_runs_attempt"),
