@@ -8,6 +8,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag
 
+from orchestrator.definitions.events import (
+    EVENT_KINDS,
+    AmqpTrigger,
+    EventTrigger,
+    MqttTrigger,
+    NatsTrigger,
+    PostgresTrigger,
+    RedisTrigger,
+)
 from orchestrator.definitions.steps import FlowId, Model
 
 CATCHUP = ("none", "last", "all")
@@ -43,18 +52,27 @@ class FlowTrigger(Model):
         "the new run's inputs; expressions read `trigger.run_id`, `.flow`, `.status`, `.result`, `.error`"))
 
 
+_KINDS = ("cron", "flow", *EVENT_KINDS)
+
+
 def _trigger_kind(data: Any) -> str | None:
     if isinstance(data, CronTrigger | FlowTrigger):
         return "cron" if isinstance(data, CronTrigger) else "flow"
+    if isinstance(data, EventTrigger):
+        return data.kind
     if isinstance(data, dict):
-        return "cron" if "cron" in data else "flow" if "flow" in data else None
+        return next((kind for kind in _KINDS if kind in data), None)
     return None
 
 
 Trigger = Annotated[
-    Annotated[CronTrigger, Tag("cron")] | Annotated[FlowTrigger, Tag("flow")],
+    Annotated[CronTrigger, Tag("cron")] | Annotated[FlowTrigger, Tag("flow")]
+    | Annotated[AmqpTrigger, Tag("amqp")] | Annotated[MqttTrigger, Tag("mqtt")]
+    | Annotated[NatsTrigger, Tag("nats")] | Annotated[RedisTrigger, Tag("redis")]
+    | Annotated[PostgresTrigger, Tag("postgres")],
     Discriminator(_trigger_kind, custom_error_type="trigger_kind",
-                  custom_error_message="a trigger has `cron:` or `flow:`"),
+                  custom_error_message="a trigger has one of `cron:`, `flow:`, `amqp:`, `mqtt:`, `nats:`, "
+                                       "`redis:` or `postgres:`"),
 ]
 
 

@@ -9,23 +9,42 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from config.settings import Settings
+from orchestrator.definitions.events import OwnNames, check_own_names
 from orchestrator.definitions.flow import Flow
+from orchestrator.errors import ValidationError
 from orchestrator.executors.base import Limits
 from orchestrator.executors.environments import Index
 from orchestrator.services.dependencies import lock_flow
 from orchestrator.services.limits import check_limits, check_sql_databases
 from orchestrator.services.scripts import check_script_steps
 from orchestrator.store import versions
+from orchestrator.store.models import Base
 
 
 def save_flow(engine: Engine, flow: Flow, source: str, *, actor: str = "cli", index: Index | None = None,
-              ceiling: Limits | None = None, sql_own_database: bool = True) -> int:
+              ceiling: Limits | None = None, sql_own_database: bool = True, own: OwnNames | None = None) -> int:
     """Check ``flow``'s limits (against ``ceiling``, the installation's maxima), its sql
     steps' databases and its script steps, lock its packages, store it; returns its version
     (a new one unless the latest version is the same document)."""
     if ceiling is not None:
         check_limits(flow, ceiling)
     check_sql_databases(flow, sql_own_database)
+    check_event_triggers(flow, own or OwnNames())
     check_script_steps(engine, flow)
     lock_flow(engine, flow, index or Index())
     return versions.store_flow(engine, flow, source, actor)
+
+
+def check_event_triggers(flow: Flow, own: OwnNames) -> None:
+    """Refuse event triggers on Millrace's own queues, Celery's, or the record's tables."""
+    queues = {step.queue for step, _ in flow.walk() if getattr(step, "queue", None)}
+    problems = check_own_names(flow.triggers, queues, OwnNames(own.default_queue, own.prefix,
+                                                               frozenset(Base.metadata.tables) | {"alembic_version"}))
+    if problems:
+        raise ValidationError(problems)
+
+
+def own_names(settings: Settings) -> OwnNames:
+    """The installation's queue names that event triggers may not consume."""
+    return OwnNames(settings.default_queue, settings.queue_prefix)
