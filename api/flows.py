@@ -17,7 +17,7 @@ from orchestrator.errors import Problem, ValidationError
 from orchestrator.execution.plan import build_plan
 from orchestrator.services.dependencies import index_of
 from orchestrator.services.limits import check_limits, check_loop_iterations, check_sql_databases, maxima
-from orchestrator.services.saving import save_flow
+from orchestrator.services.saving import check_event_triggers, own_names, save_flow
 from orchestrator.services.scripts import check_script_steps
 from orchestrator.store import versions
 from orchestrator.store.access import Permission
@@ -60,6 +60,7 @@ def validate_flow() -> Response:
     check_limits(flow, maxima(context.settings()))
     check_sql_databases(flow, context.settings().sql_own_database)
     check_loop_iterations(flow, context.settings().max_loop_iterations)
+    check_event_triggers(flow, own_names(context.settings()))
     check_script_steps(context.engine(), flow)
     return answer(Validated(valid=True, id=flow.id, steps=len(flow.steps)))
 
@@ -80,7 +81,8 @@ def put_flow(flow_id: str) -> Response:
     previous = versions.newest_version(engine, versions.FLOWS, flow_id)
     version = save_flow(engine, flow, source, actor=principal().actor, index=index_of(context.settings()),
                         ceiling=maxima(context.settings()), sql_own_database=context.settings().sql_own_database,
-                        max_loop_iterations=context.settings().max_loop_iterations)
+                        max_loop_iterations=context.settings().max_loop_iterations,
+                        own=own_names(context.settings()))
     return answer(_flow_answer(versions.get_flow_version(engine, flow_id, version)), 201 if version > previous else 200)
 
 

@@ -116,6 +116,14 @@ class Settings:
     step_processes_max: int = 4096
     step_cpu_s_max: int = 0  # 0: any
     step_disk_mb_max: int = 10240
+    # Event triggers: a message body larger than this is a refused fire, not a run.
+    trigger_body_limit: int = 1 << 20
+    # A message with no id of its own (AMQP without message_id, MQTT without a message_id user
+    # property) is known by a hash of its topic and body: the same one within this many seconds
+    # is the same message (a redelivery), not a new one.
+    trigger_dedupe_window: float = 3600.0
+    # How often the listener reads the triggers table for flows saved, changed or deleted.
+    listener_poll: float = 2.0
 
     @property
     def broker_folder(self) -> Path:
@@ -176,4 +184,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         step_processes_max=_env_int(env, "MILLRACE_STEP_PROCESSES_MAX", 4096),
         step_cpu_s_max=_env_int(env, "MILLRACE_STEP_CPU_S_MAX", 0),
         step_disk_mb_max=_env_int(env, "MILLRACE_STEP_DISK_MB_MAX", 10240),
+        trigger_body_limit=_env_int(env, "MILLRACE_TRIGGER_BODY_LIMIT", 1 << 20),
+        trigger_dedupe_window=_env_float(env, "MILLRACE_TRIGGER_DEDUPE_WINDOW_S", 3600.0),
+        listener_poll=max(_env_float(env, "MILLRACE_LISTENER_POLL_S", 2.0), 0.1),
     )

@@ -231,6 +231,7 @@ _TYPE_NAMES = {"int": "integer", "str": "string", "float": "number", "bool": "bo
 
 def _model_at(root: Any, loc: tuple[Any, ...]) -> Any:
     """The model class the place ``loc`` (pydantic's, union tags included) is inside."""
+    from orchestrator.definitions.events import EVENT_MODELS
     from orchestrator.definitions.triggers import CronTrigger, FlowTrigger
 
     current, under = root, ""
@@ -238,7 +239,7 @@ def _model_at(root: Any, loc: tuple[Any, ...]) -> Any:
         if isinstance(part, int) or current is None:
             continue
         if i > 0 and isinstance(loc[i - 1], int):  # a union's tag right after a list index
-            tagged = {"cron": CronTrigger, "flow": FlowTrigger} if under == "triggers" else KINDS
+            tagged = {"cron": CronTrigger, "flow": FlowTrigger, **EVENT_MODELS} if under == "triggers" else KINDS
             if part in tagged:
                 current = tagged[part]
                 continue
@@ -295,11 +296,14 @@ def _message(error: dict[str, Any], parts: list[Any] | None = None, model: Any =
     return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
+_TRIGGER_TAGS = ("cron", "amqp")  # the trigger kinds no step kind shares
+
+
 def _without_kind_tags(loc: tuple[Any, ...]) -> list[Any]:
     # pydantic puts the union member's tag right after a step's (or trigger's) list index: drop it.
     # Never the last part: there it is a key of the document (a `bash:` where it does not belong).
     return [
         part
         for i, part in enumerate(loc)
-        if not ((part in KINDS or part == "cron") and 0 < i < len(loc) - 1 and isinstance(loc[i - 1], int))
+        if not ((part in KINDS or part in _TRIGGER_TAGS) and 0 < i < len(loc) - 1 and isinstance(loc[i - 1], int))
     ]

@@ -8,6 +8,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag
 
+from orchestrator.definitions.events import (
+    EVENT_KINDS,
+    AmqpTrigger,
+    EventTrigger,
+)
 from orchestrator.definitions.steps import FlowId, Model
 
 CATCHUP = ("none", "last", "all")
@@ -43,18 +48,24 @@ class FlowTrigger(Model):
         "the new run's inputs; expressions read `trigger.run_id`, `.flow`, `.status`, `.result`, `.error`"))
 
 
+_KINDS = ("cron", "flow", *EVENT_KINDS)
+
+
 def _trigger_kind(data: Any) -> str | None:
     if isinstance(data, CronTrigger | FlowTrigger):
         return "cron" if isinstance(data, CronTrigger) else "flow"
+    if isinstance(data, EventTrigger):
+        return data.kind
     if isinstance(data, dict):
-        return "cron" if "cron" in data else "flow" if "flow" in data else None
+        return next((kind for kind in _KINDS if kind in data), None)
     return None
 
 
 Trigger = Annotated[
-    Annotated[CronTrigger, Tag("cron")] | Annotated[FlowTrigger, Tag("flow")],
+    Annotated[CronTrigger, Tag("cron")] | Annotated[FlowTrigger, Tag("flow")]
+    | Annotated[AmqpTrigger, Tag("amqp")],
     Discriminator(_trigger_kind, custom_error_type="trigger_kind",
-                  custom_error_message="a trigger has `cron:` or `flow:`"),
+                  custom_error_message="a trigger has one of `cron:`, `flow:` or `amqp:`"),
 ]
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.definitions.cron import parse_cron
+from orchestrator.definitions.events import EventTrigger
 from orchestrator.definitions.expressions import NAMES, References, compile_value
 from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.inputs import check_input_specs, validate_inputs
@@ -76,6 +77,9 @@ def check_triggers(flow: Flow) -> list[Problem]:
             except ValidationError as exc:
                 problems += [Problem(p.path.replace("inputs.", f"{path}.inputs.", 1)
                                      if p.path.startswith("inputs.") else p.path, p.message) for p in exc.problems]
+        elif isinstance(trigger, EventTrigger):
+            if trigger.inputs is not None:
+                problems += _only_names(trigger.inputs, {"trigger"}, f"{path}.inputs")
         else:
             if trigger.flow == flow.id:
                 problems.append(Problem(f"{path}.flow", "a flow cannot trigger itself"))

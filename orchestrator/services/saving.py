@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from config.settings import Settings
+from orchestrator.definitions.events import OwnNames, check_own_names
 from orchestrator.definitions.flow import Flow
+from orchestrator.errors import ValidationError
 from orchestrator.executors.base import Limits
 from orchestrator.executors.environments import Index
 from orchestrator.services.dependencies import lock_flow
@@ -20,7 +23,7 @@ from orchestrator.store import versions
 
 def save_flow(engine: Engine, flow: Flow, source: str, *, actor: str = "cli", index: Index | None = None,
               ceiling: Limits | None = None, sql_own_database: bool = True,
-              max_loop_iterations: int | None = None) -> int:
+              max_loop_iterations: int | None = None, own: OwnNames | None = None) -> int:
     """Check ``flow``'s limits (against ``ceiling``, the installation's maxima), its sql
     steps' databases, its loops' iterations (against ``max_loop_iterations``) and its script
     steps, lock its packages, store it; returns its version (a new one unless the latest
@@ -30,6 +33,20 @@ def save_flow(engine: Engine, flow: Flow, source: str, *, actor: str = "cli", in
     check_sql_databases(flow, sql_own_database)
     if max_loop_iterations is not None:
         check_loop_iterations(flow, max_loop_iterations)
+    check_event_triggers(flow, own or OwnNames())
     check_script_steps(engine, flow)
     lock_flow(engine, flow, index or Index())
     return versions.store_flow(engine, flow, source, actor)
+
+
+def check_event_triggers(flow: Flow, own: OwnNames) -> None:
+    """Refuse event triggers on Millrace's own queues or Celery's."""
+    queues = {step.queue for step, _ in flow.walk() if getattr(step, "queue", None)}
+    problems = check_own_names(flow.triggers, queues, own)
+    if problems:
+        raise ValidationError(problems)
+
+
+def own_names(settings: Settings) -> OwnNames:
+    """The installation's queue names that event triggers may not consume."""
+    return OwnNames(settings.default_queue, settings.queue_prefix)

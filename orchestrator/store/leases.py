@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 log = logging.getLogger("millrace.leases")
 SWEEP = 0x6D696C6C  # "mill"
 LEADER = 0x6D696C73  # "mils"
+LISTENER = 0x6D696C65  # "mile": the listener's leadership (event triggers)
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from orchestrator.store.models import (
     ChordPart,
     ConsoleSession,
     DependencyLock,
+    EventTriggerRecord,
     FlowRecord,
     FlowTriggerRecord,
     FlowVersion,
@@ -24,6 +25,7 @@ from orchestrator.store.models import (
     ScriptVersion,
     StepCacheEntry,
     StepRun,
+    TriggerFire,
     Variable,
     Webhook,
 )
@@ -52,3 +54,5 @@ console_sessions = ConsoleSession.__table__
 audit_verifications = AuditVerification.__table__
 metric_folds = MetricFold.__table__
 outbox = OwedSend.__table__
+event_triggers = EventTriggerRecord.__table__
+trigger_fires = TriggerFire.__table__

@@ -1,4 +1,5 @@
-"""A flow's declared triggers as rows: its cron triggers as schedules, its flow triggers."""
+"""A flow's declared triggers as rows: its cron triggers as schedules, its flow triggers, its
+event triggers (``event_triggers.py``)."""
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,10 @@ from sqlalchemy import (
 )
 
 from orchestrator.definitions.cron import parse_cron
+from orchestrator.definitions.events import EventTrigger
 from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.triggers import CronTrigger, FlowTrigger
+from orchestrator.store.event_triggers import sync_event_triggers
 from orchestrator.store.sql import now
 from orchestrator.store.tables import (
     flow_triggers,
@@ -60,6 +63,7 @@ def sync_triggers(conn: Connection, flow: Flow | None, flow_id: str | None = Non
              "inputs": t.inputs} for t in declared.values() if isinstance(t, FlowTrigger)]
     if rows:
         conn.execute(insert(flow_triggers), rows)
+    sync_event_triggers(conn, flow_id, [t for t in declared.values() if isinstance(t, EventTrigger)])
 
 
 def _declared_enabled(conn: Connection, flow_id: str) -> dict[str, bool]:

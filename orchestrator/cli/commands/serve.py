@@ -1,4 +1,4 @@
-"""Long-running processes: ``up`` (all of them), ``worker``, ``api``, ``scheduler`` and ``flower``."""
+"""Long-running processes: ``up`` (all of them), ``worker``, ``api``, ``scheduler``, ``listener`` and ``flower``."""
 from __future__ import annotations
 
 import ctypes
@@ -65,6 +65,20 @@ def scheduler_command(loglevel: str) -> None:
     run_scheduler(loglevel)
 
 
+@click.command("listener")
+@click.option("--loglevel", default="INFO", show_default=True)
+def listener_command(loglevel: str) -> None:
+    """Consume the flows' event triggers: amqp, mqtt, nats, redis, postgres (run two: one leads)."""
+    import logging
+
+    from orchestrator.cli.wiring import engine_for, publisher_for
+    from orchestrator.listeners.process import run_listener
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    run_listener(settings, publisher_for(engine_for(settings)))
+
+
 @click.command("api")
 @click.option("--port", type=int, default=None, help="default: MILLRACE_API_PORT or 8080")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -97,7 +111,7 @@ def api_command(port: int | None, host: str, workers: int, dev: bool) -> None:
 @click.option("--concurrency", type=int, default=2, show_default=True, help="steps each worker runs at once")
 @click.option("--no-examples", is_flag=True, help="do not load the examples on first start")
 def up_command(port: int | None, workers: int, concurrency: int, no_examples: bool) -> int:
-    """Everything in the foreground: the API, workers, the scheduler and Flower, in one log.
+    """Everything in the foreground: the API, workers, the scheduler, the listener and Flower, in one log.
 
     Local mode (SQLite and a file-system broker under MILLRACE_HOME) unless
     MILLRACE_DATABASE_URL / MILLRACE_BROKER_URL are set. Ctrl-C stops it all."""
@@ -116,6 +130,7 @@ def up_command(port: int | None, workers: int, concurrency: int, no_examples: bo
     wanted += [(f"worker{i + 1}" if workers > 1 else "worker",
                 [*me, "worker", "-c", str(concurrency), "--loglevel", "WARNING"]) for i in range(workers)]
     wanted += [("scheduler", [*me, "scheduler", "--loglevel", "WARNING"]),
+               ("listener", [*me, "listener", "--loglevel", "WARNING"]),
                ("flower", [*me, "flower", "--port", str(settings.flower_port)])]
     group = _Group(env)
     stop = threading.Event()
@@ -266,4 +281,4 @@ def _die_with_parent() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-COMMANDS = (up_command, worker_command, api_command, scheduler_command, flower_command)
+COMMANDS = (up_command, worker_command, api_command, scheduler_command, listener_command, flower_command)

@@ -4,6 +4,7 @@ from orchestrator.store.models.access import ApiToken, ConsoleSession, Variable
 from orchestrator.store.models.audit import AuditEvent, AuditVerification
 from orchestrator.store.models.base import Base, Id, Json, Timestamp, UtcDateTime
 from orchestrator.store.models.definitions import DependencyLock, FlowRecord, FlowVersion, ScriptRecord, ScriptVersion
+from orchestrator.store.models.events import EventTriggerRecord, TriggerFire
 from orchestrator.store.models.observe import BenchMark, BenchRun, MetricFold, MetricTotal
 from orchestrator.store.models.runs import Chord, ChordPart, OwedSend, Run, StepCacheEntry, StepRun
 from orchestrator.store.models.triggers import FlowTriggerRecord, Schedule, ScheduleFire, Webhook
@@ -19,6 +20,7 @@ __all__ = [
     "ChordPart",
     "ConsoleSession",
     "DependencyLock",
+    "EventTriggerRecord",
     "FlowRecord",
     "FlowTriggerRecord",
     "FlowVersion",
@@ -35,6 +37,7 @@ __all__ = [
     "StepCacheEntry",
     "StepRun",
     "Timestamp",
+    "TriggerFire",
     "UtcDateTime",
     "Variable",
     "Webhook",
