@@ -4,14 +4,14 @@ A for_each or loop step's attempt keeps the path of the step whose `break_if` he
 (`each[3].check`): every lane of a parallel for_each reads it before it starts an item, and
 the record says where the loop ended (the items after it have no rows).
 
-Revision ID: 0023
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0023'
-down_revision = '0018'
+revision = '0020'
+down_revision = '0019'
 branch_labels = None
 depends_on = None
 

@@ -5,14 +5,14 @@ report of each connection and the counts of messages fired and refused), and one
 message received, unique per (trigger, message key): what makes a redelivered message start
 nothing new.
 
-Revision ID: 0021
+Revision ID: 0019
 Revises: 0018
 """
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = '0021'
+revision = '0019'
 down_revision = '0018'
 branch_labels = None
 depends_on = None
