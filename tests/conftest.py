@@ -105,7 +105,33 @@ def engine(database_url: str):
     engine.dispose()
 
 
-class Worker:
+class ProcessGroup:
+    """A process started in a group of its own (``proc``) logging to ``_log``: ended whole."""
+
+    proc: subprocess.Popen
+    _log: object
+    stop_timeout = 20.0
+
+    def kill(self) -> None:
+        """SIGKILL the whole group (a worker's pool and fork servers too), as a crash would."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+class Worker(ProcessGroup):
     """A real `celery -A tasks worker` process (and its pool) in its own process group.
 
     ``env`` adds to the test process's environment (e.g. another broker or database). Its
@@ -139,23 +165,6 @@ class Worker:
             time.sleep(0.1)
         raise RuntimeError(f"worker not ready: {self.log_path.read_text()[-3000:]}")
 
-    def kill(self) -> None:
-        """SIGKILL the whole worker: main process, pool and fork servers, as a crash would."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
 
 
 @pytest.fixture(scope="session")

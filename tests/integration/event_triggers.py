@@ -3,18 +3,20 @@ trigger, and waiting on what the records say of its fires and runs."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 import uuid
 
-from tests.conftest import LOGS, MILLRACE, ROOT
+from tests.conftest import LOGS, MILLRACE, ROOT, ProcessGroup
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
-class ListenerProcess:
-    """A real `millrace listener` in its own process group, on the session's database."""
+class ListenerProcess(ProcessGroup):
+    """A real `millrace listener` in its own process group, on the session's database; killed,
+    whatever it received and had not acknowledged is redelivered."""
+
+    stop_timeout = 30.0
 
     def __init__(self, env: dict[str, str] | None = None):
         self.log_path = LOGS / f"listener-{uuid.uuid4().hex[:6]}.log"
@@ -27,21 +29,6 @@ class ListenerProcess:
     def log(self) -> str:
         return self.log_path.read_text()[-4000:]
 
-    def kill(self) -> None:
-        """SIGKILL, as a crash: whatever it received and had not acknowledged is redelivered."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
 
 
 def unique(name: str) -> str:
