@@ -7,7 +7,22 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import Engine
 
-from api import audit, auth, console, errors, flows, health, hooks, openapi, runs, schedules, scripts, tokens, variables
+from api import (
+    audit,
+    auth,
+    console,
+    errors,
+    flows,
+    health,
+    hooks,
+    openapi,
+    runs,
+    schedules,
+    scripts,
+    tokens,
+    triggers,
+    variables,
+)
 from config.settings import Settings
 from orchestrator.definitions.parser import MAX_DOCUMENT_BYTES
 from orchestrator.services.publisher import Publisher, Revoke, Send
@@ -31,6 +46,7 @@ def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke,
     v1.register_blueprint(scripts.blueprint)
     v1.register_blueprint(runs.blueprint)
     v1.register_blueprint(schedules.blueprint)
+    v1.register_blueprint(triggers.blueprint)
     v1.register_blueprint(hooks.blueprint)
     v1.register_blueprint(audit.blueprint)
     v1.register_blueprint(variables.blueprint)

@@ -192,6 +192,42 @@ class Fire(Answer):
     recorded_by: str
 
 
+class EventTriggerLinks(Links):
+    fires: str = Field(description="the messages it received: the runs they started, or why none")
+
+
+class EventTrigger(Answer):
+    """A flow's event trigger (`amqp:`, `mqtt:`, ...) and what the listener last said of its connection."""
+
+    id: str
+    flow: str
+    trigger: str = Field(description="the trigger's id in its flow")
+    kind: str = Field(description="amqp, mqtt, nats, redis or postgres")
+    source: dict[str, Any] = Field(description="the kind's mapping as declared (`url` names a secret, never a URL)")
+    inputs: dict[str, Any] | None = Field(description="the inputs mapping; null: the message body is the inputs")
+    enabled: bool
+    state: Literal["pending", "connected", "disconnected", "stale"] = Field(description=(
+        "pending: no listener has reported it yet; stale: connected when last reported, but no "
+        "listener has said so for a while (none runs, or it lost the lead)"))
+    state_detail: str | None = Field(description="why it is disconnected, credentials masked")
+    state_at: dt.datetime | None = Field(description="when the listener last reported it")
+    fired: int = Field(description="messages that started a run")
+    refused: int = Field(description="messages that started none (see its fires)")
+    links: EventTriggerLinks
+
+
+class TriggerFire(Answer):
+    """One message an event trigger received."""
+
+    id: int
+    message_key: str = Field(description="the key that makes a redelivery start nothing new")
+    status: Literal["started", "refused"]
+    run_id: str | None
+    reason: str | None = Field(description="why a refused message started no run")
+    topic: str | None = Field(description="where it arrived: queue, topic, subject, stream or table")
+    recorded_at: dt.datetime
+
+
 class Backfilled(Answer):
     schedule: str
     started: list[str] = Field(description="the ids of the runs started")
@@ -244,7 +280,10 @@ class Health(Answer):
 
 
 class Ready(Answer):
-    status: Literal["ready"]
+    status: Literal["ready", "degraded"] = Field(description=(
+        "ready: the database and the broker answer and every event trigger is connected; degraded: they "
+        "answer, but an event trigger is not consuming (see `checks`), which runs started through the API "
+        "do not need"))
     checks: dict[str, str]
 
 
@@ -269,6 +308,14 @@ class SchedulePage(Page[Schedule]):
 
 
 class FirePage(Page[Fire]):
+    pass
+
+
+class EventTriggerPage(Page[EventTrigger]):
+    pass
+
+
+class TriggerFirePage(Page[TriggerFire]):
     pass
 
 

@@ -312,7 +312,17 @@ def schedules() -> str:
         start = max(row["next_fire_at"] - dt.timedelta(microseconds=1), dt.datetime.now(dt.UTC))
         upcoming = [t.isoformat() for t in Cron(row["cron"], row["timezone"]).upcoming(start, 3)]
         found.append({**row, "upcoming": upcoming, "fires": schedule_rows.fires_of(engine, row["id"], limit=5)})
-    return render_template("schedules.html", schedules=found)
+    return render_template("schedules.html", schedules=found, event_triggers=_event_triggers(engine))
+
+
+def _event_triggers(engine: Any) -> list[dict[str, Any]]:
+    """The event triggers with their connection state and their last messages."""
+    from orchestrator.store import event_triggers
+
+    now = dt.datetime.now(dt.UTC)
+    rows = event_triggers.listing(engine, flow_id=request.args.get("flow") or None, limit=200)
+    return [{"row": row, "state": row.state_now(now), "fires": event_triggers.fires_of(engine, row.id, limit=5)}
+            for row in rows]
 
 
 @blueprint.post("/schedules/<schedule_id>/pause")

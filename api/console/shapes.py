@@ -14,9 +14,10 @@ from orchestrator.store import versions, views
 
 def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
     """The flow's steps as the run went: each with its latest attempt's status; parallel
-    branches side by side, for_each items folded with their counts, switch cases with the
-    one taken marked, subflow steps with their child run."""
-    from orchestrator.definitions.steps import ForEachStep, ParallelStep, SubflowStep, SwitchStep
+    branches side by side, for_each items and loop iterations folded with their counts (and
+    where a `break_if` ended them), switch cases with the one taken marked, subflow steps with
+    their child run."""
+    from orchestrator.definitions.steps import ForEachStep, LoopStep, ParallelStep, SubflowStep, SwitchStep
 
     _, document = versions.load_flow_document(engine, view.flow_id, view.flow_version)
     latest = {s.path: s for s in view.steps}
@@ -24,6 +25,7 @@ def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
     for recorded in latest:
         for mark in re.finditer(r"\[(\d+)\]", recorded):
             indices.setdefault(recorded[:mark.start()], set()).add(int(mark.group(1)))
+    broke = {s.broke_at for s in view.steps if s.broke_at}  # the steps whose break_if held
     children = views.subflow_runs(engine, view.id) if any(s.kind == "flow" for s in view.steps) else {}
 
     def sequence(steps: list[Any], prefix: str) -> list[dict[str, Any]]:
@@ -32,16 +34,20 @@ def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
     def node(step: Any, path: str) -> dict[str, Any]:
         row = latest.get(path)
         out: dict[str, Any] = {"id": step.id, "path": path, "kind": _kind(step),
-                               "status": row.status.value if row else "pending", "attempt": row.attempt if row else 0}
+                               "status": row.status.value if row else "pending", "attempt": row.attempt if row else 0,
+                               "broke": path in broke}
         if isinstance(step, ParallelStep):
             out["branches"] = [{"label": b.id, "steps": sequence(b.steps, f"{path}.{b.id}.")} for b in step.parallel]
-        elif isinstance(step, ForEachStep):
-            items = [{"index": i, "steps": sequence(step.do, f"{path}[{i}].")} for i in sorted(indices.get(path, ()))]
+        elif isinstance(step, ForEachStep | LoopStep):
+            body = step.do if isinstance(step, ForEachStep) else step.loop.do
+            items = [{"index": i, "steps": sequence(body, f"{path}[{i}].")} for i in sorted(indices.get(path, ()))]
             counts: dict[str, int] = {}
             for item in items:
                 last = item["steps"][-1]["status"] if item["steps"] else "pending"
                 counts[last] = counts.get(last, 0) + 1
             out["item_list"], out["counts"] = items, counts
+            out["item_word"] = "item" if isinstance(step, ForEachStep) else "iteration"
+            out["broke_at"] = row.broke_at if row else None
         elif isinstance(step, SwitchStep):
             cases = [(f"case {i}: {case.if_}", case.do) for i, case in enumerate(step.switch)]
             cases += [("else", step.else_)] if step.else_ else []

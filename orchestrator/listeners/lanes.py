@@ -11,14 +11,13 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from orchestrator.services.events import Message
-from orchestrator.store.event_triggers import EventTriggerRow
+from orchestrator.store.event_triggers import REPORT_S, EventTriggerRow
 from orchestrator.store.variables import mask
 
 log = logging.getLogger("millrace.listener")
 Handler = Callable[[Message], None]
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 RECEIVE_S = 1.0  # a source returns at least this often, so a stop is seen within about a second
-REPORT_S = 15.0  # a connected lane says so again this often (readiness reads how recent it is)
 
 
 class Source(Protocol):

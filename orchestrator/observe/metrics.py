@@ -3,7 +3,9 @@ totals of ``store/stats.py``), so every API process answers the same whatever pr
 the work, and a scrape costs what happened since the last one.
 
 Counters and cumulative histograms count since the start of records and never go down;
-``millrace_runs_active`` and ``millrace_scheduler_lag_seconds`` are gauges read live.
+``millrace_runs_active``, ``millrace_scheduler_lag_seconds``, ``millrace_event_trigger_connected`` and
+``millrace_listener_leading`` are gauges read live; an event trigger's message counts are kept on
+its row (they leave with it when its flow stops declaring it).
 """
 from __future__ import annotations
 
@@ -54,6 +56,26 @@ class _Collector:
         yield GaugeMetricFamily("millrace_scheduler_lag_seconds",
                                 "How late the most overdue schedule slot is (0: none overdue)",
                                 value=self.stats.scheduler_lag_s)
+        yield from self._event_triggers()
+
+    def _event_triggers(self) -> Iterator[Metric]:
+        labels = ["flow", "trigger", "kind"]
+        connected = GaugeMetricFamily("millrace_event_trigger_connected", "1 when the listener reports the "
+                                      "trigger's connection up, and recently", labels=labels)
+        messages = CounterMetricFamily("millrace_event_trigger_messages", "Messages an event trigger received, "
+                                       "by outcome (started a run, refused)", labels=[*labels, "outcome"])
+        now = dt.datetime.now(dt.UTC)
+        for row in self.stats.event_triggers:
+            names = [row.flow_id, row.trigger_id, row.kind]
+            connected.add_metric(names, 1.0 if row.state_now(now) == "connected" else 0.0)
+            messages.add_metric([*names, "started"], row.fired)
+            messages.add_metric([*names, "refused"], row.refused)
+        yield connected
+        yield messages
+        if self.stats.listener_leading is not None:
+            yield GaugeMetricFamily("millrace_listener_leading", "1 when a `millrace listener` leads (consumes the "
+                                    "event triggers); reported while any is declared", value=float(
+                                        self.stats.listener_leading))
 
 
 def exposition(engine: Engine, now: dt.datetime | None = None, lag: dt.timedelta = LAG) -> bytes:

@@ -14,6 +14,9 @@ from orchestrator.definitions.events import EventTrigger
 from orchestrator.store.sql import now
 from orchestrator.store.tables import event_triggers, flows, trigger_fires
 
+REPORT_S = 15.0  # a connected lane says so again this often
+STALE_AFTER = dt.timedelta(seconds=3 * REPORT_S)  # a "connected" older than this is not believed
+
 
 @dataclass(frozen=True)
 class EventTriggerRow:
@@ -32,6 +35,17 @@ class EventTriggerRow:
     state_at: dt.datetime | None
     fired: int
     refused: int
+
+    def state_now(self, now: dt.datetime) -> str:
+        """The state as far as anyone can tell now: a "connected" no listener has repeated
+        within ``STALE_AFTER`` is "stale" (no listener runs, or it stopped leading)."""
+        if self.state == "connected" and (self.state_at is None or now - _aware(self.state_at) > STALE_AFTER):
+            return "stale"
+        return self.state
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)  # SQLite gives naive times back
 
 
 def event_trigger_id(flow_id: str, trigger_id: str) -> str:
@@ -129,7 +143,7 @@ def record_fire(conn: Connection, trigger: str, key: str, *, status: str, run_id
 
 
 def fires_of(engine: Engine, trigger: str, *, before: int | None = None, status: str | None = None,
-             limit: int = 100) -> list[dict[str, Any]]:
+             limit: int | None = 100) -> list[dict[str, Any]]:
     """A trigger's fires, newest first, ``limit`` before the fire id ``before``."""
     where = [trigger_fires.c.trigger == trigger]
     if before is not None:

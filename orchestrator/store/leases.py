@@ -33,6 +33,17 @@ def held(engine: Engine, key: int) -> Iterator[bool]:
             conn.commit()
 
 
+def is_held(engine: Engine, key: int) -> bool | None:
+    """Whether some process of this database holds ``key`` now (None off Postgres: unknown)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        return bool(conn.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+            " AND classid = (CAST(:k AS bigint) >> 32)::oid AND objid = (CAST(:k AS bigint) & 4294967295)::oid"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"), {"k": key}).scalar())
+
+
 class Lease:
     """A session lock held on a connection of its own: whoever holds it leads until the
     connection ends. Keepalives notice a half-open connection in seconds, so a leader cut

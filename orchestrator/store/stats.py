@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, case, func, literal, select
 
 from orchestrator.execution.lifecycle import UNFINISHED
-from orchestrator.store import leases, sql
+from orchestrator.store import event_triggers, leases, sql
+from orchestrator.store.event_triggers import EventTriggerRow
 from orchestrator.store.tables import metric_folds, metric_totals, runs, schedules, step_runs
 from orchestrator.store.tables import schedule_fires as fires
 
@@ -42,6 +43,8 @@ class Stats:
     histograms: dict[str, list[Histogram]] = field(default_factory=dict)
     active_by_status: dict[str, int] = field(default_factory=dict)
     scheduler_lag_s: float = 0.0
+    event_triggers: list[EventTriggerRow] = field(default_factory=list)  # live and enabled
+    listener_leading: bool | None = None  # None: unknown (local mode)
 
 
 def read_stats(engine: Engine, now: dt.datetime, lag: dt.timedelta = LAG) -> Stats:
@@ -76,6 +79,8 @@ def read_stats(engine: Engine, now: dt.datetime, lag: dt.timedelta = LAG) -> Sta
         lag = conn.execute(select(func.min(schedules.c.next_fire_at)).where(
             schedules.c.enabled.is_(True), schedules.c.next_fire_at < now)).scalar()
     stats.scheduler_lag_s = max((now - lag).total_seconds(), 0.0) if lag else 0.0
+    stats.event_triggers = event_triggers.active(engine)
+    stats.listener_leading = leases.is_held(engine, leases.LISTENER) if stats.event_triggers else None
     return stats
 
 

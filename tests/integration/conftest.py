@@ -74,3 +74,20 @@ def api(engine, worker) -> Api:
     app = create_app(load_settings(), engine, send, revoke)
     tokens = {role: create_token(engine, f"test-{role.value}", role) for role in Role}
     return Api(app.test_client(), tokens)
+
+
+@pytest.fixture
+def amqp_queue():
+    """A durable queue on the test broker, for an amqp event trigger to consume; deleted after."""
+    import uuid
+
+    import kombu
+
+    from tests.conftest import AMQP
+
+    name = f"millrace_evt_{uuid.uuid4().hex[:8]}"
+    with kombu.Connection(AMQP) as conn, conn.channel() as channel:
+        channel.queue_declare(name, durable=True, auto_delete=False)
+    yield name
+    with kombu.Connection(AMQP) as conn, conn.channel() as channel:
+        channel.queue_delete(name)

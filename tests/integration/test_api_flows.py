@@ -230,7 +230,8 @@ def test_the_openapi_document_describes_every_route_with_its_permission_and_body
 def test_each_role_gets_exactly_what_its_permissions_allow_on_every_route(client, tokens) -> None:
     app = client.application
     samples = {"flow_id": "api/hello", "run_id": "00000000-0000-0000-0000-000000000000", "step": "gate",
-               "path": "gate", "name": "nothing_here", "token_id": "999999", "schedule_id": "s-none"}
+               "path": "gate", "name": "nothing_here", "token_id": "999999", "schedule_id": "s-none",
+               "trigger_id": "e-none"}
     checked = 0
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api/v1") or rule.endpoint in PUBLIC:

@@ -40,12 +40,13 @@ def test_the_compose_file_parses_and_refuses_to_start_without_its_secrets() -> N
     parsed = _compose_config(SECRETS)
     assert parsed.returncode == 0, parsed.stderr
     services = yaml.safe_load(parsed.stdout)["services"]
-    assert set(services) == {"rabbitmq", "postgres", "migrate", "worker", "api", "scheduler", "flower"}
+    assert set(services) == {"rabbitmq", "postgres", "migrate", "worker", "api", "scheduler", "listener",
+                             "flower"}
     built = [name for name, s in services.items() if "build" in s]
     assert built == ["migrate"]  # one image, built once
     ours = {s.get("image") for name, s in services.items() if name not in ("rabbitmq", "postgres")}
     assert ours == {"millrace:local"}
-    for name in ("worker", "api", "scheduler", "flower", "rabbitmq", "postgres"):
+    for name in ("worker", "api", "scheduler", "listener", "flower", "rabbitmq", "postgres"):
         assert services[name]["restart"] == "unless-stopped", name
     for name in ("worker", "api", "flower", "postgres", "rabbitmq"):
         assert "healthcheck" in services[name], name
@@ -114,7 +115,7 @@ def test_each_service_starts_as_compose_would_and_answers_its_healthcheck(privat
         out, _ = migrate.communicate(timeout=120)
         assert migrate.returncode == 0, out
         assert "waiting for the database" in out and "database schema is up to date" in out
-        for name in ("worker", "api", "scheduler", "flower"):
+        for name in ("worker", "api", "scheduler", "listener", "flower"):
             service = services[name]
             env = _env_for(service, pg_port, private_rabbit.url, tmp_path / name)
             env["MILLRACE_DATABASE_URL"] = compose_url
@@ -132,6 +133,9 @@ def test_each_service_starts_as_compose_would_and_answers_its_healthcheck(privat
                     _healthy(service["healthcheck"], env)
                 except AssertionError:
                     raise AssertionError(f"{name}: {(tmp_path / f'{name}.log').read_text()[-3000:]}") from None
+        time.sleep(2)  # the services without a healthcheck (scheduler, listener) had time to fail on start
+        for name, proc in zip(("worker", "api", "scheduler", "listener", "flower"), started, strict=True):
+            assert proc.poll() is None, f"{name} exited: {(tmp_path / f'{name}.log').read_text()[-3000:]}"
     finally:
         for proc in started:
             if proc.poll() is None:

@@ -329,3 +329,46 @@ def test_behind_a_tls_proxy_the_session_cookie_is_secure(engine) -> None:
         assert signed.status_code == 302
         cookie = signed.headers["Set-Cookie"]
         assert ("Secure" in cookie) is secure and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+def test_the_graph_shows_a_loops_iterations_and_where_a_break_if_ended_it(console, browser, engine) -> None:
+    tag = uuid.uuid4().hex[:6]
+    token = create_token(engine, f"console-loop-{tag}", Role.DEVELOPER)
+    api = _api(console, token)
+    api("PUT", f"/flows/console/loop_{tag}", headers={"Content-Type": "application/yaml"}, data=(
+        f"id: console/loop_{tag}\nsteps:\n"
+        "  - id: count\n    loop:\n      do:\n"
+        "        - {id: inc, python: \"def main(n):\\n    return n + 1\\n\", with: {n: \"${{ iteration }}\"},\n"
+        "           break_if: \"${{ result >= 3 }}\"}\n"
+        "      until: false\n      max_iterations: 10\n"))
+    run_id = api("POST", f"/flows/console/loop_{tag}/runs", json={}, params={"wait": 60})["id"]
+    page = _signed_in(browser, console, token)
+    page.goto(f"{console}/runs/{run_id}")
+    summary = page.inner_text("#graph [data-path='count'] > details > summary")
+    assert "3 iterations · 3 succeeded" in summary and "ended by the break_if of count[2].inc" in summary
+    page.click("#graph [data-path='count'] > details > summary")
+    assert page.locator("#graph [data-path='count[2].inc'] .mark-break").count() == 1
+    assert page.locator("#graph [data-path='count[1].inc'] .mark-break").count() == 0
+    assert "iteration 0" in page.inner_text("#graph [data-path='count']")
+
+
+def test_event_triggers_show_their_connection_and_last_messages(console, browser, engine) -> None:
+    from orchestrator.store import event_triggers
+    from tests.integration.event_triggers import doubling_flow
+
+    tag = uuid.uuid4().hex[:6]
+    token = create_token(engine, f"console-events-{tag}", Role.VIEWER)
+    flow_id = f"console/events_{tag}"
+    _api(console, create_token(engine, f"console-events-dev-{tag}", Role.DEVELOPER))(
+        "PUT", f"/flows/{flow_id}", headers={"Content-Type": "application/yaml"},
+        data=doubling_flow(flow_id, f"    amqp: {{queue: console_evt_{tag}}}"))
+    trigger = event_triggers.event_trigger_id(flow_id, "events")
+    event_triggers.report_state(engine, trigger, "disconnected", "ConnectionRefusedError: [Errno 111] (reconnecting)")
+    with engine.begin() as conn:
+        event_triggers.record_fire(conn, trigger, "m-1", status="refused", reason="inputs.n: not an integer")
+    page = _signed_in(browser, console, token)
+    page.goto(f"{console}/schedules?flow={flow_id}")
+    card = page.locator(f"section.event-trigger[data-trigger='{trigger}']")
+    text = card.inner_text()
+    assert "disconnected" in text and "ConnectionRefusedError" in text and "0 started · 1 refused" in text
+    assert "m-1" in text and "inputs.n: not an integer" in text and f"queue=console_evt_{tag}" in text

@@ -22,16 +22,6 @@ from tests.integration.event_triggers import (
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def queue():
-    name = unique("millrace_evt_orders")
-    with kombu.Connection(AMQP) as conn, conn.channel() as channel:
-        channel.queue_declare(name, durable=True, auto_delete=False)
-    yield name
-    with kombu.Connection(AMQP) as conn, conn.channel() as channel:
-        channel.queue_delete(name)
-
-
 def publish(url: str, queue: str, body: bytes | str, **properties) -> None:
     with kombu.Connection(url) as conn:
         producer = conn.Producer()
@@ -44,7 +34,8 @@ def pending(url: str, queue: str) -> int:
         return channel.queue_declare(queue, passive=True).message_count
 
 
-def test_each_message_is_one_run_with_its_inputs_and_a_redelivery_starts_nothing(engine, worker, queue):
+def test_each_message_is_one_run_with_its_inputs_and_a_redelivery_starts_nothing(engine, worker, amqp_queue):
+    queue = amqp_queue
     flow_id = unique("amqp_orders")
     save(engine, doubling_flow(flow_id, f"    amqp: {{queue: {queue}}}"))
     listener = ListenerProcess()
@@ -66,7 +57,8 @@ def test_each_message_is_one_run_with_its_inputs_and_a_redelivery_starts_nothing
     assert pending(AMQP, queue) == 0  # every message acknowledged, the repeated ones too
 
 
-def test_a_malformed_message_is_refused_saying_why_and_acknowledged(engine, worker, queue):
+def test_a_malformed_message_is_refused_saying_why_and_acknowledged(engine, worker, amqp_queue):
+    queue = amqp_queue
     flow_id = unique("amqp_refusals")
     save(engine, doubling_flow(flow_id, f"    amqp: {{queue: {queue}}}"))
     listener = ListenerProcess(env={"MILLRACE_TRIGGER_BODY_LIMIT": "100"})
