@@ -10,6 +10,7 @@ from markupsafe import escape
 
 from api.auth import requires
 from api.schemas import returns
+from orchestrator.definitions.examples import flow_schema
 from orchestrator.definitions.flow import Flow
 from orchestrator.errors import NotFound
 from orchestrator.store.access import Permission
@@ -184,7 +185,10 @@ def _success(status: int, model: Any, media: str, headers: dict[str, str],
 
 
 def _register(model: Any, components: dict[str, Any], mode: str = "validation") -> str:
-    schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}", mode=mode)
+    if model is Flow:  # with an example of every construct, as `millrace schema` prints it
+        schema = flow_schema(ref_template="#/components/schemas/{model}", mode=mode)
+    else:
+        schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}", mode=mode)
     _keep(schema.pop("$defs", {}), components)
     _keep({model.__name__: schema}, components)
     return f"#/components/schemas/{model.__name__}"

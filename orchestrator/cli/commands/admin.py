@@ -103,10 +103,11 @@ def tokens_create(role: str, name: str, secrets: tuple[str, ...]) -> None:
 
 @click.command("schema")
 def schema_command() -> None:
-    """Print the flow JSON Schema (for editors: it accepts exactly what Millrace accepts)."""
-    from orchestrator.definitions.flow import Flow
+    """Print the flow JSON Schema (for editors: it accepts exactly what Millrace accepts, with an
+    example of every step kind, step option, flow field and trigger kind)."""
+    from orchestrator.definitions.examples import flow_schema
 
-    click.echo(json.dumps(Flow.model_json_schema(by_alias=True), indent=2))
+    click.echo(json.dumps(flow_schema(), indent=2))
 
 
 @click.command("secret-key")
