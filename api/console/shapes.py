@@ -15,7 +15,7 @@ from orchestrator.store import versions, views
 def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
     """The flow's steps as the run went: each with its latest attempt's status; parallel
     branches side by side, for_each items folded with their counts, switch cases with the
-    one taken marked, subflow steps with their child run."""
+    one taken marked, subflow steps with their child run, outcomes a restart reused marked."""
     from orchestrator.definitions.steps import ForEachStep, ParallelStep, SubflowStep, SwitchStep
 
     _, document = versions.load_flow_document(engine, view.flow_id, view.flow_version)
@@ -32,7 +32,8 @@ def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
     def node(step: Any, path: str) -> dict[str, Any]:
         row = latest.get(path)
         out: dict[str, Any] = {"id": step.id, "path": path, "kind": _kind(step),
-                               "status": row.status.value if row else "pending", "attempt": row.attempt if row else 0}
+                               "status": row.status.value if row else "pending", "attempt": row.attempt if row else 0,
+                               "reused": row.reused_from if row else None}
         if isinstance(step, ParallelStep):
             out["branches"] = [{"label": b.id, "steps": sequence(b.steps, f"{path}.{b.id}.")} for b in step.parallel]
         elif isinstance(step, ForEachStep):
