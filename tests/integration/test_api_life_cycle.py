@@ -98,7 +98,8 @@ def test_the_whole_life_cycle_over_http(server) -> None:
     restarted = ops("POST", f"/api/v1/runs/{failed['id']}/restart", 202, json={"from": "check"})
     done = ops.until(restarted["id"], "succeeded", "failed")
     assert done["status"] == "succeeded" and done["result"] == 43
-    assert [s["path"] for s in done["steps"]] == ["check"] and done["restarted_from"] == failed["id"]
+    assert [s["path"] for s in done["steps"]] == ["double", "check"] and done["restarted_from"] == failed["id"]
+    assert [s["reused_from"] for s in done["steps"]] == [failed["id"], None]
 
     # run async, then poll
     started = ops("POST", "/api/v1/flows/life/calc/runs", 202, json={"inputs": {"n": 1}})

@@ -13,8 +13,8 @@ pytestmark = pytest.mark.integration
 
 def log(step_id: str, where: str, *, gate: str | None = None, more: str = "") -> str:
     """A step that records that its code ran (``where``: the path it writes); with ``gate`` it
-    fails after running while the variable ``restart_ok`` is false and ``gate`` holds."""
-    fail = f', fail_if: "${{{{ {gate} and not vars.restart_ok }}}}"' if gate else ""
+    fails after running while the variable ``anywhere_ok`` is false and ``gate`` holds."""
+    fail = f', fail_if: "${{{{ {gate} and not vars.anywhere_ok }}}}"' if gate else ""
     return (f'{{id: {step_id}, sql: "INSERT INTO restart_log (run_id, path) VALUES (%(run)s, %(path)s) '
             f'RETURNING path", database: restart_db, with: {{run: "${{{{ run.id }}}}", path: "{where}"}}{fail}{more}}}')
 
@@ -77,7 +77,7 @@ def allowed(engine):
     from orchestrator.store.variables import set_variable
 
     def allow(value: bool = True) -> None:
-        set_variable(engine, "restart_ok", value, secret=False, keys=load_settings().secret_keys, actor="test")
+        set_variable(engine, "anywhere_ok", value, secret=False, keys=load_settings().secret_keys, actor="test")
 
     allow(False)
     return allow
@@ -177,7 +177,7 @@ def test_from_the_failed_steps_reruns_only_them_and_what_follows(api, engine, re
 def test_a_restart_on_the_latest_version_runs_its_steps_and_refuses_a_path_it_lacks(
         api, engine, restart_db, allowed):
     first = failed_run(api, ITEMS.replace("id: restart/items", "id: restart/latest"))
-    fixed = ITEMS.replace("id: restart/items", "id: restart/latest").replace(" and not vars.restart_ok", "")
+    fixed = ITEMS.replace("id: restart/items", "id: restart/latest").replace(" and not vars.anywhere_ok", "")
     fixed = fixed.replace('fail_if: "${{ index == 3 }}"', 'fail_if: "${{ false }}"')
     fixed = fixed.replace("id: check", "id: tally")
     saved = api.save_flow(fixed)
@@ -186,7 +186,7 @@ def test_a_restart_on_the_latest_version_runs_its_steps_and_refuses_a_path_it_la
     assert missing.status_code == 422, missing.json
     assert missing.json["errors"][0]["path"] == "from"
     assert "'check' is not a step of restart/latest version" in missing.json["errors"][0]["message"]
-    second = restarted(api, first["id"], {"from": "each[3].work", "version": "latest"})  # restart_ok still false
+    second = restarted(api, first["id"], {"from": "each[3].work", "version": "latest"})  # anywhere_ok still false
     assert second["version"] == saved["version"] and second["result"] == 5
     assert by_path(second)["each[1].work"]["reused_from"] == first["id"]
     assert "tally" in by_path(second) and "check" not in by_path(second)
