@@ -212,3 +212,16 @@ def test_restart_refusals_name_the_problem(api, engine, restart_db, allowed):
     busy = api.post(f"/api/v1/runs/{waiting}/restart", json={"from": "gate"})
     assert busy.status_code == 409, busy.json
     api.post(f"/api/v1/runs/{waiting}/cancel", json={})
+
+
+def test_the_command_line_restarts_from_the_failed_steps(api, engine, restart_db, allowed, capsys):
+    from orchestrator.cli.main import main
+
+    first = failed_run(api, CASES.replace("id: restart/cases", "id: restart/cli"))
+    assert main(["runs", "restart", first["id"]]) == 2  # neither --from nor --failed
+    allowed()
+    capsys.readouterr()
+    assert main(["runs", "restart", first["id"], "--failed", "--latest"]) == 0
+    second = api.finished_run(capsys.readouterr().out.strip())
+    assert second["status"] == "succeeded" and second["restarted_from"] == first["id"]
+    assert executions(engine, first["id"], second["id"]) == {"before": 1, "pick.s1": 1, "pick.s2": 2}
