@@ -157,7 +157,7 @@ def test_the_readme_api_session_works_as_printed(server, tmp_path) -> None:
     assert '{"status":"succeeded","result":"published: SHIP IT SHIP IT"}' in out
     assert '"cancelled"' in out
     assert '{"name":"db_password","secret":true}' in out and "s3cret" not in out
-    assert '"run.created","run.started"' in out  # the restarted run's audit trail
+    assert '"run.created","step.reused","run.started"' in out  # the restarted run's audit trail
     assert '{"enabled":true,"paused_until":"2030-01-01T00:00:00Z"}' in out
     assert '"hello hook"' in out
 
