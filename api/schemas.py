@@ -70,8 +70,6 @@ class RestartRun(Body):
     the steps before them, the other items of a for_each and the other branches of a parallel
     are reused (marked `reused_from` in the new run)."""
 
-    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["from"]}, {"required": ["from_failed"]}]})
-
     from_: str | None = Field(default=None, alias="from", min_length=1, max_length=1000, description=(
         "the path of the step to restart at, as the run's steps write it: a top-level step (`build`), a step "
         "of a for_each item (`each[3].work`), of a parallel branch (`both.total.add`), of a switch case "

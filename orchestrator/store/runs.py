@@ -129,7 +129,7 @@ def insert_run(conn: Connection, new: NewRun) -> Created:
 def _copy_reused(conn: Connection, new: NewRun, at: Any) -> None:
     """Copy the outcomes a restart reuses into its run, before its first message is owed: its
     workers find each one recorded and replay it. Each copy is the step's first attempt, marked
-    with the run it came from, and dated when it was reused (its run keeps when it ran)."""
+    with the run that ran it (a restart of a restart keeps the first), dated when it was reused."""
     acting(conn, new.actor)
     copied = ("path", "step_id", "kind", "item_index", "status", "worker", "result", "error", "logs", "cached",
               "broke_at")
@@ -137,7 +137,8 @@ def _copy_reused(conn: Connection, new: NewRun, at: Any) -> None:
         ["run_id", *copied, "attempt", "deliveries", "created_at", "started_at", "finished_at", "reused_from"],
         select(literal(new.run_id), *(step_runs.c[name] for name in copied), literal(1), literal(0),
                literal(at, step_runs.c.created_at.type), literal(at, step_runs.c.started_at.type),
-               literal(at, step_runs.c.finished_at.type), literal(new.restarted_from))
+               literal(at, step_runs.c.finished_at.type),
+               func.coalesce(step_runs.c.reused_from, literal(new.restarted_from)))  # where it ran
         .where(step_runs.c.run_id == new.restarted_from, step_runs.c.id.in_(new.reused))
         .order_by(step_runs.c.id)))
 

@@ -58,6 +58,16 @@ steps:
       - {log("other", "pick.other")}
 """
 
+LOOP = f"""id: restart/loop
+steps:
+  - id: count
+    loop:
+      do:
+        - {log("inc", "count[${{ iteration }}].inc", gate="iteration == 2")}
+      until: "${{{{ iteration >= 3 }}}}"
+      max_iterations: 10
+"""
+
 
 @pytest.fixture(scope="module")
 def restart_db(engine, database_url):
@@ -153,13 +163,27 @@ def test_a_restart_inside_a_parallel_branch_reuses_the_steps_before_it_and_the_o
 
 def test_a_restart_inside_a_switch_case_reuses_the_case_steps_before_it(api, engine, restart_db, allowed):
     first = failed_run(api, CASES)
+    again = api.post(f"/api/v1/runs/{first['id']}/restart", json={"from": "pick.s2"}).json["id"]
+    second = api.finished_run(again)  # still not allowed: fails again, at the same step
+    assert second["status"] == "failed" and by_path(second)["pick.s1"]["reused_from"] == first["id"]
     allowed()
-    second = restarted(api, first["id"], {"from": "pick.s2"})
-    assert executions(engine, first["id"], second["id"]) == {"before": 1, "pick.s1": 1, "pick.s2": 2}
-    steps = by_path(second)
+    third = restarted(api, second["id"], {"from": "pick.s2"})
+    assert executions(engine, first["id"], second["id"], third["id"]) == {"before": 1, "pick.s1": 1, "pick.s2": 3}
+    steps = by_path(third)
+    # a restart of a restart names the run where the reused step ran
     assert steps["before"]["reused_from"] == first["id"] and steps["pick.s1"]["reused_from"] == first["id"]
     assert steps["pick.s2"]["reused_from"] is None and steps["pick"]["status"] == "succeeded"
     assert "pick.other" not in steps
+
+
+def test_a_restart_inside_a_loop_iteration_reuses_the_earlier_iterations(api, engine, restart_db, allowed):
+    first = failed_run(api, LOOP)
+    allowed()
+    second = restarted(api, first["id"], {"from": "count[2].inc"})
+    assert executions(engine, first["id"], second["id"]) == {
+        "count[0].inc": 1, "count[1].inc": 1, "count[2].inc": 2, "count[3].inc": 1}
+    steps = by_path(second)
+    assert [steps[f"count[{i}].inc"]["reused_from"] for i in range(4)] == [first["id"], first["id"], None, None]
 
 
 def test_from_the_failed_steps_reruns_only_them_and_what_follows(api, engine, restart_db, allowed):
