@@ -249,3 +249,26 @@ def test_the_command_line_restarts_from_the_failed_steps(api, engine, restart_db
     second = api.finished_run(capsys.readouterr().out.strip())
     assert second["status"] == "succeeded" and second["restarted_from"] == first["id"]
     assert executions(engine, first["id"], second["id"]) == {"before": 1, "pick.s1": 1, "pick.s2": 2}
+
+
+def test_the_console_restarts_from_a_nested_step_and_marks_what_it_reused(api, engine, restart_db, allowed):
+    import uuid
+
+    from orchestrator.store.access import Role, create_token
+
+    first = failed_run(api, ITEMS.replace("id: restart/items", "id: restart/console"))
+    browser = api.client.application.test_client()
+    token = create_token(engine, f"console-{uuid.uuid4().hex[:6]}", Role.OPERATOR)
+    assert browser.post("/sign-in", data={"token": token}).status_code == 302
+    page = browser.get(f"/runs/{first['id']}").text
+    assert "<option>each[3].work</option>" in page and "Re-run the failed steps" in page
+    csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    allowed()
+    moved = browser.post(f"/runs/{first['id']}/restart", data={"csrf": csrf, "from": "each[3].work"})
+    assert moved.status_code == 302, moved.text
+    second = api.finished_run(moved.headers["Location"].rsplit("/", 1)[1])
+    assert second["status"] == "succeeded" and second["restarted_from"] == first["id"]
+    shown = browser.get(f"/runs/{second['id']}").text
+    assert shown.count(f'title="reused from run {first["id"]}') == 2 * 5  # graph and steps: numbers, 4 items
+    wrong = browser.post(f"/runs/{first['id']}/restart", data={"csrf": csrf, "from": "each[9].work"})
+    assert wrong.status_code == 422 and "the run has no each[9]" in wrong.text
