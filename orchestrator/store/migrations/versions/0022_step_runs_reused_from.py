@@ -74,8 +74,14 @@ def downgrade() -> None:
 
 
 def _triggers(*, reused: bool) -> None:
-    if op.get_bind().dialect.name == 'postgresql':
+    bind = op.get_bind()
+    if bind.dialect.name == 'postgresql':
         op.execute(_postgres(reused))
-    else:
+        return
+    # SQLite loses a table's triggers when a batch migration copies the table (0014 did): only
+    # a database that still has the insert trigger gets it replaced.
+    present = bind.execute(sa.text("SELECT 1 FROM sqlite_master WHERE type = 'trigger' "
+                                   "AND name = 'step_runs_audit_insert'")).first()
+    if present:
         op.execute("DROP TRIGGER step_runs_audit_insert")
         op.execute(_sqlite(reused))
