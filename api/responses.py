@@ -48,6 +48,9 @@ class StepAttempt(Answer):
     broke_at: str | None = Field(default=None, description=(
         "a for_each or loop that a break_if ended: the path of the step that broke it (later items never started)"))
     cached: bool = Field(description="the result came from the step's cache; nothing ran")
+    reused_from: str | None = Field(default=None, description=(
+        "a restart reused this outcome: the id of the run that recorded it (nothing ran in this run; its times "
+        "are when it was reused)"))
     created_at: dt.datetime | None = Field(description="when it was sent to the workers")
     started_at: dt.datetime | None = Field(description="when a worker started it")
     finished_at: dt.datetime | None

@@ -32,7 +32,8 @@ from orchestrator.errors import NotFound, Problem, ValidationError
 from orchestrator.execution.lifecycle import RunStatus
 from orchestrator.observe.timeline import render_timeline
 from orchestrator.services.decisions import cancel, decide_approval
-from orchestrator.services.runs import restart, start_saved, wait_for_run
+from orchestrator.services.restarts import restart, restart_request
+from orchestrator.services.runs import start_saved, wait_for_run
 from orchestrator.store import runs, versions, views
 from orchestrator.store.access import Permission
 from orchestrator.store.views import RunListing, RunView
@@ -77,7 +78,7 @@ def _summary_fields(run: RunListing) -> dict[str, Any]:
 def run_answer(run: RunView) -> Run:
     steps = [StepAttempt(path=s.path, step_id=s.step_id, kind=s.kind, item_index=s.item_index, attempt=s.attempt,
                          status=s.status, deliveries=s.deliveries, worker=s.worker, result=s.result, error=s.error,
-                         error_type=s.error_type, broke_at=s.broke_at, cached=s.cached,
+                         error_type=s.error_type, broke_at=s.broke_at, cached=s.cached, reused_from=s.reused_from,
                          created_at=s.created_at, started_at=s.started_at,
                          finished_at=s.finished_at) for s in run.steps]
     return Run(**_summary_fields(run), inputs=run.inputs, result=run.result, parent_run_id=run.parent_run_id,
@@ -197,12 +198,12 @@ def cancel_run(run_id: str, body: Empty) -> Response:
 @fails(409)
 @accepts(RestartRun)
 def restart_run(run_id: str, body: RestartRun) -> Response:
-    """A new run from top-level step `{"from": "<step id>"}`, reusing the results before it."""
+    """A new run from step `{"from": "each[3].work"}` (any step path) or `{"from_failed": true}`,
+    on the same flow version or `"version": "latest"`, reusing the results of what it does not re-run."""
     engine = context.engine()
     old = views.get_run(engine, run_id)
-    versions.get_flow_version(engine, old.flow_id, old.flow_version)  # NotFound if never saved
-    plan = context.publisher().plans.plan(old.flow_id, old.flow_version)
-    new_id = restart(context.publisher(), plan, old, body.from_, actor=principal().actor)
+    new_id = restart(context.publisher(), old, restart_request(body.from_, body.from_failed, body.version),
+                     actor=principal().actor)
     return _accepted(new_id, runs.run_status(engine, new_id), restarted_from=run_id)
 
 

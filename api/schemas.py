@@ -65,9 +65,20 @@ class Decision(Body):
 
 
 class RestartRun(Body):
-    """Restart a failed run from a top-level step."""
+    """Restart a failed or cancelled run: from a step (`from`) or from its failed steps
+    (`from_failed`), one of the two. The restarted steps and what comes after them run again;
+    the steps before them, the other items of a for_each and the other branches of a parallel
+    are reused (marked `reused_from` in the new run)."""
 
-    from_: str = Field(alias="from", description="the id of the top-level step to start at")
+    from_: str | None = Field(default=None, alias="from", min_length=1, max_length=1000, description=(
+        "the path of the step to restart at, as the run's steps write it: a top-level step (`build`), a step "
+        "of a for_each item (`each[3].work`), of a parallel branch (`both.total.add`), of a switch case "
+        "(`pick.big`) or of a loop iteration (`count[2].inc`)"), examples=["each[3].work"])
+    from_failed: StrictBool = Field(default=False, description=(
+        "true: re-run only the steps that failed and what comes after them (succeeded items of a for_each "
+        "are reused)"))
+    version: Literal["same", "latest"] = Field(default="same", description=(
+        "run on the run's own flow version (`same`, the default) or on the latest saved one (`latest`)"))
 
 
 class SetVariable(Body):

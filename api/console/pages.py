@@ -16,7 +16,8 @@ from orchestrator.definitions.parser import flow_from_stored
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.execution.lifecycle import RunStatus
 from orchestrator.services.decisions import cancel, decide_approval
-from orchestrator.services.runs import restart, start_saved
+from orchestrator.services.restarts import restart, restart_request
+from orchestrator.services.runs import start_saved
 from orchestrator.store import versions, views
 from orchestrator.store.access import SESSION_TTL, Permission, open_session, webhook_enabled
 
@@ -129,9 +130,16 @@ def run(run_id: str) -> str:
     waiting = [s for s in view.steps if s.kind == "approval" and s.status.value == "waiting"]
     return render_template("run.html", run=answer, steps=_steps(answer["steps"]), waiting=waiting,
                            nodes=graph(engine, view),
-                           top_steps=[s.id for s in flow.steps], started_by=_started_by(engine, run_id),
+                           restart_paths=_restart_paths(flow, view), started_by=_started_by(engine, run_id),
                            inputs=json.dumps(view.inputs, indent=2), result=json.dumps(view.result, indent=2),
                            finished=view.status.finished)
+
+
+def _restart_paths(flow: Any, view: Any) -> list[str]:
+    """What a run restarts from: its top-level steps, then every step path it recorded."""
+    paths = dict.fromkeys(s.id for s in flow.steps)
+    paths.update(dict.fromkeys(s.path for s in view.steps if not s.path.startswith("on_failure.")))
+    return list(paths)
 
 
 @blueprint.get("/console/live/runs/<run_id>")
@@ -216,8 +224,10 @@ def decide(run_id: str, step: str) -> Response:
 def restart_run(run_id: str) -> Response:
     engine = context.engine()
     old = views.get_run(engine, run_id)
-    plan = context.publisher().plans.plan(old.flow_id, old.flow_version)
-    new_id = restart(context.publisher(), plan, old, request.form.get("from", ""), actor=g.millrace_principal.actor)
+    failed = bool(request.form.get("failed"))
+    asked = restart_request(None if failed else request.form.get("from", ""), failed,
+                            "latest" if request.form.get("latest") else "same")
+    new_id = restart(context.publisher(), old, asked, actor=g.millrace_principal.actor)
     return redirect(url_for("console.run", run_id=new_id))
 
 

@@ -16,7 +16,7 @@ def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
     """The flow's steps as the run went: each with its latest attempt's status; parallel
     branches side by side, for_each items and loop iterations folded with their counts (and
     where a `break_if` ended them), switch cases with the one taken marked, subflow steps with
-    their child run."""
+    their child run, outcomes a restart reused marked."""
     from orchestrator.definitions.steps import ForEachStep, LoopStep, ParallelStep, SubflowStep, SwitchStep
 
     _, document = versions.load_flow_document(engine, view.flow_id, view.flow_version)
@@ -35,7 +35,7 @@ def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
         row = latest.get(path)
         out: dict[str, Any] = {"id": step.id, "path": path, "kind": _kind(step),
                                "status": row.status.value if row else "pending", "attempt": row.attempt if row else 0,
-                               "broke": path in broke}
+                               "broke": path in broke, "reused": row.reused_from if row else None}
         if isinstance(step, ParallelStep):
             out["branches"] = [{"label": b.id, "steps": sequence(b.steps, f"{path}.{b.id}.")} for b in step.parallel]
         elif isinstance(step, ForEachStep | LoopStep):

@@ -1,6 +1,7 @@
 """A run's timeline as an SVG Gantt chart: one row per step attempt (for_each items
 included), a light bar while it waited in the queue (created -> started), a solid bar while
-it executed (started -> finished), coloured by its outcome."""
+it executed (started -> finished), coloured by its outcome; an outcome a restart reused is a
+dashed mark where it was reused, since it ran in the run it came from."""
 from __future__ import annotations
 
 import datetime as dt
@@ -52,8 +53,14 @@ def render_timeline(run: RunView, now: dt.datetime | None = None) -> str:
     for i, step in enumerate(steps):
         y = TOP + i * ROW
         label = step.path + (f" (attempt {step.attempt})" if step.attempt > 1 else "")
+        if step.reused_from:
+            label += " (reused)"
         parts.append(f'<text x="{LABEL_W - 8}" y="{y + 15}" text-anchor="end">{escape(label[-48:])}</text>')
         colour = COLOURS.get(step.status, "#868e96")
+        if step.reused_from:  # nothing ran: a mark where it was reused, not a bar
+            parts.append(_reused(x(step.started_at), y, colour, f"{label}: {step.status.value}, reused from run "
+                                                                f"{step.reused_from}"))
+            continue
         created, started, finished = step.created_at, step.started_at, step.finished_at
         if created is not None and started is not None:
             parts.append(_bar(x(created), x(started), y, WAITING,
@@ -67,6 +74,11 @@ def render_timeline(run: RunView, now: dt.datetime | None = None) -> str:
             parts.append(_bar(x(finished), x(finished), y, colour, f"{label}: {step.status.value}"))
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _reused(x1: float, y: int, colour: str, tooltip: str) -> str:
+    return (f'<rect x="{x1:.1f}" y="{y + 4}" width="14" height="{ROW - 8}" rx="2" fill="white" stroke="{colour}" '
+            f'stroke-dasharray="3 2"><title>{escape(tooltip)}</title></rect>')
 
 
 def _bar(x1: float, x2: float, y: int, colour: str, tooltip: str) -> str:

@@ -10,11 +10,7 @@ from sqlalchemy import Engine
 from orchestrator.definitions.expressions import compile_value
 from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.inputs import validate_inputs
-from orchestrator.errors import Conflict, Problem, ValidationError
-from orchestrator.execution.compiler import compile_run
-from orchestrator.execution.context import Context
-from orchestrator.execution.lifecycle import REUSABLE_STEP, RunStatus
-from orchestrator.execution.messages import RunRef
+from orchestrator.execution.lifecycle import RunStatus
 from orchestrator.execution.plan import Plan, PlanCache, build_plan
 from orchestrator.executors.base import Limits
 from orchestrator.executors.environments import Index
@@ -23,7 +19,6 @@ from orchestrator.services.saving import save_flow
 from orchestrator.services.scripts import pin_scripts
 from orchestrator.store import runs, versions
 from orchestrator.store.runs import Limit, NewRun
-from orchestrator.store.views import RunView
 
 
 def stored_plans(engine: Engine) -> PlanCache:
@@ -62,33 +57,6 @@ def limit_of(plan: Plan, inputs: dict[str, Any]) -> Limit | None:
         return None
     key = "" if rule.key is None else compile_value(rule.key).render({"inputs": inputs})
     return Limit(rule.limit, str(key)[:200], rule.on_limit)
-
-
-def restart(publisher: Publisher, plan: Plan, run: RunView, step: str, *, actor: str) -> str:
-    """A new run of a failed or cancelled run's flow version that starts at top-level ``step``,
-    the steps before it handing on the results they recorded in ``run``."""
-    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
-        raise Conflict(f"run {run.id} is {run.status.value}; only failed or cancelled runs restart")
-    if step not in plan.main:
-        raise ValidationError([Problem("step", f"'{step}' is not a top-level step of {plan.flow_id}; "
-                                               f"restart from one of: {', '.join(plan.main)}")])
-    first = plan.main.index(step)
-    outcomes = {s.path: s for s in run.steps if s.status in REUSABLE_STEP}
-    missing = [path for path in plan.main[:first] if path not in outcomes]
-    if missing:
-        raise ValidationError([Problem("step", f"step '{missing[0]}' before '{step}' has no recorded outcome "
-                                               "to reuse; restart from it instead")])
-    new_id = str(uuid.uuid4())
-    ctx = Context.new(new_id, plan.flow_id, plan.version, run.inputs, scripts=run.scripts)
-    for path in plan.main[:first]:
-        ctx.set_outcome(plan.node(path).id, outcomes[path].status.value, outcomes[path].result)
-    message = compile_run(plan, RunRef(new_id, plan.flow_id, plan.version), ctx, first)
-    # Its message is kept with it (it starts mid-flow): the sweeper can send it if we die now.
-    created = runs.create_run(publisher.engine, NewRun(
-        new_id, plan.flow_id, plan.version, run.inputs, trigger="restart", actor=actor,
-        restarted_from=run.id, scripts=run.scripts, message=dict(message)))  # not held by a limit
-    publisher.deliver(created.owed, message)
-    return new_id
 
 
 def wait_for_run(engine: Engine, run_id: str, timeout: float | None = None) -> RunStatus:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
     update,
 )
@@ -56,6 +57,7 @@ class NewRun:
     limit: Limit | None = None
     schedule_id: str | None = None
     message: dict[str, Any] | None = None  # its first message, when not the flow's whole canvas (a restart)
+    reused: tuple[int, ...] = ()  # a restart's: the attempts of ``restarted_from`` whose outcomes it takes
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ def insert_run(conn: Connection, new: NewRun) -> Created:
         finished_at=at if status is RunStatus.CANCELLED else None))
     audit(conn, new.actor, "run.created", f"run:{new.run_id}", flow=new.flow_id, version=new.version,
           trigger=new.trigger, restarted_from=new.restarted_from, held=held or None)
+    if new.reused:
+        _copy_reused(conn, new, at)
     owed = None
     if error:
         audit(conn, new.actor, "run.cancelled", f"run:{new.run_id}", error=error)
@@ -120,6 +124,23 @@ def insert_run(conn: Connection, new: NewRun) -> Created:
     elif not held:
         owed = owe(conn, OwedKind.RUN, new.run_id, message=new.message, since=at)
     return Created(new.run_id, status, owed)
+
+
+def _copy_reused(conn: Connection, new: NewRun, at: Any) -> None:
+    """Copy the outcomes a restart reuses into its run, before its first message is owed: its
+    workers find each one recorded and replay it. Each copy is the step's first attempt, marked
+    with the run that ran it (a restart of a restart keeps the first), dated when it was reused."""
+    acting(conn, new.actor)
+    copied = ("path", "step_id", "kind", "item_index", "status", "worker", "result", "error", "logs", "cached",
+              "broke_at")
+    conn.execute(insert(step_runs).from_select(
+        ["run_id", *copied, "attempt", "deliveries", "created_at", "started_at", "finished_at", "reused_from"],
+        select(literal(new.run_id), *(step_runs.c[name] for name in copied), literal(1), literal(0),
+               literal(at, step_runs.c.created_at.type), literal(at, step_runs.c.started_at.type),
+               literal(at, step_runs.c.finished_at.type),
+               func.coalesce(step_runs.c.reused_from, literal(new.restarted_from)))  # where it ran
+        .where(step_runs.c.run_id == new.restarted_from, step_runs.c.id.in_(new.reused))
+        .order_by(step_runs.c.id)))
 
 
 def running_under(conn: Connection, flow_id: str, key: str) -> int:

@@ -162,7 +162,7 @@ def _runs_finished(conn: Connection, since: dt.datetime, until: dt.datetime) -> 
 def _steps(conn: Connection, since: dt.datetime, until: dt.datetime) -> list:
     joined = step_runs.join(runs, runs.c.id == step_runs.c.run_id)
     window = (step_runs.c.finished_at > since) & (step_runs.c.finished_at <= until) & \
-        step_runs.c.started_at.is_not(None)
+        step_runs.c.started_at.is_not(None) & step_runs.c.reused_from.is_(None)  # a reused outcome did not run
     flow, kind = runs.c.flow_id.label("flow"), step_runs.c.kind.label("kind")
     status = step_runs.c.status.label("status")
     return (_histogram(conn, "step_duration_seconds", [flow, kind, status],

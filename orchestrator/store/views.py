@@ -38,6 +38,7 @@ class StepView:
     logs: str | None
     cached: bool
     broke_at: str | None = None  # a for_each or loop that a break_if ended: the step that broke it
+    reused_from: str | None = None  # an outcome a restart reused: the run that recorded it (nothing ran)
 
     @property
     def error_type(self) -> str | None:

@@ -98,7 +98,8 @@ def test_the_whole_life_cycle_over_http(server) -> None:
     restarted = ops("POST", f"/api/v1/runs/{failed['id']}/restart", 202, json={"from": "check"})
     done = ops.until(restarted["id"], "succeeded", "failed")
     assert done["status"] == "succeeded" and done["result"] == 43
-    assert [s["path"] for s in done["steps"]] == ["check"] and done["restarted_from"] == failed["id"]
+    assert [s["path"] for s in done["steps"]] == ["double", "check"] and done["restarted_from"] == failed["id"]
+    assert [s["reused_from"] for s in done["steps"]] == [failed["id"], None]
 
     # run async, then poll
     started = ops("POST", "/api/v1/flows/life/calc/runs", 202, json={"inputs": {"n": 1}})
@@ -156,7 +157,7 @@ def test_the_readme_api_session_works_as_printed(server, tmp_path) -> None:
     assert '{"status":"succeeded","result":"published: SHIP IT SHIP IT"}' in out
     assert '"cancelled"' in out
     assert '{"name":"db_password","secret":true}' in out and "s3cret" not in out
-    assert '"run.created","run.started"' in out  # the restarted run's audit trail
+    assert '"run.created","step.reused","run.started"' in out  # the restarted run's audit trail
     assert '{"enabled":true,"paused_until":"2030-01-01T00:00:00Z"}' in out
     assert '"hello hook"' in out
 

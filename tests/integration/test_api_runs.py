@@ -216,7 +216,8 @@ steps:
         run = until_status(client, restarted.json["links"]["self"], operator, "succeeded")
         assert run["result"] == first_value  # the earlier result, not a new random number
         assert run["restarted_from"] == failed["id"]
-        assert [s["path"] for s in run["steps"]] == ["fragile"]
+        assert [(s["path"], s["reused_from"]) for s in run["steps"]] == [("expensive", failed["id"]),
+                                                                          ("fragile", None)]
         done = client.post(f"/api/v1/runs/{run['id']}/restart", json={"from": "fragile"}, headers=operator)
         assert done.status_code == 409
     finally:

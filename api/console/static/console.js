@@ -66,7 +66,15 @@
         var row = document.createElement("tr");
         row.dataset.path = s.path;
         cell(row, s.path).style.paddingLeft = (0.5 + s.depth) + "em";
-        cell(row, status(s.status));
+        var shown = cell(row, status(s.status));
+        if (s.reused_from) {
+          var mark = document.createElement("span");
+          mark.className = "reused";
+          mark.title = "reused from run " + s.reused_from;
+          mark.textContent = "reused";
+          shown.appendChild(document.createTextNode(" "));
+          shown.appendChild(mark);
+        }
         cell(row, s.attempts);
         cell(row, s.took);
         cell(row, s.worker || "-");

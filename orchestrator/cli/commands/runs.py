@@ -197,11 +197,19 @@ def runs_logs(client: Client, run_id: str, step: str, attempt: int | None, follo
 
 @runs_group.command("restart")
 @click.argument("run_id")
-@click.option("--from", "step", required=True, help="the top-level step id to start at")
+@click.option("--from", "step", default=None, help="the step path to start at: build, each[3].work, par.fast.run")
+@click.option("--failed", is_flag=True, help="re-run only the failed steps and what comes after them")
+@click.option("--latest", is_flag=True, help="on the flow's latest saved version (default: the run's own)")
 @click.pass_obj
-def runs_restart(client: Client, run_id: str, step: str) -> None:
-    """A new run of a failed or cancelled run, from a top-level step, reusing the results before it."""
-    click.echo(client.call("POST", f"/runs/{run_id}/restart", json_body={"from": step}).body["id"])
+def runs_restart(client: Client, run_id: str, step: str | None, failed: bool, latest: bool) -> None:
+    """A new run of a failed or cancelled run, from a step (or its failed steps), reusing the
+    results of what it does not re-run; prints its id."""
+    if (step is None) == (not failed):
+        raise click.UsageError("give --from STEP or --failed")
+    body: dict[str, object] = {"from": step} if step is not None else {"from_failed": True}
+    if latest:
+        body["version"] = "latest"
+    click.echo(client.call("POST", f"/runs/{run_id}/restart", json_body=body).body["id"])
 
 
 @runs_group.command("timeline")

@@ -80,6 +80,8 @@ class StepRun(Base):
     resume_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     # A for_each or loop that a `break_if` ended: the path of the step that broke it.
     broke_at: Mapped[str | None] = mapped_column(String(1000))
+    # An outcome a restart reused: the run it was recorded in (this row is its copy; nothing ran).
+    reused_from: Mapped[str | None] = mapped_column(String(36))
 
     __table_args__ = (
         UniqueConstraint("run_id", "path", "attempt", name="uq_step_runs_attempt"),
