@@ -10,8 +10,15 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from tests.integration.event_sources import MQTT, MqttTopic
-from tests.integration.event_triggers import ListenerProcess, doubling_flow, finished_runs, save, unique, wait_fires, \
-    wait_state
+from tests.integration.event_triggers import (
+    ListenerProcess,
+    doubling_flow,
+    finished_runs,
+    save,
+    unique,
+    wait_fires,
+    wait_state,
+)
 
 pytestmark = pytest.mark.integration
 
