@@ -39,8 +39,8 @@ class RedisStreamSource:
                 raise
         start = "0-0"
         while True:  # what other consumer names of the group left pending becomes this one's
-            start, _claimed, *_ = self._client.xautoclaim(self.stream, self.group, CONSUMER, CLAIM_IDLE_MS,
-                                                          start_id=start, count=100, justid=True)
+            start, *_ = self._client.xautoclaim(self.stream, self.group, CONSUMER, CLAIM_IDLE_MS, start_id=start,
+                                                count=100)
             if start in (b"0-0", "0-0"):
                 break
         self._backlog = True
