@@ -7,8 +7,15 @@ import json
 import pytest
 
 from tests.integration.event_sources import RedisStream
-from tests.integration.event_triggers import ListenerProcess, doubling_flow, finished_runs, save, unique, wait_fires, \
-    wait_state
+from tests.integration.event_triggers import (
+    ListenerProcess,
+    doubling_flow,
+    finished_runs,
+    save,
+    unique,
+    wait_fires,
+    wait_state,
+)
 
 pytestmark = pytest.mark.integration
 
