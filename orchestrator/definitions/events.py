@@ -160,15 +160,24 @@ class OwnNames:
 
     default_queue: str = "millrace"
     prefix: str = ""
+    tables: frozenset[str] = frozenset()  # Millrace's own tables, in its database (a postgres trigger's default)
 
 
 def check_own_names(triggers: list[Any], step_queues: set[str], own: OwnNames) -> list[Problem]:
     """An amqp trigger may not consume Millrace's own queues (the default queue, the queues
     the flow's steps name, any name under the installation's prefix) nor Celery's event and
-    control queues and exchanges: it would take tasks away from the workers."""
+    control queues and exchanges: it would take tasks away from the workers. A postgres
+    trigger on Millrace's own database may not watch Millrace's own tables (each run it
+    started would write rows that start runs)."""
     problems = []
     default_queue, prefix = own.default_queue, own.prefix
     for i, trigger in enumerate(triggers):
+        if isinstance(trigger, PostgresTrigger) and trigger.postgres.table and trigger.postgres.url is None:
+            schema, _, table = trigger.postgres.table.rpartition(".")
+            if schema == "millrace_events" or (schema in ("", "public") and table in own.tables):
+                problems.append(Problem(f"triggers[{i}].postgres.table", (
+                    f"'{trigger.postgres.table}' is one of Millrace's own tables: watch a table of your own, "
+                    "or give `url:` for another database")))
         if not isinstance(trigger, AmqpTrigger):
             continue
         for kind in ("queue", "exchange"):

@@ -2,8 +2,9 @@
 (decrypted here, in the listener, which holds MILLRACE_SECRET_KEY), else the default."""
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from config.settings import Settings
 from orchestrator.errors import FlowError
@@ -29,8 +30,7 @@ def connection_url(engine: Engine, settings: Settings, row: EventTriggerRow) -> 
 
 def libpq_url(url: str) -> str:
     """A PostgreSQL URL as psycopg connects to it (SQLAlchemy's ``postgresql+psycopg://`` too)."""
-    parsed = make_url(url)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", url)
 
 
 def make_source(engine: Engine, settings: Settings, row: EventTriggerRow) -> tuple[Source, str | None]:

@@ -104,3 +104,13 @@ def test_a_channel_notification_starts_a_run(engine, worker):
     finally:
         listener.stop()
     assert [r.steps[0].result for r in runs] == [42, 42]
+
+
+def test_millraces_own_tables_are_refused_at_save(engine):
+    from orchestrator.errors import ValidationError
+
+    for table in ("runs", "public.trigger_fires", "millrace_events.outbox"):
+        with pytest.raises(ValidationError) as refused:
+            save(engine, doubling_flow(unique("pg_own"), f"    postgres: {{table: {table}, on: [insert]}}"))
+        assert refused.value.problems[0].path == "triggers[0].postgres.table"
+        assert "one of Millrace's own tables" in refused.value.problems[0].message
