@@ -71,7 +71,7 @@ class PostgresTable:
             # One listener installs at a time (CREATE ... IF NOT EXISTS races with itself).
             self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('millrace_events'))")
             self._conn.execute(INSTALL)
-            self._conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(name, self.table))
+            _drop_triggers(self._conn, self.trigger)  # on this table, and on one an earlier declaration named
             self._conn.execute(sql.SQL(
                 "CREATE TRIGGER {} AFTER {} ON {} FOR EACH ROW EXECUTE FUNCTION millrace_events.write_outbox({})"
             ).format(name, events, self.table, sql.Literal(self.trigger)))
@@ -97,17 +97,34 @@ class PostgresTable:
         self._conn = None
 
 
+def _drop_triggers(conn: psycopg.Connection, trigger: str) -> None:
+    tables = conn.execute("SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname = %s",
+                          (trigger_name(trigger),)).fetchall()
+    for (table,) in tables:  # regclass text: already quoted as an identifier where it must be
+        conn.execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(trigger_name(trigger)), sql.SQL(table)))
+
+
+def remove(url: str, trigger: str) -> None:
+    """Take a removed trigger's row trigger off its table and its waiting outbox rows away."""
+    with psycopg.connect(url, connect_timeout=5) as conn, conn.transaction():
+        _drop_triggers(conn, trigger)
+        if conn.execute("SELECT to_regclass('millrace_events.outbox')").fetchone()[0] is not None:
+            conn.execute("DELETE FROM millrace_events.outbox WHERE trigger = %s", (trigger,))
+
+
 class PostgresChannel:
     """LISTEN on a channel: each notification's payload is a message. At most once: a
     notification sent while no listener is connected is gone, and none is ever sent again."""
 
-    def __init__(self, url: str, channel: str):
+    def __init__(self, url: str, channel: str, trigger: str):
         self.url = url
         self.channel = channel
+        self.trigger = trigger
         self._conn: psycopg.Connection | None = None
 
     def open(self) -> None:
         self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        _drop_triggers(self._conn, self.trigger)  # an earlier declaration of this trigger watched a table
         self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
 
     def receive(self, handle: Handler, timeout: float) -> None:

@@ -57,6 +57,15 @@ def make_source(engine: Engine, settings: Settings, row: EventTriggerRow) -> tup
         from orchestrator.listeners.postgres import PostgresChannel, PostgresTable
 
         if row.source.get("channel"):
-            return PostgresChannel(url, row.source["channel"]), url
+            return PostgresChannel(url, row.source["channel"], row.id), url
         return PostgresTable(url, row.source, row.id), url
     raise FlowError(f"no listener for {row.kind} triggers")
+
+
+def remove_source(engine: Engine, settings: Settings, row: EventTriggerRow) -> None:
+    """Undo what a removed trigger made in a database of the user's: a postgres table's row
+    trigger and its outbox rows (a broker's queue, group or session is left to its owner)."""
+    if row.kind == "postgres" and row.source.get("table"):
+        from orchestrator.listeners.postgres import remove
+
+        remove(connection_url(engine, settings, row), row.id)

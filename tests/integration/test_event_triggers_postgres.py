@@ -15,6 +15,7 @@ from tests.integration.event_triggers import (
     doubling_flow,
     finished_runs,
     save,
+    trigger_of,
     unique,
     wait_fires,
     wait_state,
@@ -114,3 +115,34 @@ def test_millraces_own_tables_are_refused_at_save(engine):
             save(engine, doubling_flow(unique("pg_own"), f"    postgres: {{table: {table}, on: [insert]}}"))
         assert refused.value.problems[0].path == "triggers[0].postgres.table"
         assert "one of Millrace's own tables" in refused.value.problems[0].message
+
+
+def installed(table: PostgresTable, flow_id: str) -> list[str]:
+    """The tables the trigger's row trigger is on."""
+    with psycopg.connect(table.url) as conn:
+        return [r[0] for r in conn.execute("SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname = %s",
+                                           ("millrace_" + event_trigger_id(flow_id, "events").replace("-", "_"),))]
+
+
+def test_a_trigger_moved_to_another_table_or_removed_takes_its_row_trigger_along(engine, table):
+    other = PostgresTable(engine)
+    flow_id = unique("pg_moved")
+    listener = ListenerProcess()
+    try:
+        save(engine, doubling_flow(flow_id, table.trigger_yaml))
+        wait_state(engine, flow_id, "events", "connected", listener)
+        assert installed(table, flow_id) == [table.table]
+        save(engine, doubling_flow(flow_id, other.trigger_yaml))
+        moved = trigger_of(engine, flow_id, "events").updated_at
+        wait_state(engine, flow_id, "events", "connected", listener, since=moved)
+        assert installed(table, flow_id) == [other.table]
+        other.execute("INSERT INTO {table} (n) VALUES (1)")  # no worker: it waits in the outbox ...
+        save(engine, doubling_flow(flow_id, "    postgres: {channel: elsewhere}").replace("id: events", "id: renamed"))
+        deadline = time.monotonic() + 30
+        while installed(table, flow_id) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        listener.stop()
+        other.close()
+    assert installed(table, flow_id) == []
+    assert outbox(table, flow_id) == []  # ... and went with the trigger
