@@ -2,7 +2,7 @@
 
 Saving a flow stores them as rows of ``event_triggers`` (``store/event_triggers.py``); the
 listener (``orchestrator/listeners/``) consumes them. The checks that need the
-installation's own names (which queues are Millrace's) are :func:`check_reserved_names`,
+installation's own names (which queues and tables are Millrace's) are :func:`check_own_names`,
 called when a flow is saved.
 """
 from __future__ import annotations
@@ -76,7 +76,7 @@ class PostgresSource(Model):
 
     table: Annotated[str, Field(pattern=r"^([A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$",
                                 examples=["orders", "shop.orders"])] | None = Field(
-        default=None, description="a table (`schema.table`, default schema `public`) Millrace puts a trigger on")
+        default=None, description="a table Millrace puts a trigger on (`schema.table`; else found on the search path)")
     on: Annotated[list[Literal["insert", "update", "delete"]], Field(min_length=1)] = Field(
         default=["insert"], description="with `table:`: the changes that start a run")
     channel: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] | None = Field(
