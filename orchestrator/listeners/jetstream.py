@@ -12,6 +12,7 @@ from typing import Any
 import nats
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from orchestrator.listeners.lanes import Handler
 from orchestrator.listeners.values import jsonable
@@ -49,6 +50,12 @@ class JetStreamSource:
         js = self._nc.jetstream()
         info = await js.stream_info(self.stream)  # it must exist: it is the publisher's
         self._epoch = str(info.created or "")
+        try:
+            existing = await js.consumer_info(self.stream, self.durable)
+            if existing.config.filter_subject != self.subject:  # the trigger's subject changed: start it anew
+                await js.delete_consumer(self.stream, self.durable)  # (what it fired before keeps its keys)
+        except NotFoundError:
+            pass
         config = ConsumerConfig(durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S,
                                 deliver_policy=DeliverPolicy.ALL, filter_subject=self.subject)
         self._subscription = await js.pull_subscribe(self.subject, durable=self.durable, stream=self.stream,

@@ -91,8 +91,8 @@ class NatsStream:
         await nc.jetstream().add_stream(name=self.stream, subjects=[f"{self.stream}.>"])
         return nc
 
-    def publish(self, body: bytes, message_id: str | None = None) -> None:
-        self._run(self._nc.jetstream().publish(self.subject, body, headers={"sender": "shop"}))
+    def publish(self, body: bytes, message_id: str | None = None, subject: str | None = None) -> None:
+        self._run(self._nc.jetstream().publish(subject or self.subject, body, headers={"sender": "shop"}))
 
     def consumer(self, durable: str):
         return self._run(self._nc.jetstream().consumer_info(self.stream, durable))

@@ -13,6 +13,7 @@ from tests.integration.event_triggers import (
     doubling_flow,
     finished_runs,
     save,
+    trigger_of,
     unique,
     wait_fires,
     wait_state,
@@ -82,3 +83,25 @@ def test_a_malformed_message_is_refused_saying_why_and_acknowledged(engine, work
     assert "not a JSON object" in fired[0]["reason"] and fired[1]["reason"].startswith("inputs.n:")
     assert "over this installation's limit of 100" in fired[2]["reason"]
     assert (consumer.num_pending, consumer.num_ack_pending) == (0, 0)
+
+
+def test_a_trigger_given_another_subject_reads_that_subject(engine, worker, stream):
+    flow_id = unique("nats_moved")
+    save(engine, doubling_flow(flow_id, stream.trigger_yaml))
+    listener = ListenerProcess()
+    try:
+        wait_state(engine, flow_id, "events", "connected", listener)
+        stream.publish(json.dumps({"n": 1}).encode())
+        finished_runs(engine, flow_id, 1)
+        moved = stream.trigger_yaml.replace(stream.subject, f"{stream.stream}.invoices")
+        save(engine, doubling_flow(flow_id, moved))
+        changed = trigger_of(engine, flow_id, "events").updated_at
+        wait_state(engine, flow_id, "events", "connected", listener, since=changed)
+        stream.publish(json.dumps({"n": 2}).encode())  # on the old subject: not this trigger's any more
+        stream.publish(json.dumps({"n": 3}).encode(), subject=f"{stream.stream}.invoices")
+        runs = finished_runs(engine, flow_id, 2)
+        consumer = stream.consumer(durable(flow_id))
+    finally:
+        listener.stop()
+    assert sorted(r.steps[0].result for r in runs) == [2, 6]
+    assert consumer.config.filter_subject == f"{stream.stream}.invoices"
