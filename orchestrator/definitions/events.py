@@ -2,21 +2,21 @@
 
 Saving a flow stores them as rows of ``event_triggers`` (``store/event_triggers.py``); the
 listener (``orchestrator/listeners/``) consumes them. The checks that need the
-installation's own names (which queues are Millrace's) are :func:`check_reserved_names`,
+installation's own names (which queues and tables are Millrace's) are :func:`check_own_names`,
 called when a flow is saved.
 """
 from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from orchestrator.definitions.steps import Model
 from orchestrator.errors import Problem
 
-EVENT_KINDS = ("amqp",)
+EVENT_KINDS = ("amqp", "mqtt", "nats", "redis", "postgres")
 # Names a secret may have (``store/variables.NAME``): the secret holds the connection URL.
 SecretName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$",
                                   description="the name of a secret holding the connection URL")]
@@ -36,6 +36,59 @@ class AmqpSource(Model):
     def _queue_or_exchange(self) -> AmqpSource:
         if (self.queue is None) == (self.exchange is None):
             raise ValueError("give `queue:` or `exchange:` (with `routing_key:`), not both and not neither")
+        return self
+
+
+class MqttSource(Model):
+    """A topic filter subscribed to with QoS 1 in a persistent session of the trigger's own."""
+
+    topic: Annotated[str, Field(min_length=1, max_length=65535, examples=["sensors/+/reading"])] = Field(
+        description="an MQTT topic filter (`+` one level, `#` the rest)")
+    url: SecretName = Field(description="a secret holding the URL: mqtt://user:password@host:1883 (mqtts:// for TLS)")
+
+
+# JetStream names: no whitespace, '.', '*' or '>' (subjects may have dots and wildcards).
+_StreamName = Annotated[str, Field(pattern=r"^[^\s.*>]{1,255}$")]
+
+
+class NatsSource(Model):
+    """A JetStream stream read through a durable consumer of the trigger's own."""
+
+    subject: Annotated[str, Field(pattern=r"^\S{1,255}$", examples=["orders.>"])] = Field(
+        description="the subjects of the stream this trigger takes (`*` one token, `>` the rest)")
+    stream: _StreamName = Field(description="an existing JetStream stream holding those subjects")
+    url: SecretName = Field(description="a secret holding the URL: nats://user:password@host:4222")
+
+
+class RedisSource(Model):
+    """A Redis stream read through a consumer group of the trigger's own."""
+
+    stream: Name = Field(description="the stream's key (made, with the group, when missing)")
+    url: SecretName = Field(description="a secret holding the URL: redis://:password@host:6379/0")
+
+
+ROW_EVENTS = ("insert", "update", "delete")
+
+
+class PostgresSource(Model):
+    """A table's row changes through an outbox table its trigger fills (exactly once), or a
+    LISTEN/NOTIFY channel (at most once: a notification sent while nobody listens is gone)."""
+
+    table: Annotated[str, Field(pattern=r"^([A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$",
+                                examples=["orders", "shop.orders"])] | None = Field(
+        default=None, description="a table Millrace puts a trigger on (`schema.table`; else found on the search path)")
+    on: Annotated[list[Literal["insert", "update", "delete"]], Field(min_length=1)] = Field(
+        default=["insert"], description="with `table:`: the changes that start a run")
+    channel: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] | None = Field(
+        default=None, description="LISTEN on this channel instead: at most once, each payload a message")
+    url: SecretName | None = Field(default=None, description=_URL + "Millrace's own database")
+
+    @model_validator(mode="after")
+    def _table_or_channel(self) -> PostgresSource:
+        if (self.table is None) == (self.channel is None):
+            raise ValueError("give `table:` (with `on:`) or `channel:`, not both and not neither")
+        if len(set(self.on)) != len(self.on):
+            raise ValueError("`on:` names a change twice")
         return self
 
 
@@ -67,7 +120,34 @@ class AmqpTrigger(EventTrigger):
     amqp: AmqpSource
 
 
-EVENT_MODELS: dict[str, type[EventTrigger]] = {"amqp": AmqpTrigger}
+class MqttTrigger(EventTrigger):
+    """Run the flow for each message on an MQTT topic (exactly once with a `message_id` user
+    property; without one, the same topic and payload within the dedupe window are one message)."""
+
+    mqtt: MqttSource
+
+
+class NatsTrigger(EventTrigger):
+    """Run the flow for each message of a JetStream stream (exactly once: the stream sequence is the key)."""
+
+    nats: NatsSource
+
+
+class RedisTrigger(EventTrigger):
+    """Run the flow for each entry of a Redis stream (exactly once: the entry id is the key)."""
+
+    redis: RedisSource
+
+
+class PostgresTrigger(EventTrigger):
+    """Run the flow for each row change of a table (exactly once: the outbox row's id is the key)."""
+
+    postgres: PostgresSource
+
+
+EVENT_MODELS: dict[str, type[EventTrigger]] = {
+    "amqp": AmqpTrigger, "mqtt": MqttTrigger, "nats": NatsTrigger, "redis": RedisTrigger,
+    "postgres": PostgresTrigger}
 
 # Celery's broadcast and event names (with the installation's prefix before them).
 _CELERY_NAMES = ("celeryev*", "celery.pidbox", "reply.celery.pidbox", "*.celery.pidbox", "celery@*", "celery")
@@ -80,15 +160,24 @@ class OwnNames:
 
     default_queue: str = "millrace"
     prefix: str = ""
+    tables: frozenset[str] = frozenset()  # Millrace's own tables, in its database (a postgres trigger's default)
 
 
 def check_own_names(triggers: list[Any], step_queues: set[str], own: OwnNames) -> list[Problem]:
     """An amqp trigger may not consume Millrace's own queues (the default queue, the queues
     the flow's steps name, any name under the installation's prefix) nor Celery's event and
-    control queues and exchanges: it would take tasks away from the workers."""
+    control queues and exchanges: it would take tasks away from the workers. A postgres
+    trigger on Millrace's own database may not watch Millrace's own tables (each run it
+    started would write rows that start runs)."""
     problems = []
     default_queue, prefix = own.default_queue, own.prefix
     for i, trigger in enumerate(triggers):
+        if isinstance(trigger, PostgresTrigger) and trigger.postgres.table and trigger.postgres.url is None:
+            schema, _, table = trigger.postgres.table.rpartition(".")
+            if schema == "millrace_events" or (schema in ("", "public") and table in own.tables):
+                problems.append(Problem(f"triggers[{i}].postgres.table", (
+                    f"'{trigger.postgres.table}' is one of Millrace's own tables: watch a table of your own, "
+                    "or give `url:` for another database")))
         if not isinstance(trigger, AmqpTrigger):
             continue
         for kind in ("queue", "exchange"):

@@ -74,6 +74,13 @@ TRIGGER_EXAMPLES: dict[str, dict[str, Any]] = {
     "flow": {"id": "after_load", "flow": "etl/load", "status": ["succeeded"],
              "inputs": {"day": "${{ trigger.result.day }}"}},
     "amqp": {"id": "orders", "amqp": {"queue": "orders_placed"}, "inputs": {"day": "${{ trigger.body.day }}"}},
+    "mqtt": {"id": "readings", "mqtt": {"topic": "sensors/+/reading", "url": "plant_mqtt"},
+             "inputs": {"who": "${{ trigger.topic }}"}},
+    "nats": {"id": "shipped", "nats": {"subject": "orders.shipped", "stream": "ORDERS", "url": "shop_nats"}},
+    "redis": {"id": "signups", "redis": {"stream": "signups", "url": "cache_redis"},
+              "inputs": {"who": "${{ trigger.body.email }}"}},
+    "postgres": {"id": "new_orders", "postgres": {"table": "shop.orders", "on": ["insert"]},
+                 "inputs": {"day": "${{ trigger.body.day }}"}},
 }
 
 

@@ -47,6 +47,7 @@ class _StrictLoader(_Base):  # type: ignore[misc, valid-type]
 
     def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
         seen: set[Any] = set()
+        node.value = [(_text_key(key_node), value) for key_node, value in node.value]
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if isinstance(key, list | dict):
@@ -55,6 +56,14 @@ class _StrictLoader(_Base):  # type: ignore[misc, valid-type]
                 raise _Refused(f"duplicate key '{key}'", *_mark(key_node))
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _text_key(node: Any) -> Any:
+    """A plain key YAML 1.1 reads as a boolean (`on`, `off`, `yes`, `no`) kept as the text it
+    is: a `postgres:` trigger's `on: [insert]` is the key "on", not True."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool" and not node.style:
+        return yaml.ScalarNode("tag:yaml.org,2002:str", node.value, node.start_mark, node.end_mark)
+    return node
 
 
 def _mark(node: Any) -> tuple[int | None, int | None]:
@@ -296,7 +305,7 @@ def _message(error: dict[str, Any], parts: list[Any] | None = None, model: Any =
     return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
-_TRIGGER_TAGS = ("cron", "amqp")  # the trigger kinds no step kind shares
+_TRIGGER_TAGS = ("cron", "amqp", "mqtt", "nats", "redis", "postgres")  # the trigger kinds no step kind shares
 
 
 def _without_kind_tags(loc: tuple[Any, ...]) -> list[Any]:

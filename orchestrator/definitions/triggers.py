@@ -12,6 +12,10 @@ from orchestrator.definitions.events import (
     EVENT_KINDS,
     AmqpTrigger,
     EventTrigger,
+    MqttTrigger,
+    NatsTrigger,
+    PostgresTrigger,
+    RedisTrigger,
 )
 from orchestrator.definitions.steps import FlowId, Model
 
@@ -63,9 +67,11 @@ def _trigger_kind(data: Any) -> str | None:
 
 Trigger = Annotated[
     Annotated[CronTrigger, Tag("cron")] | Annotated[FlowTrigger, Tag("flow")]
-    | Annotated[AmqpTrigger, Tag("amqp")],
-    Discriminator(_trigger_kind, custom_error_type="trigger_kind",
-                  custom_error_message="a trigger has one of `cron:`, `flow:` or `amqp:`"),
+    | Annotated[AmqpTrigger, Tag("amqp")] | Annotated[MqttTrigger, Tag("mqtt")]
+    | Annotated[NatsTrigger, Tag("nats")] | Annotated[RedisTrigger, Tag("redis")]
+    | Annotated[PostgresTrigger, Tag("postgres")],
+    Discriminator(_trigger_kind, custom_error_type="trigger_kind", custom_error_message=(
+        "a trigger has one of `cron:`, `flow:`, `amqp:`, `mqtt:`, `nats:`, `redis:` or `postgres:`")),
 ]
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from config.settings import Settings
 from orchestrator.listeners.lanes import Lane, Source
-from orchestrator.listeners.sources import make_source
+from orchestrator.listeners.sources import make_source, remove_source
 from orchestrator.services import events
 from orchestrator.services.publisher import Publisher
 from orchestrator.store import event_triggers, leases
@@ -72,6 +72,8 @@ class Listener:
             if row is None or row.updated_at != lane.row.updated_at or not lane.is_alive():
                 lane.stop()
                 del self.lanes[trigger_id]
+            if row is None and event_triggers.get(self.engine, trigger_id) is None:  # removed, not disabled
+                self._remove(lane.row)
         for trigger_id, row in wanted.items():
             if trigger_id not in self.lanes:
                 lane = Lane(row, lambda row=row: self._source(row), lambda m, row=row: self._fire(row, m),
@@ -83,6 +85,12 @@ class Listener:
         for lane in self.lanes.values():
             lane.stop()
         self.lanes.clear()
+
+    def _remove(self, row: EventTriggerRow) -> None:
+        try:
+            remove_source(self.engine, self.settings, row)
+        except Exception:  # noqa: BLE001 - its database is away: what it made stays, said here
+            log.exception("could not remove what trigger %s/%s made in its database", row.flow_id, row.trigger_id)
 
     def _source(self, row: EventTriggerRow) -> tuple[Source, str | None]:
         return make_source(self.engine, self.settings, row)

@@ -19,6 +19,7 @@ from orchestrator.services.dependencies import lock_flow
 from orchestrator.services.limits import check_limits, check_loop_iterations, check_sql_databases
 from orchestrator.services.scripts import check_script_steps
 from orchestrator.store import versions
+from orchestrator.store.models import Base
 
 
 def save_flow(engine: Engine, flow: Flow, source: str, *, actor: str = "cli", index: Index | None = None,
@@ -33,7 +34,7 @@ def save_flow(engine: Engine, flow: Flow, source: str, *, actor: str = "cli", in
     check_sql_databases(flow, sql_own_database)
     if max_loop_iterations is not None:
         check_loop_iterations(flow, max_loop_iterations)
-    check_event_triggers(flow, own or OwnNames())
+    check_event_triggers(flow, own or OwnNames(tables=own_tables()))
     check_script_steps(engine, flow)
     lock_flow(engine, flow, index or Index())
     return versions.store_flow(engine, flow, source, actor)
@@ -48,5 +49,9 @@ def check_event_triggers(flow: Flow, own: OwnNames) -> None:
 
 
 def own_names(settings: Settings) -> OwnNames:
-    """The installation's queue names that event triggers may not consume."""
-    return OwnNames(settings.default_queue, settings.queue_prefix)
+    """The installation's queue and table names that event triggers may not consume."""
+    return OwnNames(settings.default_queue, settings.queue_prefix, own_tables())
+
+
+def own_tables() -> frozenset[str]:
+    return frozenset({*Base.metadata.tables, "alembic_version"})

@@ -30,6 +30,7 @@ inputs:
 triggers:
   - id: events
 {source.trigger_yaml}
+    inputs: {{n: "${{{{ trigger.body.n }}}}"}}
 steps:
   - id: double
     queue: {queue}
