@@ -7,7 +7,6 @@ from orchestrator.execution.lifecycle import RunStatus, StepStatus
 from orchestrator.services.follow_up import follow_up
 from orchestrator.services.publisher import Publisher, Revoke
 from orchestrator.store import attempts, runs, views
-from orchestrator.store.outbox import OwedKind
 from orchestrator.store.runs import Cancellation, Ending
 
 
@@ -36,15 +35,19 @@ def cancel(publisher: Publisher, revoke: Revoke, run_id: str, *, actor: str) -> 
     cancellation = runs.cancel_run(publisher.engine, run_id, actor, has_finally)
     wind_down(publisher, revoke, cancellation, actor)
     ending = cancellation.ending
-    if ending.status.finished and ending.parent_step_run_id is not None:
+    if not ending.status.finished:  # its finally steps run, then it ends
+        publisher.deliver(ending.owed)
+        return
+    follow_up(publisher, ending.owed)
+    if ending.parent_step_run_id is not None:
         publisher.deliver(attempts.resume_attempt(publisher.engine, ending.parent_step_run_id,
                                                   StepStatus.FAILED, error=f"subflow run {run_id} cancelled",
                                                   actor=actor))
 
 
 def wind_down(publisher: Publisher, revoke: Revoke, cancellation: Cancellation, actor: str) -> None:
-    """What a cancelled or stopped run leaves to do: kill the tasks of its steps, cancel its
-    subflow runs, then send its finally steps or do its follow-up."""
+    """What a cancelled or stopped run's other steps leave to do: kill the tasks running
+    them, cancel its subflow runs. (Its end, or its finally steps, are the caller's.)"""
     if cancellation.task_ids:
         revoke(cancellation.task_ids)
     for child in cancellation.children:
@@ -52,11 +55,6 @@ def wind_down(publisher: Publisher, revoke: Revoke, cancellation: Cancellation, 
             cancel(publisher, revoke, child, actor=actor)
         except Conflict:
             pass  # it ended meanwhile
-    owed = cancellation.ending.owed
-    if owed is not None and owed.kind is OwedKind.FOLLOW_UP:
-        follow_up(publisher, owed)
-    else:
-        publisher.deliver(owed)
 
 
 def settle_parent(publisher: Publisher, ending: Ending, actor: str) -> None:
