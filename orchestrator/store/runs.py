@@ -224,7 +224,7 @@ def finish_run(engine: Engine, run_id: str, phase: Phase, result: Any, worker: s
     first two leave the run running, its ending recorded, its finally steps owed; an end owes
     its follow-up, in the same transaction."""
     if phase is Phase.FINALLY:
-        values: dict[str, Any] = {"status": runs.c.ending, "finished_at": now()}
+        values: dict[str, Any] = {"status": runs.c.ending, "ending": None, "finished_at": now()}
     else:
         status = RunStatus.SUCCEEDED if phase is Phase.MAIN else RunStatus.FAILED
         values = {"result": result if status is RunStatus.SUCCEEDED else None, **_end(status, has_finally)}
@@ -259,7 +259,7 @@ def fail_finally(engine: Engine, run_id: str, error: str, worker: str) -> Ending
     ``error`` unless it had failed before; once."""
     cancelled = RunStatus.CANCELLED.value
     values = {"status": case((runs.c.ending == cancelled, cancelled), else_=RunStatus.FAILED.value),
-              "error": func.coalesce(runs.c.error, error), "result": None, "finished_at": now()}
+              "error": func.coalesce(runs.c.error, error), "result": None, "ending": None, "finished_at": now()}
     with engine.begin() as conn:
         row = conn.execute(update(runs).where(runs.c.id == run_id, _IN_PHASE[Phase.FINALLY]).values(**values)
                            .returning(*_ENDED)).first()
@@ -288,7 +288,7 @@ def cancel_run(engine: Engine, run_id: str, actor: str, has_finally: bool = Fals
                                .values(status=_RUNNING, ending=RunStatus.CANCELLED.value).returning(*_ENDED)).first()
         if row is None:
             row = conn.execute(update(runs).where(runs.c.id == run_id, runs.c.status.in_(UNFINISHED))
-                               .values(status=RunStatus.CANCELLED.value, finished_at=now())
+                               .values(status=RunStatus.CANCELLED.value, ending=None, finished_at=now())
                                .returning(*_ENDED)).first()
         if row is None:
             status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
