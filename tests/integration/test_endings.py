@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 
+from orchestrator.definitions.parser import parse_flow
 from tests.conftest import QUEUE
 from tests.integration.test_crash import killed_while
 
@@ -157,3 +159,38 @@ finally:
     [cleanup] = [s for s in run.steps if s.step_id == "cleanup"]
     assert (cleanup.attempt, cleanup.status, cleanup.result) == (1, "succeeded", "cleaned")
     assert cleanup.deliveries >= 2  # it ran again on the new worker
+
+
+def test_finally_steps_a_dead_worker_owed_are_sent_by_the_sweeper(engine, worker):
+    from orchestrator.execution.lifecycle import Phase
+    from orchestrator.services.runs import wait_for_run
+    from orchestrator.services.saving import save_flow
+    from orchestrator.store import outbox, runs, views
+    from orchestrator.store.outbox import OwedKind
+    from orchestrator.store.runs import NewRun
+    from tasks.app import settings
+    from tasks.runtime import Runtime
+    from tasks.sweeper import sweep
+
+    text = f"""id: test/finally_owed
+steps:
+  - {{id: work, python: "def main() -> int:\\n    return 7"}}
+finally:
+  - {{id: report, python: {REPORT}, with: {REPORT_WITH}}}
+"""
+    flow = parse_flow(text)
+    version = save_flow(engine, flow, text)
+    run_id = str(uuid.uuid4())
+    runs.create_run(engine, NewRun(run_id, flow.id, version, {}, trigger="test"))
+    assert runs.start_run(engine, run_id, "dead-worker")
+    # the worker recorded the main steps' end with the finally steps owed, then died before sending them
+    ending = runs.finish_run(engine, run_id, Phase.MAIN, 7, "dead-worker", has_finally=True)
+    assert ending is not None and ending.status.value == "running" and ending.owed.kind is OwedKind.FINALLY
+    assert views.get_run(engine, run_id).ending.value == "succeeded"
+    time.sleep(1)
+    sweep(Runtime(settings), unsent_after=0.5)
+    assert wait_for_run(engine, run_id, 60).value == "succeeded"
+    run = views.get_run(engine, run_id)
+    assert (run.result, run.ending) == (7, None)
+    assert outbox.owed_for(engine, OwedKind.FINALLY, run_id) is None
+    assert [(s.path, s.status, s.result) for s in run.steps] == [("finally.report", "succeeded", ["succeeded", None])]
