@@ -194,3 +194,34 @@ finally:
     assert (run.result, run.ending) == (7, None)
     assert outbox.owed_for(engine, OwedKind.FINALLY, run_id) is None
     assert [(s.path, s.status, s.result) for s in run.steps] == [("finally.report", "succeeded", ["succeeded", None])]
+
+
+def test_stop_if_in_a_for_each_item_ends_the_run_and_no_later_item_starts(run_flow):
+    run = run_flow("""
+id: test/stop_each
+steps:
+  - id: each
+    for_each: [1, 2, 3, 4]
+    parallel: 1
+    do:
+      - id: check
+        python: "def main(n: int) -> int:\\n    return n * 10"
+        with: {n: "${{ item }}"}
+        stop_if: "${{ result == 20 }}"
+  - {id: after, python: "def main() -> int:\\n    return 0"}
+""")
+    assert (run.status, run.result, run.stopped_at) == ("succeeded", 20, "each[1].check")
+    assert [s.path for s in run.steps if s.step_id == "check"] == ["each[0].check", "each[1].check"]
+    each = only(run, "each")
+    assert (each.status, each.error) == ("failed", "cancelled: the run stopped at each[1].check")
+    assert "after" not in paths(run)
+
+
+def test_a_stop_if_that_cannot_be_evaluated_fails_the_step(run_flow):
+    run = run_flow("""
+id: test/stop_bad
+steps:
+  - {id: a, python: "def main() -> int:\\n    return 0", stop_if: "${{ 1 // result }}"}
+""")
+    assert run.status == "failed" and run.stopped_at is None
+    assert only(run, "a").error.startswith("stop_if: ")
