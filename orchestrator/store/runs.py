@@ -194,7 +194,7 @@ def in_phase(phase: Phase) -> ColumnElement[bool]:
 
 _IN_MAIN = in_phase(Phase.MAIN)
 _IN_PHASE = {phase: in_phase(phase) for phase in Phase}
-_ENDED = (runs.c.status, runs.c.error, runs.c.result, runs.c.parent_step_run_id)
+_ENDED = (runs.c.status, runs.c.ending, runs.c.error, runs.c.result, runs.c.parent_step_run_id)
 
 
 def _end(status: RunStatus, has_finally: bool) -> dict[str, Any]:
@@ -206,13 +206,14 @@ def _end(status: RunStatus, has_finally: bool) -> dict[str, Any]:
 
 def _ended(conn: Connection, actor: str, run_id: str, row: Any) -> Ending:
     """Audit what the run's row became and owe what it sets off: its finally steps while it
-    stays running, its follow-up once it ended."""
+    stays running (``run.finally``, with the status it will end with: who cancelled a run
+    with finally steps is this event's actor), its follow-up once it ended."""
     status = RunStatus(row.status)
     if status.finished:
         audit(conn, actor, f"run.{status.value}", f"run:{run_id}", error=row.error)
         owed = owe(conn, OwedKind.FOLLOW_UP, run_id)
     else:
-        audit(conn, actor, "run.finally", f"run:{run_id}", error=row.error)
+        audit(conn, actor, "run.finally", f"run:{run_id}", ending=row.ending, error=row.error)
         owed = owe(conn, OwedKind.FINALLY, run_id)
     return Ending(run_id, status, row.result, row.error, row.parent_step_run_id, owed)
 

@@ -142,6 +142,10 @@ finally:
     assert (steps["wait"]["status"], steps["wait"]["error"]) == ("failed", "run cancelled")
     assert "never" not in steps
     assert steps["finally.report"]["result"] == ["cancelled", None]
+    events = api.get(f"/api/v1/audit?target=run:{run_id}").json["items"]
+    [cancelling] = [e for e in events if e["action"] == "run.finally"]
+    assert cancelling["actor"] == "token:test-operator" and cancelling["details"]["ending"] == "cancelled"
+    assert "run.cancelled" in [e["action"] for e in events]
 
 
 def test_a_worker_killed_during_a_finally_step_still_records_it_once(engine, worker):
@@ -225,3 +229,24 @@ steps:
 """)
     assert run.status == "failed" and run.stopped_at is None
     assert only(run, "a").error.startswith("stop_if: ")
+
+
+def test_a_cancel_while_the_finally_steps_run_ends_the_run_at_once(api):
+    flow = api.save_flow("""
+id: test/finally_cancel_again
+steps:
+  - {id: work, python: "def main() -> int:\\n    return 7"}
+finally:
+  - {id: linger, bash: "sleep 60"}
+""")
+    run_id = api.post(f"/api/v1/flows/{flow['id']}/runs", json={}).json["id"]
+    deadline = time.monotonic() + 60
+    while not any(s["path"] == "finally.linger" and s["status"] == "running"
+                  for s in api.get(f"/api/v1/runs/{run_id}").json["steps"]):
+        assert time.monotonic() < deadline, "linger never started"
+        time.sleep(0.05)
+    assert api.get(f"/api/v1/runs/{run_id}").json["ending"] == "succeeded"
+    answer = api.post(f"/api/v1/runs/{run_id}/cancel", json={}).json
+    assert (answer["status"], answer["ending"]) == ("cancelled", None)
+    steps = {s["path"]: s for s in answer["steps"]}
+    assert (steps["finally.linger"]["status"], steps["finally.linger"]["error"]) == ("failed", "run cancelled")
