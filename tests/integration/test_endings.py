@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from orchestrator.definitions.parser import parse_flow
+from orchestrator.store.access import Role
 from tests.conftest import QUEUE
 from tests.integration.test_crash import killed_while
 
@@ -56,6 +57,9 @@ finally:
     assert only(run, "finally.report").result == ["succeeded", None]
     shown = api.get(f"/api/v1/runs/{run.id}").json
     assert (shown["status"], shown["stopped_at"], shown["ending"]) == ("succeeded", "both.quick.check", None)
+    console = api.client.application.test_client()
+    assert console.post("/sign-in", data={"token": api.tokens[Role.VIEWER]}).status_code == 302
+    assert "stopped by the stop_if of <code>both.quick.check</code>" in console.get(f"/runs/{run.id}").text
 
 
 def test_stop_if_that_does_not_hold_lets_the_run_go_on(run_flow):
