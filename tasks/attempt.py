@@ -170,7 +170,7 @@ def succeed(step: StepDelivery, result: Any, logs: str | None = None, cached: bo
         step.rt.engine, step.attempt.id, StepStatus.SUCCEEDED, result, logs=logs, cached=cached)
     if status is StepStatus.FAILED:
         raise Ignore()  # an earlier delivery recorded a failure and acted on it
-    if stops:
+    if stops and status is StepStatus.SUCCEEDED:
         stop_run(step, result)
     if broke and status is StepStatus.SUCCEEDED:
         break_loop(step)
