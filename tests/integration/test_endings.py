@@ -254,3 +254,31 @@ finally:
     assert (answer["status"], answer["ending"]) == ("cancelled", None)
     steps = {s["path"]: s for s in answer["steps"]}
     assert (steps["finally.linger"]["status"], steps["finally.linger"]["error"]) == ("failed", "run cancelled")
+
+
+def test_a_parent_run_goes_on_once_its_subflow_run_s_finally_steps_ended(run_flow, engine):
+    from orchestrator.services.saving import save_flow
+    from orchestrator.store import views
+
+    child = """
+id: test/finally_child
+steps:
+  - {id: work, python: "def main() -> int:\\n    return 41", stop_if: "${{ result == 41 }}"}
+  - {id: never, python: "def main() -> int:\\n    return 0"}
+finally:
+  - {id: tidy, python: "import time\\ndef main() -> str:\\n    time.sleep(0.5)\\n    return 'tidy'"}
+"""
+    save_flow(engine, parse_flow(child), child)
+    run = run_flow("""
+id: test/finally_parent
+steps:
+  - {id: sub, flow: test/finally_child}
+  - id: after
+    python: "def main(x: int) -> int:\\n    return x + 1"
+    with: {x: "${{ steps.sub.result }}"}
+""")
+    assert (run.status, run.result) == ("succeeded", 42), run.error
+    sub = only(run, "sub")
+    [child_run] = [views.get_run(engine, i) for i in views.subflow_runs(engine, run.id).values()]
+    assert (child_run.status, child_run.stopped_at) == ("succeeded", "work")
+    assert only(child_run, "finally.tidy").finished_at <= sub.finished_at
