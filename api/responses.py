@@ -78,6 +78,11 @@ class Run(RunSummary):
     result: Any = Field(description="the last step's result (JSON), null until the run succeeded")
     parent_run_id: str | None = Field(description="the run whose subflow step started this one")
     restarted_from: str | None = Field(description="the run this one restarted")
+    stopped_at: str | None = Field(default=None, description=(
+        "the path of the step whose stop_if ended the run (its result is the run's); null otherwise"),
+        examples=["each[2].check"])
+    ending: RunStatus | None = Field(default=None, description=(
+        "while the run's finally steps run (its status still running): the status it ends with after them"))
     steps: list[StepAttempt] = Field(description="every attempt, in the order they were made")
 
 

@@ -82,7 +82,7 @@ def run_answer(run: RunView) -> Run:
                          created_at=s.created_at, started_at=s.started_at,
                          finished_at=s.finished_at) for s in run.steps]
     return Run(**_summary_fields(run), inputs=run.inputs, result=run.result, parent_run_id=run.parent_run_id,
-               restarted_from=run.restarted_from, steps=steps)
+               restarted_from=run.restarted_from, stopped_at=run.stopped_at, ending=run.ending, steps=steps)
 
 
 @blueprint.post("/flows/<path:flow_id>/runs")
@@ -187,7 +187,8 @@ def run_timeline(run_id: str) -> Response:
 @fails(409)
 @accepts(Empty)
 def cancel_run(run_id: str, body: Empty) -> Response:
-    """Cancel a run: its running steps are killed, nothing after them starts."""
+    """Cancel a run: its running steps are killed, nothing after them starts; then its finally
+    steps run (the run is `running` with `ending: cancelled` until they end)."""
     cancel(context.publisher(), context.revoke(), run_id, actor=principal().actor)
     return answer(run_answer(views.get_run(context.engine(), run_id)))
 

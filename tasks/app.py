@@ -88,6 +88,11 @@ def send(signature: Signature) -> None:
     signature.apply_async()
 
 
+def revoke(task_ids: list[str]) -> None:
+    """Kill the processes running these tasks (their messages are then dropped, not redone)."""
+    app.control.revoke(task_ids, terminate=True, signal="SIGKILL")
+
+
 @before_task_publish.connect
 def _stamp_sent_time(headers: dict | None = None, **_: object) -> None:
     # A step's `created_at` is when its message was sent: the wait in the queue shows.

@@ -19,7 +19,7 @@ from celery.exceptions import Ignore
 
 from orchestrator.errors import ExpressionError
 from orchestrator.execution.checks import retry_wanted
-from orchestrator.execution.compiler import compile_on_failure
+from orchestrator.execution.compiler import compile_handlers
 from orchestrator.execution.context import Context, Wire
 from orchestrator.execution.lifecycle import CarryOn, Decision, FailRun, Phase, RetryStep, StepStatus, after_failure
 from orchestrator.execution.messages import RunRef, StepAt, unit_from_wire
@@ -32,7 +32,7 @@ from orchestrator.store.runs import Ending
 from orchestrator.store.variables import mask
 from orchestrator.store.variables import resolve as resolve_variables
 from tasks.app import app, settings
-from tasks.checks import break_holds, break_loop, fail_if_held, stopped_by_break
+from tasks.checks import break_holds, break_loop, fail_if_held, stop_holds, stop_run, stopped_by_break
 from tasks.runtime import Runtime, runtime
 
 
@@ -162,10 +162,16 @@ def succeed(step: StepDelivery, result: Any, logs: str | None = None, cached: bo
         broke = checks.break_if is not None and break_holds(step, result)
     except ExpressionError as exc:
         return fail(step, f"break_if: {exc}", logs=logs, retryable=False)
+    try:
+        stops = checks.stop_if is not None and stop_holds(step, result)
+    except ExpressionError as exc:
+        return fail(step, f"stop_if: {exc}", logs=logs, retryable=False)
     status, result, error = attempts.record_outcome(
         step.rt.engine, step.attempt.id, StepStatus.SUCCEEDED, result, logs=logs, cached=cached)
     if status is StepStatus.FAILED:
         raise Ignore()  # an earlier delivery recorded a failure and acted on it
+    if stops and status is StepStatus.SUCCEEDED:
+        stop_run(step, result)
     if broke and status is StepStatus.SUCCEEDED:
         break_loop(step)
     return step.ctx.set_outcome(step.node.id, status.value, result)
@@ -233,6 +239,12 @@ def replay(step: StepDelivery, *, retryable: bool = True) -> Context:
     attempt = step.attempt
     if attempt.status is StepStatus.FAILED:
         return act_on(step, decide(step, attempt.error or "failed", retryable), attempt.error or "failed")
+    if attempt.status is StepStatus.SUCCEEDED and step.node.checks.stop_if is not None:
+        try:  # the delivery that recorded it may have died before it stopped the run
+            if stop_holds(step, attempt.result):
+                stop_run(step, attempt.result)
+        except ExpressionError:
+            pass  # it held no stop when it was recorded either: that delivery would have failed it
     if attempt.status is StepStatus.SUCCEEDED and step.node.checks.break_if is not None:
         try:  # the delivery that recorded it may have died before it marked the break
             if break_holds(step, attempt.result):
@@ -243,23 +255,26 @@ def replay(step: StepDelivery, *, retryable: bool = True) -> Context:
 
 
 def fail_run(rt: Runtime, plan: Plan, ref: RunRef, ctx: Context, decision: FailRun) -> None:
-    """Record the run's failure; its on_failure steps (owed with it) are sent now."""
-    if ref.phase is Phase.ON_FAILURE:  # a failing on_failure step: the run ends failed
-        ending = runs.finish_run(rt.engine, ref.run_id, Phase.ON_FAILURE, None, rt.worker)
+    """Record the run's failure; its on_failure or finally steps (owed with it) are sent now."""
+    has_finally = bool(plan.finally_)
+    if ref.phase is Phase.ON_FAILURE:  # a failing on_failure step: the run ends failed (after finally)
+        ending = runs.finish_run(rt.engine, ref.run_id, Phase.ON_FAILURE, None, rt.worker, has_finally)
+    elif ref.phase is Phase.FINALLY:  # a failing finally step: the run ends failed now
+        ending = runs.fail_finally(rt.engine, ref.run_id, decision.error, rt.worker)
     else:
         handlers = None
         if decision.on_failure:
-            handlers = dict(compile_on_failure(plan, ref, ctx.for_handlers(decision.error)))
-        ending = runs.fail_run(rt.engine, ref.run_id, decision.error, handlers, rt.worker)
-        if ending is not None and handlers is not None:
-            rt.publisher.deliver(ending.owed)
-            return
+            handlers = dict(compile_handlers(plan, ref, Phase.ON_FAILURE, ctx.for_handlers(decision.error)))
+        ending = runs.fail_run(rt.engine, ref.run_id, decision.error, handlers, rt.worker, has_finally)
     if ending is not None:
         ended(rt, ending)
 
 
 def ended(rt: Runtime, ending: Ending) -> None:
-    """A run ended: its parent's step, its flow triggers and its concurrency slot follow."""
+    """A run ended: its parent's step, its flow triggers and its concurrency slot follow. A
+    run that goes on (its on_failure or finally steps owed) has them sent instead."""
+    if not ending.status.finished:
+        rt.publisher.deliver(ending.owed)
+        return
     settle_parent(rt.publisher, ending, rt.worker)
-    if ending.status.finished:
-        follow_up(rt.publisher, ending.owed)
+    follow_up(rt.publisher, ending.owed)

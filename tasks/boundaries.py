@@ -1,6 +1,7 @@
 """A run's two ends: ``start`` (queued -> running) and ``finish`` (succeeded, or failed after
-its on_failure steps). In a chain they usually share the task of the code steps beside
-them (see ``tasks/code.py``)."""
+its on_failure steps; with finally steps, the end of each phase sends them, and theirs ends
+the run). In a chain they usually share the task of the code steps beside them (see
+``tasks/code.py``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -37,6 +38,7 @@ def start_run(ref: RunRef) -> None:
 
 def finish_run(ctx: Context, ref: RunRef) -> None:
     rt = runtime(settings)
-    ending = runs.finish_run(rt.engine, ref.run_id, ref.phase, ctx.last, rt.worker)
+    has_finally = bool(rt.plan(ref.flow_id, ref.version).finally_)
+    ending = runs.finish_run(rt.engine, ref.run_id, ref.phase, ctx.last, rt.worker, has_finally)
     if ending is not None:
         ended(rt, ending)

@@ -1,16 +1,22 @@
-"""What a step checks after it ran: ``fail_if`` (the step fails) and ``break_if`` (the
-innermost for_each or loop ends). The lane that broke a loop knows from its context; other
-lanes (separate tasks, maybe on other workers) read it from the loop's attempt before they
-start an item."""
+"""What a step checks after it ran: ``fail_if`` (the step fails), ``break_if`` (the
+innermost for_each or loop ends) and ``stop_if`` (the run ends). The lane that broke a loop
+knows from its context; other lanes (separate tasks, maybe on other workers) read it from
+the loop's attempt before they start an item. A stopped run's other steps are killed and
+its attempts refuse any later step."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from celery.exceptions import Ignore
 
 from orchestrator.errors import ExpressionError
 from orchestrator.execution.context import Context
 from orchestrator.execution.messages import RunRef
 from orchestrator.execution.plan import Node, Plan, truthy
-from orchestrator.store import breaks
+from orchestrator.services.decisions import wind_down
+from orchestrator.store import breaks, runs
+from tasks.app import revoke
 
 if TYPE_CHECKING:
     from tasks.attempt import StepDelivery
@@ -59,3 +65,22 @@ def break_loop(s: StepDelivery) -> None:
     loop_node = s.plan.node(s.plan.loops[s.node.path])
     where = loop_node.concrete_path(s.ctx.indices()[:-1])
     breaks.mark_broken(s.rt.engine, s.ref.run_id, where, s.path)
+
+
+def stop_holds(s: StepDelivery, result: Any) -> bool:
+    """Whether the step's ``stop_if`` holds over ``result`` (raises ExpressionError)."""
+    return truthy(s.node.checks.stop_if, {**s.names, "result": result})
+
+
+def stop_run(s: StepDelivery, result: Any) -> NoReturn:
+    """This step's ``stop_if`` held: the run ends succeeded with ``result`` (after its finally
+    steps), the tasks of its other running steps are killed, and this task goes no further.
+    A second delivery finds the run stopped and does nothing."""
+    from tasks.attempt import ended  # attempt.py imports this module
+
+    stopped = runs.stop_run(s.rt.engine, s.ref.run_id, s.path, result, s.rt.worker, bool(s.plan.finally_))
+    if stopped is not None:
+        others = [task_id for task_id in stopped.task_ids if task_id != s.task.request.id]
+        wind_down(s.rt.publisher, revoke, dataclasses.replace(stopped, task_ids=others), s.rt.worker)
+        ended(s.rt, stopped.ending)
+    raise Ignore()

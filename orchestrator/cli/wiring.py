@@ -31,9 +31,9 @@ def send(signature: Any) -> None:
 
 def revoke(task_ids: list[str]) -> None:
     """Kill the processes running these tasks (their messages are then dropped, not redone)."""
-    from tasks import app
+    from tasks.app import revoke as revoke_tasks
 
-    app.control.revoke(task_ids, terminate=True, signal="SIGKILL")
+    revoke_tasks(task_ids)
 
 
 def actor() -> str:

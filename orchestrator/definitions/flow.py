@@ -49,7 +49,12 @@ class Flow(Model):
     network: Network | None = Field(default=None, description="its steps' network (default: the worker's)")
     limits: StepLimits | None = Field(default=None, description="its steps' limits, unless a step says")
     steps: Annotated[list[Step], Field(min_length=1)]
-    on_failure: list[Step] = Field(default_factory=list)
+    on_failure: list[Step] = Field(default_factory=list, description=(
+        "steps run when the run fails, with the error in ${{ run.error }}"))
+    finally_: list[Step] = Field(default_factory=list, alias="finally", description=(
+        "steps run after the others end, whether the run succeeded, failed (after on_failure) or was cancelled; "
+        "${{ run.status }} and ${{ run.error }} say how it went; a failing finally step fails a succeeded run"),
+        examples=[[{"id": "cleanup", "bash": "echo \"run ended $STATUS\"", "with": {"STATUS": "${{ run.status }}"}}]])
 
     @model_validator(mode="before")
     @classmethod
@@ -58,8 +63,8 @@ class Flow(Model):
 
     def walk(self) -> Iterator[tuple[StepBase, tuple[str | int, ...]]]:
         """Every step, nested ones included, in document order, with its JSON path parts."""
-        for key in ("steps", "on_failure"):
-            yield from walk_sequence(getattr(self, key), (key,))
+        for key, steps in (("steps", self.steps), ("on_failure", self.on_failure), ("finally", self.finally_)):
+            yield from walk_sequence(steps, (key,))
 
 
 Flow.model_rebuild()

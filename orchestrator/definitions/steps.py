@@ -121,6 +121,10 @@ class StepBase(Model):
     break_if: Value = Field(default=None, description=(
         "inside a for_each or loop, after the step ran: when this holds over `result`, the innermost loop ends "
         "(no new item or iteration starts; the rest of this item's steps do not run)"))
+    stop_if: Value = Field(default=None, description=(
+        "after the step succeeded: when this holds over `result`, the run ends succeeded with this result; "
+        "whatever else of it still runs is cancelled and no later step starts (its finally steps still run)"),
+        examples=["${{ result.count == 0 }}"])
 
     def sequences(self) -> list[Nested]:
         """The step lists nested in this step, in document order (none for a plain step).

@@ -20,6 +20,7 @@ from orchestrator.definitions.steps import (
     ParallelStep,
     StepBase,
     step_kind,
+    walk_sequence,
 )
 from orchestrator.definitions.triggers import CronTrigger
 from orchestrator.errors import ExpressionError, Problem, ValidationError, did_you_mean, join_path
@@ -41,7 +42,7 @@ class _Scope:
 # Names an expression reads only in some places: where each is defined.
 _PLACED = {"iteration": "inside a loop step's `do`, `until` and `while`",
            "previous": "inside a loop step's `do`, `until` and `while`",
-           "result": "in `fail_if` and `break_if` (the step's own result)",
+           "result": "in `fail_if`, `break_if` and `stop_if` (the step's own result)",
            "error": "in `retry.if` (the failure's {type, message})"}
 
 
@@ -54,7 +55,11 @@ def check_flow(flow: Flow) -> list[Problem]:
     checker = _ReferenceChecker(flow, set(first_seen), problems)
     checker.sequence(flow.steps, ("steps",), _Scope(frozenset(), False))
     top_ids = frozenset(step.id for step in flow.steps)
-    checker.sequence(flow.on_failure, ("on_failure",), _Scope(top_ids, False))
+    for key, steps in (("on_failure", flow.on_failure), ("finally", flow.finally_)):
+        checker.sequence(steps, (key,), _Scope(top_ids, False))
+        problems += [Problem(f"{join_path(*path)}.stop_if", f"stop_if ends a run's main steps; steps in `{key}` run "
+                             "after them and cannot stop the run (use `if:` on later steps)")
+                     for step, path in walk_sequence(steps, (key,)) if step.stop_if is not None]
     problems += check_triggers(flow)
     problems += check_step_code(flow)
     return problems
@@ -168,13 +173,14 @@ class _ReferenceChecker:
             self.sequence(nested.steps, (*path, *nested.where), scope)
 
     def checks(self, step: StepBase, path: tuple, scope: _Scope) -> None:
-        """fail_if and break_if (over `result`), retry.if (over `error`); break_if only in a loop."""
+        """fail_if, break_if and stop_if (over `result`), retry.if (over `error`); break_if only in a loop."""
         self.value(step.fail_if, (*path, "fail_if"), scope, condition=True, extra={"result"})
         if step.break_if is not None and not (scope.in_loop or scope.in_iteration):
             self.problems.append(Problem(join_path(*path, "break_if"), "break_if ends the for_each or loop a step "
                                          "is in; this step is in none (use `if:` on later steps, or fail_if)"))
         else:
             self.value(step.break_if, (*path, "break_if"), scope, condition=True, extra={"result"})
+        self.value(step.stop_if, (*path, "stop_if"), scope, condition=True, extra={"result"})
         if getattr(step, "retry", None) is not None:
             self.value(step.retry.if_, (*path, "retry", "if"), scope, condition=True, extra={"error"})
 

@@ -1,4 +1,4 @@
-"""What a step checks besides running: ``fail_if`` and ``break_if`` after it ran,
+"""What a step checks besides running: ``fail_if``, ``break_if`` and ``stop_if`` after it ran,
 ``retry.if`` over its error, a loop's ``until``/``while``; and the shape ``{type, message}``
 an error has in expressions.
 
@@ -25,13 +25,14 @@ class Checks:
     fail_if: Template | None = None
     fail_source: str = ""
     break_if: Template | None = None
+    stop_if: Template | None = None
     retry_if: Template | None = None
     until: Template | None = None
     while_: Template | None = None
     breaks: bool = False  # a loop whose own body (not a nested loop's) has a break_if step
 
     def templates(self) -> tuple[Template, ...]:
-        return tuple(t for t in (self.fail_if, self.break_if, self.retry_if, self.until, self.while_)
+        return tuple(t for t in (self.fail_if, self.break_if, self.stop_if, self.retry_if, self.until, self.while_)
                      if t is not None)
 
 
@@ -41,13 +42,14 @@ NO_CHECKS = Checks()
 def compile_checks(step: StepBase) -> Checks:
     retry_if = step.retry.if_ if step.retry is not None else None
     loop = step.loop if isinstance(step, LoopStep) else None
-    if step.fail_if is None and step.break_if is None and retry_if is None and loop is None \
-            and not isinstance(step, ForEachStep):
+    if step.fail_if is None and step.break_if is None and step.stop_if is None and retry_if is None \
+            and loop is None and not isinstance(step, ForEachStep):
         return NO_CHECKS
     return Checks(
         fail_if=_compiled(step.fail_if),
         fail_source=_source(step.fail_if),
         break_if=_compiled(step.break_if),
+        stop_if=_compiled(step.stop_if),
         retry_if=_compiled(retry_if),
         until=_compiled(loop.until) if loop else None,
         while_=_compiled(loop.while_) if loop else None,

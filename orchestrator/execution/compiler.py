@@ -55,10 +55,10 @@ def compile_run(plan: Plan, ref: RunRef, ctx: Context, first: int = 0) -> Signat
     return _with_context(chain(*_batched(units)), ctx)
 
 
-def compile_on_failure(plan: Plan, ref: RunRef, ctx: Context) -> Signature:
-    """The on_failure steps, then the finish that marks the run failed."""
-    on_failure = ref.in_phase(Phase.ON_FAILURE)
-    units = [*_units(plan, plan.on_failure, on_failure), _Unit(plan, on_failure, Finish())]
+def compile_handlers(plan: Plan, ref: RunRef, phase: Phase, ctx: Context) -> Signature:
+    """The steps of an after-phase (on_failure, finally), then the finish that ends it."""
+    handlers = ref.in_phase(phase)
+    units = [*_units(plan, plan.handlers(phase), handlers), _Unit(plan, handlers, Finish())]
     return _with_context(chain(*_batched(units)), ctx)
 
 

@@ -5,7 +5,7 @@ object (:meth:`Context.to_wire`), in the shape every earlier release sent, so me
 queued before an upgrade still run after it:
 ``{"run": {"id", "flow", "version", "depth"[, "scripts"]}, "inputs": {...},
 "steps": {id: {"result", "status"[, "error"]}}, "last": ..., "loops": [{"index", "item",
-"done"[, "loop", "previous", "broken"]}][, "error": ...]}``.
+"done"[, "loop", "previous", "broken"]}][, "error": ...][, "status": ...]}``.
 """
 from __future__ import annotations
 
@@ -95,7 +95,8 @@ class Context:
     steps: dict[str, Outcome] = field(default_factory=dict)
     last: Any = None
     loops: list[Loop] = field(default_factory=list)
-    error: str | None = None  # the run's failure, for its on_failure steps
+    error: str | None = None  # the run's failure, for its on_failure and finally steps
+    status: str | None = None  # how the run went, for its finally steps (``run.status``)
 
     @classmethod
     def new(cls, run_id: str, flow_id: str, version: int, inputs: dict[str, Any], depth: int = 0,
@@ -109,13 +110,16 @@ class Context:
                       "loops": [frame.to_wire() for frame in self.loops]}
         if self.error:
             wire["error"] = self.error
+        if self.status:
+            wire["status"] = self.status
         return wire
 
     @classmethod
     def from_wire(cls, wire: Wire) -> Context:
         return cls(RunInfo.from_wire(wire["run"]), wire["inputs"],
                    {k: Outcome(o["status"], o.get("result"), o.get("error")) for k, o in wire["steps"].items()},
-                   wire.get("last"), [Loop.from_wire(f) for f in wire.get("loops", [])], wire.get("error"))
+                   wire.get("last"), [Loop.from_wire(f) for f in wire.get("loops", [])], wire.get("error"),
+                   wire.get("status"))
 
     def expression_names(self, variables: dict[str, Any] | None = None,
                          secrets: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -123,7 +127,7 @@ class Context:
         names: dict[str, Any] = {
             "inputs": self.inputs,
             "steps": {k: o.names() for k, o in self.steps.items()},
-            "run": {**self.run.to_wire(), "error": self.error},
+            "run": {**self.run.to_wire(), "error": self.error, "status": self.status or "running"},
             "vars": variables or {},
             "secrets": secrets or {},
         }
@@ -166,9 +170,10 @@ class Context:
         return replace(self, steps=dict(self.steps), loops=[*[replace(f, done=dict(f.done)) for f in self.loops],
                                                               Loop()])
 
-    def for_handlers(self, error: str) -> Context:
-        """The context a run's on_failure steps start from: the run's error, outside every loop."""
-        return replace(self, steps=dict(self.steps), error=error, loops=[], last=None)
+    def for_handlers(self, error: str | None, status: str | None = None) -> Context:
+        """The context a run's on_failure (or, with ``status``, finally) steps start from: the
+        run's error and status, outside every loop."""
+        return replace(self, steps=dict(self.steps), error=error, status=status, loops=[], last=None)
 
     def drop_steps(self, step_ids: frozenset[str]) -> Context:
         """Forget results of steps inside a finished composite step: they are not visible after it."""

@@ -3,7 +3,10 @@ becomes of a step that failed (the failure policy).
 
 Runs go ``queued -> running [-> suspended -> running] -> succeeded | failed | cancelled``.
 A run whose main steps failed and that has ``on_failure`` steps stays ``running`` with its
-error recorded while they run (its ``on_failure`` phase); their end marks it failed.
+error recorded while they run (its ``on_failure`` phase); their end marks it failed. A run
+with ``finally`` steps stays ``running`` while they run after all that (its ``finally``
+phase), however it went (succeeded, failed, cancelled): the run's ``ending`` says how, and
+their end gives the run that status (failed instead of succeeded when one of them fails).
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ class Phase(enum.StrEnum):
 
     MAIN = "main"
     ON_FAILURE = "on_failure"
+    FINALLY = "finally"
 
 
 FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
@@ -76,7 +80,8 @@ class CarryOn:
 @dataclass(frozen=True)
 class FailRun:
     """The run fails with ``error``. ``on_failure``: its on_failure steps run first (only a
-    main-phase failure of a flow that has them); otherwise the run ends failed now."""
+    main-phase failure of a flow that has them); otherwise the run ends failed now, or after
+    its finally steps."""
 
     error: str
     on_failure: bool

@@ -14,6 +14,7 @@ from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.parser import flow_from_stored
 from orchestrator.definitions.steps import ForEachStep, LoopStep, ParallelStep, StepBase, step_kind
 from orchestrator.execution.checks import NO_CHECKS, Checks, compile_checks, enclosing_loops
+from orchestrator.execution.lifecycle import Phase
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ class Plan:
     main: tuple[str, ...]
     on_failure: tuple[str, ...]
     loops: dict[str, str] = field(default_factory=dict)  # step path -> its innermost for_each/loop's path
+    finally_: tuple[str, ...] = ()
+
+    def handlers(self, phase: Phase) -> tuple[str, ...]:
+        """The steps of an after-phase: on_failure's or finally's."""
+        return self.on_failure if phase is Phase.ON_FAILURE else self.finally_
 
     def node(self, path: str) -> Node:
         return self.nodes[path]
@@ -62,7 +68,8 @@ def build_plan(flow: Flow, version: int) -> Plan:
     nodes: dict[str, Node] = {}
     main = _sequence(flow.steps, "", "", nodes)
     on_failure = _sequence(flow.on_failure, "on_failure.", "on_failure.", nodes)
-    return Plan(flow.id, version, flow, nodes, main, on_failure, enclosing_loops(nodes))
+    finally_ = _sequence(flow.finally_, "finally.", "finally.", nodes)
+    return Plan(flow.id, version, flow, nodes, main, on_failure, enclosing_loops(nodes), finally_)
 
 
 def _sequence(steps: list[StepBase], prefix: str, fmt_prefix: str, nodes: dict[str, Node]) -> tuple[str, ...]:

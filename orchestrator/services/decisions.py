@@ -6,8 +6,8 @@ from orchestrator.errors import Conflict
 from orchestrator.execution.lifecycle import RunStatus, StepStatus
 from orchestrator.services.follow_up import follow_up
 from orchestrator.services.publisher import Publisher, Revoke
-from orchestrator.store import attempts, runs
-from orchestrator.store.runs import Ending
+from orchestrator.store import attempts, runs, views
+from orchestrator.store.runs import Cancellation, Ending
 
 
 def decide_approval(publisher: Publisher, run_id: str, step: str, *, approve: bool,
@@ -28,20 +28,33 @@ def decide_approval(publisher: Publisher, run_id: str, step: str, *, approve: bo
 
 def cancel(publisher: Publisher, revoke: Revoke, run_id: str, *, actor: str) -> None:
     """Cancel a run: nothing more of it starts, its running steps are killed, its subflow runs
-    are cancelled, and a parent run waiting on it sees its flow step fail."""
-    cancellation = runs.cancel_run(publisher.engine, run_id, actor)
+    are cancelled; then its finally steps run, if it has some and had started. A parent run
+    waiting on it sees its flow step fail once it has ended."""
+    run = views.get_run(publisher.engine, run_id, with_steps=False)
+    has_finally = bool(publisher.plans.plan(run.flow_id, run.flow_version).finally_)
+    cancellation = runs.cancel_run(publisher.engine, run_id, actor, has_finally)
+    wind_down(publisher, revoke, cancellation, actor)
+    ending = cancellation.ending
+    if not ending.status.finished:  # its finally steps run, then it ends
+        publisher.deliver(ending.owed)
+        return
+    follow_up(publisher, ending.owed)
+    if ending.parent_step_run_id is not None:
+        publisher.deliver(attempts.resume_attempt(publisher.engine, ending.parent_step_run_id,
+                                                  StepStatus.FAILED, error=f"subflow run {run_id} cancelled",
+                                                  actor=actor))
+
+
+def wind_down(publisher: Publisher, revoke: Revoke, cancellation: Cancellation, actor: str) -> None:
+    """What a cancelled or stopped run's other steps leave to do: kill the tasks running
+    them, cancel its subflow runs. (Its end, or its finally steps, are the caller's.)"""
     if cancellation.task_ids:
         revoke(cancellation.task_ids)
-    follow_up(publisher, cancellation.follow_up)
     for child in cancellation.children:
         try:
             cancel(publisher, revoke, child, actor=actor)
         except Conflict:
             pass  # it ended meanwhile
-    if cancellation.parent_step_run_id is not None:
-        publisher.deliver(attempts.resume_attempt(publisher.engine, cancellation.parent_step_run_id,
-                                                  StepStatus.FAILED, error=f"subflow run {run_id} cancelled",
-                                                  actor=actor))
 
 
 def settle_parent(publisher: Publisher, ending: Ending, actor: str) -> None:

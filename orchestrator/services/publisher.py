@@ -1,10 +1,11 @@
 """Record, then send, then mark sent: the one path by which a message leaves for the broker.
 
 Whatever makes a message owed (a run recorded, a run failed with on_failure steps, a
-waiting step decided) writes it to the outbox in the same transaction (``store/outbox.py``)
-and hands the owed row here after the commit. :meth:`Publisher.deliver` sends it and marks
-it done; a process that dies in between, or a broker that does not answer, leaves the row
-to the sweeper, which delivers it through the same method.
+run whose finally steps are due, a waiting step decided) writes it to the outbox in the
+same transaction (``store/outbox.py``) and hands the owed row here after the commit.
+:meth:`Publisher.deliver` sends it and marks it done; a process that dies in between, or a
+broker that does not answer, leaves the row to the sweeper, which delivers it through the
+same method.
 """
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ import kombu.exceptions
 from celery import Signature
 from sqlalchemy import Engine
 
-from orchestrator.execution.compiler import compile_run
+from orchestrator.execution.compiler import compile_handlers, compile_run
 from orchestrator.execution.context import Context
+from orchestrator.execution.lifecycle import Phase
 from orchestrator.execution.messages import RunRef
 from orchestrator.execution.plan import Plan
 from orchestrator.store import outbox, views
 from orchestrator.store.outbox import Owed, OwedKind
+from orchestrator.store.views import RunView
 
 log = logging.getLogger("millrace.publisher")
 # What a send raises when the broker cannot be reached (connection refused, reset, timed out).
@@ -68,6 +71,9 @@ class Publisher:
         kept = owed_message(owed)
         if kept is not None:
             return kept
+        if owed.kind is OwedKind.FINALLY:
+            run = views.get_run(self.engine, owed.run_id)
+            return finally_message(self.plans.plan(run.flow_id, run.flow_version), run)
         if owed.kind is not OwedKind.RUN:
             raise ValueError(f"{owed.kind} {owed.id} keeps no message")
         run = views.get_run(self.engine, owed.run_id, with_steps=False)
@@ -84,3 +90,17 @@ def run_message(plan: Plan, run_id: str, inputs: dict[str, Any], depth: int = 0,
     """A run's whole canvas, from its first context."""
     ref = RunRef(run_id, plan.flow_id, plan.version)
     return compile_run(plan, ref, Context.new(run_id, plan.flow_id, plan.version, inputs, depth, scripts))
+
+
+def finally_message(plan: Plan, run: RunView) -> Signature:
+    """A run's finally steps, built from its record however its steps ended (their end, a
+    failure, a stop_if, a cancel): ``run.status`` is its ending, ``run.error`` its error, and
+    its top-level steps' outcomes are ``steps.<id>``."""
+    ctx = Context.new(run.id, plan.flow_id, plan.version, run.inputs, run.depth, run.scripts)
+    top = set(plan.main)
+    for step in run.steps:  # in the order they were made: a later attempt's outcome wins
+        if step.path in top and step.status.finished:
+            ctx.set_outcome(step.step_id, step.status.value, step.result, step.error)
+    ending = run.ending.value if run.ending is not None else run.status.value
+    ref = RunRef(run.id, plan.flow_id, plan.version)
+    return compile_handlers(plan, ref, Phase.FINALLY, ctx.for_handlers(run.error, ending))

@@ -14,7 +14,6 @@ from typing import Any
 
 from sqlalchemy import (
     Engine,
-    and_,
     bindparam,
     case,
     exists,
@@ -25,10 +24,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from orchestrator.errors import Conflict, NotFound
-from orchestrator.execution.lifecycle import ACTIVE, OPEN_STEP, Phase, RunStatus, StepStatus
+from orchestrator.execution.lifecycle import OPEN_STEP, Phase, RunStatus, StepStatus
 from orchestrator.store.audit import acting, audit
 from orchestrator.store.outbox import Owed, OwedKind, owe
-from orchestrator.store.runs import Created, NewRun, insert_run
+from orchestrator.store.runs import Created, NewRun, in_phase, insert_run
 from orchestrator.store.sql import autocommit, dialect_insert, inline, now, storable
 from orchestrator.store.tables import (
     runs,
@@ -73,10 +72,7 @@ def open_attempt(engine: Engine, *, run_id: str, phase: str, path: str, step_id:
 @functools.cache
 def _open_statement(dialect: str, phase: str) -> Any:
     # Built once: constructing it per step costs more than the round trip it makes.
-    if phase is Phase.MAIN:
-        active = and_(runs.c.status.in_(inline(ACTIVE)), runs.c.error.is_(None))
-    else:
-        active = runs.c.status == RunStatus.RUNNING.value
+    active = in_phase(Phase(phase))
     columns = ["run_id", "path", "step_id", "kind", "item_index", "attempt", "worker", "task_id", "created_at",
                "started_at"]
     values = select(

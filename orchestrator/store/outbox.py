@@ -22,6 +22,7 @@ from orchestrator.store.tables import outbox
 class OwedKind(enum.StrEnum):
     RUN = "run"  # a run's first message (None: compiled from the run's row when sent)
     ON_FAILURE = "on_failure"  # a failed run's on_failure steps
+    FINALLY = "finally"  # a run's finally steps (compiled from the run's record when sent)
     CONTINUATION = "continuation"  # a decided waiting step's saved message
     FOLLOW_UP = "follow_up"  # what a run's end sets off (flow triggers, held runs)
 

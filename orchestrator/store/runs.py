@@ -5,13 +5,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     and_,
+    case,
     delete,
     func,
     insert,
     literal,
+    literal_column,
     select,
     update,
 )
@@ -21,7 +24,7 @@ from orchestrator.errors import Conflict, NotFound
 from orchestrator.execution.lifecycle import ACTIVE, OPEN_STEP, UNFINISHED, Phase, RunStatus, StepStatus
 from orchestrator.store.audit import acting, audit
 from orchestrator.store.outbox import Owed, OwedKind, owe
-from orchestrator.store.sql import now
+from orchestrator.store.sql import inline, now
 from orchestrator.store.tables import (
     outbox,
     runs,
@@ -186,100 +189,165 @@ def start_run(engine: Engine, run_id: str, worker: str) -> bool:
 
 @dataclass(frozen=True)
 class Ending:
-    """A run that just ended, and who waits on it."""
+    """A run that just ended, or whose finally steps are now owed, and who waits on it."""
 
     run_id: str
-    status: RunStatus
+    status: RunStatus  # running: its finally steps (or on_failure steps) are owed
     result: Any
     error: str | None
     parent_step_run_id: int | None
-    owed: Owed | None  # what its end leaves owed: its follow-up, or its on_failure steps
+    owed: Owed | None  # what its end leaves owed: its follow-up, its on_failure or finally steps
 
 
-def finish_run(engine: Engine, run_id: str, phase: Phase, result: Any, worker: str) -> Ending | None:
-    """End a run: succeeded after its steps, failed after its on_failure steps; once. Its
-    follow-up is owed in the same transaction."""
+_RUNNING = RunStatus.RUNNING.value
+
+
+def in_phase(phase: Phase) -> ColumnElement[bool]:
+    """A run whose steps of ``phase`` may run: its main steps until it fails or its ending is
+    recorded (stop_if, a cancel, the main steps' end); on_failure steps while it runs with no
+    ending yet; finally steps while it runs with its ending recorded. Its constants are
+    written into the SQL (statements run per step)."""
     if phase is Phase.MAIN:
-        where = and_(runs.c.status.in_(ACTIVE), runs.c.error.is_(None))
-        status = RunStatus.SUCCEEDED
-    else:
-        where = runs.c.status == RunStatus.RUNNING.value
-        status = RunStatus.FAILED
-    with engine.begin() as conn:
-        row = conn.execute(
-            update(runs).where(runs.c.id == run_id, where)
-            .values(status=status.value, result=result if status is RunStatus.SUCCEEDED else None,
-                    finished_at=now())
-            .returning(runs.c.error, runs.c.parent_step_run_id)
-        ).first()
-        if row is None:
-            return None
-        audit(conn, worker, f"run.{status.value}", f"run:{run_id}", error=row.error)
+        return and_(runs.c.status.in_(inline(ACTIVE)), runs.c.error.is_(None), runs.c.ending.is_(None))
+    running = runs.c.status == literal_column(f"'{_RUNNING}'")
+    return and_(running, runs.c.ending.is_(None) if phase is Phase.ON_FAILURE else runs.c.ending.is_not(None))
+
+
+_IN_MAIN = in_phase(Phase.MAIN)
+_IN_PHASE = {phase: in_phase(phase) for phase in Phase}
+_ENDED = (runs.c.status, runs.c.ending, runs.c.error, runs.c.result, runs.c.parent_step_run_id)
+
+
+def _end(status: RunStatus, has_finally: bool) -> dict[str, Any]:
+    """The values that end a run with ``status``: now, or after its finally steps."""
+    if has_finally:
+        return {"status": _RUNNING, "ending": status.value}
+    return {"status": status.value, "finished_at": now()}
+
+
+def _ended(conn: Connection, actor: str, run_id: str, row: Any) -> Ending:
+    """Audit what the run's row became and owe what it sets off: its finally steps while it
+    stays running (``run.finally``, with the status it will end with: who cancelled a run
+    with finally steps is this event's actor), its follow-up once it ended."""
+    status = RunStatus(row.status)
+    if status.finished:
+        audit(conn, actor, f"run.{status.value}", f"run:{run_id}", error=row.error)
         owed = owe(conn, OwedKind.FOLLOW_UP, run_id)
-    return Ending(run_id, status, result, row.error, row.parent_step_run_id, owed)
+    else:
+        audit(conn, actor, "run.finally", f"run:{run_id}", ending=row.ending, error=row.error)
+        owed = owe(conn, OwedKind.FINALLY, run_id)
+    return Ending(run_id, status, row.result, row.error, row.parent_step_run_id, owed)
+
+
+def finish_run(engine: Engine, run_id: str, phase: Phase, result: Any, worker: str,
+               has_finally: bool = False) -> Ending | None:
+    """End a phase of a run, once: its main steps (succeeded, with ``result``), its on_failure
+    steps (failed), its finally steps (the status its ending says). With ``has_finally`` the
+    first two leave the run running, its ending recorded, its finally steps owed; an end owes
+    its follow-up, in the same transaction."""
+    if phase is Phase.FINALLY:
+        values: dict[str, Any] = {"status": runs.c.ending, "ending": None, "finished_at": now()}
+    else:
+        status = RunStatus.SUCCEEDED if phase is Phase.MAIN else RunStatus.FAILED
+        values = {"result": result if status is RunStatus.SUCCEEDED else None, **_end(status, has_finally)}
+    with engine.begin() as conn:
+        row = conn.execute(update(runs).where(runs.c.id == run_id, _IN_PHASE[phase]).values(**values)
+                           .returning(*_ENDED)).first()
+        return None if row is None else _ended(conn, worker, run_id, row)
 
 
 def fail_run(engine: Engine, run_id: str, error: str, on_failure: dict[str, Any] | None,
-             worker: str) -> Ending | None:
+             worker: str, has_finally: bool = False) -> Ending | None:
     """Record the first failure of a run. With ``on_failure`` (the message of its on_failure
     steps, owed from this commit on) the run stays running: they run, then finish marks it
-    failed; without, it ends now and its follow-up is owed. None if it had failed or ended
-    already."""
-    has_on_failure = on_failure is not None
+    failed; without, it ends now (or after its finally steps) and what follows is owed. None
+    if it had failed or ended already."""
     values: dict[str, Any] = {"error": error}
-    if has_on_failure:
-        values.update(status=RunStatus.RUNNING.value)
-    else:
-        values.update(status=RunStatus.FAILED.value, finished_at=now())
+    values |= {"status": _RUNNING} if on_failure is not None else _end(RunStatus.FAILED, has_finally)
     with engine.begin() as conn:
-        row = conn.execute(
-            update(runs).where(runs.c.id == run_id, runs.c.status.in_(ACTIVE), runs.c.error.is_(None))
-            .values(**values).returning(runs.c.parent_step_run_id)
-        ).first()
+        row = conn.execute(update(runs).where(runs.c.id == run_id, _IN_MAIN).values(**values)
+                           .returning(*_ENDED)).first()
         if row is None:
             return None
-        audit(conn, worker, "run.failed" if not has_on_failure else "run.failing", f"run:{run_id}", error=error)
-        owed = (owe(conn, OwedKind.ON_FAILURE, run_id, message=on_failure) if has_on_failure
-                else owe(conn, OwedKind.FOLLOW_UP, run_id))
-    status = RunStatus.RUNNING if has_on_failure else RunStatus.FAILED
-    return Ending(run_id, status, None, error, row.parent_step_run_id, owed)
+        if on_failure is None:
+            return _ended(conn, worker, run_id, row)
+        audit(conn, worker, "run.failing", f"run:{run_id}", error=error)
+        owed = owe(conn, OwedKind.ON_FAILURE, run_id, message=on_failure)
+    return Ending(run_id, RunStatus.RUNNING, None, error, row.parent_step_run_id, owed)
+
+
+def fail_finally(engine: Engine, run_id: str, error: str, worker: str) -> Ending | None:
+    """A finally step failed: the run ends now, failed (a cancelled one stays cancelled), with
+    ``error`` unless it had failed before; once."""
+    cancelled = RunStatus.CANCELLED.value
+    values = {"status": case((runs.c.ending == cancelled, cancelled), else_=RunStatus.FAILED.value),
+              "error": func.coalesce(runs.c.error, error), "result": None, "ending": None, "finished_at": now()}
+    with engine.begin() as conn:
+        row = conn.execute(update(runs).where(runs.c.id == run_id, _IN_PHASE[Phase.FINALLY]).values(**values)
+                           .returning(*_ENDED)).first()
+        return None if row is None else _ended(conn, worker, run_id, row)
 
 
 @dataclass(frozen=True)
 class Cancellation:
-    """A run just cancelled: the tasks of its running steps, its child runs, who waits on it."""
+    """A run just cancelled (or stopped): the tasks of its running steps, its child runs, who
+    waits on it and what it leaves owed (its follow-up, or its finally steps)."""
 
     task_ids: list[str]
     children: list[str]
-    parent_step_run_id: int | None
-    follow_up: Owed | None
+    ending: Ending
 
 
-def cancel_run(engine: Engine, run_id: str, actor: str) -> Cancellation:
-    """End a run as cancelled, once: its waiting steps end too; returns what is left to stop."""
-    at = now()
+def cancel_run(engine: Engine, run_id: str, actor: str, has_finally: bool = False) -> Cancellation:
+    """Cancel a run, once: its open steps end. With ``has_finally`` a started run whose main
+    (or on_failure) steps were running stays running for its finally steps, then ends
+    cancelled; otherwise (a run not started, or one in its finally steps) it ends now."""
     with engine.begin() as conn:
-        row = conn.execute(
-            update(runs).where(runs.c.id == run_id, runs.c.status.in_(UNFINISHED))
-            .values(status=RunStatus.CANCELLED.value, finished_at=at).returning(runs.c.parent_step_run_id)
-        ).first()
+        row = None
+        if has_finally:
+            row = conn.execute(update(runs).where(runs.c.id == run_id, runs.c.status.in_(ACTIVE),
+                                                  runs.c.ending.is_(None))
+                               .values(status=_RUNNING, ending=RunStatus.CANCELLED.value).returning(*_ENDED)).first()
+        if row is None:
+            row = conn.execute(update(runs).where(runs.c.id == run_id, runs.c.status.in_(UNFINISHED))
+                               .values(status=RunStatus.CANCELLED.value, ending=None, finished_at=now())
+                               .returning(*_ENDED)).first()
         if row is None:
             status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
             if status is None:
                 raise NotFound(f"run '{run_id}' does not exist")
             raise Conflict(f"run {run_id} has ended already ({status})")
         acting(conn, actor)
-        conn.execute(update(step_runs).where(step_runs.c.run_id == run_id, step_runs.c.status.in_(
-            OPEN_STEP)).values(
-            status=StepStatus.FAILED.value, error="run cancelled", finished_at=at, continuation=None))
-        task_ids = list(conn.execute(select(step_runs.c.task_id).where(
-            step_runs.c.run_id == run_id, step_runs.c.error == "run cancelled",
-            step_runs.c.finished_at == at, step_runs.c.task_id.is_not(None))).scalars())
-        children = list(conn.execute(select(runs.c.id).where(
-            runs.c.parent_run_id == run_id, runs.c.finished_at.is_(None))).scalars())
-        audit(conn, actor, "run.cancelled", f"run:{run_id}")
-        follow_up = owe(conn, OwedKind.FOLLOW_UP, run_id)
-    return Cancellation(task_ids, children, row.parent_step_run_id, follow_up)
+        task_ids, children = _close_steps(conn, run_id, "run cancelled")
+        return Cancellation(task_ids, children, _ended(conn, actor, run_id, row))
+
+
+def stop_run(engine: Engine, run_id: str, path: str, result: Any, worker: str,
+             has_finally: bool = False) -> Cancellation | None:
+    """The ``stop_if`` of step ``path`` held: the run ends succeeded with ``result`` (after its
+    finally steps, with ``has_finally``), its other open steps end; once. None when its main
+    steps had ended already (failed, cancelled, stopped)."""
+    values = {"stopped_at": path, "result": result, **_end(RunStatus.SUCCEEDED, has_finally)}
+    with engine.begin() as conn:
+        row = conn.execute(update(runs).where(runs.c.id == run_id, _IN_MAIN).values(**values)
+                           .returning(*_ENDED)).first()
+        if row is None:
+            return None
+        task_ids, children = _close_steps(conn, run_id, f"cancelled: the run stopped at {path}")
+        return Cancellation(task_ids, children, _ended(conn, worker, run_id, row))
+
+
+def _close_steps(conn: Connection, run_id: str, error: str) -> tuple[list[str], list[str]]:
+    """End a run's open steps with ``error``: the tasks running them, and its unfinished child runs."""
+    at = now()
+    conn.execute(update(step_runs).where(step_runs.c.run_id == run_id, step_runs.c.status.in_(OPEN_STEP))
+                 .values(status=StepStatus.FAILED.value, error=error, finished_at=at, continuation=None))
+    task_ids = list(conn.execute(select(step_runs.c.task_id).where(
+        step_runs.c.run_id == run_id, step_runs.c.error == error, step_runs.c.finished_at == at,
+        step_runs.c.task_id.is_not(None))).scalars())
+    children = list(conn.execute(select(runs.c.id).where(
+        runs.c.parent_run_id == run_id, runs.c.finished_at.is_(None))).scalars())
+    return task_ids, children
 
 
 def run_status(engine: Engine, run_id: str) -> RunStatus:

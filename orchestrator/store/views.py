@@ -73,6 +73,8 @@ class RunView(RunListing):
     scripts: dict[str, int]
     depth: int
     concurrency_key: str | None
+    stopped_at: str | None = None  # the step whose stop_if ended it
+    ending: RunStatus | None = None  # while its finally steps run: the status it ends with
     steps: tuple[StepView, ...] = ()
 
 
@@ -96,6 +98,8 @@ def _listing(cls: type, names: list[str], row: Any, **extra: Any) -> Any:
     values["status"] = RunStatus(values["status"])
     if "scripts" in values:
         values["scripts"] = values["scripts"] or {}
+    if values.get("ending"):
+        values["ending"] = RunStatus(values["ending"])
     return cls(**values, **extra)
 
 

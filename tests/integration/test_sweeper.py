@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator.cli.wiring import publisher_for
 from orchestrator.definitions.parser import parse_flow
-from orchestrator.execution.lifecycle import StepStatus
+from orchestrator.execution.lifecycle import Phase, StepStatus
 from orchestrator.services.runs import submit, wait_for_run
 from orchestrator.services.saving import save_flow
 from orchestrator.store import outbox, runs, views
@@ -94,7 +94,8 @@ on_failure:
     # the worker recorded the failure with its on_failure steps, then died before sending them
     error = "step boom failed: exit status 3"
     ctx = Context.new(run_id, flow.id, version, {}).for_handlers(error)
-    handlers = compiler.compile_on_failure(build_plan(flow, version), RunRef(run_id, flow.id, version), ctx)
+    handlers = compiler.compile_handlers(build_plan(flow, version), RunRef(run_id, flow.id, version),
+                                         Phase.ON_FAILURE, ctx)
     assert runs.fail_run(engine, run_id, error, dict(handlers), "dead-worker") is not None
     time.sleep(1)
     assert runs.run_status(engine, run_id).value == "running"

@@ -95,8 +95,9 @@ def test_what_was_owed_before_the_upgrade_is_all_done_after_it(old_database):
     end never followed up (its held run never released). After the upgrade a worker's
     first sweep does each, once."""
     from orchestrator.definitions.parser import parse_flow
-    from orchestrator.execution.compiler import compile_on_failure, compile_run
+    from orchestrator.execution.compiler import compile_handlers, compile_run
     from orchestrator.execution.context import Context
+    from orchestrator.execution.lifecycle import Phase
     from orchestrator.execution.messages import RunRef
     from orchestrator.execution.plan import build_plan
     from orchestrator.store.database import upgrade
@@ -110,8 +111,8 @@ def test_what_was_owed_before_the_upgrade_is_all_done_after_it(old_database):
         # failed: on_failure steps recorded with the failure, never sent
         failing = _run(conn, "upgrade/owed", "running", started_at=_ago(200), error="step gate failed: no",
                        concurrency_key="x")
-        handlers = compile_on_failure(plan, RunRef(failing, plan.flow_id, 1),
-                                      Context.new(failing, plan.flow_id, 1, {}).for_handlers("step gate failed: no"))
+        handlers = compile_handlers(plan, RunRef(failing, plan.flow_id, 1), Phase.ON_FAILURE,
+                                    Context.new(failing, plan.flow_id, 1, {}).for_handlers("step gate failed: no"))
         conn.execute(text("UPDATE runs SET on_failure = :m, on_failure_pending_since = :at WHERE id = :id"),
                      {"m": json.dumps(dict(handlers)), "at": _ago(120), "id": failing})
         # approved: its continuation (the rest of the run from the gate on) never sent

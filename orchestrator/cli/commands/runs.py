@@ -228,8 +228,9 @@ def runs_timeline(client: Client, run_id: str, out: Path) -> None:
 @click.argument("run_id")
 @click.pass_obj
 def runs_cancel(client: Client, run_id: str) -> None:
-    """Cancel a run: its running steps are killed, nothing after them starts."""
-    click.echo(client.call("POST", f"/runs/{run_id}/cancel", json_body={}).body["status"])
+    """Cancel a run: its running steps are killed, nothing after them starts; then its finally steps run."""
+    run = client.call("POST", f"/runs/{run_id}/cancel", json_body={}).body
+    click.echo(run["status"] if not run.get("ending") else f"{run['status']} (its finally steps, then {run['ending']})")
 
 
 def _decide(verb: str) -> click.Command:

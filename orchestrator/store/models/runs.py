@@ -38,6 +38,10 @@ class Run(Base):
     concurrency_key: Mapped[str | None] = mapped_column(String(200))
     held: Mapped[bool] = mapped_column(default=False)
     depth: Mapped[int] = mapped_column(Integer, default=0)
+    # The step whose stop_if ended the run (its result is the run's).
+    stopped_at: Mapped[str | None] = mapped_column(String(1000))
+    # While its finally steps run: the status the run ends with after them.
+    ending: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
     started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)

@@ -7,6 +7,7 @@ from celery.canvas import _chain as chain
 from orchestrator.definitions.parser import parse_flow
 from orchestrator.execution import compiler
 from orchestrator.execution.context import Context, close_lanes
+from orchestrator.execution.lifecycle import Phase
 from orchestrator.execution.messages import Finish, RunRef, StepAt, units_of
 from orchestrator.execution.plan import build_plan
 
@@ -118,7 +119,7 @@ def test_for_each_lanes_share_the_items_and_join_once() -> None:
 
 
 def test_on_failure_runs_in_its_own_phase() -> None:
-    sig = compiler.compile_on_failure(PLAN, REF, Context.new("run-1", "shop/orders", 7, {}))
+    sig = compiler.compile_handlers(PLAN, REF, Phase.ON_FAILURE, Context.new("run-1", "shop/orders", 7, {}))
     [only] = sig.tasks
     assert only.task == "millrace.step" and only.kwargs["phase"] == "on_failure"
     assert only.kwargs["units"] == [{"node": "on_failure.alert"}, {"finish": True}]
