@@ -49,6 +49,7 @@ OPTION_EXAMPLES: dict[str, dict[str, Any]] = {
     "limits": {"id": "big", "python": ADD, "with": {"a": 1, "b": 2}, "limits": {"memory": "512MiB", "cpu": "30s"}},
     "network": {"id": "offline", "python": ADD, "with": {"a": 1, "b": 2}, "network": "none"},
     "fail_if": {"id": "count", "python": "def main():\n    return 0\n", "fail_if": "${{ result == 0 }}"},
+    "stop_if": {"id": "anything_new", "python": "def main():\n    return []\n", "stop_if": "${{ result == [] }}"},
     "break_if": {"id": "scan", "for_each": [1, 2, 3], "parallel": False, "do": [
         {"id": "look", "python": "def main(n):\n    return n\n", "with": {"n": "${{ item }}"},
          "break_if": "${{ result >= 2 }}"}]},
@@ -66,6 +67,7 @@ FLOW_EXAMPLES: dict[str, Any] = {
     "limits": {"memory": "256MiB"},
     "steps": [{"id": "add", "python": ADD, "with": {"a": 1, "b": 2}}],
     "on_failure": [{"id": "tell", "bash": "echo \"$ERR\"", "with": {"ERR": "${{ run.error }}"}}],
+    "finally": [{"id": "clean_up", "bash": "echo \"run $STATUS\"", "with": {"STATUS": "${{ run.status }}"}}],
 }
 
 # A trigger of each kind.
