@@ -7,7 +7,22 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import Engine
 
-from api import audit, auth, console, errors, flows, health, hooks, openapi, runs, schedules, scripts, tokens, variables
+from api import (
+    approvals,
+    audit,
+    auth,
+    console,
+    errors,
+    flows,
+    health,
+    hooks,
+    openapi,
+    runs,
+    schedules,
+    scripts,
+    tokens,
+    variables,
+)
 from config.settings import Settings
 from orchestrator.definitions.parser import MAX_DOCUMENT_BYTES
 from orchestrator.services.publisher import Publisher, Revoke, Send
@@ -30,6 +45,7 @@ def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke,
     v1.register_blueprint(flows.blueprint)
     v1.register_blueprint(scripts.blueprint)
     v1.register_blueprint(runs.blueprint)
+    v1.register_blueprint(approvals.blueprint)
     v1.register_blueprint(schedules.blueprint)
     v1.register_blueprint(hooks.blueprint)
     v1.register_blueprint(audit.blueprint)

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api import context
-from orchestrator.errors import Conflict, FlowError, NotFound, ValidationError
+from orchestrator.errors import Conflict, FlowError, Gone, NotAllowed, NotFound, ValidationError
 from orchestrator.store.access import Permission, close_session, session_of
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -103,6 +103,10 @@ def _not_found(exc: NotFound) -> tuple[str, int]:
 def _refused(exc: FlowError) -> tuple[str, int]:
     if isinstance(exc, ValidationError):
         return _page_error(422, "Not accepted", "; ".join(str(p) for p in exc.problems))
+    if isinstance(exc, NotAllowed):
+        return _page_error(403, "Not allowed", str(exc))
+    if isinstance(exc, Gone):
+        return _page_error(410, "No longer valid", str(exc))
     return _page_error(409 if isinstance(exc, Conflict) else 400, "Not done", str(exc))
 
 
