@@ -23,7 +23,9 @@ View = TypeVar("View", bound=Callable[..., Any])
 COOKIE = "millrace_session"
 blueprint = Blueprint("console", __name__, template_folder="templates", static_folder="static",
                       static_url_path="/console/static")
-OPEN = ("console.sign_in", "console.static")  # the only pages without a session
+# The only pages without a session: signing in, the assets, and the pages an approval link
+# opens (the signed link is their credential, api/console/links.py).
+OPEN = ("console.sign_in", "console.static", "console.approval_link", "console.follow_approval_link")
 
 
 LOCAL_TARGET = re.compile(r"/(?![/\\])[^\x00-\x20\\]*")  # a path of this site: no host, no control character
@@ -125,4 +127,4 @@ def sign_out() -> Response:
     return response
 
 
-from api.console import pages  # noqa: E402,F401 - the routes, registered on the blueprint
+from api.console import links, pages  # noqa: E402,F401 - the routes, registered on the blueprint
