@@ -247,3 +247,24 @@ def test_expired_tampered_and_unallowed_links_are_refused_and_a_cancel_link_canc
     cancel = item["links"]["cancel"].rsplit("/", 1)[1]
     assert api.client.post(f"/approvals/{cancel}", data={"decision": "cancel"}).status_code == 200
     assert api.finished_run(run_id)["status"] == "cancelled"
+
+
+def test_the_command_line_approves_with_form_values(api) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    def millrace(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=ROOT, env=dict(os.environ),
+                              capture_output=True, text=True, timeout=120)
+
+    api.save_flow(LINKED_FLOW)
+    run_id = _start(api, "test/approval_linked")
+    _waiting(api, run_id)
+    wrong = millrace("approve", run_id, "review", "--value", "amount=three")
+    assert wrong.returncode == 2 and "values.amount" in wrong.stderr, wrong.stderr
+    right = millrace("approve", run_id, "review", "-v", "amount=3")
+    assert right.returncode == 0 and right.stdout.strip() == "approved", right.stderr
+    assert api.finished_run(run_id)["result"] == "int 3"
