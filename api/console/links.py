@@ -13,7 +13,8 @@ from orchestrator.services import links
 from orchestrator.services.approvals import approval_of
 from orchestrator.store.sql import now
 
-NO_REFERRER = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}  # the link never leaks onward
+# The link never leaks to another site (same-origin keeps the Origin its own POST needs).
+LINK_HEADERS = {"Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 
 
 def _opened(token: str) -> links.Opened:
@@ -24,7 +25,7 @@ def _opened(token: str) -> links.Opened:
 def approval_link(token: str) -> Any:
     opened = _opened(token)
     approval = approval_of(context.publisher(), opened.attempt)
-    return render_template("approval_link.html", opened=opened, approval=approval, token=token), 200, NO_REFERRER
+    return render_template("approval_link.html", opened=opened, approval=approval, token=token), 200, LINK_HEADERS
 
 
 @blueprint.post("/approvals/<token>")
@@ -39,4 +40,4 @@ def follow_approval_link(token: str) -> Any:
     values = values_from_text(approval, request.form) if approve and approval.form else None
     links.follow(publisher, context.revoke(), opened, approve=approve, values=values, reason=reason)
     done = "cancelled" if opened.claims.action == "cancel" else ("approved" if approve else "rejected")
-    return render_template("approval_done.html", opened=opened, done=done), 200, NO_REFERRER
+    return render_template("approval_done.html", opened=opened, done=done), 200, LINK_HEADERS

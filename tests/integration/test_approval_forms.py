@@ -199,7 +199,7 @@ def test_a_signed_resume_link_decides_once_with_its_form(api) -> None:
 
     page = api.client.get(f"/{path}")
     assert page.status_code == 200 and 'name="amount"' in page.text
-    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["Referrer-Policy"] == "same-origin"
     wrong = api.client.post(f"/{path}", data={"decision": "approve", "amount": "seven"})
     assert wrong.status_code == 422 and "amount" in wrong.text  # refused, the link still unused
     done = api.client.post(f"/{path}", data={"decision": "approve", "amount": "7"})
