@@ -47,8 +47,8 @@ class Approvers(_Model):
     """Who may decide: a token named here (by name or id) or a token of a role named here."""
 
     roles: list[RoleName] = Field(default_factory=list, description="e.g. [operator, admin]")
-    tokens: list[Annotated[str | int, Field()]] = Field(
-        default_factory=list, description="API tokens by name or id, e.g. [release-manager, 12]")
+    tokens: list[str | int] = Field(default_factory=list,
+                                    description="API tokens by name or id, e.g. [release-manager, 12]")
 
     @model_validator(mode="after")
     def _someone(self) -> Approvers:
