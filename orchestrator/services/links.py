@@ -17,6 +17,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sqlalchemy import Engine
+
 from orchestrator.errors import Gone, NotAllowed, Problem, ValidationError
 from orchestrator.execution.lifecycle import StepStatus
 from orchestrator.services.approvals import Decider, approval_of, decide_attempt, may_decide
@@ -93,7 +95,7 @@ class Links:
     expires_at: dt.datetime
 
 
-def approver_of(engine: Any, wanted: str) -> tuple[str, Decider]:
+def approver_of(engine: Engine, wanted: str) -> tuple[str, Decider]:
     """``role:<name>`` or ``token:<name or id>`` as a link's approver and who it decides as;
     ValidationError for anything else, or a token name that is not exactly one live token."""
     kind, _, name = wanted.partition(":")
@@ -159,13 +161,16 @@ def open_link(publisher: Publisher, keys: tuple[str, ...], token: str, now: dt.d
         _, decider = approver_of(publisher.engine, claims.approver)
     except ValidationError:
         raise NotAllowed(f"the token this link was issued for ({claims.approver}) is revoked") from None
+    if not may_decide(approval_of(publisher, attempt), decider):
+        raise NotAllowed(f"{claims.approver} may no longer decide step '{attempt.path}'")
     return Opened(claims, attempt, decider, token)
 
 
 def follow(publisher: Publisher, revoke: Revoke, opened: Opened, *, approve: bool,
            values: dict[str, Any] | None = None, reason: str | None = None) -> Any:
     """Do what an opened link says, once: decide its approval (resume: approve with the form's
-    values, or reject) or cancel its run. Refused values leave the link unused."""
+    values, or reject) or cancel its run. ``opened`` was checked by ``open_link`` just before;
+    refused values leave the link unused."""
     claims = opened.claims
 
     def spend() -> None:
@@ -174,9 +179,6 @@ def follow(publisher: Publisher, revoke: Revoke, opened: Opened, *, approve: boo
             raise Gone("this link was used already; a link decides once")
 
     if claims.action == "cancel":
-        approval = approval_of(publisher, opened.attempt)
-        if not may_decide(approval, opened.decider):
-            raise NotAllowed(f"{claims.approver} may no longer decide step '{opened.attempt.path}'")
         spend()
         cancel(publisher, revoke, claims.run_id, actor=opened.decider.actor)
         return None
