@@ -1,5 +1,6 @@
 """Access logs that never hold a secret: a ``token`` in a URL's query (refused by the API,
-but a client may still send one) is written as ``token=***``."""
+but a client may still send one) is written as ``token=***``, an approval link's signed
+token (``/approvals/<token>``) as ``/approvals/***``."""
 from __future__ import annotations
 
 import logging
@@ -9,10 +10,11 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 _SECRET = re.compile(r"(?i)((?:^|[?&;])(?:token|access_token|api_key)=)[^&;\s\"]*")
+_LINK = re.compile(r"(/approvals/)[A-Za-z0-9_.-]+")
 
 
 def redact(text: str) -> str:
-    return _SECRET.sub(r"\1***", text)
+    return _LINK.sub(r"\1***", _SECRET.sub(r"\1***", text))
 
 
 class RedactingLogger(Logger):

@@ -8,6 +8,7 @@ from flask import Flask
 from sqlalchemy import Engine
 
 from api import (
+    approvals,
     audit,
     auth,
     console,
@@ -45,6 +46,7 @@ def create_app(settings: Settings, engine: Engine, send: Send, revoke: Revoke,
     v1.register_blueprint(flows.blueprint)
     v1.register_blueprint(scripts.blueprint)
     v1.register_blueprint(runs.blueprint)
+    v1.register_blueprint(approvals.blueprint)
     v1.register_blueprint(schedules.blueprint)
     v1.register_blueprint(triggers.blueprint)
     v1.register_blueprint(hooks.blueprint)

@@ -9,7 +9,7 @@ from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalErr
 from werkzeug.exceptions import HTTPException
 
 from orchestrator.definitions.parser import LONE_SURROGATE
-from orchestrator.errors import Conflict, FlowError, NotFound, Problem, ValidationError
+from orchestrator.errors import Conflict, FlowError, Gone, NotAllowed, NotFound, Problem, ValidationError
 
 log = logging.getLogger("millrace.api")
 RETRY_AFTER_S = 5  # what a client is told to wait while the database is away
@@ -36,6 +36,8 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
 STATUS: dict[type[Exception], tuple[int, str]] = {
     ValidationError: (422, "Invalid document"),
     NotFound: (404, "Not found"),
+    NotAllowed: (403, "Forbidden"),
+    Gone: (410, "Gone"),
     Conflict: (409, "Conflict"),
     FlowError: (400, "Bad request"),
     Unauthorized: (401, "Unauthorized"),

@@ -111,6 +111,42 @@ class DecisionMade(Answer):
     run: str
     step: str
     decision: Literal["approved", "rejected"]
+    result: Any = Field(default=None, description="the step's result when approved: the form's values, typed")
+
+
+class ApprovalLinks(Answer):
+    """Links a person can open to decide without a token: each works once, until `expires_at`."""
+
+    approver: str = Field(description="who the links decide as: `role:<name>` or `token:<id>`")
+    resume: str = Field(description="a page with the form: approve with its values, or reject")
+    cancel: str = Field(description="a page that cancels the run")
+    expires_at: dt.datetime
+
+
+class FormFieldAnswer(Answer):
+    type: Literal["string", "integer", "number", "boolean", "enum"]
+    required: bool
+    default: Any
+    description: str | None
+    enum: list[Any] | None
+
+
+class WaitingApproval(Answer):
+    """An approval step waiting for a decision: its form, who may decide, and its links."""
+
+    step: str = Field(description="the step's path")
+    description: str | None
+    form: dict[str, FormFieldAnswer] = Field(description="the values approving takes (`values` of approve)")
+    approvers: dict[str, list[Any]] | None = Field(description="{roles, tokens}; null: any token that may operate")
+    self_approval: bool
+    on_timeout: Literal["reject", "approve"]
+    timeout_at: dt.datetime | None = Field(description="when the timeout decides it, or null")
+    links: ApprovalLinks | None = Field(description="links for `?approver=` (default: the caller's token), or null")
+    links_refused: str | None = Field(default=None, description="why `links` is null")
+
+
+class ApprovalList(Answer):
+    items: list[WaitingApproval]
 
 
 class SavedFlow(Answer):

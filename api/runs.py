@@ -31,7 +31,8 @@ from orchestrator.definitions.inputs import validate_inputs
 from orchestrator.errors import NotFound, Problem, ValidationError
 from orchestrator.execution.lifecycle import RunStatus
 from orchestrator.observe.timeline import render_timeline
-from orchestrator.services.decisions import cancel, decide_approval
+from orchestrator.services.approvals import Decider, decide_approval
+from orchestrator.services.decisions import cancel
 from orchestrator.services.restarts import restart, restart_request
 from orchestrator.services.runs import start_saved, wait_for_run
 from orchestrator.store import runs, versions, views
@@ -211,17 +212,17 @@ def restart_run(run_id: str, body: RestartRun) -> Response:
 @blueprint.post("/runs/<run_id>/steps/<path:step>/approve")
 @requires(Permission.OPERATE)
 @returns(200, DecisionMade)
-@fails(409)
+@fails(403, 409, 422)
 @accepts(Decision)
 def approve(run_id: str, step: str, body: Decision) -> Response:
-    """Approve a waiting approval step; the run goes on."""
+    """Approve a waiting approval step with its form's `values` (they become its result); the run goes on."""
     return _decide(run_id, step, body, approve=True)
 
 
 @blueprint.post("/runs/<run_id>/steps/<path:step>/reject")
 @requires(Permission.OPERATE)
 @returns(200, DecisionMade)
-@fails(409)
+@fails(403, 409)
 @accepts(Decision)
 def reject(run_id: str, step: str, body: Decision) -> Response:
     """Reject a waiting approval step; the step fails."""
@@ -229,6 +230,7 @@ def reject(run_id: str, step: str, body: Decision) -> Response:
 
 
 def _decide(run_id: str, step: str, body: Decision, *, approve: bool) -> Response:
-    decide_approval(context.publisher(), run_id, step, approve=approve,
-                    actor=principal().actor, reason=body.reason)
-    return answer(DecisionMade(run=run_id, step=step, decision="approved" if approve else "rejected"))
+    result = decide_approval(context.publisher(), run_id, step, approve=approve, decider=Decider.of(principal()),
+                             values=body.values, reason=body.reason)
+    return answer(DecisionMade(run=run_id, step=step, decision="approved" if approve else "rejected",
+                               result=result))

@@ -62,6 +62,8 @@ class Decision(Body):
     """Approve or reject a waiting approval step."""
 
     reason: str | None = Field(default=None, max_length=2000)
+    values: dict[str, Any] | None = Field(default=None, description=(
+        "approving a step with a form: its fields' values (checked against their types), the step's result"))
 
 
 class RestartRun(Body):

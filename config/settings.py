@@ -124,6 +124,12 @@ class Settings:
     trigger_dedupe_window: float = 3600.0
     # How often the listener reads the triggers table for flows saved, changed or deleted.
     listener_poll: float = 2.0
+    # The base URL people reach the API at (https://millrace.example.com): approval links
+    # begin with it. Empty: the URL of the request that asked for the links.
+    public_url: str = ""
+    # How long an approval's resume and cancel links work after the step began waiting
+    # (never past the approval's own timeout).
+    approval_link_ttl: float = 7 * 86400.0
 
     @property
     def broker_folder(self) -> Path:
@@ -187,4 +193,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         trigger_body_limit=_env_int(env, "MILLRACE_TRIGGER_BODY_LIMIT", 1 << 20),
         trigger_dedupe_window=_env_float(env, "MILLRACE_TRIGGER_DEDUPE_WINDOW_S", 3600.0),
         listener_poll=max(_env_float(env, "MILLRACE_LISTENER_POLL_S", 2.0), 0.1),
+        public_url=env.get("MILLRACE_PUBLIC_URL", "").rstrip("/"),
+        approval_link_ttl=max(_env_float(env, "MILLRACE_APPROVAL_LINK_TTL_S", 7 * 86400.0), 1.0),
     )

@@ -41,6 +41,15 @@ class Conflict(FlowError):
     """The request contradicts the current state (e.g. approving a finished step)."""
 
 
+class NotAllowed(FlowError):
+    """Whoever asks may not do this (an approval's approvers rule, self_approval, a link that
+    is not valid)."""
+
+
+class Gone(FlowError):
+    """What was asked for worked once and no longer does (an approval link used or expired)."""
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """``"; did you mean 'python'"`` when one of ``candidates`` is close to ``word``, else ``""``."""
     found = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.6)

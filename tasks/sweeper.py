@@ -10,9 +10,9 @@ import threading
 
 from celery.signals import worker_ready, worker_shutdown
 
-from orchestrator.execution.lifecycle import StepStatus
+from orchestrator.services.approvals import time_out
 from orchestrator.services.follow_up import deliver_overdue
-from orchestrator.store import attempts, leases
+from orchestrator.store import approvals, leases
 from orchestrator.store.outbox import OwedKind
 from tasks.app import settings
 from tasks.runtime import Runtime
@@ -31,9 +31,8 @@ def sweep(rt: Runtime, unpublished_after: float = UNPUBLISHED_AFTER_S,
     deliver_overdue(publisher, {OwedKind.RUN: unpublished_after, OwedKind.ON_FAILURE: unsent_after,
                                 OwedKind.FINALLY: unsent_after, OwedKind.CONTINUATION: unsent_after,
                                 OwedKind.FOLLOW_UP: FOLLOW_UP_AFTER_S})
-    for attempt_id in attempts.expired_approvals(rt.engine):
-        publisher.deliver(attempts.resume_attempt(rt.engine, attempt_id, StepStatus.FAILED,
-                                                  error="approval timed out", actor="sweeper"))
+    for attempt in approvals.expired_approvals(rt.engine):
+        time_out(publisher, attempt)
 
 
 class Sweeper(threading.Thread):

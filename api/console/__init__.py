@@ -16,14 +16,16 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api import context
-from orchestrator.errors import Conflict, FlowError, NotFound, ValidationError
+from orchestrator.errors import Conflict, FlowError, Gone, NotAllowed, NotFound, ValidationError
 from orchestrator.store.access import Permission, close_session, session_of
 
 View = TypeVar("View", bound=Callable[..., Any])
 COOKIE = "millrace_session"
 blueprint = Blueprint("console", __name__, template_folder="templates", static_folder="static",
                       static_url_path="/console/static")
-OPEN = ("console.sign_in", "console.static")  # the only pages without a session
+# The only pages without a session: signing in, the assets, and the pages an approval link
+# opens (the signed link is their credential, api/console/links.py).
+OPEN = ("console.sign_in", "console.static", "console.approval_link", "console.follow_approval_link")
 
 
 LOCAL_TARGET = re.compile(r"/(?![/\\])[^\x00-\x20\\]*")  # a path of this site: no host, no control character
@@ -103,6 +105,10 @@ def _not_found(exc: NotFound) -> tuple[str, int]:
 def _refused(exc: FlowError) -> tuple[str, int]:
     if isinstance(exc, ValidationError):
         return _page_error(422, "Not accepted", "; ".join(str(p) for p in exc.problems))
+    if isinstance(exc, NotAllowed):
+        return _page_error(403, "Not allowed", str(exc))
+    if isinstance(exc, Gone):
+        return _page_error(410, "No longer valid", str(exc))
     return _page_error(409 if isinstance(exc, Conflict) else 400, "Not done", str(exc))
 
 
@@ -121,4 +127,4 @@ def sign_out() -> Response:
     return response
 
 
-from api.console import pages  # noqa: E402,F401 - the routes, registered on the blueprint
+from api.console import links, pages  # noqa: E402,F401 - the routes, registered on the blueprint

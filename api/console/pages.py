@@ -11,14 +11,16 @@ from api import context
 from api.console import COOKIE, blueprint, local_target, needs
 from api.console.shapes import diffs, graph, highlight
 from api.runs import run_answer
+from orchestrator.definitions.approvals import values_from_text
 from orchestrator.definitions.inputs import parse_text_inputs, validate_inputs
 from orchestrator.definitions.parser import flow_from_stored
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.execution.lifecycle import RunStatus
-from orchestrator.services.decisions import cancel, decide_approval
+from orchestrator.services.approvals import Decider, approval_of, decide_attempt
+from orchestrator.services.decisions import cancel
 from orchestrator.services.restarts import restart, restart_request
 from orchestrator.services.runs import start_saved
-from orchestrator.store import versions, views
+from orchestrator.store import approvals, versions, views
 from orchestrator.store.access import SESSION_TTL, Permission, open_session, webhook_enabled
 
 PAGE = 50
@@ -127,10 +129,10 @@ def run(run_id: str) -> str:
     answer["result"] = view.result if view.status.finished else None
     _, document = versions.load_flow_document(engine, view.flow_id, view.flow_version)
     flow = flow_from_stored(document)
-    waiting = [s for s in view.steps if s.kind == "approval" and s.status.value == "waiting"]
+    waiting = [(a, approval_of(context.publisher(), a)) for a in approvals.waiting_approvals(engine, run_id)]
     return render_template("run.html", run=answer, steps=_steps(answer["steps"]), waiting=waiting,
                            nodes=graph(engine, view),
-                           restart_paths=_restart_paths(flow, view), started_by=_started_by(engine, run_id),
+                           restart_paths=_restart_paths(flow, view), started_by=approvals.started_by(engine, run_id),
                            inputs=json.dumps(view.inputs, indent=2), result=json.dumps(view.result, indent=2),
                            finished=view.status.finished)
 
@@ -194,13 +196,6 @@ def _steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def _started_by(engine: Any, run_id: str) -> str | None:
-    from orchestrator.store import audit
-
-    events = audit.list_audit(engine, action="run.created", target=f"run:{run_id}", limit=1)
-    return events[0]["actor"] if events else None
-
-
 @blueprint.post("/runs/<run_id>/cancel")
 @needs(Permission.OPERATE)
 def cancel_run(run_id: str) -> Response:
@@ -214,8 +209,12 @@ def decide(run_id: str, step: str) -> Response:
     reason = request.form.get("reason") or None
     if reason is not None and len(reason) > 2000:
         raise ValidationError([Problem("reason", "at most 2000 characters")])
-    decide_approval(context.publisher(), run_id, step, approve=request.form.get("decision") == "approve",
-                    actor=g.millrace_principal.actor, reason=reason)
+    approve = request.form.get("decision") == "approve"
+    attempt = approvals.waiting_approval(context.engine(), run_id, step)
+    approval = approval_of(context.publisher(), attempt)
+    values = values_from_text(approval, request.form) if approve and approval.form else None
+    decide_attempt(context.publisher(), attempt, approve=approve, decider=Decider.of(g.millrace_principal),
+                   values=values, reason=reason)
     return redirect(url_for("console.run", run_id=run_id))
 
 

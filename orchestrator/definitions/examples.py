@@ -29,7 +29,11 @@ KIND_EXAMPLES: dict[str, dict[str, Any]] = {
     "loop": {"id": "poll", "loop": {"do": [{"id": "check", "python": "def main(n):\n    return {'done': n >= 3}\n",
                                             "with": {"n": "${{ iteration }}"}}],
                                      "until": "${{ steps.check.result.done }}", "max_iterations": 10, "delay": "5s"}},
-    "approval": {"id": "sign_off", "approval": {"timeout": "24h", "description": "Ship the report?"}},
+    "approval": {"id": "sign_off", "approval": {
+        "description": "Refund this order?", "timeout": "24h", "on_timeout": "reject", "self_approval": False,
+        "form": {"amount": {"type": "integer", "required": True, "description": "cents"},
+                 "reason": {"type": "enum", "enum": ["damaged", "late", "other"], "default": "other"}},
+        "approvers": {"roles": ["admin"], "tokens": ["refunds-lead"]}}},
     "sleep": {"id": "pause", "sleep": "30s"},
 }
 

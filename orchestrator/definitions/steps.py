@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from orchestrator.definitions.approvals import Approval
 from orchestrator.definitions.durations import DURATION_SCHEMA, Duration, Size
 from orchestrator.errors import did_you_mean
 
@@ -245,21 +246,6 @@ class LoopStep(StepBase):
 
     def sequences(self) -> list[Nested]:
         return [Nested(("loop", "do"), "do", self.loop.do)]
-
-
-class Approval(Model):
-    """Wait for a person (``approval: {}``, ``approval: true`` and an empty ``approval:`` are the same)."""
-
-    model_config = ConfigDict(json_schema_extra=lambda schema, _: _or_shorthand(
-        schema, {"type": "boolean", "const": True}, {"type": "null"}))
-
-    timeout: Duration | None = None
-    description: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, data: Any) -> Any:
-        return {} if data is True or data is None else data
 
 
 class ApprovalStep(StepBase):

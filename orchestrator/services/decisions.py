@@ -1,5 +1,5 @@
-"""What people and runs decide about waiting steps and running runs: approve or reject an
-approval, cancel a run, and let a parent run go on when its subflow run ends."""
+"""What people and runs decide about running runs and their waiting steps: cancel a run, and
+let a parent run go on when its subflow run ends (approvals are decided in approvals.py)."""
 from __future__ import annotations
 
 from orchestrator.errors import Conflict
@@ -8,22 +8,6 @@ from orchestrator.services.follow_up import follow_up
 from orchestrator.services.publisher import Publisher, Revoke
 from orchestrator.store import attempts, runs, views
 from orchestrator.store.runs import Cancellation, Ending
-
-
-def decide_approval(publisher: Publisher, run_id: str, step: str, *, approve: bool,
-                    actor: str, reason: str | None = None) -> None:
-    """Approve or reject the waiting approval ``step`` (id or path) of a run, once."""
-    engine = publisher.engine
-    attempt_id = attempts.waiting_attempt(engine, run_id, step)
-    if approve:
-        owed = attempts.resume_attempt(engine, attempt_id, StepStatus.SUCCEEDED,
-                                       {"approved": True, "by": actor, "reason": reason}, actor=actor)
-    else:
-        error = f"rejected by {actor}" + (f": {reason}" if reason else "")
-        owed = attempts.resume_attempt(engine, attempt_id, StepStatus.FAILED, error=error, actor=actor)
-    if owed is None:
-        raise Conflict(f"step '{step}' of run {run_id} was decided already")
-    publisher.deliver(owed)
 
 
 def cancel(publisher: Publisher, revoke: Revoke, run_id: str, *, actor: str) -> None:

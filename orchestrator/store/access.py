@@ -119,6 +119,17 @@ def authenticate(engine: Engine, token: str) -> Principal | None:
     return Principal(row.id, row.name, Role(row.role), tuple(row.secrets or ())) if row else None
 
 
+def active_tokens(engine: Engine, name_or_id: str | int) -> list[Principal]:
+    """The unrevoked tokens with this id (a number) or name: who an approval link is for."""
+    column = api_tokens.c.id if str(name_or_id).isdigit() else api_tokens.c.name
+    value = int(name_or_id) if column is api_tokens.c.id else str(name_or_id)
+    with engine.connect() as conn:
+        rows = conn.execute(select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.role, api_tokens.c.secrets)
+                            .where(column == value, api_tokens.c.revoked_at.is_(None))
+                            .order_by(api_tokens.c.id)).all()
+    return [Principal(r.id, r.name, Role(r.role), tuple(r.secrets or ())) for r in rows]
+
+
 # --- webhooks ------------------------------------------------------------------------------
 
 HOOK_PREFIX = "mh_"

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from orchestrator.errors import Conflict, NotFound
+from orchestrator.errors import NotFound
 from orchestrator.execution.lifecycle import OPEN_STEP, Phase, RunStatus, StepStatus
 from orchestrator.store.audit import acting, audit
 from orchestrator.store.outbox import Owed, OwedKind, owe
@@ -196,9 +196,10 @@ def suspend_attempt(engine: Engine, attempt_id: int, run_id: str, continuation: 
 
 
 def resume_attempt(engine: Engine, attempt_id: int, status: StepStatus, result: Any = None,
-                   error: str | None = None, actor: str = "system") -> Owed | None:
+                   error: str | None = None, actor: str = "system", reason: str | None = None) -> Owed | None:
     """Decide a waiting step once; returns its continuation, owed from this commit on, or
-    None if it was decided already (or has nothing to continue)."""
+    None if it was decided already (or has nothing to continue). ``reason`` is an approval's,
+    for the audit trail (a rejection's is its error)."""
     at = now()
     with engine.begin() as conn:
         # the run's row before the audit chain (see suspend_attempt)
@@ -221,31 +222,9 @@ def resume_attempt(engine: Engine, attempt_id: int, status: StepStatus, result: 
                 runs.c.id == row.run_id, runs.c.status == RunStatus.SUSPENDED.value, ~exists(waiting))
                 .values(status=RunStatus.RUNNING.value)).rowcount
             audit(conn, actor, "step.approved" if status is StepStatus.SUCCEEDED else "step.rejected",
-                  f"run:{row.run_id}", path=row.path, reason=error)
+                  f"run:{row.run_id}", path=row.path, reason=error or reason)
             if resumed:
                 audit(conn, actor, "run.resumed", f"run:{row.run_id}")
         if not row.continuation:
             return None
         return owe(conn, OwedKind.CONTINUATION, row.run_id, attempt_id=attempt_id, message=row.continuation)
-
-
-def waiting_attempt(engine: Engine, run_id: str, step: str) -> int:
-    """The waiting attempt of step ``step`` (its id or path) in a run."""
-    with engine.connect() as conn:
-        row = conn.execute(select(step_runs.c.id, step_runs.c.kind).where(
-            step_runs.c.run_id == run_id, step_runs.c.status == StepStatus.WAITING.value,
-            (step_runs.c.path == step) | (step_runs.c.step_id == step),
-        ).order_by(step_runs.c.id)).first()
-    if row is None:
-        raise NotFound(f"run '{run_id}' has no step '{step}' waiting")
-    if row.kind != "approval":
-        raise Conflict(f"step '{step}' waits for a {row.kind}, not for an approval")
-    return row.id
-
-
-def expired_approvals(engine: Engine) -> list[int]:
-    with engine.connect() as conn:
-        return list(conn.execute(select(step_runs.c.id).where(
-            step_runs.c.status == StepStatus.WAITING.value, step_runs.c.kind == "approval",
-            step_runs.c.resume_at <= now()).limit(100)).scalars())
-

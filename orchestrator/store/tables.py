@@ -23,6 +23,7 @@ from orchestrator.store.models import (
     ScheduleFire,
     ScriptRecord,
     ScriptVersion,
+    SpentLink,
     StepCacheEntry,
     StepRun,
     TriggerFire,
@@ -56,3 +57,4 @@ metric_folds = MetricFold.__table__
 outbox = OwedSend.__table__
 event_triggers = EventTriggerRecord.__table__
 trigger_fires = TriggerFire.__table__
+approval_links = SpentLink.__table__

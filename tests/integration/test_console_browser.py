@@ -372,3 +372,35 @@ def test_event_triggers_show_their_connection_and_last_messages(console, browser
     text = card.inner_text()
     assert "disconnected" in text and "ConnectionRefusedError" in text and "0 started · 1 refused" in text
     assert "m-1" in text and "inputs.n: not an integer" in text and f"queue=console_evt_{tag}" in text
+
+
+def test_a_person_fills_an_approval_form_through_its_link_and_the_pages_are_accessible(
+        console, browser, engine, axe) -> None:
+    tag = uuid.uuid4().hex[:6]
+    token = create_token(engine, f"console-form-{tag}", Role.DEVELOPER)
+    api = _api(console, token)
+    api("PUT", f"/flows/console/form_{tag}", headers={"Content-Type": "application/yaml"}, data=(
+        f"id: console/form_{tag}\nsteps:\n  - id: review\n    approval:\n      description: Refund?\n"
+        "      form:\n        amount: {type: integer, required: true, description: cents}\n"
+        "        why: {type: enum, enum: [late, damaged]}\n        notify: {type: boolean, default: true}\n"
+        "  - {id: after, python: \"def main(r: dict) -> str:\\n    return f\\\"{r['amount'] + 1} {r['why']}\\\"\","
+        " with: {r: \"${{ steps.review.result }}\"}}\n"))
+    run_id = api("POST", f"/flows/console/form_{tag}/runs", json={})["id"]
+    _until(lambda: api("GET", f"/runs/{run_id}/approvals")["items"])
+    resume = api("GET", f"/runs/{run_id}/approvals")["items"][0]["links"]["resume"]
+    assert resume.startswith(console)  # no MILLRACE_PUBLIC_URL: the URL the listing was asked at
+    page = _signed_in(browser, console, token)
+    found = {}
+    for url in (f"{console}/runs/{run_id}", resume):
+        page.goto(url)
+        assert page.locator("input[name=amount]").count() == 1
+        page.add_script_tag(content=axe)
+        violations = page.evaluate("async () => (await axe.run()).violations.map(v => ({id: v.id, impact: v.impact}))")
+        found[url] = [v for v in violations if v["impact"] in ("serious", "critical")]
+    assert not any(found.values()), found
+    page.fill("input[name=amount]", "41")
+    page.select_option("select[name=why]", "late")
+    page.click("button[value=approve]")
+    assert "Done: approved" in page.inner_text("main")
+    _until(lambda: api("GET", f"/runs/{run_id}")["status"] == "succeeded")
+    assert api("GET", f"/runs/{run_id}")["result"] == "42 late"

@@ -2,6 +2,7 @@
 ``approve`` and ``reject``."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -239,12 +240,28 @@ def _decide(verb: str) -> click.Command:
     @click.argument("step")
     @click.option("--reason", default=None, help="kept in the audit trail")
     @click.pass_obj
-    def decide(client: Client, run_id: str, step: str, reason: str | None) -> None:
-        answer = client.call("POST", f"/runs/{run_id}/steps/{step}/{verb}", json_body={"reason": reason}).body
+    def decide(client: Client, run_id: str, step: str, reason: str | None, value: tuple[str, ...] = ()) -> None:
+        body: dict[str, Any] = {"reason": reason}
+        if value:
+            body["values"] = dict(_form_value(pair) for pair in value)
+        answer = client.call("POST", f"/runs/{run_id}/steps/{step}/{verb}", json_body=body).body
         click.echo(answer["decision"])
 
     decide.help = f"{verb.capitalize()} a step waiting for approval (STEP: its id or path)."
+    if verb == "approve":
+        decide = click.option("--value", "-v", multiple=True, metavar="FIELD=VALUE",
+                              help="a form field's value (read as JSON when it is: 12, true, \"text\")")(decide)
     return decide
+
+
+def _form_value(pair: str) -> tuple[str, Any]:
+    name, sep, text = pair.partition("=")
+    if not sep or not name:
+        raise click.BadParameter(f"'{pair}' is not FIELD=VALUE", param_hint="--value")
+    try:
+        return name, json.loads(text)
+    except ValueError:
+        return name, text
 
 
 COMMANDS = (run_command, runs_group, _decide("approve"), _decide("reject"))

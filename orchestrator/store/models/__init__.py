@@ -1,6 +1,6 @@
 """The system of record: SQLAlchemy typed models, one module per concept, all on one ``Base``
 (whose metadata the migrations compare against)."""
-from orchestrator.store.models.access import ApiToken, ConsoleSession, Variable
+from orchestrator.store.models.access import ApiToken, ConsoleSession, SpentLink, Variable
 from orchestrator.store.models.audit import AuditEvent, AuditVerification
 from orchestrator.store.models.base import Base, Id, Json, Timestamp, UtcDateTime
 from orchestrator.store.models.definitions import DependencyLock, FlowRecord, FlowVersion, ScriptRecord, ScriptVersion
@@ -34,6 +34,7 @@ __all__ = [
     "ScheduleFire",
     "ScriptRecord",
     "ScriptVersion",
+    "SpentLink",
     "StepCacheEntry",
     "StepRun",
     "Timestamp",

@@ -50,3 +50,15 @@ class ConsoleSession(Base):
     csrf: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
     expires_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+
+class SpentLink(Base):
+    """A resume or cancel link of an approval that was followed: a link decides once. Only
+    the SHA-256 of its signature is kept (the link itself is made again from its claims)."""
+
+    __tablename__ = "approval_links"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(Id, ForeignKey("step_runs.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # resume | cancel
+    approver: Mapped[str] = mapped_column(String(220))  # role:<name> | token:<id>
+    used_at: Mapped[dt.datetime] = mapped_column(Timestamp)

@@ -56,3 +56,11 @@ def test_without_a_queue_prefix_the_names_are_celerys_own() -> None:
 def test_a_queue_prefix_rabbitmq_would_refuse_is_refused(prefix: str) -> None:
     with pytest.raises(SystemExit, match="MILLRACE_QUEUE_PREFIX may hold letters"):
         load_settings({"MILLRACE_QUEUE_PREFIX": prefix})
+
+
+def test_approval_links_take_the_public_url_and_their_lifetime_from_the_environment() -> None:
+    settings = load_settings({"MILLRACE_PUBLIC_URL": "https://millrace.example.com/",
+                              "MILLRACE_APPROVAL_LINK_TTL_S": "3600"})
+    assert settings.public_url == "https://millrace.example.com"
+    assert settings.approval_link_ttl == 3600.0
+    assert load_settings({}).approval_link_ttl == 7 * 86400.0

@@ -5,7 +5,7 @@ copy keeps that run's id in `step_runs.reused_from`, and its audit event says
 `step.reused` (with `reused_from`) instead of the `step.succeeded` of a step that ran.
 
 Revision ID: 0022
-Revises: 0020
+Revises: 0021
 """
 import sqlalchemy as sa
 from alembic import op
