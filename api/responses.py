@@ -65,6 +65,7 @@ class RunSummary(Answer):
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    labels: dict[str, str] = Field(description="its flow's, its start's, its parent's and its steps' labels")
     links: Links
 
 
@@ -75,6 +76,7 @@ class Run(RunSummary):
     result: Any = Field(description="the last step's result (JSON), null until the run succeeded")
     parent_run_id: str | None = Field(description="the run whose subflow step started this one")
     restarted_from: str | None = Field(description="the run this one restarted")
+    priority: int | None = Field(description="0-9: its messages' RabbitMQ priority (null: none)")
     steps: list[StepAttempt] = Field(description="every attempt, in the order they were made")
 
 
@@ -170,6 +172,7 @@ class Schedule(Answer):
     cron: str
     timezone: str
     inputs: dict[str, Any]
+    labels: dict[str, str] = Field(description="put on every run it starts, over the flow's")
     catchup: Literal["none", "last", "all"]
     max_catchup: int
     overlap: Literal["allow", "skip", "queue"]

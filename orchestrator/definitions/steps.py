@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from orchestrator.definitions.durations import DURATION_SCHEMA, Duration, Size
+from orchestrator.definitions.labels import MAX_LABELS, LabelKey
 from orchestrator.errors import did_you_mean
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
@@ -121,6 +122,9 @@ class StepBase(Model):
     break_if: Value = Field(default=None, description=(
         "inside a for_each or loop, after the step ran: when this holds over `result`, the innermost loop ends "
         "(no new item or iteration starts; the rest of this item's steps do not run)"))
+    labels: dict[LabelKey, Value] = Field(default_factory=dict, max_length=MAX_LABELS, description=(
+        "after the step ran: labels added to its run, evaluated over `result` (which stays the step's result)"),
+        examples=[{"rows": "${{ result.count }}"}])
 
     def sequences(self) -> list[Nested]:
         """The step lists nested in this step, in document order (none for a plain step).

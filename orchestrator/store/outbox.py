@@ -24,6 +24,7 @@ class OwedKind(enum.StrEnum):
     ON_FAILURE = "on_failure"  # a failed run's on_failure steps
     CONTINUATION = "continuation"  # a decided waiting step's saved message
     FOLLOW_UP = "follow_up"  # what a run's end sets off (flow triggers, held runs)
+    DEBOUNCED = "debounced"  # a debounced run's first message, owed from its window's end
 
 
 @dataclass(frozen=True)
