@@ -172,3 +172,22 @@ def test_a_schedule_and_a_webhook_label_the_runs_they_start(api, engine) -> None
     fired = fire_due(engine, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1, seconds=1))
     [mine] = [f for f in fired if f.flow_id == "labels/customers"]
     assert api.get(f"/api/v1/runs/{mine.run_id}").json["labels"] == {"source": "nightly"}
+
+
+def test_the_console_shows_a_runs_labels_and_filters_the_runs_page_by_them(api, engine) -> None:
+    from orchestrator.store.access import create_token
+
+    api.save_flow(CUSTOMERS)
+    tagged = api.post("/api/v1/flows/labels/customers/runs", json={"inputs": {"customer": 3},
+                                                                  "labels": {"owner": "ops-console"}}).json["id"]
+    plain = api.post("/api/v1/flows/labels/customers/runs", json={"inputs": {"customer": 4}}).json["id"]
+    browser = api.client.application.test_client()
+    signed = browser.post("/sign-in", data={"token": create_token(engine, "labels-console", Role.VIEWER)})
+    assert signed.status_code == 302
+    page = browser.get("/?labels=owner:ops-console")
+    assert page.status_code == 200
+    assert tagged[:8] in page.text and plain[:8] not in page.text
+    assert "owner: ops-console" in page.text
+    assert "owner: ops-console" in browser.get(f"/runs/{tagged}").text
+    live = browser.get("/console/live/runs?labels=owner:ops-console").json["items"]
+    assert [r["id"] for r in live] == [tagged] and live[0]["labels"] == {"owner": "ops-console"}
