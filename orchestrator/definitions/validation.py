@@ -179,8 +179,8 @@ class _ReferenceChecker:
         if getattr(step, "retry", None) is not None:
             self.value(step.retry.if_, (*path, "retry", "if"), scope, condition=True, extra={"error"})
         if step.labels and step_kind(step) in _WAITING_KINDS:
-            self.problems.append(Problem(join_path(*path, "labels"), f"'labels' does not apply to a {step_kind(step)} "
-                                         "step (it ends when it is decided or woken, not after it ran); put it on "
+            self.problems.append(Problem(join_path(*path, "labels"), f"'labels' does not apply to {step_kind(step)} "
+                                         "steps (one ends when it is decided or woken, not after it ran); put it on "
                                          "the step after it"))
         elif step.labels:
             self.value(step.labels, (*path, "labels"), scope, extra={"result"})
