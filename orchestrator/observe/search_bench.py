@@ -62,7 +62,7 @@ def measure_search(engine: Engine, *, runs: int = 1_000_000, progress: Any = lam
     figures: dict[str, Any] = {}
     try:
         for name, query in queries(dt.datetime.now(dt.UTC)).items():
-            url = f"/api/v1/runs?limit=50&{query}"
+            url = "/api/v1/runs?limit=50" + (f"&{query}" if query else "")
             figures[name] = _timed(client, url, headers)
             if name == "label (1 in 20)":
                 cursor = client.get(url, headers=headers).json["next_cursor"]
