@@ -191,3 +191,27 @@ def test_the_console_shows_a_runs_labels_and_filters_the_runs_page_by_them(api, 
     assert "owner: ops-console" in browser.get(f"/runs/{tagged}").text
     live = browser.get("/console/live/runs?labels=owner:ops-console").json["items"]
     assert [r["id"] for r in live] == [tagged] and live[0]["labels"] == {"owner": "ops-console"}
+
+
+def test_the_command_line_labels_a_run_and_lists_runs_by_label_and_input(api, worker) -> None:
+    import json
+    import os
+    import subprocess
+
+    from tests.conftest import MILLRACE, ROOT
+
+    def millrace(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*MILLRACE, *args], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
+                              timeout=120)
+
+    api.save_flow(CUSTOMERS)
+    ran = millrace("run", "labels/customers", "-i", "customer=77", "--label", "via=cli", "--priority", "4", "--json")
+    assert ran.returncode == 0, ran.stderr
+    run = json.loads(ran.stdout)
+    assert run["labels"] == {"via": "cli"} and run["priority"] == 4
+    listed = json.loads(millrace("runs", "list", "--label", "via:cli", "--input", "customer=77", "-o", "json").stdout)
+    assert [r["id"] for r in listed] == [run["id"]]
+    table = millrace("runs", "list", "--label", "via:cli").stdout
+    assert run["id"] in table and "via:cli" in table
+    bad = millrace("run", "labels/customers", "-i", "customer=1", "--label", "nokeyvalue")
+    assert bad.returncode != 0 and "--label" in bad.stderr

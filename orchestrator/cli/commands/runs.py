@@ -152,7 +152,9 @@ def runs_list(client: Client, flow: str | None, status: str | None, trigger: str
                                    **by_input}, limit=limit)
     for item in items:
         item["took"] = output.seconds(item.get("started_at"), item.get("finished_at"))
-    emit(items, fmt, ("id", "flow", "version", "status", "trigger", "created_at", "took", "error"))
+    shown = [{**item, "labels": " ".join(f"{k}:{v}" for k, v in sorted(item.get("labels", {}).items())) or None}
+             for item in items]  # the table's labels as they are filtered by
+    emit(items, fmt, ("id", "flow", "version", "status", "trigger", "labels", "created_at", "took", "error"), shown)
 
 
 @runs_group.command("show")
