@@ -215,3 +215,23 @@ def test_the_command_line_labels_a_run_and_lists_runs_by_label_and_input(api, wo
     assert run["id"] in table and "via:cli" in table
     bad = millrace("run", "labels/customers", "-i", "customer=1", "--label", "nokeyvalue")
     assert bad.returncode != 0 and "--label" in bad.stderr
+
+
+def test_a_worker_refuses_a_queue_declared_before_priorities_and_says_what_to_do(engine) -> None:
+    import kombu
+
+    from tests.conftest import AMQP, QUEUE, Worker
+
+    old = f"{QUEUE}_old"
+    with kombu.Connection(AMQP) as conn:  # as a release before priorities declared it
+        kombu.Queue(old, kombu.Exchange(old, "direct"), old)(conn.default_channel).declare()
+    try:
+        with pytest.raises(RuntimeError) as refused:
+            Worker([old], concurrency=1)
+        assert f"queue '{old}' was declared without priorities" in str(refused.value)
+        assert "MILLRACE_QUEUE_MAX_PRIORITY=0" in str(refused.value)
+        kept = Worker([old], concurrency=1, env={"MILLRACE_QUEUE_MAX_PRIORITY": "0"})  # kept as it is: it starts
+        kept.stop()
+    finally:
+        with kombu.Connection(AMQP) as conn:
+            conn.default_channel.queue_delete(old)
