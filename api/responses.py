@@ -77,6 +77,8 @@ class Run(RunSummary):
     parent_run_id: str | None = Field(description="the run whose subflow step started this one")
     restarted_from: str | None = Field(description="the run this one restarted")
     priority: int | None = Field(description="0-9: its messages' RabbitMQ priority (null: none)")
+    debounce_until: dt.datetime | None = Field(description=(
+        "a debounced run: until then starts with its flow and key are this run; it starts then (null: not debounced)"))
     steps: list[StepAttempt] = Field(description="every attempt, in the order they were made")
 
 

@@ -96,7 +96,8 @@ def run_answer(run: RunView) -> Run:
                          created_at=s.created_at, started_at=s.started_at,
                          finished_at=s.finished_at) for s in run.steps]
     return Run(**_summary_fields(run), inputs=run.inputs, result=run.result, parent_run_id=run.parent_run_id,
-               restarted_from=run.restarted_from, priority=run.priority, steps=steps)
+               restarted_from=run.restarted_from, priority=run.priority,
+               debounce_until=run.debounce_until, steps=steps)
 
 
 @blueprint.post("/flows/<path:flow_id>/runs")

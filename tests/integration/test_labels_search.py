@@ -123,6 +123,7 @@ def test_ten_starts_within_the_debounce_window_are_one_run_with_the_last_inputs(
     # it started at the window's end, not before
     created, started = (dt.datetime.fromisoformat(run[k]) for k in ("created_at", "started_at"))
     assert (started - created).total_seconds() >= 2.0
+    assert dt.datetime.fromisoformat(run["debounce_until"]) <= started
     assert [r["id"] for r in _runs(api, "flow=labels/debounced")] == [ids[0]]
     # a start after the window is a run of its own
     assert start(5) != ids[0]
