@@ -134,7 +134,7 @@ def test_a_higher_priority_run_overtakes_queued_lower_ones_on_a_busy_worker(api,
 
     queue = f"{QUEUE}_prio"
     slow = f"id: labels/slow\nsteps:\n  - id: hold\n    queue: {queue}\n    python: \"import time\\n" \
-           f"def main():\\n    time.sleep(3)\\n    return 1\"\n"
+           f"def main():\\n    time.sleep(5)\\n    return 1\"\n"
     quick = f"id: labels/quick\nsteps:\n  - id: go\n    queue: {queue}\n    python: \"def main():\\n    return 1\"\n"
     api.save_flow(slow)
     api.save_flow(quick)
