@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from orchestrator.definitions.durations import Duration
 from orchestrator.definitions.labels import Labels
@@ -40,6 +40,8 @@ Priority = Annotated[int, Field(ge=0, le=9, description=(
 
 class Concurrency(Model):
     """How many runs at once (``limit``, per ``key``) and how close starts coalesce (``debounce``)."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["limit"]}, {"required": ["debounce"]}]})
 
     limit: int | None = Field(default=None, ge=1, description="at most this many active runs per key value")
     key: str | None = Field(default=None, description="an expression over `inputs`: limits and debounces count "
