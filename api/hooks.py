@@ -9,6 +9,7 @@ the runs API (202, or 200 with ``?wait=`` when the run ends in time).
 from __future__ import annotations
 
 from flask import Blueprint, Response, request, url_for
+from pydantic import Field
 from werkzeug.exceptions import UnsupportedMediaType
 
 from api import context
@@ -16,20 +17,29 @@ from api.auth import principal, requires
 from api.errors import Unauthorized
 from api.responses import Run, RunAccepted, Webhook
 from api.runs import Idempotent, Wait, start_and_answer
-from api.schemas import answer, fails, headers, query, returns
+from api.schemas import Body, accepts, answer, fails, headers, query, returns
+from orchestrator.definitions.labels import Labels
 from orchestrator.definitions.parser import check_storable
 from orchestrator.errors import Problem, ValidationError
-from orchestrator.store.access import Permission, disable_webhook, enable_webhook, webhook_accepts
+from orchestrator.store.access import Permission, disable_webhook, enable_webhook, webhook_labels
 
 blueprint = Blueprint("hooks", __name__)
+
+
+class WebhookConfig(Body):
+    """What the runs a webhook starts carry."""
+
+    labels: Labels = Field(default_factory=dict, description="over the flow's labels, on every run it starts")
 
 
 @blueprint.put("/flows/<path:flow_id>/webhook")
 @requires(Permission.DEFINE)
 @returns(201, Webhook)
-def put_webhook(flow_id: str) -> Response:
-    """Enable the flow's webhook, or rotate its token; the token is shown this once."""
-    token = enable_webhook(context.engine(), flow_id, principal().actor)
+@accepts(WebhookConfig)
+def put_webhook(flow_id: str, body: WebhookConfig) -> Response:
+    """Enable the flow's webhook (its runs labelled with `labels`), or rotate its token; the
+    token is shown this once."""
+    token = enable_webhook(context.engine(), flow_id, principal().actor, body.labels)
     return answer(Webhook(flow=flow_id, url=url_for("v1.hooks.call_hook", flow_id=flow_id, _external=True),
                           token=token), 201)
 
@@ -53,7 +63,8 @@ def call_hook(flow_id: str, query: Wait, headers: Idempotent) -> Response:
     """Start a run of the flow with the JSON body as its inputs (needs the webhook's token)."""
     scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
     token = (bearer.strip() if scheme.lower() == "bearer" else "") or request.headers.get("X-Millrace-Token")
-    if not token or not webhook_accepts(context.engine(), flow_id, token):
+    labels = webhook_labels(context.engine(), flow_id, token) if token else None
+    if labels is None:
         raise Unauthorized("this webhook needs its token (Authorization: Bearer or X-Millrace-Token)")
     if (request.content_length or request.data) and request.mimetype != "application/json":
         raise UnsupportedMediaType(f"send the run's inputs as JSON (Content-Type: application/json), "
@@ -68,7 +79,7 @@ def call_hook(flow_id: str, query: Wait, headers: Idempotent) -> Response:
     if not isinstance(inputs, dict):
         raise ValidationError([Problem("", "the body must be a JSON object: the run's inputs")])
     return start_and_answer(flow_id, inputs, None, trigger="webhook", actor=f"webhook:{flow_id}",
-                            wait=query.wait, key=headers.idempotency_key)
+                            wait=query.wait, key=headers.idempotency_key, labels=labels)
 
 
 call_hook.millrace_security = "hook"  # type: ignore[attr-defined]  # its own token, not an API token

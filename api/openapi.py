@@ -152,7 +152,10 @@ def _parameters(model: Any, where: str, components: dict[str, Any]) -> list[dict
     _keep(schema.pop("$defs", {}), components)
     required = set(schema.get("required", ()))
     found = []
+    gathered = set(getattr(model, "prefixed", {}).values())  # `inputs.NAME=...`: no one name to document
     for name, prop in schema.get("properties", {}).items():
+        if name in gathered:
+            continue
         prop = dict(prop)
         prop.pop("title", None)
         description = prop.pop("description", None)

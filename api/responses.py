@@ -68,6 +68,7 @@ class RunSummary(Answer):
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    labels: dict[str, str] = Field(description="its flow's, its start's, its parent's and its steps' labels")
     links: Links
 
 
@@ -83,6 +84,9 @@ class Run(RunSummary):
         examples=["each[2].check"])
     ending: RunStatus | None = Field(default=None, description=(
         "while the run's finally steps run (its status still running): the status it ends with after them"))
+    priority: int | None = Field(description="0-9: its messages' RabbitMQ priority (null: none)")
+    debounce_until: dt.datetime | None = Field(description=(
+        "a debounced run: until then starts with its flow and key are this run; it starts then (null: not debounced)"))
     steps: list[StepAttempt] = Field(description="every attempt, in the order they were made")
 
 
@@ -214,6 +218,7 @@ class Schedule(Answer):
     cron: str
     timezone: str
     inputs: dict[str, Any]
+    labels: dict[str, str] = Field(description="put on every run it starts, over the flow's")
     catchup: Literal["none", "last", "all"]
     max_catchup: int
     overlap: Literal["allow", "skip", "queue"]

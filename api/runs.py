@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import json
+from typing import Annotated, Any, ClassVar
 
 from flask import Blueprint, Response, url_for
 from pydantic import Field
@@ -28,6 +29,8 @@ from api.schemas import (
     returns,
 )
 from orchestrator.definitions.inputs import validate_inputs
+from orchestrator.definitions.labels import parse_label_filter
+from orchestrator.definitions.steps import INPUT_NAME
 from orchestrator.errors import NotFound, Problem, ValidationError
 from orchestrator.execution.lifecycle import RunStatus
 from orchestrator.observe.timeline import render_timeline
@@ -55,11 +58,22 @@ class Idempotent(Headers):
 
 
 class RunFilter(Paged):
+    repeatable: ClassVar[tuple[str, ...]] = ("label",)
+    prefixed: ClassVar[dict[str, str]] = {"inputs.": "inputs"}
+
     flow: str | None = Field(default=None, max_length=200, description="only this flow's runs")
     status: RunStatus | None = None
     trigger: str | None = Field(default=None, max_length=64, description="api, webhook, schedule, event, ...")
     since: Time | None = Field(default=None, description="created at or after (ISO 8601; UTC if no offset)")
     until: Time | None = Field(default=None, description="created before (ISO 8601; UTC if no offset)")
+    label: list[Annotated[str, Field(max_length=300)]] = Field(
+        default_factory=list, max_length=20,
+        description="`key:value`, repeatable: only runs with every one of these labels")
+    inputs: dict[Annotated[str, Field(pattern=INPUT_NAME)], Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=dict, max_length=10, description=(
+            "given as `inputs.NAME=VALUE` parameters (repeat for several inputs, all must hold): only runs whose "
+            "input NAME is VALUE read as JSON (42, true, null, \"text\", [1]) or, unless VALUE is a JSON string, "
+            "VALUE as a string: `inputs.customer=42` finds 42 and \"42\""))
 
 
 class AttemptChoice(Query):
@@ -73,7 +87,8 @@ def _links(run_id: str) -> Links:
 def _summary_fields(run: RunListing) -> dict[str, Any]:
     return {"id": run.id, "flow": run.flow_id, "version": run.flow_version, "status": run.status,
             "trigger": run.trigger, "error": run.error, "created_at": run.created_at,
-            "started_at": run.started_at, "finished_at": run.finished_at, "links": _links(run.id)}
+            "started_at": run.started_at, "finished_at": run.finished_at, "labels": run.labels,
+            "links": _links(run.id)}
 
 
 def run_answer(run: RunView) -> Run:
@@ -83,7 +98,8 @@ def run_answer(run: RunView) -> Run:
                          created_at=s.created_at, started_at=s.started_at,
                          finished_at=s.finished_at) for s in run.steps]
     return Run(**_summary_fields(run), inputs=run.inputs, result=run.result, parent_run_id=run.parent_run_id,
-               restarted_from=run.restarted_from, stopped_at=run.stopped_at, ending=run.ending, steps=steps)
+               restarted_from=run.restarted_from, stopped_at=run.stopped_at, ending=run.ending,
+               priority=run.priority, debounce_until=run.debounce_until, steps=steps)
 
 
 @blueprint.post("/flows/<path:flow_id>/runs")
@@ -98,17 +114,20 @@ def start_run(flow_id: str, body: StartRun, query: Wait, headers: Idempotent) ->
     """Start a run; with `?wait=SECONDS` answer 200 with the run if it ends in time, else 202."""
     trigger = "cli" if principal().operator else "api"  # the command line on the server says so
     return start_and_answer(flow_id, body.inputs, body.version, trigger=trigger, actor=principal().actor,
-                            wait=query.wait, key=headers.idempotency_key)
+                            wait=query.wait, key=headers.idempotency_key, labels=body.labels,
+                            priority=body.priority)
 
 
 def start_and_answer(flow_id: str, given: dict[str, Any], version: int | None, *, trigger: str,
-                     actor: str, wait: float, key: str | None) -> Response:
-    """Start a run of a saved flow; wait up to ``wait`` seconds for it to end."""
+                     actor: str, wait: float, key: str | None, labels: dict[str, str] | None = None,
+                     priority: int | None = None) -> Response:
+    """Start a run of a saved flow (``labels`` over the flow's); wait up to ``wait`` seconds for it to end."""
     engine = context.engine()
     saved = versions.get_flow_version(engine, flow_id, version)  # NotFound for a deleted flow
     plan = context.publisher().plans.plan(flow_id, saved["version"])
     inputs = validate_inputs(plan.flow.inputs, given)
-    run_id = start_saved(context.publisher(), plan, inputs, trigger=trigger, actor=actor, idempotency_key=key)
+    run_id = start_saved(context.publisher(), plan, inputs, trigger=trigger, actor=actor, idempotency_key=key,
+                         labels=labels, priority=priority)
     if wait:
         wait_for_run(engine, run_id, wait)
         run = views.get_run(engine, run_id)
@@ -129,13 +148,35 @@ def _accepted(run_id: str, status: RunStatus, restarted_from: str | None = None)
 @returns(200, RunPage)
 @query(RunFilter)
 def list_runs(query: RunFilter) -> Response:
-    """Runs, newest first; filter by flow, status, trigger, since/until."""
-    rows = views.list_runs(context.engine(), flow_id=query.flow, status=query.status and query.status.value,
-                           trigger=query.trigger, since=query.since, until=query.until,
-                           before=_cursor(query.cursor), limit=query.limit)
+    """Runs, newest first; filter by flow, status, trigger, since/until, `label=key:value`
+    (repeatable) and `inputs.NAME=VALUE`; each filter has an index."""
+    search = views.RunSearch(flow_id=query.flow, status=query.status and query.status.value, trigger=query.trigger,
+                             since=query.since, until=query.until, labels=label_filters(query.label),
+                             inputs={name: input_values(raw) for name, raw in query.inputs.items()})
+    rows = views.list_runs(context.engine(), search, before=_cursor(query.cursor), limit=query.limit)
     last = rows[-1] if len(rows) == query.limit else None
     next_cursor = views.page_cursor(last) if last else None
     return answer(RunPage(items=[RunSummary(**_summary_fields(r)) for r in rows], next_cursor=next_cursor))
+
+
+def label_filters(given: list[str]) -> dict[str, str]:
+    """``["team:billing", ...]`` as the labels a run must all have (a key given twice: refused)."""
+    wanted: dict[str, str] = {}
+    for i, text in enumerate(given):
+        key, value = parse_label_filter(text, f"label[{i}]")
+        if key in wanted and wanted[key] != value:
+            raise ValidationError([Problem(f"label[{i}]", f"label '{key}' is asked for twice, with two values")])
+        wanted[key] = value
+    return wanted
+
+
+def input_values(raw: str) -> tuple[Any, ...]:
+    """The values ``inputs.NAME=raw`` matches: raw read as JSON and, unless that is a string, raw itself."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return (raw,)
+    return (parsed,) if isinstance(parsed, str) else (parsed, raw)
 
 
 def _cursor(raw: str | None) -> tuple[dt.datetime, str] | None:

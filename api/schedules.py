@@ -54,7 +54,8 @@ def _schedule_answer(row: dict[str, Any], upcoming: int = 0) -> Schedule:
         following = cron.upcoming(start, upcoming)
     return Schedule(
         id=row["id"], flow=row["flow_id"], trigger=row["trigger_id"], cron=row["cron"], timezone=row["timezone"],
-        inputs=row["inputs"], catchup=row["catchup"], max_catchup=row["max_catchup"], overlap=row["overlap"],
+        inputs=row["inputs"], labels=row["labels"] or {}, catchup=row["catchup"],
+        max_catchup=row["max_catchup"], overlap=row["overlap"],
         enabled=row["enabled"], paused_until=row["paused_until"], next_fire_at=row["next_fire_at"],
         declared_in_flow=row["trigger_id"] is not None, next=following,
         links=ScheduleLinks(self=url_for("v1.schedules.get_schedule", schedule_id=row["id"]),
@@ -69,7 +70,8 @@ def _schedule_answer(row: dict[str, Any], upcoming: int = 0) -> Schedule:
 def create_schedule(body: NewSchedule) -> Response:
     """Create a schedule of a saved flow; it fires from its next slot on."""
     spec = schedules.ScheduleSpec(flow_id=body.flow, cron=body.cron, timezone=body.timezone, inputs=body.inputs,
-                                  catchup=body.catchup, max_catchup=body.max_catchup, overlap=body.overlap,
+                                  labels=body.labels, catchup=body.catchup, max_catchup=body.max_catchup,
+                                  overlap=body.overlap,
                                   enabled=body.enabled, paused_until=body.paused_until)
     schedule_id = schedules.create_schedule(context.engine(), spec, principal().actor)
     return answer(_schedule_answer(schedules.get_schedule(context.engine(), schedule_id), upcoming=5), 201)

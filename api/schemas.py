@@ -12,6 +12,7 @@ from flask import Response, current_app, request
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 from werkzeug.exceptions import UnsupportedMediaType
 
+from orchestrator.definitions.labels import Labels
 from orchestrator.definitions.parser import MAX_DOCUMENT_BYTES, check_storable, problems_from
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.store.access import Role
@@ -56,6 +57,8 @@ class StartRun(Body):
     inputs: dict[str, Any] = Field(default_factory=dict, description="values for the flow's inputs")
     version: int | None = Field(default=None, ge=1, le=MAX_VERSION,
                                 description="the flow version; the latest when omitted")
+    labels: Labels = Field(default_factory=dict, description="over the flow's labels, on this run")
+    priority: int | None = Field(default=None, ge=0, le=9, description="0-9, over the flow's `priority`")
 
 
 class Decision(Body):
@@ -116,6 +119,7 @@ class NewSchedule(Body):
     cron: str = Field(min_length=1, max_length=200, description="5 fields, 6 with seconds first, or @hourly...")
     timezone: str = Field(default="UTC", max_length=64)
     inputs: dict[str, Any] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict, description="over the flow's labels, on every run it starts")
     catchup: Literal["none", "last", "all"] = "last"
     max_catchup: int = Field(default=100, ge=1, le=10_000)
     overlap: Literal["allow", "skip", "queue"] = "allow"
@@ -129,6 +133,7 @@ class ScheduleChanges(Body):
     cron: str | None = Field(default=None, min_length=1, max_length=200)
     timezone: str | None = Field(default=None, max_length=64)
     inputs: dict[str, Any] | None = None
+    labels: Labels | None = None
     catchup: Literal["none", "last", "all"] | None = None
     max_catchup: int | None = Field(default=None, ge=1, le=10_000)
     overlap: Literal["allow", "skip", "queue"] | None = None
@@ -201,12 +206,22 @@ def _parsing(model: type[BaseModel], kwarg: str, read: Callable[[], Any],
 def query(model: type[Query]) -> Callable[[View], View]:
     """Parse the query string with ``model`` and pass it to the view as ``query``."""
 
-    def read() -> dict[str, str]:
+    lists = getattr(model, "repeatable", ())
+    prefixed = getattr(model, "prefixed", {})
+
+    def read() -> dict[str, Any]:
         given = request.args
-        repeated = sorted(name for name in given if len(given.getlist(name)) > 1)
+        repeated = sorted(name for name in given if len(given.getlist(name)) > 1 and name not in lists)
         if repeated:
             raise ValidationError([Problem(name, "give this query parameter once") for name in repeated])
-        return given.to_dict()
+        found: dict[str, Any] = {}
+        for name in given:
+            prefix = next((p for p in prefixed if name.startswith(p)), None)
+            if prefix is not None:  # `inputs.customer=42` -> inputs: {customer: "42"}
+                found.setdefault(prefixed[prefix], {})[name[len(prefix):]] = given[name]
+            else:
+                found[name] = given.getlist(name) if name in lists else given[name]
+        return found
 
     def problems(exc: pydantic.ValidationError) -> list[Problem]:
         unknown = f"unknown query parameter; this route reads {', '.join(model.model_fields)}"

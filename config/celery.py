@@ -55,6 +55,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_create_missing_queues": True,
+        # Priority queues (classic queues only: RabbitMQ 3.10 has none on quorum queues). A
+        # queue declared before without the argument cannot take it: see tasks/app.py.
+        "task_queue_max_priority": settings.queue_max_priority or None,
         # For Flower: workers report each task's life, publishers report each send.
         "worker_send_task_events": settings.task_events,
         "task_send_sent_event": settings.task_events,

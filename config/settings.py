@@ -75,6 +75,9 @@ class Settings:
     # other's commands and events. Empty: Celery's own names, as before it existed.
     queue_prefix: str = ""
     default_queue: str = "millrace"  # the whole name, prefix included
+    # x-max-priority of the classic queues Millrace declares: runs' `priority` 0-9 orders what
+    # waits in them. 0: declared without (as before 0024; priorities then have no effect).
+    queue_max_priority: int = 9
     log_limit: int = 65536
     result_limit: int = 1 << 20
     # RabbitMQ closes a consumer holding an unacked message for 30 min by default:
@@ -162,6 +165,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         proxy_hops=_env_int(env, "MILLRACE_PROXY_HOPS", 0),
         queue_prefix=prefix,
         default_queue=prefix + env.get("MILLRACE_DEFAULT_QUEUE", "millrace"),
+        queue_max_priority=min(max(_env_int(env, "MILLRACE_QUEUE_MAX_PRIORITY", 9), 0), 9),
         log_limit=_env_int(env, "MILLRACE_LOG_LIMIT", 65536),
         result_limit=_env_int(env, "MILLRACE_RESULT_LIMIT", 1 << 20),
         task_time_limit=_env_int(env, "MILLRACE_TASK_TIME_LIMIT", 25 * 60),

@@ -76,7 +76,7 @@ app = Celery("millrace", set_as_current=True, task_cls=MillraceTask)
 app.config_from_object(celery_config(settings))
 app.conf.include = [
     "tasks.confinement", "tasks.boundaries", "tasks.code", "tasks.composite", "tasks.waiting", "tasks.sweeper",
-    "tasks.bench", "tasks.loops"]
+    "tasks.bench", "tasks.loops", "tasks.queues"]
 # The app of every thread, not only of the one that imported this: signatures sent from
 # another thread (the sweeper, an API server's request threads) would otherwise fall back to
 # Celery's default app and its localhost broker.

@@ -18,7 +18,7 @@ from celery import Task
 from celery.exceptions import Ignore
 
 from orchestrator.errors import ExpressionError
-from orchestrator.execution.checks import retry_wanted
+from orchestrator.execution.checks import added_labels, retry_wanted
 from orchestrator.execution.compiler import compile_handlers
 from orchestrator.execution.context import Context, Wire
 from orchestrator.execution.lifecycle import CarryOn, Decision, FailRun, Phase, RetryStep, StepStatus, after_failure
@@ -166,8 +166,14 @@ def succeed(step: StepDelivery, result: Any, logs: str | None = None, cached: bo
         stops = checks.stop_if is not None and stop_holds(step, result)
     except ExpressionError as exc:
         return fail(step, f"stop_if: {exc}", logs=logs, retryable=False)
+    labels = None
+    if checks.labels is not None:  # only then does recording the outcome also touch the run's row
+        try:
+            labels = (step.ref.run_id, mask(added_labels(checks.labels, step.names, result), step.secrets))
+        except ExpressionError as exc:
+            return fail(step, f"labels: {exc}", logs=logs, retryable=False)
     status, result, error = attempts.record_outcome(
-        step.rt.engine, step.attempt.id, StepStatus.SUCCEEDED, result, logs=logs, cached=cached)
+        step.rt.engine, step.attempt.id, StepStatus.SUCCEEDED, result, logs=logs, cached=cached, labels=labels)
     if status is StepStatus.FAILED:
         raise Ignore()  # an earlier delivery recorded a failure and acted on it
     if stops and status is StepStatus.SUCCEEDED:

@@ -26,11 +26,12 @@ FOLLOW_UP_AFTER_S = 30.0  # a run ended this long ago with no follow-up: its wor
 def sweep(rt: Runtime, unpublished_after: float = UNPUBLISHED_AFTER_S,
           unsent_after: float = UNSENT_AFTER_S) -> None:
     """One pass: do what is owed past its time (runs, on_failure and finally steps, continuations,
-    follow-ups), time out approvals."""
+    follow-ups), send debounced runs whose window has ended, time out approvals."""
     publisher = rt.publisher
     deliver_overdue(publisher, {OwedKind.RUN: unpublished_after, OwedKind.ON_FAILURE: unsent_after,
                                 OwedKind.FINALLY: unsent_after, OwedKind.CONTINUATION: unsent_after,
-                                OwedKind.FOLLOW_UP: FOLLOW_UP_AFTER_S})
+                                OwedKind.FOLLOW_UP: FOLLOW_UP_AFTER_S,
+                                OwedKind.DEBOUNCED: 0.0})  # owed from its window's end: sent now
     for attempt in approvals.expired_approvals(rt.engine):
         time_out(publisher, attempt)
 

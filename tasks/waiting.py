@@ -2,6 +2,7 @@
 message that continues the run (its continuation) until it is decided."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from typing import Any
@@ -13,10 +14,10 @@ from orchestrator.definitions.inputs import validate_inputs
 from orchestrator.errors import FlowError, ValidationError
 from orchestrator.execution.context import Context
 from orchestrator.execution.lifecycle import StepStatus
+from orchestrator.services.runs import new_run
 from orchestrator.services.scripts import pin_scripts
 from orchestrator.store import attempts, outbox, sql, versions
 from orchestrator.store.outbox import OwedKind
-from orchestrator.store.runs import NewRun
 from tasks.attempt import StepDelivery, fail, step_task, succeed
 
 # Sleeps are re-published in slices so no message is held unacked near RabbitMQ's limit.
@@ -94,10 +95,14 @@ def _start_subflow(task: Task, s: StepDelivery, continuation: dict[str, Any]) ->
         pins = pin_scripts(rt.engine, child_plan.flow)
     except (FlowError, ValidationError) as exc:
         return fail(s, f"flow {ref_text}: {exc}", retryable=False)
-    child = NewRun(str(uuid.uuid4()), flow_id, version, inputs, trigger="subflow", actor=rt.worker,
-                   parent_run_id=s.ref.run_id, parent_step_run_id=s.attempt.id, depth=depth, scripts=pins)
+    # Its flow's labels, its parent's over them (added when it is recorded); the parent's priority
+    # unless its flow has one; no concurrency rule (a held child would hold its parent).
+    child = dataclasses.replace(new_run(
+        child_plan, str(uuid.uuid4()), inputs, trigger="subflow", actor=rt.worker, parent_run_id=s.ref.run_id,
+        priority=s.ref.priority if child_plan.flow.priority is None else None,
+        parent_step_run_id=s.attempt.id, depth=depth, scripts=pins), limit=None)
     created = attempts.start_subflow(rt.engine, child, continuation)
     if created is None:
         raise Ignore()  # the step ended meanwhile: its run was cancelled
-    rt.publisher.deliver_run(created.owed, child_plan, inputs, depth, pins)
+    rt.publisher.deliver_run(created.owed, child_plan, inputs, depth, pins, child.priority)
     raise Ignore()

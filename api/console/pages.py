@@ -13,6 +13,7 @@ from api.console.shapes import diffs, graph, highlight
 from api.runs import run_answer
 from orchestrator.definitions.approvals import values_from_text
 from orchestrator.definitions.inputs import parse_text_inputs, validate_inputs
+from orchestrator.definitions.labels import parse_label_filter
 from orchestrator.definitions.parser import flow_from_stored
 from orchestrator.errors import Problem, ValidationError
 from orchestrator.execution.lifecycle import RunStatus
@@ -52,7 +53,20 @@ def _filters() -> dict[str, Any]:
         status = None
     return {"flow": args.get("flow") or None, "status": status, "trigger": args.get("trigger") or None,
             "run": (args.get("run") or "").strip() or None, "since": _time(args.get("since")),
-            "until": _time(args.get("until"))}
+            "until": _time(args.get("until")), "labels": " ".join(args.getlist("labels")).strip() or None}
+
+
+def _labels(text: str | None) -> dict[str, str]:
+    """``team:billing env:prod`` (the labels field, or a label's link) as labels to filter by;
+    a word that is not key:value is left out."""
+    wanted = {}
+    for word in (text or "").split():
+        try:
+            key, value = parse_label_filter(word)
+        except ValidationError:
+            continue
+        wanted[key] = value
+    return wanted
 
 
 def _time(raw: str | None) -> str | None:
@@ -76,7 +90,7 @@ def _page_of_runs(filters: dict[str, Any]) -> tuple[list[dict[str, Any]], str | 
     else:
         before = _cursor(request.args.get("cursor"))
         rows = views.list_runs(context.engine(), flow_id=filters["flow"], status=filters["status"],
-                               trigger=filters["trigger"], before=before, limit=PAGE,
+                               trigger=filters["trigger"], before=before, limit=PAGE, labels=_labels(filters["labels"]),
                                since=dt.datetime.fromisoformat(filters["since"]) if filters["since"] else None,
                                until=dt.datetime.fromisoformat(filters["until"]) if filters["until"] else None)
         last = rows[-1] if len(rows) == PAGE else None
@@ -84,7 +98,7 @@ def _page_of_runs(filters: dict[str, Any]) -> tuple[list[dict[str, Any]], str | 
     starters = _started_by_each(context.engine(), [r.id for r in rows])
     items = [{"id": r.id, "flow": r.flow_id, "version": r.flow_version, "status": r.status.value,
               "trigger": r.trigger, "error": r.error, "created_at": _iso(r.created_at),
-              "took": _took(r.started_at, r.finished_at), "by": starters.get(r.id)} for r in rows]
+              "took": _took(r.started_at, r.finished_at), "by": starters.get(r.id), "labels": r.labels} for r in rows]
     return items, more
 
 

@@ -52,7 +52,7 @@ class Client:
              content_type: str | None = None, params: dict[str, Any] | None = None,
              headers: dict[str, str] | None = None, ok: tuple[int, ...] = ()) -> Answer:
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        target = f"/api/v1{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        target = f"/api/v1{path}" + (f"?{urllib.parse.urlencode(query, doseq=True)}" if query else "")
         sent = dict(headers or {})
         data: bytes | None = None
         if json_body is not None:

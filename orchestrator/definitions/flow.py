@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from orchestrator.definitions.durations import Duration
+from orchestrator.definitions.labels import Labels
 from orchestrator.definitions.steps import INPUT_NAME, FlowId, Model, Network, Step, StepBase, StepLimits, walk_sequence
 from orchestrator.definitions.triggers import Trigger, with_trigger_ids
 
@@ -31,10 +33,29 @@ class InputSpec(Model):
         return "default" not in self.model_fields_set
 
 
+Priority = Annotated[int, Field(ge=0, le=9, description=(
+    "0 (the default) to 9: a queued run of higher priority is taken before lower ones (RabbitMQ priority "
+    "queues; ignored on quorum queues)"), examples=[5])]
+
+
 class Concurrency(Model):
-    limit: int = Field(ge=1)
-    key: str | None = None
+    """How many runs at once (``limit``, per ``key``) and how close starts coalesce (``debounce``)."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["limit"]}, {"required": ["debounce"]}]})
+
+    limit: int | None = Field(default=None, ge=1, description="at most this many active runs per key value")
+    key: str | None = Field(default=None, description="an expression over `inputs`: limits and debounces count "
+                                                      "per value", examples=["${{ inputs.customer }}"])
     on_limit: Literal["queue", "cancel", "fail"] = "queue"
+    debounce: Duration | None = Field(default=None, description=(
+        "starts with the same key within this window (from the first) are one run, with the latest inputs, "
+        "started at the window's end; every caller gets its id"), examples=["30s"])
+
+    @model_validator(mode="after")
+    def _something(self) -> Concurrency:
+        if self.limit is None and not self.debounce:
+            raise ValueError("concurrency needs `limit`, `debounce`, or both")
+        return self
 
 
 class Flow(Model):
@@ -46,6 +67,8 @@ class Flow(Model):
     inputs: dict[Annotated[str, Field(pattern=INPUT_NAME)], InputSpec] = Field(default_factory=dict)
     triggers: list[Trigger] = Field(default_factory=list)
     concurrency: Concurrency | None = None
+    labels: Labels = Field(default_factory=dict)
+    priority: Priority | None = None
     network: Network | None = Field(default=None, description="its steps' network (default: the worker's)")
     limits: StepLimits | None = Field(default=None, description="its steps' limits, unless a step says")
     steps: Annotated[list[Step], Field(min_length=1)]

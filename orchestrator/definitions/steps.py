@@ -22,6 +22,7 @@ from pydantic import (
 
 from orchestrator.definitions.approvals import Approval
 from orchestrator.definitions.durations import DURATION_SCHEMA, Duration, Size
+from orchestrator.definitions.labels import MAX_LABELS, LabelKey
 from orchestrator.errors import did_you_mean
 
 STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
@@ -126,6 +127,9 @@ class StepBase(Model):
         "after the step succeeded: when this holds over `result`, the run ends succeeded with this result; "
         "whatever else of it still runs is cancelled and no later step starts (its finally steps still run)"),
         examples=["${{ result.count == 0 }}"])
+    labels: dict[LabelKey, Value] = Field(default_factory=dict, max_length=MAX_LABELS, description=(
+        "after the step ran: labels added to its run, evaluated over `result` (which stays the step's result)"),
+        examples=[{"rows": "${{ result.count }}"}])
 
     def sequences(self) -> list[Nested]:
         """The step lists nested in this step, in document order (none for a plain step).

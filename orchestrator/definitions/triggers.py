@@ -17,6 +17,7 @@ from orchestrator.definitions.events import (
     PostgresTrigger,
     RedisTrigger,
 )
+from orchestrator.definitions.labels import Labels
 from orchestrator.definitions.steps import FlowId, Model
 
 CATCHUP = ("none", "last", "all")
@@ -34,6 +35,7 @@ class CronTrigger(Model):
     cron: str = Field(description="5 fields, 6 with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly")
     timezone: str = Field(default="UTC", description="IANA time zone the fields are read in")
     inputs: dict[str, Any] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     catchup: Literal["none", "last", "all"] = Field(
         default="last", description="slots missed while no scheduler ran: skip them, run the last, or run all")
     max_catchup: int = Field(default=100, ge=1, le=10_000, description="with catchup: all, at most this many")

@@ -27,6 +27,7 @@ from orchestrator.errors import ExpressionError, Problem, ValidationError, did_y
 
 _ALLOWED_NAMES = NAMES | {"range", "dict"}
 _CODE_OPTIONS = ("retry", "timeout", "cache", "limits", "network")
+_WAITING_KINDS = ("approval", "sleep", "flow")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class _Scope:
 # Names an expression reads only in some places: where each is defined.
 _PLACED = {"iteration": "inside a loop step's `do`, `until` and `while`",
            "previous": "inside a loop step's `do`, `until` and `while`",
-           "result": "in `fail_if`, `break_if` and `stop_if` (the step's own result)",
+           "result": "in `fail_if`, `break_if`, `stop_if` and `labels` (the step's own result)",
            "error": "in `retry.if` (the failure's {type, message})"}
 
 
@@ -183,6 +184,12 @@ class _ReferenceChecker:
         self.value(step.stop_if, (*path, "stop_if"), scope, condition=True, extra={"result"})
         if getattr(step, "retry", None) is not None:
             self.value(step.retry.if_, (*path, "retry", "if"), scope, condition=True, extra={"error"})
+        if step.labels and step_kind(step) in _WAITING_KINDS:
+            self.problems.append(Problem(join_path(*path, "labels"), f"'labels' does not apply to {step_kind(step)} "
+                                         "steps (one ends when it is decided or woken, not after it ran); put it on "
+                                         "the step after it"))
+        elif step.labels:
+            self.value(step.labels, (*path, "labels"), scope, extra={"result"})
 
     def value(self, value: Any, path: tuple, scope: _Scope, *, condition: bool = False,
               iterable: bool = False, extra: AbstractSet[str] = frozenset()) -> None:

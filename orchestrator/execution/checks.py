@@ -1,4 +1,4 @@
-"""What a step checks besides running: ``fail_if``, ``break_if`` and ``stop_if`` after it ran,
+"""What a step checks besides running: ``fail_if``, ``break_if``, ``stop_if`` and ``labels`` after it ran,
 ``retry.if`` over its error, a loop's ``until``/``while``; and the shape ``{type, message}``
 an error has in expressions.
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.definitions.expressions import Template, compile_value
+from orchestrator.definitions.labels import label_value
 from orchestrator.definitions.steps import ForEachStep, LoopStep, StepBase
 from orchestrator.errors import ExpressionError
 
@@ -30,9 +31,11 @@ class Checks:
     until: Template | None = None
     while_: Template | None = None
     breaks: bool = False  # a loop whose own body (not a nested loop's) has a break_if step
+    labels: Template | None = None  # {key: value} over `result`, added to the run's labels
 
     def templates(self) -> tuple[Template, ...]:
-        return tuple(t for t in (self.fail_if, self.break_if, self.stop_if, self.retry_if, self.until, self.while_)
+        return tuple(t for t in (self.fail_if, self.break_if, self.stop_if, self.retry_if, self.until, self.while_,
+                                 self.labels)
                      if t is not None)
 
 
@@ -43,7 +46,7 @@ def compile_checks(step: StepBase) -> Checks:
     retry_if = step.retry.if_ if step.retry is not None else None
     loop = step.loop if isinstance(step, LoopStep) else None
     if step.fail_if is None and step.break_if is None and step.stop_if is None and retry_if is None \
-            and loop is None and not isinstance(step, ForEachStep):
+            and loop is None and not step.labels and not isinstance(step, ForEachStep):
         return NO_CHECKS
     return Checks(
         fail_if=_compiled(step.fail_if),
@@ -54,6 +57,7 @@ def compile_checks(step: StepBase) -> Checks:
         until=_compiled(loop.until) if loop else None,
         while_=_compiled(loop.while_) if loop else None,
         breaks=isinstance(step, ForEachStep | LoopStep) and _breaks_in(step),
+        labels=compile_value(step.labels) if step.labels else None,
     )
 
 
@@ -127,6 +131,11 @@ def error_shape(message: str | None) -> dict[str, str] | None:
     if message is None:
         return None
     return {"type": error_type(message), "message": message}
+
+
+def added_labels(template: Template, names: dict[str, Any], result: Any) -> dict[str, str]:
+    """A step's ``labels:`` over its ``result``, as the strings its run keeps (raises ExpressionError)."""
+    return {key: label_value(value) for key, value in template.render({**names, "result": result}).items()}
 
 
 def retry_wanted(template: Template | None, names: dict[str, Any], error: str) -> bool:

@@ -152,6 +152,8 @@ def _batch_signature(batch: list[_Unit]) -> Signature:
     queue = next((u.node.step.queue for u in batch if u.node is not None and u.node.step.queue), None)
     if queue:
         options["queue"] = queue
+    if ref.priority is not None:
+        options["priority"] = ref.priority
     labels = [u.label for u in batch]
     if len(labels) > LABELLED:
         labels = [*labels[:LABELLED - 1], f"... {len(labels) - LABELLED} more", labels[-1]]
@@ -183,8 +185,7 @@ def compile_for_each(plan: Plan, node: Node, ref: RunRef, ctx: Context, items: l
 
 def compile_case(plan: Plan, node: Node, ref: RunRef, ctx: Context, case: int) -> Signature:
     """The chosen case's steps, then the close that records the switch's result."""
-    close = Signature(CLOSE, kwargs={**ref.kwargs(), "node": node.path},
-                      options={"argsrepr": ref.label(f"{node.path} (close)"), "kwargsrepr": "{}"})
+    close = Signature(CLOSE, kwargs={**ref.kwargs(), "node": node.path}, options=_options(ref, f"{node.path} (close)"))
     return _with_context(chain(*compile_sequence(plan, node.sequences[case], ref), close), ctx)
 
 
@@ -193,8 +194,7 @@ def compile_iteration(plan: Plan, node: Node, ref: RunRef, ctx: Context, countdo
     that checks its condition and sends the next one or records the loop's outcome."""
     iteration = ctx.loops[-1].index
     check = Signature(ITERATE, kwargs={**ref.kwargs(), "node": node.path},
-                      options={"argsrepr": ref.label(f"{node.path} [iteration {iteration}] (check)"),
-                               "kwargsrepr": "{}"})
+                      options=_options(ref, f"{node.path} [iteration {iteration}] (check)"))
     sig = _with_context(chain(*compile_sequence(plan, node.sequences[0], ref), check), ctx)
     if countdown:
         sig.tasks[0].set(countdown=countdown)
@@ -203,7 +203,15 @@ def compile_iteration(plan: Plan, node: Node, ref: RunRef, ctx: Context, countdo
 
 def _join(node: Node, ref: RunRef, count: int) -> Signature:
     return Signature(JOIN, kwargs={**ref.kwargs(), "node": node.path, "count": count},
-                     options={"argsrepr": ref.label(f"{node.path} (join)"), "kwargsrepr": "{}"})
+                     options=_options(ref, f"{node.path} (join)"))
+
+
+def _options(ref: RunRef, label: str) -> dict[str, Any]:
+    """A single task's options: its label for Flower, the run's priority."""
+    options: dict[str, Any] = {"argsrepr": ref.label(label), "kwargsrepr": "{}"}
+    if ref.priority is not None:
+        options["priority"] = ref.priority
+    return options
 
 
 def _with_context(sig: Signature, ctx: Context) -> Signature:

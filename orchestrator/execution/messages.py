@@ -16,23 +16,28 @@ from orchestrator.execution.lifecycle import Phase
 
 @dataclass(frozen=True)
 class RunRef:
-    """What every task of a run is told: which run, of which flow version, in which phase."""
+    """What every task of a run is told: which run, of which flow version, in which phase, and
+    the priority (0-9; None: none) every message of the run is sent at."""
 
     run_id: str
     flow_id: str
     version: int
     phase: Phase = Phase.MAIN
+    priority: int | None = None
 
     def kwargs(self) -> Wire:
-        return {"run": self.run_id, "flow": self.flow_id, "version": self.version, "phase": self.phase.value}
+        wire: Wire = {"run": self.run_id, "flow": self.flow_id, "version": self.version, "phase": self.phase.value}
+        if self.priority is not None:
+            wire["priority"] = self.priority
+        return wire
 
     @classmethod
     def from_kwargs(cls, kw: Wire) -> RunRef:
         """The run a task's keyword arguments name (``phase`` absent in older messages: main)."""
-        return cls(kw["run"], kw["flow"], kw["version"], Phase(kw.get("phase", Phase.MAIN)))
+        return cls(kw["run"], kw["flow"], kw["version"], Phase(kw.get("phase", Phase.MAIN)), kw.get("priority"))
 
     def in_phase(self, phase: Phase) -> RunRef:
-        return RunRef(self.run_id, self.flow_id, self.version, phase)
+        return RunRef(self.run_id, self.flow_id, self.version, phase, self.priority)
 
     def label(self, what: str) -> str:
         # Flower shows this instead of the context blob.

@@ -24,12 +24,12 @@ from orchestrator.definitions.inputs import validate_inputs
 from orchestrator.definitions.parser import check_storable
 from orchestrator.errors import Conflict, FlowError, NotFound, ValidationError
 from orchestrator.services.publisher import Publisher
-from orchestrator.services.runs import limit_of
+from orchestrator.services.runs import new_run
 from orchestrator.services.scripts import pin_scripts
 from orchestrator.store import event_triggers as rows
 from orchestrator.store.event_triggers import EventTriggerRow
 from orchestrator.store.outbox import Owed
-from orchestrator.store.runs import NewRun, insert_run
+from orchestrator.store.runs import insert_run
 from orchestrator.store.sql import now
 
 MAX_KEY = 150  # longer broker ids are kept as their hash (the run's idempotency key has 200)
@@ -122,9 +122,8 @@ def _start(conn: Any, publisher: Publisher, trigger: EventTriggerRow, message: M
         inputs = validate_inputs(plan.flow.inputs, given)
         pins = pin_scripts(publisher.engine, plan.flow)
         run_id = str(uuid.uuid4())
-        created = insert_run(conn, NewRun(
-            run_id, trigger.flow_id, plan.version, inputs, trigger=trigger.kind, actor=actor, scripts=pins,
-            idempotency_key=f"event:{trigger.trigger_id}:{key}", limit=limit_of(plan, inputs)))
+        created = insert_run(conn, new_run(plan, run_id, inputs, trigger=trigger.kind, actor=actor, scripts=pins,
+                                           idempotency_key=f"event:{trigger.trigger_id}:{key}"))
     except ValidationError as exc:
         raise Refused("; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems)) from None
     except (FlowError, Conflict, NotFound) as exc:

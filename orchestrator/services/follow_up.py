@@ -37,7 +37,8 @@ def follow_up(publisher: Publisher, owed: Owed | None) -> None:
 def release(publisher: Publisher, flow_id: str, key: str) -> None:
     """Publish the held runs of ``flow_id`` and ``key`` that fit under its limit now."""
     latest = publisher.plans.plan(flow_id, None)
-    limit = NO_LIMIT if latest.flow.concurrency is None else latest.flow.concurrency.limit
+    rule = latest.flow.concurrency
+    limit = NO_LIMIT if rule is None or rule.limit is None else rule.limit
     for owed in runs.release_held(publisher.engine, flow_id, key, limit):
         publisher.deliver(owed)
 
@@ -60,6 +61,10 @@ def deliver_overdue(publisher: Publisher, grace: dict[OwedKind, float]) -> int:
     returns how many were done."""
     done = 0
     for owed in outbox.overdue(publisher.engine, grace):
+        if owed.kind is OwedKind.DEBOUNCED:  # due, not overdue: its window has ended
+            publisher.deliver(owed)
+            done += 1
+            continue
         log.warning("doing what %s owed for run %s: %s", owed.kind.value, owed.run_id,
                     "its doer died before" if owed.kind is not OwedKind.RUN else "publishing it")
         if owed.kind is OwedKind.FOLLOW_UP:

@@ -57,7 +57,13 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of unpadded base64url ``text``, refusing any text but the one encoding of them:
+    the last character's unused bits could otherwise change, making another token of the same
+    link (and a single-use link, keyed by its token, usable once per spelling)."""
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical encoding")
+    return data
 
 
 def sign(keys: tuple[str, ...], claims: Claims) -> str:

@@ -62,10 +62,10 @@ class Publisher:
         outbox.done(self.engine, owed)
 
     def deliver_run(self, owed: Owed | None, plan: Plan, inputs: dict[str, Any], depth: int = 0,
-                    scripts: dict[str, int] | None = None) -> None:
+                    scripts: dict[str, int] | None = None, priority: int | None = None) -> None:
         """Send a just-recorded run's first message, built from what the caller holds."""
         if owed is not None:
-            self.deliver(owed, owed_message(owed) or run_message(plan, owed.run_id, inputs, depth, scripts))
+            self.deliver(owed, owed_message(owed) or run_message(plan, owed.run_id, inputs, depth, scripts, priority))
 
     def message_of(self, owed: Owed) -> Signature:
         kept = owed_message(owed)
@@ -74,11 +74,12 @@ class Publisher:
         if owed.kind is OwedKind.FINALLY:
             run = views.get_run(self.engine, owed.run_id)
             return finally_message(self.plans.plan(run.flow_id, run.flow_version), run)
-        if owed.kind is not OwedKind.RUN:
+        if owed.kind not in (OwedKind.RUN, OwedKind.DEBOUNCED):
             raise ValueError(f"{owed.kind} {owed.id} keeps no message")
+        # from the run's row: a debounced run's inputs are the latest start's
         run = views.get_run(self.engine, owed.run_id, with_steps=False)
         plan = self.plans.plan(run.flow_id, run.flow_version)
-        return run_message(plan, owed.run_id, run.inputs, run.depth, run.scripts)
+        return run_message(plan, owed.run_id, run.inputs, run.depth, run.scripts, run.priority)
 
 
 def owed_message(owed: Owed) -> Signature | None:
@@ -86,9 +87,9 @@ def owed_message(owed: Owed) -> Signature | None:
 
 
 def run_message(plan: Plan, run_id: str, inputs: dict[str, Any], depth: int = 0,
-                scripts: dict[str, int] | None = None) -> Signature:
-    """A run's whole canvas, from its first context."""
-    ref = RunRef(run_id, plan.flow_id, plan.version)
+                scripts: dict[str, int] | None = None, priority: int | None = None) -> Signature:
+    """A run's whole canvas, from its first context; every message of it sent at ``priority``."""
+    ref = RunRef(run_id, plan.flow_id, plan.version, priority=priority)
     return compile_run(plan, ref, Context.new(run_id, plan.flow_id, plan.version, inputs, depth, scripts))
 
 

@@ -37,11 +37,12 @@ def restart(publisher: Publisher, run: RunView, request: RestartRequest, *, acto
     ctx = Context.new(new_id, plan.flow_id, plan.version, inputs, scripts=scripts)
     for path in plan.main[:choice.first]:
         ctx.set_outcome(plan.node(path).id, by_path[path].status.value, by_path[path].result)
-    message = compile_run(plan, RunRef(new_id, plan.flow_id, plan.version), ctx, choice.first)
+    message = compile_run(plan, RunRef(new_id, plan.flow_id, plan.version, priority=run.priority), ctx, choice.first)
     # Its message is kept with it (it starts mid-flow): the sweeper can send it if we die now.
     created = runs.create_run(publisher.engine, NewRun(
-        new_id, plan.flow_id, plan.version, inputs, trigger="restart", actor=actor, restarted_from=run.id,
-        scripts=scripts, message=dict(message), reused=choice.reused))  # not held by a limit
+        new_id, plan.flow_id, plan.version, inputs, trigger="restart", actor=actor, labels=run.labels,
+        priority=run.priority, restarted_from=run.id, scripts=scripts, message=dict(message),
+        reused=choice.reused))  # not held by a limit
     publisher.deliver(created.owed, message)
     return new_id
 

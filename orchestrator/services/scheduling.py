@@ -25,12 +25,12 @@ from orchestrator.definitions.parser import flow_from_stored
 from orchestrator.definitions.triggers import CATCHUP, OVERLAP
 from orchestrator.errors import Conflict, FlowError, NotFound, Problem, ValidationError
 from orchestrator.execution.plan import build_plan
-from orchestrator.services.runs import limit_of
+from orchestrator.services.runs import new_run
 from orchestrator.services.scripts import pin_scripts
 from orchestrator.store import audit, outbox, sql, versions
 from orchestrator.store import schedules as rows
 from orchestrator.store.outbox import Owed
-from orchestrator.store.runs import NewRun, insert_run
+from orchestrator.store.runs import insert_run
 
 GRACE_S = 60.0  # a slot decided this late still fires as on time (a scheduler failover takes ~1 s)
 MAX_RECORDED_MISSES = 1000  # per pass; older misses of a long outage are summed up on the oldest row
@@ -119,9 +119,8 @@ def _start(conn: Connection, s: Any, fire_id: int, slot: dt.datetime, actor: str
         inputs = validate_inputs(plan.flow.inputs, s.inputs)
         pins = pin_scripts(engine, plan.flow)
         run_id = str(uuid.uuid4())
-        created = insert_run(conn, NewRun(
-            run_id, s.flow_id, version, inputs, trigger="schedule", actor=actor, scripts=pins,
-            limit=limit_of(plan, inputs), schedule_id=s.id))
+        created = insert_run(conn, new_run(plan, run_id, inputs, trigger="schedule", actor=actor, scripts=pins,
+                                           schedule_id=s.id, labels=s.labels))
     except (FlowError, Conflict) as exc:  # the flow cannot start now: the slot says why
         rows.set_fire(conn, fire_id, "skipped", f"the run could not start: {exc}")
         return None
@@ -164,6 +163,7 @@ class ScheduleSpec:
     cron: str
     timezone: str = "UTC"
     inputs: dict[str, Any] | None = None
+    labels: dict[str, str] | None = None  # over the flow's, on every run it starts
     catchup: str = "last"
     max_catchup: int = 100
     overlap: str = "allow"
@@ -177,7 +177,8 @@ def create_schedule(engine: Engine, spec: ScheduleSpec, actor: str) -> str:
     at = sql.now()
     rows.insert_schedule(engine, dict(
         id=schedule_id, flow_id=spec.flow_id, trigger_id=None, cron=cron.expression, timezone=spec.timezone,
-        inputs=spec.inputs or {}, catchup=spec.catchup, max_catchup=spec.max_catchup, overlap=spec.overlap,
+        inputs=spec.inputs or {}, labels=spec.labels or None, catchup=spec.catchup,
+        max_catchup=spec.max_catchup, overlap=spec.overlap,
         enabled=spec.enabled, paused_until=spec.paused_until, next_fire_at=cron.next_after(at),
         created_at=at, updated_at=at), actor)
     return schedule_id

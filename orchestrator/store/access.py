@@ -135,9 +135,9 @@ def active_tokens(engine: Engine, name_or_id: str | int) -> list[Principal]:
 HOOK_PREFIX = "mh_"
 
 
-def enable_webhook(engine: Engine, flow_id: str, actor: str) -> str:
+def enable_webhook(engine: Engine, flow_id: str, actor: str, labels: dict[str, str] | None = None) -> str:
     """Give a saved flow a webhook, or a new token for the one it has (the old one stops
-    working); the token is returned once and never stored."""
+    working); the token is returned once and never stored. ``labels`` go on the runs it starts."""
     from orchestrator.store.versions import get_flow_version
 
     get_flow_version(engine, flow_id)  # NotFound for a flow that does not exist
@@ -145,7 +145,7 @@ def enable_webhook(engine: Engine, flow_id: str, actor: str) -> str:
     with engine.begin() as conn:
         conn.execute(delete(webhooks).where(webhooks.c.flow_id == flow_id))
         conn.execute(insert(webhooks).values(flow_id=flow_id, token_hash=_digest(token), created_at=now(),
-                                             created_by=actor))
+                                             created_by=actor, labels=labels or None))
         audit(conn, actor, "webhook.enabled", f"flow:{flow_id}")
     return token
 
@@ -163,11 +163,15 @@ def webhook_enabled(engine: Engine, flow_id: str) -> bool:
         return conn.execute(select(webhooks.c.flow_id).where(webhooks.c.flow_id == flow_id)).first() is not None
 
 
-def webhook_accepts(engine: Engine, flow_id: str, token: str) -> bool:
-    """Whether ``token`` is the current token of ``flow_id``'s webhook."""
+def webhook_labels(engine: Engine, flow_id: str, token: str) -> dict[str, str] | None:
+    """The labels ``flow_id``'s webhook puts on its runs when ``token`` is its current token;
+    None when it is not (or the flow has no webhook)."""
     with engine.connect() as conn:
-        stored = conn.execute(select(webhooks.c.token_hash).where(webhooks.c.flow_id == flow_id)).scalar()
-    return stored is not None and hmac.compare_digest(stored, _digest(token))
+        stored = conn.execute(select(webhooks.c.token_hash, webhooks.c.labels)
+                              .where(webhooks.c.flow_id == flow_id)).first()
+    if stored is None or not hmac.compare_digest(stored.token_hash, _digest(token)):
+        return None
+    return stored.labels or {}
 
 
 # --- console sessions ----------------------------------------------------------------------

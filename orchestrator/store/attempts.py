@@ -7,12 +7,14 @@ later delivery reads what was recorded.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Engine,
     bindparam,
     case,
@@ -119,7 +121,8 @@ def start_subflow(engine: Engine, child: NewRun, continuation: dict) -> Created 
             status=StepStatus.WAITING.value, continuation=continuation)).rowcount
         if not parked:
             return None
-        return insert_run(conn, child)
+        inherited = conn.execute(select(runs.c.labels).where(runs.c.id == child.parent_run_id)).scalar()
+        return insert_run(conn, dataclasses.replace(child, labels={**child.labels, **(inherited or {})}))
 
 
 def child_of(engine: Engine, attempt_id: int) -> str | None:
@@ -153,18 +156,42 @@ def follow_logs(engine: Engine, attempt_id: int, logs: str) -> None:
 
 def record_outcome(engine: Engine, attempt_id: int, status: StepStatus, result: Any = None,
                    error: str | None = None, logs: str | None = None,
-                   cached: bool = False) -> tuple[StepStatus, Any, str | None]:
-    """Write an attempt's outcome once; returns the outcome on record (ours or an earlier one)."""
+                   cached: bool = False, labels: tuple[str, dict[str, str]] | None = None,
+                   ) -> tuple[StepStatus, Any, str | None]:
+    """Write an attempt's outcome once; returns the outcome on record (ours or an earlier one).
+
+    With ``labels`` (its run's id and the labels its step adds), the run's labels take them in
+    the same transaction: they are added exactly when this outcome is the one recorded."""
     result, error, logs = storable(result), storable(error), storable(logs)
+    values = {"attempt_id": attempt_id, "status": status.value, "result": result, "error": error,
+              "logs": logs, "cached": cached, "finished_at": now()}
+    if labels is not None:
+        return _record_labelled(engine, values, *labels)
     with autocommit(engine).connect() as conn:
-        written = conn.execute(_RECORD_OUTCOME, {
-            "attempt_id": attempt_id, "status": status.value, "result": result, "error": error,
-            "logs": logs, "cached": cached, "finished_at": now()}).rowcount
+        written = conn.execute(_RECORD_OUTCOME, values).rowcount
         if written:
             return status, result, error
-        row = conn.execute(select(step_runs.c.status, step_runs.c.result, step_runs.c.error)
-                           .where(step_runs.c.id == attempt_id)).one()
+        return _recorded(conn, attempt_id)
+
+
+def _recorded(conn: Connection, attempt_id: int) -> tuple[StepStatus, Any, str | None]:
+    row = conn.execute(select(step_runs.c.status, step_runs.c.result, step_runs.c.error)
+                       .where(step_runs.c.id == attempt_id)).one()
     return StepStatus(row.status), row.result, row.error
+
+
+def _record_labelled(engine: Engine, values: dict[str, Any], run_id: str,
+                     labels: dict[str, str]) -> tuple[StepStatus, Any, str | None]:
+    # The run's row first, then the step's (and, through its trigger, the audit chain): the
+    # order every transaction takes them in.
+    with engine.connect() as conn:
+        with conn.begin() as transaction:
+            current = conn.execute(select(runs.c.labels).where(runs.c.id == run_id).with_for_update()).scalar()
+            conn.execute(update(runs).where(runs.c.id == run_id).values(labels={**(current or {}), **labels}))
+            if conn.execute(_RECORD_OUTCOME, values).rowcount:
+                return StepStatus(values["status"]), values["result"], values["error"]
+            transaction.rollback()  # an earlier delivery recorded an outcome (and its labels)
+        return _recorded(conn, values["attempt_id"])
 
 
 _RECORD_OUTCOME = (

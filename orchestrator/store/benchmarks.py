@@ -102,6 +102,52 @@ def seed_history(engine: Engine, flow_id: str, version: int, runs: int, steps: i
             progress(last)
 
 
+# Runs to search, spread over SEARCH_FLOWS flows and the 30 days before now: every tenth failed,
+# triggers api/schedule/webhook/event in turn, labels team (t0-t19), env (prod for three in
+# four) and shard (s0-s999), inputs customer (0-49999: 20 runs each) and region.
+SEARCH_FLOWS = 5
+SEARCH_SEED = _SEED_RUNS + """
+    INSERT INTO runs (id, flow_id, flow_version, status, inputs, result, error, trigger, labels, created_at,
+                      started_at, finished_at, held, depth)
+    SELECT id, CAST(:flow AS text) || '-' || (n % """ + str(SEARCH_FLOWS) + """), CAST(:version AS integer),
+           CASE WHEN n % 10 = 0 THEN 'failed' ELSE 'succeeded' END,
+           jsonb_build_object('customer', n % 50000, 'region', CASE WHEN n % 3 = 0 THEN 'eu' ELSE 'us' END),
+           CASE WHEN n % 10 = 0 THEN NULL ELSE to_jsonb(n) END,
+           CASE WHEN n % 10 = 0 THEN 'step s0 failed: seeded' END,
+           (ARRAY['api', 'schedule', 'webhook', 'event'])[1 + n % 4],
+           jsonb_build_object('team', 't' || (n % 20), 'env', CASE WHEN n % 4 = 0 THEN 'dev' ELSE 'prod' END,
+                              'shard', 's' || (n % 1000)),
+           at, at, at + interval '50 ms', false, 0
+    FROM r"""
+
+
+def seed_search(engine: Engine, flow_id: str, version: int, runs: int, *, tag: str, chunk: int = 50_000,
+                progress: Any = None) -> None:
+    """``runs`` finished runs of ``SEARCH_FLOWS`` flows named ``flow_id-N``, without steps, with
+    labels and inputs to search by (PostgreSQL only); vacuumed once written, as autovacuum
+    would (the GIN indexes' pending entries merged, the statistics taken)."""
+    if engine.dialect.name != "postgresql":
+        raise NotFound("seeding runs to search needs PostgreSQL")
+    for first in range(1, runs + 1, chunk):
+        last = min(first + chunk - 1, runs)
+        with engine.begin() as conn:
+            conn.execute(text(SEARCH_SEED), {"tag": tag, "flow": flow_id, "version": version, "total": runs,
+                                             "spacing": 2592000 / max(runs, 1), "first": first, "last": last})
+        if progress is not None:
+            progress(last)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE runs"))
+
+
+def runs_of(engine: Engine, flow_prefix: str) -> int:
+    """How many runs the flows whose ids begin with ``flow_prefix`` have."""
+    from orchestrator.store.tables import runs
+
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(runs)
+                            .where(runs.c.flow_id.startswith(flow_prefix, autoescape=True))).scalar_one()
+
+
 def history_size(engine: Engine) -> tuple[int, int]:
     """How many runs and step rows the database holds (what a history-sized figure is at)."""
     from orchestrator.store.tables import runs, step_runs

@@ -25,6 +25,7 @@ class OwedKind(enum.StrEnum):
     FINALLY = "finally"  # a run's finally steps (compiled from the run's record when sent)
     CONTINUATION = "continuation"  # a decided waiting step's saved message
     FOLLOW_UP = "follow_up"  # what a run's end sets off (flow triggers, held runs)
+    DEBOUNCED = "debounced"  # a debounced run's first message, owed from its window's end
 
 
 @dataclass(frozen=True)

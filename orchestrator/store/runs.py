@@ -1,7 +1,8 @@
 """A run's row through its life: recorded (admitted under its concurrency limit), started, ended once."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -34,11 +35,12 @@ from orchestrator.store.tables import (
 
 @dataclass(frozen=True)
 class Limit:
-    """A flow's concurrency limit for one key value."""
+    """A flow's concurrency rule for one key value: its limit (None: no limit) and its debounce window."""
 
-    limit: int
+    limit: int | None
     key: str
     on_limit: str  # queue | cancel | fail
+    debounce: float | None = None  # seconds
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,15 @@ class NewRun:
     schedule_id: str | None = None
     message: dict[str, Any] | None = None  # its first message, when not the flow's whole canvas (a restart)
     reused: tuple[int, ...] = ()  # a restart's: the attempts of ``restarted_from`` whose outcomes it takes
+    labels: dict[str, str] = field(default_factory=dict)
+    priority: int | None = None
 
 
 @dataclass(frozen=True)
 class Created:
     run_id: str
     status: RunStatus
-    owed: Owed | None  # its first message, owed since the commit (None: held, refused, made before)
+    owed: Owed | None  # its first message, owed since the commit (None: held, debounced, refused, made before)
 
 
 def create_run(engine: Engine, new: NewRun) -> Created:
@@ -100,7 +104,12 @@ def insert_run(conn: Connection, new: NewRun) -> Created:
     admitted run's first message is owed in the same transaction."""
     status, held, error = RunStatus.QUEUED, False, None
     limit = new.limit
-    if limit is not None and running_under(conn, new.flow_id, limit.key) >= limit.limit:
+    at = now()
+    if limit is not None and limit.debounce:
+        pending = _debouncing(conn, new, at)
+        if pending is not None:
+            return pending
+    if limit is not None and limit.limit is not None and running_under(conn, new.flow_id, limit.key) >= limit.limit:
         if limit.on_limit == "fail":
             raise Conflict(f"flow {new.flow_id} has {limit.limit} active run(s)"
                            + (f" for key '{limit.key}'" if limit.key else "") + ", its concurrency limit")
@@ -108,14 +117,15 @@ def insert_run(conn: Connection, new: NewRun) -> Created:
             status, error = RunStatus.CANCELLED, f"cancelled: concurrency limit {limit.limit} reached"
         else:
             held = True
-    at = now()
+    until = at + dt.timedelta(seconds=limit.debounce) if limit is not None and limit.debounce else None
     conn.execute(insert(runs).values(
         id=new.run_id, flow_id=new.flow_id, flow_version=new.version, status=status.value,
         inputs=new.inputs, trigger=new.trigger, parent_run_id=new.parent_run_id,
         parent_step_run_id=new.parent_step_run_id, depth=new.depth, created_at=at,
         idempotency_key=new.idempotency_key, restarted_from=new.restarted_from, scripts=new.scripts or None,
         schedule_id=new.schedule_id, concurrency_key=limit.key if limit else None, held=held, error=error,
-        finished_at=at if status is RunStatus.CANCELLED else None))
+        finished_at=at if status is RunStatus.CANCELLED else None, labels=new.labels, priority=new.priority,
+        debounce_until=until))
     audit(conn, new.actor, "run.created", f"run:{new.run_id}", flow=new.flow_id, version=new.version,
           trigger=new.trigger, restarted_from=new.restarted_from, held=held or None)
     if new.reused:
@@ -124,6 +134,8 @@ def insert_run(conn: Connection, new: NewRun) -> Created:
     if error:
         audit(conn, new.actor, "run.cancelled", f"run:{new.run_id}", error=error)
         owe(conn, OwedKind.FOLLOW_UP, new.run_id)
+    elif until is not None and not held:  # sent at the window's end, by the sweeper
+        owe(conn, OwedKind.DEBOUNCED, new.run_id, since=until)
     elif not held:
         owed = owe(conn, OwedKind.RUN, new.run_id, message=new.message, since=at)
     return Created(new.run_id, status, owed)
@@ -144,6 +156,24 @@ def _copy_reused(conn: Connection, new: NewRun, at: Any) -> None:
                func.coalesce(step_runs.c.reused_from, literal(new.restarted_from)))  # where it ran
         .where(step_runs.c.run_id == new.restarted_from, step_runs.c.id.in_(new.reused))
         .order_by(step_runs.c.id)))
+
+
+def _debouncing(conn: Connection, new: NewRun, at: dt.datetime) -> Created | None:
+    """The run of this flow and key whose debounce window is still open, given ``new``'s
+    inputs and labels (the latest win); None when there is none. The key's lock, held until
+    commit, makes concurrent starts find each other: one inserts, the others coalesce."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(
+            func.hashtext(f"millrace-debounce:{new.flow_id}:{new.limit.key}"))))
+    pending = conn.execute(select(runs.c.id).where(
+        runs.c.flow_id == new.flow_id, runs.c.concurrency_key == new.limit.key,
+        runs.c.status == RunStatus.QUEUED.value, runs.c.debounce_until > at)
+        .order_by(runs.c.created_at.desc()).limit(1).with_for_update()).scalar()
+    if pending is None:
+        return None
+    conn.execute(update(runs).where(runs.c.id == pending).values(inputs=new.inputs, labels=new.labels))
+    audit(conn, new.actor, "run.debounced", f"run:{pending}", trigger=new.trigger)
+    return Created(pending, RunStatus.QUEUED, owed=None)
 
 
 def running_under(conn: Connection, flow_id: str, key: str) -> int:

@@ -45,7 +45,8 @@ def sync_triggers(conn: Connection, flow: Flow | None, flow_id: str | None = Non
     declared_before = _declared_enabled(conn, flow_id) if existing else {}
     for trigger_id, trigger in crons.items():
         values = {"cron": trigger.cron, "timezone": trigger.timezone, "inputs": trigger.inputs,
-                  "catchup": trigger.catchup, "max_catchup": trigger.max_catchup, "overlap": trigger.overlap,
+                  "labels": trigger.labels or None, "catchup": trigger.catchup,
+                  "max_catchup": trigger.max_catchup, "overlap": trigger.overlap,
                   "enabled": trigger.enabled, "updated_at": at}
         row = existing.get(trigger_id)
         if row is not None and declared_before.get(trigger_id, trigger.enabled) == trigger.enabled:

@@ -8,7 +8,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, func, or_, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 
 from orchestrator.errors import NotFound
 from orchestrator.execution.checks import error_type
@@ -59,6 +60,7 @@ class RunListing:
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    labels: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class RunView(RunListing):
     scripts: dict[str, int]
     depth: int
     concurrency_key: str | None
+    priority: int | None
+    debounce_until: dt.datetime | None
     stopped_at: str | None = None  # the step whose stop_if ended it
     ending: RunStatus | None = None  # while its finally steps run: the status it ends with
     steps: tuple[StepView, ...] = ()
@@ -98,6 +102,7 @@ def _listing(cls: type, names: list[str], row: Any, **extra: Any) -> Any:
     values["status"] = RunStatus(values["status"])
     if "scripts" in values:
         values["scripts"] = values["scripts"] or {}
+    values["labels"] = values["labels"] or {}
     if values.get("ending"):
         values["ending"] = RunStatus(values["ending"])
     return cls(**values, **extra)
@@ -139,11 +144,38 @@ def page_boundary(cursor: str) -> tuple[dt.datetime, str]:
         raise ValueError("not a cursor") from None
 
 
-def list_runs(engine: Engine, *, flow_id: str | None = None, status: str | None = None,
-              trigger: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
-              before: tuple[dt.datetime, str] | None = None, limit: int = 50) -> list[RunListing]:
-    """Runs, newest first; ``before`` is the (created_at, id) of the last run of the previous page."""
+@dataclass(frozen=True)
+class RunSearch:
+    """What a page of runs is filtered by; every part given must hold.
+
+    ``labels`` must all be on the run; ``inputs`` maps an input name to the values it may
+    have (any one of them: ``42`` and ``"42"`` for a query string's 42)."""
+
+    flow_id: str | None = None
+    status: str | None = None
+    trigger: str | None = None
+    since: dt.datetime | None = None  # created at or after
+    until: dt.datetime | None = None  # created before
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    inputs: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
+
+
+def list_runs(engine: Engine, search: RunSearch | None = None, *, before: tuple[dt.datetime, str] | None = None,
+              limit: int = 50, **filters: Any) -> list[RunListing]:
+    """Runs, newest first; ``before`` is the (created_at, id) of the last run of the previous page.
+
+    On PostgreSQL, labels and input values are containment tests (``@>``) that the GIN
+    indexes on ``labels`` and ``inputs`` answer; each other part has a (part, created_at) index."""
+    search = search or RunSearch(**filters)
+    flow_id, status, trigger, since, until = search.flow_id, search.status, search.trigger, search.since, search.until
     query = select(*(runs.c[name] for name in _LISTING))
+    postgres = engine.dialect.name == "postgresql"
+    if search.labels:
+        query = query.where(_holds(runs.c.labels, search.labels) if postgres else and_(
+            *(func.json_extract(runs.c.labels, _json_path(k)) == v for k, v in search.labels.items())))
+    for name, values in search.inputs.items():
+        query = query.where(or_(*(_holds(runs.c.inputs, {name: v}) if postgres
+                                  else func.json_extract(runs.c.inputs, _json_path(name)) == v for v in values)))
     if flow_id:
         query = query.where(runs.c.flow_id == flow_id)
     if status:
@@ -160,6 +192,14 @@ def list_runs(engine: Engine, *, flow_id: str | None = None, status: str | None 
     query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
     with engine.connect() as conn:
         return [_listing(RunListing, _LISTING, r) for r in conn.execute(query).mappings()]
+
+
+def _holds(column: Any, part: dict[str, Any]) -> Any:
+    return type_coerce(column, JSONB).contains(part)
+
+
+def _json_path(key: str) -> str:
+    return '$."' + key.replace('"', "") + '"'
 
 
 def subflow_runs(engine: Engine, run_id: str) -> dict[int, str]:

@@ -80,7 +80,7 @@ CASES = [
     ("unknown input", "POST", "/api/v1/flows/hostile/ok/runs", Role.OPERATOR, JSON,
      '{"inputs": {"n": 1, "m": 2}}', 422, "inputs.m", ""),
     ("unknown body field", "POST", "/api/v1/flows/hostile/ok/runs", Role.OPERATOR, JSON,
-     '{"inputs": {"n": 1}, "priority": 9}', 422, "priority", "unknown field"),
+     '{"inputs": {"n": 1}, "urgency": 9}', 422, "urgency", "unknown field"),
     ("inputs not an object", "POST", "/api/v1/flows/hostile/ok/runs", Role.OPERATOR, JSON, '{"inputs": [1]}', 422,
      "inputs", ""),
     ("body not json", "POST", "/api/v1/flows/hostile/ok/runs", Role.OPERATOR, JSON, "n=1", 422, "", "must be JSON"),

@@ -83,3 +83,17 @@ def test_bench_times_the_consoles_pages_at_the_history_held(engine, capsys) -> N
     console = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["console"]
     assert set(console["pages"]) == {"/", "/?status=failed", "/?flow=bench/seed", "/flows"}
     assert all(0 < page["p50_ms"] <= page["max_ms"] for page in console["pages"].values())
+
+
+def test_bench_seeds_runs_to_search_and_times_each_search(engine, capsys) -> None:
+    assert main(["bench", "--scenario", "search", "--search-runs", "2000", "--json"]) == 0
+    search = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["search"]
+    assert search["runs"] >= 2000
+    queries = search["queries"]
+    assert {"newest", "label (1 in 20)", "label (1 in 20), page 2", "input value", "time range (1 day)"} <= set(queries)
+    assert all(0 < q["p50_ms"] <= q["max_ms"] for q in queries.values())
+    assert queries["label (1 in 20)"]["items"] == 50 and queries["label, no match"]["items"] == 0
+    assert queries["input value"]["items"] == 0  # 2,000 runs: customers 0-1999 only (4242 has none)
+    # a second bench seeds nothing more: the runs are there
+    assert main(["bench", "--scenario", "search", "--search-runs", "2000", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["search"]["runs"] == search["runs"]

@@ -45,6 +45,12 @@
         var row = document.createElement("tr");
         cell(row, link("/runs/" + r.id, r.id.slice(0, 8)));
         cell(row, r.flow + "@" + r.version);
+        var labels = cell(row, "");
+        Object.keys(r.labels || {}).sort().forEach(function (k) {
+          var a = link("/?labels=" + encodeURIComponent(k + ":" + r.labels[k]), k + ": " + r.labels[k]);
+          a.className = "label";
+          labels.appendChild(a); labels.appendChild(document.createTextNode(" "));
+        });
         cell(row, status(r.status));
         cell(row, r.trigger);
         cell(row, r.by || "-");

@@ -15,20 +15,23 @@ SCENARIO_NAMES = ("light40", "long10", "fanout40", "throughput")  # orchestrator
 API = "api"  # orchestrator.observe.api_bench: the API's latency while twenty requests wait on runs
 SCRAPE = "scrape"  # orchestrator.observe.api_bench: a /metrics scrape at the history the database holds
 CONSOLE = "console"  # orchestrator.observe.api_bench: the console's runs pages at the history held
+SEARCH = "search"  # orchestrator.observe.search_bench: GET /api/v1/runs searches at --search-runs runs
 NEEDS_WORKERS = (*SCENARIO_NAMES, API)
 
 
 @click.group("bench", invoke_without_command=True)
 @click.option("--scenario", "scenarios", multiple=True,
-              type=click.Choice(sorted((*SCENARIO_NAMES, API, SCRAPE, CONSOLE))),
+              type=click.Choice(sorted((*SCENARIO_NAMES, API, SCRAPE, CONSOLE, SEARCH))),
               help="run only these (repeatable); default: all")
 @click.option("--repetitions", type=int, default=None, help="default: per scenario (2 to 5)")
 @click.option("--workers", type=int, default=0, metavar="N",
               help="start N workers for the bench (default: use running ones; refused if none consumes)")
+@click.option("--search-runs", type=click.IntRange(1, 10_000_000), default=1_000_000, show_default=True,
+              help="search: the runs to search (seeded up to this many first)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object on one line")
 @click.pass_context
 def bench_group(ctx: click.Context, scenarios: tuple[str, ...], repetitions: int | None, workers: int,
-                as_json: bool) -> int:
+                search_runs: int, as_json: bool) -> int:
     """Millrace next to raw Celery on the same workers; results kept in PostgreSQL."""
     if ctx.invoked_subcommand is not None:
         return 0
@@ -38,7 +41,7 @@ def bench_group(ctx: click.Context, scenarios: tuple[str, ...], repetitions: int
 
     settings = load_settings()
     engine = engine_for(settings)
-    names = list(scenarios) or [*bench.SCENARIOS, API, SCRAPE, CONSOLE]
+    names = list(scenarios) or [*bench.SCENARIOS, API, SCRAPE, CONSOLE]  # search only when asked: it seeds
     started: list = []
 
     def start_flow(text: str) -> str:
@@ -50,6 +53,11 @@ def bench_group(ctx: click.Context, scenarios: tuple[str, ...], repetitions: int
         if any(n in NEEDS_WORKERS for n in names):
             _workers(settings, workers, started)
         for name in names:
+            if name == SEARCH:
+                from orchestrator.observe.search_bench import measure_search
+
+                summary[name] = measure_search(engine, runs=search_runs, progress=note)
+                continue
             if name in (API, SCRAPE, CONSOLE):
                 from orchestrator.observe import api_bench
 
@@ -125,6 +133,11 @@ def _print(summary: dict) -> None:
     if CONSOLE in summary:
         c = summary[CONSOLE]
         click.echo(f"{'console':<11} runs page p50 {c['pages']['/']['p50_ms']} ms at {c['runs']:,} runs")
+    if SEARCH in summary:
+        for name, q in summary[SEARCH]["queries"].items():
+            click.echo(f"{'search':<11} {name:<26} p50 {q['p50_ms']:7.1f} ms  max {q['max_ms']:7.1f} ms  "
+                       f"({q['items']} items)")
+        click.echo(f"{'search':<11} at {summary[SEARCH]['runs']:,} runs")
     if SCRAPE in summary:
         s = summary[SCRAPE]
         click.echo(f"{'scrape':<11} /metrics p50 {s['scrape_p50_ms']} ms at {s['runs']:,} runs")

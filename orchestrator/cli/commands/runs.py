@@ -35,13 +35,18 @@ POLL_S = 0.25
 @click.option("--timeout", type=float, default=None, metavar="SECONDS", help="stop waiting after this long (exit 3)")
 @click.option("--detach", is_flag=True, help="print the run id and return at once")
 @click.option("--idempotency-key", default=None, help="a retry with the same key starts no second run")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="a label on the run, over the flow's "
+              "(repeatable)")
+@click.option("--priority", type=click.IntRange(0, 9), default=None, help="0-9, over the flow's priority")
 @click.pass_obj
 def run_command(client: Client, target: str, pairs: tuple[str, ...], as_json: bool, local: bool,
-                timeout: float | None, detach: bool, idempotency_key: str | None) -> int:
+                timeout: float | None, detach: bool, idempotency_key: str | None, labels: tuple[str, ...],
+                priority: int | None) -> int:
     """Run TARGET: a flow file (saved first, with the subflow files it names), or a saved
     flow's id; follow its steps, print its result."""
     from orchestrator.cli import files
     from orchestrator.definitions.inputs import parse_text_inputs
+    from orchestrator.definitions.labels import parse_label_option
     from orchestrator.definitions.parser import flow_from_stored
 
     if local and detach:
@@ -53,10 +58,12 @@ def run_command(client: Client, target: str, pairs: tuple[str, ...], as_json: bo
     else:
         saved = client.call("GET", f"/flows/{target}").body
     inputs = parse_text_inputs(flow_from_stored(saved["document"]).inputs, list(pairs))
+    body = {"inputs": inputs, "version": saved["version"], "labels": dict(parse_label_option(t) for t in labels)}
+    if priority is not None:
+        body["priority"] = priority
     worker = _worker_for(client, saved) if local else None
     try:
-        started = client.call("POST", f"/flows/{saved['id']}/runs", json_body={"inputs": inputs,
-                                                                              "version": saved["version"]},
+        started = client.call("POST", f"/flows/{saved['id']}/runs", json_body=body,
                               headers={"Idempotency-Key": idempotency_key} if idempotency_key else None).body
         run_id = started["id"]
         note(f"run {run_id} of {saved['id']}@{saved['version']} started")
@@ -132,16 +139,23 @@ def runs_group() -> None:
 @click.option("--status", type=click.Choice(["queued", "running", "suspended", "succeeded", "failed", "cancelled"]),
               default=None)
 @click.option("--trigger", default=None, help="api, cli, schedule, webhook, event, subflow, restart...")
+@click.option("--label", "labels", multiple=True, metavar="KEY:VALUE", help="only runs with this label (repeatable)")
+@click.option("--input", "given", multiple=True, metavar="NAME=VALUE", help="only runs whose input NAME is VALUE "
+              "(repeatable; as the API's inputs.NAME=VALUE)")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @output_option
 @click.pass_obj
-def runs_list(client: Client, flow: str | None, status: str | None, trigger: str | None, limit: int,
-              fmt: str) -> None:
+def runs_list(client: Client, flow: str | None, status: str | None, trigger: str | None, labels: tuple[str, ...],
+              given: tuple[str, ...], limit: int, fmt: str) -> None:
     """Runs, newest first."""
-    items = client.pages("/runs", {"flow": flow, "status": status, "trigger": trigger}, limit=limit)
+    by_input = {f"inputs.{name}": value for name, _, value in (text.partition("=") for text in given)}
+    items = client.pages("/runs", {"flow": flow, "status": status, "trigger": trigger, "label": list(labels) or None,
+                                   **by_input}, limit=limit)
     for item in items:
         item["took"] = output.seconds(item.get("started_at"), item.get("finished_at"))
-    emit(items, fmt, ("id", "flow", "version", "status", "trigger", "created_at", "took", "error"))
+    shown = [{**item, "labels": " ".join(f"{k}:{v}" for k, v in sorted(item.get("labels", {}).items())) or None}
+             for item in items]  # the table's labels as they are filtered by
+    emit(items, fmt, ("id", "flow", "version", "status", "trigger", "labels", "created_at", "took", "error"), shown)
 
 
 @runs_group.command("show")

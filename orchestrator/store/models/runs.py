@@ -9,9 +9,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -37,6 +39,10 @@ class Run(Base):
     # Concurrency: the flow's key value; a held run waits (unpublished) for a free slot.
     concurrency_key: Mapped[str | None] = mapped_column(String(200))
     held: Mapped[bool] = mapped_column(default=False)
+    # Debounce: until then, starts with its flow and key coalesce into it (it is sent then).
+    debounce_until: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    labels: Mapped[dict[str, str]] = mapped_column(Json, default=dict, server_default=text("'{}'"))
+    priority: Mapped[int | None] = mapped_column(SmallInteger)  # 0-9, its messages' RabbitMQ priority
     depth: Mapped[int] = mapped_column(Integer, default=0)
     # The step whose stop_if ended the run (its result is the run's).
     stopped_at: Mapped[str | None] = mapped_column(String(1000))
@@ -49,6 +55,12 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_flow_created", "flow_id", "created_at"),
         Index("ix_runs_status", "status"),
+        # Search (GET /api/v1/runs): newest first, by status or trigger, by label or input value.
+        Index("ix_runs_created_id", "created_at", "id"),
+        Index("ix_runs_status_created", "status", "created_at"),
+        Index("ix_runs_trigger_created", "trigger", "created_at"),
+        Index("ix_runs_labels", "labels", postgresql_using="gin", postgresql_ops={"labels": "jsonb_path_ops"}),
+        Index("ix_runs_inputs", "inputs", postgresql_using="gin", postgresql_ops={"inputs": "jsonb_path_ops"}),
         Index("ix_runs_finished_at", "finished_at"),
         Index("ix_runs_started_at", "started_at"),
         Index("uq_runs_idempotency_key", "flow_id", "idempotency_key", unique=True),

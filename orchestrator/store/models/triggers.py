@@ -25,6 +25,7 @@ class Schedule(Base):
     cron: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64))
     inputs: Mapped[dict[str, Any]] = mapped_column(Json)
+    labels: Mapped[dict[str, str] | None] = mapped_column(Json)  # over its flow's, on each run it starts
     catchup: Mapped[str] = mapped_column(String(8))
     max_catchup: Mapped[int] = mapped_column(Integer)
     overlap: Mapped[str] = mapped_column(String(8))
@@ -76,3 +77,4 @@ class Webhook(Base):
     token_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
     created_by: Mapped[str] = mapped_column(String(200))
+    labels: Mapped[dict[str, str] | None] = mapped_column(Json)  # over its flow's, on each run it starts

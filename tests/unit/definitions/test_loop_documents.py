@@ -89,7 +89,8 @@ def test_names_that_exist_only_in_some_places_are_refused_elsewhere():
             "    retry: {attempts: 2, if: \"${{ result }}\"}\n")
     found = problems(text)
     assert ("steps[0].with.a",
-            "'result' is only defined in `fail_if`, `break_if` and `stop_if` (the step's own result)") in found
+            "'result' is only defined in `fail_if`, `break_if`, `stop_if` and `labels` (the step's own result)"
+            ) in found
     assert any(p == "steps[0].fail_if" and "'error' is only defined in `retry.if`" in m for p, m in found)
     assert any(p == "steps[1].with.a" and "'iteration' is only defined inside a loop" in m for p, m in found)
     assert any(p == "steps[1].retry.if" and "'result' is only defined" in m for p, m in found)
