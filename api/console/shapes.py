@@ -16,7 +16,8 @@ def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
     """The flow's steps as the run went: each with its latest attempt's status; parallel
     branches side by side, for_each items and loop iterations folded with their counts (and
     where a `break_if` ended them), switch cases with the one taken marked, subflow steps with
-    their child run, outcomes a restart reused marked."""
+    their child run, outcomes a restart reused marked, the step whose stop_if ended the run marked,
+    and the on_failure and finally steps after them."""
     from orchestrator.definitions.steps import ForEachStep, LoopStep, ParallelStep, SubflowStep, SwitchStep
 
     _, document = versions.load_flow_document(engine, view.flow_id, view.flow_version)
@@ -35,7 +36,8 @@ def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
         row = latest.get(path)
         out: dict[str, Any] = {"id": step.id, "path": path, "kind": _kind(step),
                                "status": row.status.value if row else "pending", "attempt": row.attempt if row else 0,
-                               "broke": path in broke, "reused": row.reused_from if row else None}
+                               "broke": path in broke, "reused": row.reused_from if row else None,
+                               "stopped": path == view.stopped_at}
         if isinstance(step, ParallelStep):
             out["branches"] = [{"label": b.id, "steps": sequence(b.steps, f"{path}.{b.id}.")} for b in step.parallel]
         elif isinstance(step, ForEachStep | LoopStep):
@@ -57,7 +59,15 @@ def graph(engine: Any, view: Any) -> list[dict[str, Any]]:
             out["child"] = children.get(row.id)
         return out
 
-    return sequence(flow_from_stored(document).steps, "")
+    flow = flow_from_stored(document)
+    nodes = sequence(flow.steps, "")
+    for key, steps in (("on_failure", flow.on_failure), ("finally", flow.finally_)):
+        if steps:  # run after the steps (on_failure after a failure; finally always), drawn as a phase of their own
+            inner = sequence(steps, f"{key}.")
+            ran = [n["status"] for n in inner if n["status"] != "pending"]
+            nodes.append({"id": key, "path": key, "kind": "phase", "status": ran[-1] if ran else "pending",
+                          "attempt": 0, "broke": False, "reused": None, "phase": inner})
+    return nodes
 
 
 def _kind(step: Any) -> str:

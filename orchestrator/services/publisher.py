@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import amqp.exceptions
 import kombu.exceptions
 from celery import Signature
 from sqlalchemy import Engine
@@ -27,8 +28,9 @@ from orchestrator.store.outbox import Owed, OwedKind
 from orchestrator.store.views import RunView
 
 log = logging.getLogger("millrace.publisher")
-# What a send raises when the broker cannot be reached (connection refused, reset, timed out).
-BROKER_ERRORS = (kombu.exceptions.OperationalError, ConnectionError, TimeoutError)
+# What a send raises when the broker cannot be reached (connection refused, reset, timed out),
+# or refuses the queue (a channel error: one declared before priorities, see tasks/queues.py).
+BROKER_ERRORS = (kombu.exceptions.OperationalError, ConnectionError, TimeoutError, amqp.exceptions.ChannelError)
 Send = Callable[[Signature], Any]  # publishes a Celery signature (given by the composition root)
 Revoke = Callable[[list[str]], Any]  # stops the Celery tasks with these ids wherever they run
 
@@ -57,7 +59,8 @@ class Publisher:
         except BROKER_ERRORS as exc:
             # Still owed: the sweeper sends it once the broker answers again. The caller goes
             # on as if it were sent (an API answers 202: the run will start), never twice.
-            log.warning("broker unreachable, %s for run %s stays owed: %s", owed.kind.value, owed.run_id, exc)
+            log.warning("broker unreachable or refusing, %s for run %s stays owed: %s", owed.kind.value, owed.run_id,
+                        exc)
             return
         outbox.done(self.engine, owed)
 

@@ -404,3 +404,23 @@ def test_a_person_fills_an_approval_form_through_its_link_and_the_pages_are_acce
     assert "Done: approved" in page.inner_text("main")
     _until(lambda: api("GET", f"/runs/{run_id}")["status"] == "succeeded")
     assert api("GET", f"/runs/{run_id}")["result"] == "42 late"
+
+
+def test_the_graph_marks_the_step_whose_stop_if_ended_the_run_and_draws_finally(console, browser, engine) -> None:
+    tag = uuid.uuid4().hex[:6]
+    token = create_token(engine, f"console-endings-{tag}", Role.DEVELOPER)
+    api = _api(console, token)
+    api("PUT", f"/flows/console/endings_{tag}", headers={"Content-Type": "application/yaml"}, data=(
+        f"id: console/endings_{tag}\nsteps:\n"
+        "  - {id: check, python: \"def main():\\n    return 0\\n\", stop_if: \"${{ result == 0 }}\"}\n"
+        "  - {id: never, bash: echo no}\n"
+        "finally:\n  - {id: tidy, bash: echo $S, with: {S: \"${{ run.status }}\"}}\n"))
+    run_id = api("POST", f"/flows/console/endings_{tag}/runs", json={}, params={"wait": 60})["id"]
+    _until(lambda: api("GET", f"/runs/{run_id}")["status"] == "succeeded")
+    page = _signed_in(browser, console, token)
+    page.goto(f"{console}/runs/{run_id}")
+    graph = page.locator("#graph")
+    assert graph.locator("[data-path='check'] .mark-stop").count() == 1
+    assert graph.locator("[data-path='never'] .status-pending").count() == 1
+    assert graph.locator("[data-path='finally'] [data-path='finally.tidy'] .status-succeeded").count() == 1
+    assert "stopped by the stop_if of check" in page.inner_text("main")

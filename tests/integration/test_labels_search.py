@@ -218,7 +218,7 @@ def test_the_command_line_labels_a_run_and_lists_runs_by_label_and_input(api, wo
     assert bad.returncode != 0 and "--label" in bad.stderr
 
 
-def test_a_worker_refuses_a_queue_declared_before_priorities_and_says_what_to_do(engine) -> None:
+def test_a_worker_refuses_a_queue_declared_before_priorities_and_says_what_to_do(engine, api) -> None:
     import kombu
 
     from tests.conftest import AMQP, QUEUE, Worker
@@ -227,6 +227,10 @@ def test_a_worker_refuses_a_queue_declared_before_priorities_and_says_what_to_do
     with kombu.Connection(AMQP) as conn:  # as a release before priorities declared it
         kombu.Queue(old, kombu.Exchange(old, "direct"), old)(conn.default_channel).declare()
     try:
+        api.save_flow(f"id: labels/old_queue\nsteps:\n  - {{id: a, queue: {old}, bash: echo}}\n")
+        started = api.post("/api/v1/flows/labels/old_queue/runs", json={})  # the broker refuses the queue ...
+        assert started.status_code == 202, started.json  # ... and the run stays owed, not a 500
+        assert api.get(f"/api/v1/runs/{started.json['id']}").json["status"] == "queued"
         with pytest.raises(RuntimeError) as refused:
             Worker([old], concurrency=1)
         assert f"queue '{old}' was declared without priorities" in str(refused.value)
