@@ -75,8 +75,11 @@ class Publisher:
         if kept is not None:
             return kept
         if owed.kind is OwedKind.FINALLY:
-            run = views.get_run(self.engine, owed.run_id)
-            return finally_message(self.plans.plan(run.flow_id, run.flow_version), run)
+            listed = views.get_run(self.engine, owed.run_id, with_steps=False)
+            plan = self.plans.plan(listed.flow_id, listed.flow_version)
+            # only the top-level steps' outcomes, without logs: a big for_each's rows stay where they are
+            run = views.get_run(self.engine, owed.run_id, with_logs=False, paths=plan.main)
+            return finally_message(plan, run)
         if owed.kind not in (OwedKind.RUN, OwedKind.DEBOUNCED):
             raise ValueError(f"{owed.kind} {owed.id} keeps no message")
         # from the run's row: a debounced run's inputs are the latest start's
@@ -106,5 +109,5 @@ def finally_message(plan: Plan, run: RunView) -> Signature:
         if step.path in top and step.status.finished:
             ctx.set_outcome(step.step_id, step.status.value, step.result, step.error)
     ending = run.ending.value if run.ending is not None else run.status.value
-    ref = RunRef(run.id, plan.flow_id, plan.version)
+    ref = RunRef(run.id, plan.flow_id, plan.version, priority=run.priority)
     return compile_handlers(plan, ref, Phase.FINALLY, ctx.for_handlers(run.error, ending))

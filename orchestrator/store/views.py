@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,10 +110,12 @@ def _listing(cls: type, names: list[str], row: Any, **extra: Any) -> Any:
 
 
 def get_run(engine: Engine, run_id: str, *, with_steps: bool = True, with_output: bool = True,
-            path: str | None = None) -> RunView:
+            with_logs: bool = True, path: str | None = None, paths: Collection[str] | None = None) -> RunView:
     """A run with its step attempts (none if not ``with_steps``; without their results and
-    logs if not ``with_output``; only ``path``'s if given)."""
-    columns = [c for c in step_runs.c if with_output or c.name not in _OUTPUT]
+    logs if not ``with_output``, without logs if not ``with_logs``; only ``path``'s, or those of
+    ``paths``, if given)."""
+    left_out = _OUTPUT if not with_output else ("logs",) if not with_logs else ()
+    columns = [c for c in step_runs.c if c.name not in left_out]
     with engine.connect() as conn:
         run = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
         if run is None:
@@ -120,6 +123,8 @@ def get_run(engine: Engine, run_id: str, *, with_steps: bool = True, with_output
         query = select(*columns).where(step_runs.c.run_id == run_id)
         if path is not None:
             query = query.where(step_runs.c.path == path)
+        if paths is not None:
+            query = query.where(step_runs.c.path.in_(list(paths)))
         steps = () if not with_steps else tuple(_step(s) for s in conn.execute(
             query.order_by(step_runs.c.id)).mappings())
     return _listing(RunView, _RUN, run, steps=steps)

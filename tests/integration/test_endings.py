@@ -152,6 +152,34 @@ finally:
     assert "run.cancelled" in [e["action"] for e in events]
 
 
+def test_a_cancel_while_on_failure_steps_run_kills_them_then_runs_finally(api):
+    flow = api.save_flow(f"""
+id: test/finally_cancel_on_failure
+steps:
+  - {{id: boom, python: "def main():\\n    raise ValueError('boom')"}}
+on_failure:
+  - {{id: slow_alert, bash: "sleep 60"}}
+finally:
+  - {{id: report, python: {REPORT}, with: {REPORT_WITH}}}
+""")
+    run_id = api.post(f"/api/v1/flows/{flow['id']}/runs", json={}).json["id"]
+    deadline = time.monotonic() + 60
+    while not any(s["path"] == "on_failure.slow_alert" and s["status"] == "running"
+                  for s in api.get(f"/api/v1/runs/{run_id}").json["steps"]):
+        assert time.monotonic() < deadline, "the on_failure step never started"
+        time.sleep(0.05)
+    began = time.monotonic()
+    assert api.post(f"/api/v1/runs/{run_id}/cancel", json={}).status_code == 200
+    run = api.finished_run(run_id)
+    assert time.monotonic() - began < 30  # the sleeping on_failure step was killed, not waited for
+    steps = {s["path"]: s for s in run["steps"]}
+    assert run["status"] == "cancelled"
+    assert (steps["on_failure.slow_alert"]["status"], steps["on_failure.slow_alert"]["error"]) == (
+        "failed", "run cancelled")
+    status, error = steps["finally.report"]["result"]
+    assert status == "cancelled" and "boom" in error
+
+
 def test_a_worker_killed_during_a_finally_step_still_records_it_once(engine, worker):
     queue = f"{QUEUE}_endings"
     slow = '"import time\\ndef main() -> str:\\n    time.sleep(1.5)\\n    return \'cleaned\'"'
