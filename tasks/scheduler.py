@@ -78,7 +78,7 @@ class DatabaseScheduler(beat.Scheduler):
             if time.monotonic() < self._purge_at:
                 return False
             policy = Policy(settings.retention, settings.idempotency_window, settings.retention_batch)
-            self._purging = due_batches(engine, policy)
+            self._purging = due_batches(engine, policy, actor=self.identity)
         try:
             found = next(self._purging)
         except StopIteration:

@@ -6,8 +6,9 @@ together, by the top run's flow and its end. No run younger than the idempotency
 purged, whatever the retention, so an idempotency key always finds its run for that long.
 Each batch is one short transaction: the runs, their steps (logs and results), owed sends
 and fires go, a tombstone of each id stays (the API answers 410 for it). Audit events stay:
-they have their own retention. An export, when asked, is written (and flushed) before the
-batch commits: a batch that fails to commit is exported again by the next purge.
+they have their own retention (each batch adds one, ``runs.purged``). An export, when asked,
+is written (and flushed) before the batch commits: a batch that fails to commit is exported
+again by the next purge.
 """
 from __future__ import annotations
 
@@ -18,13 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from orchestrator.definitions.durations import parse_duration
 from orchestrator.store import retention
+from orchestrator.store.audit import audit
 from orchestrator.store.retention import Scope
 from orchestrator.store.sql import now
-from orchestrator.store.tables import flow_versions, flows
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,7 @@ class Purged:
 
 def flow_retentions(engine: Engine) -> dict[str, float]:
     """Each flow whose latest version declares ``retention``, with its ``keep`` in seconds."""
-    declared = flow_versions.c.document["retention"]
-    query = select(flows.c.flow_id, declared).join(flow_versions, (flow_versions.c.flow_id == flows.c.flow_id) & (
-        flow_versions.c.version == flows.c.latest_version)).where(declared.is_not(None))
-    with engine.connect() as conn:
-        return {flow_id: parse_duration(kept["keep"]) for flow_id, kept in conn.execute(query)
-                if isinstance(kept, dict) and "keep" in kept}
+    return {flow_id: parse_duration(keep) for flow_id, keep in retention.declared_keeps(engine).items()}
 
 
 def scopes(engine: Engine, policy: Policy, at: dt.datetime) -> list[Scope]:
@@ -77,11 +73,12 @@ def scopes(engine: Engine, policy: Policy, at: dt.datetime) -> list[Scope]:
     return due
 
 
-def batches(engine: Engine, scope: Scope, *, batch: int = 500, dry_run: bool = False,
+def batches(engine: Engine, scope: Scope, *, actor: str, batch: int = 500, dry_run: bool = False,
             export: IO[str] | None = None) -> Iterator[Purged]:
     """Purge ``scope``'s runs ``batch`` top-level runs (with their subflow runs) per transaction,
     yielding what each batch removed; ``dry_run`` only counts. With ``export``, each purged
-    family is written to it as one JSON line first."""
+    family is written to it as one JSON line first. Each batch's audit event (``runs.purged``)
+    names ``actor`` and the runs it removed."""
     after = None
     while True:
         with engine.begin() as conn:
@@ -96,6 +93,8 @@ def batches(engine: Engine, scope: Scope, *, batch: int = 500, dry_run: bool = F
                     export.flush()
                     os.fsync(export.fileno())
                 found = Purged(*retention.delete_runs(conn, run_ids, now()))
+                audit(conn, actor, "runs.purged", f"flow:{scope.flow}" if scope.flow else "runs", runs=found.runs,
+                      steps=found.steps, finished_before=scope.before.isoformat(), run_ids=run_ids)
             else:
                 found = Purged()
         if run_ids:
@@ -117,11 +116,11 @@ def expired_cache(engine: Engine, *, batch: int = 500) -> Iterator[Purged]:
             return
 
 
-def purge(engine: Engine, scope: Scope, *, batch: int = 500, dry_run: bool = False,
+def purge(engine: Engine, scope: Scope, *, actor: str, batch: int = 500, dry_run: bool = False,
           export: IO[str] | None = None) -> Purged:
     """Purge everything in ``scope`` (and, unless dry, the expired cache entries)."""
     total = Purged()
-    for found in batches(engine, scope, batch=batch, dry_run=dry_run, export=export):
+    for found in batches(engine, scope, actor=actor, batch=batch, dry_run=dry_run, export=export):
         total.add(found)
     if not dry_run:
         for found in expired_cache(engine, batch=batch):
@@ -129,9 +128,9 @@ def purge(engine: Engine, scope: Scope, *, batch: int = 500, dry_run: bool = Fal
     return total
 
 
-def due_batches(engine: Engine, policy: Policy) -> Iterator[Purged]:
+def due_batches(engine: Engine, policy: Policy, *, actor: str) -> Iterator[Purged]:
     """Every batch the policy makes due now, scope after scope, then the expired cache: the
     scheduler's leader takes one per tick, so purging never delays a cron slot for long."""
     for scope in scopes(engine, policy, now()):
-        yield from batches(engine, scope, batch=policy.batch)
+        yield from batches(engine, scope, actor=actor, batch=policy.batch)
     yield from expired_cache(engine, batch=policy.batch)

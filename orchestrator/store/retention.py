@@ -7,12 +7,22 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, literal, select, tuple_
+from sqlalchemy import Connection, Engine, delete, func, literal, select, tuple_
 
 from orchestrator.errors import FlowError, Gone, NotFound
 from orchestrator.execution.lifecycle import FINISHED
 from orchestrator.store.sql import dialect_insert
-from orchestrator.store.tables import outbox, purged_runs, runs, schedule_fires, step_cache, step_runs, trigger_fires
+from orchestrator.store.tables import (
+    flow_versions,
+    flows,
+    outbox,
+    purged_runs,
+    runs,
+    schedule_fires,
+    step_cache,
+    step_runs,
+    trigger_fires,
+)
 
 _FINISHED = tuple(sorted(s.value for s in FINISHED))
 
@@ -86,6 +96,16 @@ def due(conn: Connection, scope: Scope, limit: int, after: tuple[dt.datetime, st
     families = tuple(Family(root.id, tuple(members[root.id])) for root in roots if root.id not in kept)
     last = roots[-1]
     return Due(families, (last.finished_at, last.id) if len(roots) == limit else None)
+
+
+def declared_keeps(engine: Engine) -> dict[str, Any]:
+    """Each flow whose latest version declares ``retention``, with its ``keep`` as stored."""
+    declared = flow_versions.c.document["retention"]
+    query = select(flows.c.flow_id, declared).join(flow_versions, (flow_versions.c.flow_id == flows.c.flow_id) & (
+        flow_versions.c.version == flows.c.latest_version)).where(declared.is_not(None))
+    with engine.connect() as conn:
+        return {flow_id: kept["keep"] for flow_id, kept in conn.execute(query)
+                if isinstance(kept, dict) and "keep" in kept}
 
 
 def steps_of(conn: Connection, run_ids: list[str]) -> int:
