@@ -88,8 +88,8 @@ class DatabaseScheduler(beat.Scheduler):
             log.exception("retention purge failed; trying again in %ss", settings.retention_interval)
             self._purging, self._purge_at = None, time.monotonic() + settings.retention_interval
             return False
-        log.info("retention purged %d run(s), %d step row(s), %d cache entries", found.runs, found.steps,
-                 found.cache_entries)
+        log.info("retention purged %d run(s), %d step row(s), %d fire(s), %d cache entries", found.runs,
+                 found.steps, found.fires, found.cache_entries)
         return True
 
     def _publish(self, started: Started) -> None:

@@ -45,17 +45,19 @@ class Policy:
 @dataclass
 class Purged:
     """What a purge removed (or, dry, would remove): runs (subflow runs included), their step
-    rows, the runs of each batch, and expired cache entries."""
+    rows, the runs of each batch, fires that started no run, and expired cache entries."""
 
     runs: int = 0
     steps: int = 0
     batches: list[int] = field(default_factory=list)
+    fires: int = 0
     cache_entries: int = 0
 
     def add(self, other: Purged) -> None:
         self.runs += other.runs
         self.steps += other.steps
         self.batches += other.batches
+        self.fires += other.fires
         self.cache_entries += other.cache_entries
 
 
@@ -76,7 +78,8 @@ def scopes(engine: Engine, policy: Policy, at: dt.datetime) -> list[Scope]:
 def batches(engine: Engine, scope: Scope, *, actor: str, batch: int = 500, dry_run: bool = False,
             export: IO[str] | None = None) -> Iterator[Purged]:
     """Purge ``scope``'s runs ``batch`` top-level runs (with their subflow runs) per transaction,
-    yielding what each batch removed; ``dry_run`` only counts. With ``export``, each purged
+    yielding what each batch removed, then the scope's fires that started no run; ``dry_run``
+    only counts runs and steps. With ``export``, each purged
     family is written to it as one JSON line first. Each batch's audit event (``runs.purged``)
     names ``actor`` and the runs it removed."""
     after = None
@@ -101,8 +104,15 @@ def batches(engine: Engine, scope: Scope, *, actor: str, batch: int = 500, dry_r
             found.batches.append(len(run_ids))
             yield found
         if due.after is None:
-            return
+            break
         after = due.after
+    while not dry_run:
+        with engine.begin() as conn:
+            deleted = retention.delete_old_fires(conn, scope, batch)
+        if deleted:
+            yield Purged(fires=deleted)
+        if deleted < batch:
+            return
 
 
 def expired_cache(engine: Engine, *, batch: int = 500) -> Iterator[Purged]:

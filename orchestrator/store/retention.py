@@ -13,12 +13,14 @@ from orchestrator.errors import FlowError, Gone, NotFound
 from orchestrator.execution.lifecycle import FINISHED
 from orchestrator.store.sql import dialect_insert
 from orchestrator.store.tables import (
+    event_triggers,
     flow_versions,
     flows,
     outbox,
     purged_runs,
     runs,
     schedule_fires,
+    schedules,
     step_cache,
     step_runs,
     trigger_fires,
@@ -144,6 +146,24 @@ def delete_runs(conn: Connection, run_ids: list[str], at: dt.datetime) -> tuple[
     conn.execute(dialect_insert(conn, purged_runs).from_select(
         ["id", "flow_id", "finished_at", "purged_at"], tombstones).on_conflict_do_nothing(index_elements=["id"]))
     return conn.execute(delete(runs).where(runs.c.id.in_(run_ids))).rowcount, steps
+
+
+def delete_old_fires(conn: Connection, scope: Scope, limit: int) -> int:
+    """Delete up to ``limit`` schedule and trigger fires in ``scope`` that started no run (skipped,
+    missed, refused) and were recorded before its cutoff; those that started a run go with it."""
+    deleted = 0
+    for fires, owners, owner_key in ((schedule_fires, schedules, schedule_fires.c.schedule_id),
+                                     (trigger_fires, event_triggers, trigger_fires.c.trigger)):
+        query = select(fires.c.id).where(fires.c.run_id.is_(None), fires.c.recorded_at < scope.before)
+        if scope.flow is not None:
+            query = query.where(owner_key.in_(select(owners.c.id).where(owners.c.flow_id == scope.flow)))
+        if scope.except_flows:
+            query = query.where(owner_key.not_in(select(owners.c.id).where(owners.c.flow_id.in_(scope.except_flows))))
+        ids = query.limit(limit - deleted).scalar_subquery()
+        deleted += conn.execute(delete(fires).where(fires.c.id.in_(ids))).rowcount
+        if deleted >= limit:
+            break
+    return deleted
 
 
 def delete_expired_cache(conn: Connection, at: dt.datetime, limit: int) -> int:

@@ -226,3 +226,26 @@ def test_the_scheduler_leader_purges_by_each_flows_retention_every_interval(api,
         assert rows(engine, tables.step_runs, old + later) == 0
     finally:
         scheduler.stop()
+
+
+def test_fires_go_with_their_runs_and_fires_that_started_none_go_by_age(api, engine) -> None:
+    from orchestrator.store.triggers import declared_schedule_id
+
+    api.save_flow("id: retention/cron\ntriggers:\n  - {id: yearly, cron: '0 0 1 1 *'}\n"
+                  "steps:\n  - {id: s, bash: echo}\n")
+    schedule = declared_schedule_id("retention/cron", "yearly")
+    [run] = seed(engine, "retention/cron", 1, days=40)
+    now = dt.datetime.now(dt.UTC)
+    fires = [("started", run, 40), ("skipped", None, 40), ("skipped", None, 1)]
+    with engine.begin() as conn:
+        ids = [conn.execute(insert(tables.schedule_fires).values(
+            schedule_id=schedule, fire_at=now - dt.timedelta(days=days, minutes=n), status=status, run_id=run_id,
+            recorded_at=now - dt.timedelta(days=days), recorded_by="test").returning(tables.schedule_fires.c.id)
+        ).scalar() for n, (status, run_id, days) in enumerate(fires)]
+
+    said = purge_cli("--older-than", "30d", "--flow", "retention/cron")
+
+    assert "purged 1 run(s)" in said and "1 fire(s) that started no run" in said
+    with engine.connect() as conn:
+        left = conn.execute(select(tables.schedule_fires.c.id).where(tables.schedule_fires.c.id.in_(ids))).scalars()
+        assert list(left) == [ids[2]]  # the recent one stays

@@ -289,7 +289,8 @@ def runs_purge(client: Client, older_than: str, flow: str | None, dry_run: bool,
     what = "would purge" if dry_run else "purged"
     click.echo(f"{what} {found.runs} run(s) finished before {scope.before:%Y-%m-%d %H:%M:%S} UTC with "
                f"{found.steps} step row(s), in {len(found.batches)} batch(es)"
-               + ("" if dry_run else f"; {found.cache_entries} expired cache entries"))
+               + ("" if dry_run else f"; {found.fires} fire(s) that started no run, {found.cache_entries} expired "
+                                     "cache entries"))
 
 
 def _decide(verb: str) -> click.Command:

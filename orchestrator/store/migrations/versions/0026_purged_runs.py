@@ -2,7 +2,8 @@
 
 Retention removes finished runs with their steps, logs and owed sends; the id of each purged
 run is kept here, so that a later run naming it (restarted_from) or a kept link answers
-"purged" rather than "no such run". Finding a run's subflow runs and the expired cache entries gets an index each.
+"purged" rather than "no such run". Finding a run's subflow runs, the expired cache entries and the trigger fires that started
+no run gets an index each.
 
 Revision ID: 0026
 Revises: 0024
@@ -28,9 +29,12 @@ def upgrade() -> None:
     op.create_index('ix_runs_parent', 'runs', ['parent_run_id'], postgresql_where=sa.text('parent_run_id IS NOT NULL'),
                     sqlite_where=sa.text('parent_run_id IS NOT NULL'))
     op.create_index('ix_step_cache_expires_at', 'step_cache', ['expires_at'])
+    op.create_index('ix_trigger_fires_unstarted', 'trigger_fires', ['recorded_at'],
+                    postgresql_where=sa.text('run_id IS NULL'), sqlite_where=sa.text('run_id IS NULL'))
 
 
 def downgrade() -> None:
+    op.drop_index('ix_trigger_fires_unstarted', table_name='trigger_fires')
     op.drop_index('ix_step_cache_expires_at', table_name='step_cache')
     op.drop_index('ix_runs_parent', table_name='runs')
     op.drop_table('purged_runs')
