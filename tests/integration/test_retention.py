@@ -163,6 +163,8 @@ def test_1200_runs_are_purged_in_batches_of_500(engine) -> None:
             .order_by(tables.audit_events.c.id)).scalars().all()
     assert [e["runs"] for e in events] == [500, 500, 200]  # one transaction each
     assert sorted(i for e in events for i in e["run_ids"]) == sorted(ids)
+    verified = subprocess.run([*MILLRACE, "audit", "verify"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert verified.returncode == 0, verified.stderr  # the audit trail is untouched: it still verifies
 
 
 def test_a_restarted_run_keeps_naming_the_purged_run_which_answers_410(api, engine) -> None:
