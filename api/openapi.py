@@ -37,6 +37,7 @@ _ERRORS = {
     403: "the token's role may not do this",
     404: "what the URL names does not exist",
     409: "it conflicts with the current state (see detail)",
+    410: "it existed and no longer does: a run that retention purged (see detail)",
     413: "the body is larger than the API accepts",
     415: "the body's Content-Type is not one this operation reads",
     422: "a parameter, header or the body is invalid: `errors` names each place and what to change",

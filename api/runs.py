@@ -192,6 +192,7 @@ def _cursor(raw: str | None) -> tuple[dt.datetime, str] | None:
 @blueprint.get("/runs/<run_id>/steps/<path:step>/logs")
 @requires(Permission.READ)
 @returns(200, StepLogs)
+@fails(410)
 @query(AttemptChoice)
 def step_logs(run_id: str, step: str, query: AttemptChoice) -> Response:
     """The captured output of every attempt of one step (or `?attempt=N`)."""
@@ -210,6 +211,7 @@ def step_logs(run_id: str, step: str, query: AttemptChoice) -> Response:
 @blueprint.get("/runs/<run_id>")
 @requires(Permission.READ)
 @returns(200, Run)
+@fails(410)
 def get_run(run_id: str) -> Response:
     """A run: status, inputs, result, error, and every step attempt with its timings."""
     return answer(run_answer(views.get_run(context.engine(), run_id)))
@@ -218,6 +220,7 @@ def get_run(run_id: str) -> Response:
 @blueprint.get("/runs/<run_id>/timeline.svg")
 @requires(Permission.READ)
 @returns(200, media="image/svg+xml")
+@fails(410)
 def run_timeline(run_id: str) -> Response:
     """The run as a Gantt chart (SVG): each step attempt waiting, then executing."""
     return Response(render_timeline(views.get_run(context.engine(), run_id)), mimetype="image/svg+xml")
@@ -226,7 +229,7 @@ def run_timeline(run_id: str) -> Response:
 @blueprint.post("/runs/<run_id>/cancel")
 @requires(Permission.OPERATE)
 @returns(200, Run)
-@fails(409)
+@fails(409, 410)
 @accepts(Empty)
 def cancel_run(run_id: str, body: Empty) -> Response:
     """Cancel a run: its running steps are killed, nothing after them starts; then its finally
@@ -238,7 +241,7 @@ def cancel_run(run_id: str, body: Empty) -> Response:
 @blueprint.post("/runs/<run_id>/restart")
 @requires(Permission.OPERATE)
 @returns(202, RunAccepted, headers={"Location": "the new run's URL"})
-@fails(409)
+@fails(409, 410)
 @accepts(RestartRun)
 def restart_run(run_id: str, body: RestartRun) -> Response:
     """A new run from step `{"from": "each[3].work"}` (any step path) or `{"from_failed": true}`,

@@ -30,6 +30,21 @@ def _env_float(environ: dict[str, str], name: str, default: float) -> float:
     return value
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?")
+_DURATION_UNITS = {None: 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _env_keep(environ: dict[str, str], name: str) -> float | None:
+    """A retention: ``30d``, ``12h``, ``90m``, ``3600s`` or seconds; unset, empty or ``forever``: None."""
+    raw = (environ.get(name) or "").strip().lower()
+    if raw in ("", "forever"):
+        return None
+    match = _DURATION.fullmatch(raw)
+    if match is None or float(match.group(1)) <= 0:
+        raise SystemExit(f"{name} must be a duration like 30d, 12h or 3600s (or 'forever'), got {environ.get(name)!r}")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
 def _env_choice(environ: dict[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
     raw = (environ.get(name) or default).strip().lower()
     if raw not in choices:
@@ -133,6 +148,12 @@ class Settings:
     # How long an approval's resume and cancel links work after the step began waiting
     # (never past the approval's own timeout).
     approval_link_ttl: float = 7 * 86400.0
+    # How long finished runs are kept (None: forever); a flow's `retention: {keep: ...}` overrides it.
+    retention: float | None = None
+    retention_interval: float = 300.0  # how often the scheduler's leader looks for runs to purge
+    retention_batch: int = 500  # top-level runs (with their subflow runs) purged per transaction
+    # An idempotency key finds its run for at least this long: no run younger is ever purged.
+    idempotency_window: float = 86400.0
 
     @property
     def broker_folder(self) -> Path:
@@ -199,4 +220,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         listener_poll=max(_env_float(env, "MILLRACE_LISTENER_POLL_S", 2.0), 0.1),
         public_url=env.get("MILLRACE_PUBLIC_URL", "").rstrip("/"),
         approval_link_ttl=max(_env_float(env, "MILLRACE_APPROVAL_LINK_TTL_S", 7 * 86400.0), 1.0),
+        retention=_env_keep(env, "MILLRACE_RETENTION"),
+        retention_interval=max(_env_float(env, "MILLRACE_RETENTION_INTERVAL_S", 300.0), 1.0),
+        retention_batch=max(_env_int(env, "MILLRACE_RETENTION_BATCH", 500), 1),
+        idempotency_window=_env_float(env, "MILLRACE_IDEMPOTENCY_WINDOW_S", 86400.0),
     )

@@ -3,10 +3,12 @@
 Run two or more for availability. Each holds a connection and tries a session-level
 advisory lock on it; the one that gets it is the leader and decides due slots
 (:func:`orchestrator.services.scheduling.fire_due`) about once a second; the others retry the lock
-every second. A leader that dies closes its connection, which frees the lock. A leader
-whose connection breaks stops deciding at once. Two leaders at the same moment (a
-network split) still cannot fire a slot twice: each slot is a unique row, written in the
-transaction that creates its run.
+every second. The leader also purges finished runs past their retention
+(:mod:`orchestrator.services.retention`), one batch per tick from every
+``MILLRACE_RETENTION_INTERVAL_S`` until nothing is due. A leader that dies closes its
+connection, which frees the lock. A leader whose connection breaks stops deciding at once.
+Two leaders at the same moment (a network split) still cannot fire a slot twice: each slot
+is a unique row, written in the transaction that creates its run.
 """
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from celery import beat
 
+from orchestrator.services.retention import Policy, Purged, due_batches
 from orchestrator.services.scheduling import Started, fire_due
 from orchestrator.store import leases
 from orchestrator.store.schedules import next_due
@@ -26,6 +31,7 @@ from tasks.runtime import runtime
 
 log = logging.getLogger("millrace.scheduler")
 MAX_SLEEP_S = 1.0  # how soon a change made through the API is seen
+PURGING_SLEEP_S = 0.05  # between two purge batches: due slots are still decided in between
 
 
 class DatabaseScheduler(beat.Scheduler):
@@ -34,6 +40,8 @@ class DatabaseScheduler(beat.Scheduler):
     def __init__(self, *args: Any, **kwargs: Any):
         self._lease = leases.lease_for(settings.database_url)
         self._leading = False
+        self._purging: Iterator[Purged] | None = None  # the batches of the purge under way
+        self._purge_at = 0.0  # (monotonic) when the next purge begins
         self.identity = f"scheduler:{socket.gethostname()}:{os.getpid()}"
         super().__init__(*args, **kwargs)
 
@@ -46,8 +54,10 @@ class DatabaseScheduler(beat.Scheduler):
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         if not self._lead():
+            self._purging = None
             return MAX_SLEEP_S
         rt = runtime(settings)
+        purging = self._purge_batch(rt.engine)
         now = dt.datetime.now(dt.UTC)
         try:
             for started in fire_due(rt.engine, now, actor=self.identity):
@@ -56,9 +66,31 @@ class DatabaseScheduler(beat.Scheduler):
         except Exception:  # the database or broker went away: log it, lead again next tick
             log.exception("scheduler pass failed; trying again")
             return MAX_SLEEP_S
+        most = PURGING_SLEEP_S if purging else MAX_SLEEP_S
         if upcoming is None:
-            return MAX_SLEEP_S
-        return min(max((upcoming - dt.datetime.now(dt.UTC)).total_seconds(), 0.01), MAX_SLEEP_S)
+            return most
+        return min(max((upcoming - dt.datetime.now(dt.UTC)).total_seconds(), 0.01), most)
+
+    def _purge_batch(self, engine: Any) -> bool:
+        """Purge one batch of what retention makes due, when a purge is under way or its time
+        has come; whether more batches may be due."""
+        if self._purging is None:
+            if time.monotonic() < self._purge_at:
+                return False
+            policy = Policy(settings.retention, settings.idempotency_window, settings.retention_batch)
+            self._purging = due_batches(engine, policy, actor=self.identity)
+        try:
+            found = next(self._purging)
+        except StopIteration:
+            self._purging, self._purge_at = None, time.monotonic() + settings.retention_interval
+            return False
+        except Exception:  # the database went away: try again at the next interval
+            log.exception("retention purge failed; trying again in %ss", settings.retention_interval)
+            self._purging, self._purge_at = None, time.monotonic() + settings.retention_interval
+            return False
+        log.info("retention purged %d run(s), %d step row(s), %d fire(s), %d cache entries", found.runs,
+                 found.steps, found.fires, found.cache_entries)
+        return True
 
     def _publish(self, started: Started) -> None:
         runtime(settings).publisher.deliver(started.owed)

@@ -73,6 +73,7 @@ FLOW_EXAMPLES: dict[str, Any] = {
     "priority": 7,
     "network": "none",
     "limits": {"memory": "256MiB"},
+    "retention": {"keep": "30d"},
     "steps": [{"id": "add", "python": ADD, "with": {"a": 1, "b": 2}}],
     "on_failure": [{"id": "tell", "bash": "echo \"$ERR\"", "with": {"ERR": "${{ run.error }}"}}],
     "finally": [{"id": "clean_up", "bash": "echo \"run $STATUS\"", "with": {"STATUS": "${{ run.status }}"}}],

@@ -58,6 +58,15 @@ class Concurrency(Model):
         return self
 
 
+class Retention(Model):
+    """How long the flow's finished runs are kept before the scheduler's leader purges them."""
+
+    keep: Duration = Field(gt=0, description=(
+        "finished runs (with their steps, logs and owed sends) older than this, by when they finished, are "
+        "purged; over MILLRACE_RETENTION for this flow's runs, and never within the idempotency window"),
+        examples=["30d"])
+
+
 class Flow(Model):
     """A flow document."""
 
@@ -71,6 +80,9 @@ class Flow(Model):
     priority: Priority | None = None
     network: Network | None = Field(default=None, description="its steps' network (default: the worker's)")
     limits: StepLimits | None = Field(default=None, description="its steps' limits, unless a step says")
+    retention: Retention | None = Field(default=None, description=(
+        "how long its finished runs are kept (default: MILLRACE_RETENTION, forever unless set); a run and its "
+        "subflow runs are purged together, by the top run's flow"))
     steps: Annotated[list[Step], Field(min_length=1)]
     on_failure: list[Step] = Field(default_factory=list, description=(
         "steps run when the run fails, with the error in ${{ run.error }}"))

@@ -21,10 +21,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.errors import Conflict, NotFound
+from orchestrator.errors import Conflict
 from orchestrator.execution.lifecycle import ACTIVE, OPEN_STEP, UNFINISHED, Phase, RunStatus, StepStatus
 from orchestrator.store.audit import acting, audit
 from orchestrator.store.outbox import Owed, OwedKind, owe
+from orchestrator.store.retention import missing_run
 from orchestrator.store.sql import inline, now
 from orchestrator.store.tables import (
     outbox,
@@ -345,7 +346,7 @@ def cancel_run(engine: Engine, run_id: str, actor: str, has_finally: bool = Fals
         if row is None:
             status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
             if status is None:
-                raise NotFound(f"run '{run_id}' does not exist")
+                raise missing_run(conn, run_id)
             raise Conflict(f"run {run_id} has ended already ({status})")
         acting(conn, actor)
         task_ids, children = _close_steps(conn, run_id, "run cancelled")
@@ -383,8 +384,8 @@ def _close_steps(conn: Connection, run_id: str, error: str) -> tuple[list[str], 
 def run_status(engine: Engine, run_id: str) -> RunStatus:
     with engine.connect() as conn:
         status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
-    if status is None:
-        raise NotFound(f"run '{run_id}' does not exist")
+        if status is None:
+            raise missing_run(conn, run_id)
     return RunStatus(status)
 
 

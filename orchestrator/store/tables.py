@@ -18,6 +18,7 @@ from orchestrator.store.models import (
     MetricFold,
     MetricTotal,
     OwedSend,
+    PurgedRun,
     Run,
     Schedule,
     ScheduleFire,
@@ -58,3 +59,4 @@ outbox = OwedSend.__table__
 event_triggers = EventTriggerRecord.__table__
 trigger_fires = TriggerFire.__table__
 approval_links = SpentLink.__table__
+purged_runs = PurgedRun.__table__

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 
-from orchestrator.errors import NotFound
 from orchestrator.execution.checks import error_type
 from orchestrator.execution.lifecycle import RunStatus, StepStatus
+from orchestrator.store.retention import missing_run
 from orchestrator.store.tables import runs, step_runs
 
 
@@ -119,7 +119,7 @@ def get_run(engine: Engine, run_id: str, *, with_steps: bool = True, with_output
     with engine.connect() as conn:
         run = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
         if run is None:
-            raise NotFound(f"run '{run_id}' does not exist")
+            raise missing_run(conn, run_id)
         query = select(*columns).where(step_runs.c.run_id == run_id)
         if path is not None:
             query = query.where(step_runs.c.path == path)

@@ -1,4 +1,4 @@
-"""Running flows and acting on runs: ``run``, ``runs list/show/logs/restart/timeline/cancel``,
+"""Running flows and acting on runs: ``run``, ``runs list/show/logs/restart/timeline/cancel/purge``,
 ``approve`` and ``reject``."""
 from __future__ import annotations
 
@@ -246,6 +246,51 @@ def runs_cancel(client: Client, run_id: str) -> None:
     """Cancel a run: its running steps are killed, nothing after them starts; then its finally steps run."""
     run = client.call("POST", f"/runs/{run_id}/cancel", json_body={}).body
     click.echo(run["status"] if not run.get("ending") else f"{run['status']} (its finally steps, then {run['ending']})")
+
+
+@runs_group.command("purge")
+@click.option("--older-than", "older_than", required=True, metavar="DURATION",
+              help="finished longer ago than this (30d, 12h; never within MILLRACE_IDEMPOTENCY_WINDOW_S)")
+@click.option("--flow", default=None, help="only runs of this flow (with their subflow runs)")
+@click.option("--dry-run", is_flag=True, help="count what would be purged; change nothing")
+@click.option("--export", "export_to", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="append each purged run, with its steps and subflow runs, to this file as a JSON line first")
+@click.pass_obj
+def runs_purge(client: Client, older_than: str, flow: str | None, dry_run: bool, export_to: Path | None) -> None:
+    """Delete finished runs older than DURATION (by when they ended) with their steps, logs, owed
+    sends and fires, in batches of MILLRACE_RETENTION_BATCH top-level runs; a run goes with its
+    subflow runs. Audit events stay. Acts on this machine's database, never through --url."""
+    from config.settings import load_settings
+    from orchestrator.cli.wiring import actor, engine_for
+    from orchestrator.definitions.durations import parse_duration
+    from orchestrator.services.retention import Policy, purge
+    from orchestrator.store.retention import Scope
+    from orchestrator.store.sql import now
+
+    if client.remote:
+        raise click.UsageError("`runs purge` acts on this machine's database: leave out --url")
+    if dry_run and export_to is not None:
+        raise click.UsageError("--dry-run changes nothing and exports nothing: leave out --export")
+    try:
+        keep = parse_duration(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    settings = load_settings()
+    policy = Policy(keep, settings.idempotency_window, settings.retention_batch)
+    if keep < policy.idempotency_window:
+        note(f"runs younger than the idempotency window ({policy.idempotency_window:g}s) are kept")
+    scope = Scope(policy.cutoff(keep, now()), flow=flow)
+    engine = engine_for(settings)
+    if export_to is None:
+        found = purge(engine, scope, actor=actor(), batch=policy.batch, dry_run=dry_run)
+    else:
+        with export_to.open("a", encoding="utf-8") as export:
+            found = purge(engine, scope, actor=actor(), batch=policy.batch, export=export)
+    what = "would purge" if dry_run else "purged"
+    click.echo(f"{what} {found.runs} run(s) finished before {scope.before:%Y-%m-%d %H:%M:%S} UTC with "
+               f"{found.steps} step row(s), in {len(found.batches)} batch(es)"
+               + ("" if dry_run else f"; {found.fires} fire(s) that started no run, {found.cache_entries} expired "
+                                     "cache entries"))
 
 
 def _decide(verb: str) -> click.Command:

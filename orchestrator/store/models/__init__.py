@@ -6,7 +6,7 @@ from orchestrator.store.models.base import Base, Id, Json, Timestamp, UtcDateTim
 from orchestrator.store.models.definitions import DependencyLock, FlowRecord, FlowVersion, ScriptRecord, ScriptVersion
 from orchestrator.store.models.events import EventTriggerRecord, TriggerFire
 from orchestrator.store.models.observe import BenchMark, BenchRun, MetricFold, MetricTotal
-from orchestrator.store.models.runs import Chord, ChordPart, OwedSend, Run, StepCacheEntry, StepRun
+from orchestrator.store.models.runs import Chord, ChordPart, OwedSend, PurgedRun, Run, StepCacheEntry, StepRun
 from orchestrator.store.models.triggers import FlowTriggerRecord, Schedule, ScheduleFire, Webhook
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "MetricFold",
     "MetricTotal",
     "OwedSend",
+    "PurgedRun",
     "Run",
     "Schedule",
     "ScheduleFire",

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Index,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -55,4 +56,7 @@ class TriggerFire(Base):
 
     __table_args__ = (Index("uq_trigger_fires_key", "trigger", "message_key", unique=True),
                       Index("ix_trigger_fires_digest", "trigger", "digest", "recorded_at"),
-                      Index("ix_trigger_fires_page", "trigger", "id"))
+                      Index("ix_trigger_fires_page", "trigger", "id"),
+                      # Retention: fires that started no run, by age.
+                      Index("ix_trigger_fires_unstarted", "recorded_at", postgresql_where=text("run_id IS NULL"),
+                            sqlite_where=text("run_id IS NULL")))

@@ -66,7 +66,21 @@ class Run(Base):
         Index("uq_runs_idempotency_key", "flow_id", "idempotency_key", unique=True),
         Index("ix_runs_schedule_status", "schedule_id", "status"),
         Index("ix_runs_concurrency", "flow_id", "concurrency_key", "status"),
+        # Retention finds a run's subflow runs (only subflow runs have a parent).
+        Index("ix_runs_parent", "parent_run_id", postgresql_where=text("parent_run_id IS NOT NULL"),
+              sqlite_where=text("parent_run_id IS NOT NULL")),
     )
+
+
+class PurgedRun(Base):
+    """A run retention removed, so that its id answers "purged" (410) rather than "unknown" (404)
+    where a later run still names it (``restarted_from``) or a link kept it."""
+
+    __tablename__ = "purged_runs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(200))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    purged_at: Mapped[dt.datetime] = mapped_column(Timestamp)
 
 
 class StepRun(Base):
@@ -132,7 +146,7 @@ class StepCacheEntry(Base):
     __tablename__ = "step_cache"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     result: Mapped[Any] = mapped_column(Json, nullable=True)
-    expires_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[dt.datetime] = mapped_column(Timestamp, index=True)  # retention deletes the expired
 
 
 class Chord(Base):

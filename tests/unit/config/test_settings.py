@@ -64,3 +64,19 @@ def test_approval_links_take_the_public_url_and_their_lifetime_from_the_environm
     assert settings.public_url == "https://millrace.example.com"
     assert settings.approval_link_ttl == 3600.0
     assert load_settings({}).approval_link_ttl == 7 * 86400.0
+
+
+def test_runs_are_kept_forever_unless_a_retention_is_set() -> None:
+    assert load_settings({}).retention is None
+    assert load_settings({"MILLRACE_RETENTION": "forever"}).retention is None
+    assert load_settings({"MILLRACE_RETENTION": "30d"}).retention == 30 * 86400.0
+    assert load_settings({"MILLRACE_RETENTION": "12h"}).retention == 12 * 3600.0
+    assert load_settings({"MILLRACE_RETENTION": "3600"}).retention == 3600.0
+    assert load_settings({}).idempotency_window == 86400.0
+    assert load_settings({}).retention_batch == 500
+
+
+@pytest.mark.parametrize("value", ["a month", "0d", "-3d", "30 days"])
+def test_a_retention_that_is_no_duration_is_refused_by_name(value: str) -> None:
+    with pytest.raises(SystemExit, match="MILLRACE_RETENTION must be a duration like 30d"):
+        load_settings({"MILLRACE_RETENTION": value})
