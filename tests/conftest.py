@@ -7,6 +7,7 @@ those: outage tests use ``private_postgres`` / ``private_rabbit`` (tests/service
 Names a session makes on the shared services begin with MILLRACE_TEST_DB_PREFIX and
 MILLRACE_TEST_QUEUE_PREFIX (default ``millrace_t``), then the session's pid and a random
 part, so that any number of checkouts run their suites on one machine at once.
+MILLRACE_TEST_QUEUE_TYPE (classic or quorum) runs the session's workers on that queue type.
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ os.environ["MILLRACE_DATABASE_URL"] = f"postgresql+psycopg://{PG.split('://', 1)
 os.environ["MILLRACE_BROKER_URL"] = AMQP
 os.environ["MILLRACE_QUEUE_PREFIX"] = QUEUE_PREFIX
 os.environ["MILLRACE_DEFAULT_QUEUE"] = "millrace"
+if os.environ.get("MILLRACE_TEST_QUEUE_TYPE"):
+    os.environ["MILLRACE_QUEUE_TYPE"] = os.environ["MILLRACE_TEST_QUEUE_TYPE"]
 os.environ.setdefault("MILLRACE_HOME", str(ROOT / ".millrace" / "test"))
 # A fixed key for the session: the test process and its workers encrypt and decrypt alike.
 os.environ["MILLRACE_SECRET_KEY"] = "zT5cQ2H3uJ8GZbqL9cW1mA4vN7xY0kE6rP2sD5fG8hI="
