@@ -138,11 +138,12 @@ class Worker(ProcessGroup):
     """A real `celery -A tasks worker` process (and its pool) in its own process group.
 
     ``env`` adds to the test process's environment (e.g. another broker or database). Its
-    log is under the session's LOGS unless ``log`` says where.
+    log is under the session's LOGS unless ``log`` says where. ``on`` is what the command
+    runs under (another host's namespace: tests/integration/hosts.py).
     """
 
     def __init__(self, queues: list[str], concurrency: int = 2, log: Path | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, on: list[str] | None = None):
         self.env = {**os.environ, **(env or {})}
         if self.env["MILLRACE_BROKER_URL"] == AMQP:
             _SHARED_QUEUES.update(queues)
@@ -150,7 +151,7 @@ class Worker(ProcessGroup):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO",
+            [*(on or []), sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO",
              f"--queues={','.join(queues)}", f"--concurrency={concurrency}",
              "--without-gossip", "--without-mingle", "--hostname", f"w{uuid.uuid4().hex[:6]}@%h"],
             cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
