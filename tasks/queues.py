@@ -34,6 +34,10 @@ def _how_to_move_on(name: str, settings: Settings, exc: PreconditionFailed) -> s
         return (f"queue '{name}' was declared before as a classic queue (or its exchange as a direct one): "
                 f"RabbitMQ cannot make it a quorum queue (MILLRACE_QUEUE_TYPE=quorum). {drain}; or set "
                 f"MILLRACE_QUEUE_TYPE=classic to keep it. RabbitMQ said: {exc}")
+    if not settings.queue_max_priority:
+        return (f"queue '{name}' was declared before as a quorum queue: RabbitMQ cannot make it a classic one "
+                f"(MILLRACE_QUEUE_TYPE=classic). {drain}; or set MILLRACE_QUEUE_TYPE=quorum to keep it. "
+                f"RabbitMQ said: {exc}")
     return (f"queue '{name}' was declared without priorities (before x-max-priority {settings.queue_max_priority}, "
             f"MILLRACE_QUEUE_MAX_PRIORITY) or as a quorum queue: RabbitMQ cannot change it. {drain}; or set "
             f"MILLRACE_QUEUE_MAX_PRIORITY=0 (runs' priority is then ignored) or MILLRACE_QUEUE_TYPE=quorum to "
@@ -46,6 +50,4 @@ def _check_at_start(sender: Any = None, **_: object) -> None:
 
     if sender is None or not settings.broker_url.startswith(("amqp", "pyamqp")):
         return
-    if settings.queue_type == "classic" and not settings.queue_max_priority:
-        return  # declared as before priorities: nothing RabbitMQ could refuse
     check_queues(sender.app, list(sender.app.amqp.queues.consume_from.values()), settings)
