@@ -19,7 +19,8 @@ pytestmark = pytest.mark.integration
 ])
 def test_a_worker_refuses_a_queue_of_the_other_type_and_says_what_to_do(database_url, declared, worker_type, says):
     name = f"{QUEUE}_was_{declared}"
-    arguments, kind = ({"x-queue-type": "quorum"}, "topic") if declared == "quorum" else (None, "direct")
+    arguments, kind = ({"x-queue-type": "quorum"}, "topic") if declared == "quorum" else (
+        {"x-max-priority": 9}, "direct")
     with kombu.Connection(AMQP) as conn:  # as an installation of the other type declared it
         kombu.Queue(name, kombu.Exchange(name, kind), name, queue_arguments=arguments)(conn.default_channel).declare()
     try:
