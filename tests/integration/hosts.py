@@ -160,7 +160,7 @@ def remove_stale() -> None:
 
 
 @pytest.fixture(scope="module")
-def test_hosts():
+def lan_hosts():
     """Make hosts: ``make(n)`` returns n hosts, each reaching the broker and the database at
     its gateway on their usual ports; all are removed after the module, whatever happened."""
     why = usable()

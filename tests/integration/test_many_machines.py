@@ -16,7 +16,7 @@ from orchestrator.definitions.parser import parse_flow
 from orchestrator.services.runs import submit, wait_for_run
 from orchestrator.store import views
 from tests.conftest import _SHARED_QUEUES, AMQP, DB_NAME, PG, QUEUE, Worker
-from tests.integration.hosts import test_hosts  # noqa: F401 - the fixture
+from tests.integration.hosts import lan_hosts  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,11 +40,11 @@ def _on_host(host, url: str, port: int) -> str:
     return parts._replace(netloc=f"{userinfo}{host.gateway}:{port}").geturl()
 
 
-def test_a_machine_killed_mid_run_loses_nothing_and_every_run_finishes_once(engine, test_hosts):  # noqa: F811
+def test_a_machine_killed_mid_run_loses_nothing_and_every_run_finishes_once(engine, lan_hosts):  # noqa: F811
     queue = f"{QUEUE}_hosts"
     _SHARED_QUEUES.add(queue)
     amqp_port, pg_port = urlsplit(AMQP).port or 5672, urlsplit(PG).port or 5432
-    hosts = test_hosts(3, (amqp_port, pg_port))
+    hosts = lan_hosts(3, (amqp_port, pg_port))
     workers = []
     for host in hosts:
         env = {"MILLRACE_BROKER_URL": _on_host(host, AMQP, amqp_port),
