@@ -56,9 +56,36 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_create_missing_queues": True,
         # Priority queues (classic queues only: RabbitMQ 3.10 has none on quorum queues). A
-        # queue declared before without the argument cannot take it: see tasks/app.py.
+        # queue declared before without the argument cannot take it: see tasks/queues.py.
         "task_queue_max_priority": settings.queue_max_priority or None,
+        **_queue_type_config(settings),
         # For Flower: workers report each task's life, publishers report each send.
         "worker_send_task_events": settings.task_events,
         "task_send_sent_event": settings.task_events,
+    }
+
+
+def _queue_type_config(settings: Settings) -> dict[str, Any]:
+    """What quorum queues need of Celery: every queue (the default one, those steps name)
+    declared quorum, and countdowns (retry delays, sleeps, loop delays) held by RabbitMQ.
+
+    A quorum queue has no per-message delay a worker can hold cheaply (its prefetch is fixed
+    per consumer), so a countdown goes through Celery's native delayed delivery: the
+    ``celery_delayed_*`` queues, declared by each worker at start, dead-letter it back into
+    the queue's exchange when it is due. That exchange must be a topic exchange to be bound.
+    """
+    if settings.queue_type != "quorum":
+        return {}
+    return {
+        # The delay queues are the broker's, shared: a due message goes to every queue bound by
+        # a routing key its own ends with, words split at dots. Without dots, the default queue
+        # of `ci7.millrace` does not also take what is due to another installation's `millrace`.
+        "task_default_routing_key": settings.default_queue.replace(".", "_"),
+        "task_default_queue_type": "quorum",
+        "task_create_missing_queue_type": "quorum",
+        "task_default_exchange_type": "topic",
+        "task_create_missing_queue_exchange_type": "topic",
+        # Global QoS is refused on quorum queues: the worker detects them and sets it per consumer.
+        "worker_detect_quorum_queues": True,
+        "broker_native_delayed_delivery_queue_type": "quorum",
     }

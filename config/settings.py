@@ -93,6 +93,9 @@ class Settings:
     # x-max-priority of the classic queues Millrace declares: runs' `priority` 0-9 orders what
     # waits in them. 0: declared without (as before 0024; priorities then have no effect).
     queue_max_priority: int = 9
+    # The type of the queues Millrace declares: "classic" (priorities) or "quorum" (replicated,
+    # no priorities: queue_max_priority is then 0; countdowns go through RabbitMQ's delay queues).
+    queue_type: str = "classic"
     log_limit: int = 65536
     result_limit: int = 1 << 20
     # RabbitMQ closes a consumer holding an unacked message for 30 min by default:
@@ -173,6 +176,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if not database_url:
         database_url = f"sqlite:///{home / 'millrace.db'}"
     prefix = _env_prefix(env, "MILLRACE_QUEUE_PREFIX")
+    queue_type = _env_choice(env, "MILLRACE_QUEUE_TYPE", ("classic", "quorum"), Settings.queue_type)
     return Settings(
         home=home,
         broker_url=broker_url,
@@ -186,7 +190,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         proxy_hops=_env_int(env, "MILLRACE_PROXY_HOPS", 0),
         queue_prefix=prefix,
         default_queue=prefix + env.get("MILLRACE_DEFAULT_QUEUE", "millrace"),
-        queue_max_priority=min(max(_env_int(env, "MILLRACE_QUEUE_MAX_PRIORITY", 9), 0), 9),
+        queue_type=queue_type,
+        # RabbitMQ 3.10's quorum queues refuse x-max-priority: priorities are then ignored.
+        queue_max_priority=0 if queue_type == "quorum" else
+        min(max(_env_int(env, "MILLRACE_QUEUE_MAX_PRIORITY", 9), 0), 9),
         log_limit=_env_int(env, "MILLRACE_LOG_LIMIT", 65536),
         result_limit=_env_int(env, "MILLRACE_RESULT_LIMIT", 1 << 20),
         task_time_limit=_env_int(env, "MILLRACE_TASK_TIME_LIMIT", 25 * 60),

@@ -28,6 +28,14 @@ class MillraceTask(Task):
     # head is enough there, the run's record has all of it.
     resultrepr_maxsize = 300
 
+    def apply_async(self, args=None, kwargs=None, *more, **options):  # type: ignore[no-untyped-def]
+        # Celery's native delayed delivery (quorum queues) routes a countdown by its whole
+        # seconds and refuses one under a second: such a countdown waits a second instead.
+        countdown = options.get("countdown")
+        if countdown and 0 < countdown < 1 and settings.queue_type == "quorum":
+            options["countdown"] = 1
+        return super().apply_async(args, kwargs, *more, **options)
+
     def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         try:
             return super().__call__(*args, **kwargs)

@@ -7,6 +7,7 @@ those: outage tests use ``private_postgres`` / ``private_rabbit`` (tests/service
 Names a session makes on the shared services begin with MILLRACE_TEST_DB_PREFIX and
 MILLRACE_TEST_QUEUE_PREFIX (default ``millrace_t``), then the session's pid and a random
 part, so that any number of checkouts run their suites on one machine at once.
+MILLRACE_TEST_QUEUE_TYPE (classic or quorum) runs the session's workers on that queue type.
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ os.environ["MILLRACE_DATABASE_URL"] = f"postgresql+psycopg://{PG.split('://', 1)
 os.environ["MILLRACE_BROKER_URL"] = AMQP
 os.environ["MILLRACE_QUEUE_PREFIX"] = QUEUE_PREFIX
 os.environ["MILLRACE_DEFAULT_QUEUE"] = "millrace"
+if os.environ.get("MILLRACE_TEST_QUEUE_TYPE"):
+    os.environ["MILLRACE_QUEUE_TYPE"] = os.environ["MILLRACE_TEST_QUEUE_TYPE"]
 os.environ.setdefault("MILLRACE_HOME", str(ROOT / ".millrace" / "test"))
 # A fixed key for the session: the test process and its workers encrypt and decrypt alike.
 os.environ["MILLRACE_SECRET_KEY"] = "zT5cQ2H3uJ8GZbqL9cW1mA4vN7xY0kE6rP2sD5fG8hI="
@@ -135,11 +138,12 @@ class Worker(ProcessGroup):
     """A real `celery -A tasks worker` process (and its pool) in its own process group.
 
     ``env`` adds to the test process's environment (e.g. another broker or database). Its
-    log is under the session's LOGS unless ``log`` says where.
+    log is under the session's LOGS unless ``log`` says where. ``on`` is what the command
+    runs under (another host's namespace: tests/integration/hosts.py).
     """
 
     def __init__(self, queues: list[str], concurrency: int = 2, log: Path | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, on: list[str] | None = None):
         self.env = {**os.environ, **(env or {})}
         if self.env["MILLRACE_BROKER_URL"] == AMQP:
             _SHARED_QUEUES.update(queues)
@@ -147,7 +151,7 @@ class Worker(ProcessGroup):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO",
+            [*(on or []), sys.executable, "-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO",
              f"--queues={','.join(queues)}", f"--concurrency={concurrency}",
              "--without-gossip", "--without-mingle", "--hostname", f"w{uuid.uuid4().hex[:6]}@%h"],
             cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -3,6 +3,7 @@ label, input value and time; debounced starts that are one run; priorities that 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,6 +12,9 @@ import pytest
 from orchestrator.store.access import Role
 
 pytestmark = pytest.mark.integration
+# RabbitMQ 3.10's quorum queues have no priorities (MILLRACE_TEST_QUEUE_TYPE=quorum)
+classic_queues = pytest.mark.skipif(os.environ.get("MILLRACE_QUEUE_TYPE") == "quorum",
+                                    reason="priorities are a classic-queue feature")
 
 CHILD = """id: labels/child
 labels: {kind: child}
@@ -129,6 +133,7 @@ def test_ten_starts_within_the_debounce_window_are_one_run_with_the_last_inputs(
     assert start(5) != ids[0]
 
 
+@classic_queues
 def test_a_higher_priority_run_overtakes_queued_lower_ones_on_a_busy_worker(api, engine) -> None:
     from tests.conftest import QUEUE, Worker
 
@@ -218,6 +223,7 @@ def test_the_command_line_labels_a_run_and_lists_runs_by_label_and_input(api, wo
     assert bad.returncode != 0 and "--label" in bad.stderr
 
 
+@classic_queues
 def test_a_worker_refuses_a_queue_declared_before_priorities_and_says_what_to_do(engine, api) -> None:
     import kombu
 

@@ -80,3 +80,40 @@ def test_runs_are_kept_forever_unless_a_retention_is_set() -> None:
 def test_a_retention_that_is_no_duration_is_refused_by_name(value: str) -> None:
     with pytest.raises(SystemExit, match="MILLRACE_RETENTION must be a duration like 30d"):
         load_settings({"MILLRACE_RETENTION": value})
+
+
+def test_quorum_queues_are_declared_quorum_without_priorities_on_exchanges_delays_can_reach() -> None:
+    from celery import Celery
+
+    from config.celery import celery_config
+
+    settings = load_settings({"MILLRACE_QUEUE_TYPE": "Quorum", "MILLRACE_QUEUE_PREFIX": "ci7.",
+                              "MILLRACE_QUEUE_MAX_PRIORITY": "9", "MILLRACE_BROKER_URL": "amqp://127.0.0.1//"})
+    assert (settings.queue_type, settings.queue_max_priority) == ("quorum", 0)
+    app = Celery("quorum", set_as_current=False)
+    app.config_from_object(celery_config(settings))
+    default, named = app.amqp.queues["ci7.millrace"], app.amqp.queues["gpu"]  # a queue a step names
+    for queue in (default, named):
+        assert queue.queue_arguments == {"x-queue-type": "quorum"}  # no x-max-priority: refused on quorum
+        assert queue.exchange.type == "topic"  # native delayed delivery cannot bind a direct exchange
+    # no dot: the shared delay exchange routes on the key's last words
+    assert (default.exchange.name, default.routing_key) == ("ci7.millrace", "ci7_millrace")
+    assert app.conf.worker_detect_quorum_queues and app.conf.broker_native_delayed_delivery_queue_type == "quorum"
+
+
+def test_classic_queues_keep_their_priorities_and_direct_exchanges() -> None:
+    from celery import Celery
+
+    from config.celery import celery_config
+
+    settings = load_settings({"MILLRACE_BROKER_URL": "amqp://127.0.0.1//"})
+    assert (settings.queue_type, settings.queue_max_priority) == ("classic", 9)
+    app = Celery("classic", set_as_current=False)
+    app.config_from_object(celery_config(settings))
+    queue = app.amqp.queues["millrace"]
+    assert (queue.queue_arguments, queue.exchange.type) == ({"x-max-priority": 9}, "direct")
+
+
+def test_an_unknown_queue_type_is_refused_naming_the_setting() -> None:
+    with pytest.raises(SystemExit, match="MILLRACE_QUEUE_TYPE must be one of classic, quorum, got 'stream'"):
+        load_settings({"MILLRACE_QUEUE_TYPE": "stream"})
