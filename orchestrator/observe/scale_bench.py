@@ -59,6 +59,16 @@ def seed_to(engine: Engine, runs: int, steps: int = 10, *, progress: Any = lambd
     return seeded_s
 
 
+def fold_history(engine: Engine) -> None:
+    """Fold the metrics up to now, as the first scrapes after an upgrade do a day of records
+    at a time: what is timed is a scrape's steady state, a few seconds of records."""
+    from orchestrator.store import leases, stats
+
+    with leases.held(engine, stats.METRICS_LOCK) as mine:
+        if mine:
+            stats.fold(engine, dt.datetime.now(dt.UTC) - stats.LAG, budget_s=float("inf"))
+
+
 def periodic_queries(engine: Engine) -> dict[str, Callable[[], Any]]:
     """Each query the sweeper, the scheduler and a metrics scrape run, by name, as a call."""
     from orchestrator.store import approvals, event_triggers, outbox, schedules, sql, stats
@@ -166,14 +176,11 @@ def measure_scale(engine: Engine, *, runs: int = 1_000_000, steps: int = 10,
                   progress: Any = lambda _: None) -> dict[str, Any]:
     """Seed up to ``runs`` runs, then time and explain each periodic query and list route."""
     from orchestrator.cli.wiring import api_app
-    from orchestrator.store import leases, stats
     from orchestrator.store.access import Role, authenticate, create_token, open_session, revoke_token
     from orchestrator.store.benchmarks import history_size
 
     seeded_s = seed_to(engine, runs, steps, progress=progress)
-    with leases.held(engine, stats.METRICS_LOCK) as mine:  # a scrape's history folded, as after the first ones
-        if mine:
-            stats.fold(engine, dt.datetime.now(dt.UTC) - stats.LAG, budget_s=float("inf"))
+    fold_history(engine)
     figures = [timed(engine, name, API_GOAL_MS if name.startswith("metrics") else PERIODIC_GOAL_MS, call)
                for name, call in periodic_queries(engine).items()]
     token = create_token(engine, f"bench-scale-{uuid.uuid4().hex[:8]}", Role.ADMIN, actor="bench")
