@@ -7,30 +7,30 @@ database holds fewer, then ANALYZEd. Each periodic query (the sweeper's, the sch
 metrics scrape) is its store function, called in this process; each list route goes through
 the API app in this process (server time, no network). Each is timed 20 times after a
 warm-up. The statements each one ran are captured and EXPLAINed: a sequential scan of a
-table that grows with history (``HISTORY_TABLES``) is named in the result.
+table that grows with history (``plans.HISTORY_TABLES``) is named in the result.
 
 Goals: a sweeper or scheduler query under 10 ms, an API route (and a metrics scrape, which
 is one) under 50 ms.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine
+
+from orchestrator.store import plans
+from orchestrator.store.plans import captured, seq_scans
 
 FLOW = "bench/seed"
 SAMPLES = 20
 PERIODIC_GOAL_MS = 10.0
 API_GOAL_MS = 50.0
-SMALL_TABLE = 1_000  # rows: a table this small is best read whole, whatever its indexes
-HISTORY_TABLES = frozenset({"runs", "step_runs", "outbox", "audit_events", "trigger_fires", "schedule_fires"})
 
 
 def seed_flow_text(steps: int) -> str:
@@ -54,8 +54,7 @@ def seed_to(engine: Engine, runs: int, steps: int = 10, *, progress: Any = lambd
         seed_history(engine, FLOW, version, runs - held, steps, tag=uuid.uuid4().hex,
                      progress=lambda done: progress(f"scale: seeded {held + done:,} runs"))
     seeded_s = time.monotonic() - began if held < runs else 0.0
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("ANALYZE runs, step_runs, outbox, audit_events, schedules, schedule_fires, trigger_fires"))
+    plans.analyze_history(engine)
     return seeded_s
 
 
@@ -121,43 +120,6 @@ class Figure:
         return {"name": self.name, "p50_ms": p50, "max_ms": round(max(self.times_ms), 2), "goal_ms": self.goal_ms,
                 "statements": self.statements, "seq_scans": self.scans,
                 "verdict": "ok" if p50 < self.goal_ms and not self.scans else "over"}
-
-
-@contextlib.contextmanager
-def captured() -> Iterator[list[tuple[str, Any]]]:
-    """The SELECTs any engine runs meanwhile (the API app has an engine of its own)."""
-    seen: list[tuple[str, Any]] = []
-
-    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if not executemany and statement.lstrip().upper().startswith(("SELECT", "WITH")):
-            seen.append((statement, parameters))
-
-    event.listen(Engine, "before_cursor_execute", keep)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", keep)
-
-
-def seq_scans(engine: Engine, statement: str, parameters: Any) -> list[str]:
-    """The history tables ``statement``'s plan reads sequentially, of those holding more than
-    ``SMALL_TABLE`` rows (an empty outbox is best read whole)."""
-    with engine.connect() as conn:
-        plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar()
-        found: list[str] = []
-
-        def walk(node: dict[str, Any]) -> None:
-            if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") in HISTORY_TABLES:
-                found.append(node["Relation Name"])
-            for child in node.get("Plans", []):
-                walk(child)
-
-        walk(plan[0]["Plan"])
-        if not found:
-            return []
-        sizes = dict(conn.execute(text("SELECT relname, reltuples FROM pg_class WHERE relname = ANY(:names)"),
-                                  {"names": found}).all())
-    return [f"Seq Scan on {name}" for name in found if sizes.get(name, 0) > SMALL_TABLE]
 
 
 def timed(engine: Engine, name: str, goal_ms: float, call: Callable[[], Any]) -> Figure:

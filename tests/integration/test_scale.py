@@ -99,6 +99,7 @@ def test_every_periodic_query_reads_an_index_not_the_history(scale_url: str) -> 
 
 def test_the_sweepers_owed_sends_and_expired_approvals_use_their_indexes(scale_url: str) -> None:
     from orchestrator.observe.scale_bench import captured, periodic_queries
+    from orchestrator.store import plans
 
     engine = make_engine(scale_url)
     try:
@@ -109,9 +110,7 @@ def test_the_sweepers_owed_sends_and_expired_approvals_use_their_indexes(scale_u
                             ("concurrency: runs under a key", "ix_runs_concurrency_unfinished")):
             with captured() as statements:
                 queries[name]()
-            with engine.connect() as conn:
-                plan = json.dumps([conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar()
-                                   for statement, parameters in statements])
+            plan = json.dumps([plans.plan(engine, statement, parameters) for statement, parameters in statements])
             assert f'"Index Name": "{index}"' in plan, f"{name}: {plan}"
     finally:
         engine.dispose()
