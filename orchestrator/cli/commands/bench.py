@@ -196,17 +196,36 @@ def bench_seed(runs: int, steps: int) -> None:
     import uuid
 
     from orchestrator.definitions.parser import parse_flow
+    from orchestrator.observe.scale_bench import FLOW, seed_flow_text
     from orchestrator.services.saving import save_flow
     from orchestrator.store import benchmarks
 
     engine = engine_for(load_settings())
-    body = "\n".join(f"  - {{id: s{k}, python: \"def main():\\n    return {k}\"}}" for k in range(steps))
-    text = f"id: bench/seed\nsteps:\n{body}\n"
+    text = seed_flow_text(steps)
     version = save_flow(engine, parse_flow(text), text, actor="bench")
     began = time.monotonic()
-    benchmarks.seed_history(engine, "bench/seed", version, runs, steps, tag=uuid.uuid4().hex,
+    benchmarks.seed_history(engine, FLOW, version, runs, steps, tag=uuid.uuid4().hex,
                             progress=lambda done: print(f"{done:,} runs", file=sys.stderr))
     note(f"seeded {runs:,} runs with {steps} steps each in {time.monotonic() - began:.1f} s")
+
+
+@bench_group.command("scale")
+@click.option("--runs", type=click.IntRange(1, 10_000_000), default=1_000_000, show_default=True,
+              help="the history to measure at (seeded up to this many runs first)")
+@click.option("--steps", type=click.IntRange(1, 100), default=10, show_default=True, help="steps per seeded run")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object on one line")
+def bench_scale(runs: int, steps: int, as_json: bool) -> None:
+    """Time every periodic query (sweeper, scheduler, metrics) and every list route at a
+    history of RUNS runs, and name any that reads a history table sequentially; goals:
+    10 ms a periodic query, 50 ms a route."""
+    from orchestrator.observe import bench
+    from orchestrator.observe.scale_bench import measure_scale, table
+
+    engine = engine_for(load_settings())
+    result = measure_scale(engine, runs=runs, steps=steps, progress=note)
+    bench_id = bench.store(engine, {"scenarios": {}, "scale": result}, {"scale_runs": runs, "steps": steps})
+    note(f"stored as bench {bench_id}")
+    click.echo(json.dumps(result) if as_json else "\n".join(table(result)))
 
 
 COMMANDS = (bench_group,)

@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Integer,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
@@ -41,3 +42,9 @@ Timestamp = UtcDateTime()
 
 class Base(DeclarativeBase):
     pass
+
+
+def partial(predicate: str) -> dict[str, Any]:
+    """An index's keyword arguments that make it partial, on both databases (SQLite has
+    partial indexes too): only the rows ``predicate`` holds for are in it."""
+    return {"postgresql_where": text(predicate), "sqlite_where": text(predicate)}

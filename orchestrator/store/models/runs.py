@@ -17,7 +17,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from orchestrator.store.models.base import Base, Id, Json, Timestamp
+from orchestrator.execution.lifecycle import UNFINISHED, StepStatus
+from orchestrator.store.models.base import Base, Id, Json, Timestamp, partial
+
+# The runs not ended yet and the steps waiting to be decided: a sliver of a long history,
+# which the periodic queries (metrics, the scheduler, concurrency, the sweeper) look for.
+UNFINISHED_RUN = partial(f"status IN ({', '.join(repr(s) for s in UNFINISHED)})")
+WAITING_STEP = partial(f"status = '{StepStatus.WAITING.value}'")
 
 
 class Run(Base):
@@ -54,7 +60,7 @@ class Run(Base):
 
     __table_args__ = (
         Index("ix_runs_flow_created", "flow_id", "created_at"),
-        Index("ix_runs_status", "status"),
+        Index("ix_runs_unfinished", "status", **UNFINISHED_RUN),  # (status, created_at) answers the rest
         # Search (GET /api/v1/runs): newest first, by status or trigger, by label or input value.
         Index("ix_runs_created_id", "created_at", "id"),
         Index("ix_runs_status_created", "status", "created_at"),
@@ -64,8 +70,8 @@ class Run(Base):
         Index("ix_runs_finished_at", "finished_at"),
         Index("ix_runs_started_at", "started_at"),
         Index("uq_runs_idempotency_key", "flow_id", "idempotency_key", unique=True),
-        Index("ix_runs_schedule_status", "schedule_id", "status"),
-        Index("ix_runs_concurrency", "flow_id", "concurrency_key", "status"),
+        Index("ix_runs_schedule_unfinished", "schedule_id", **UNFINISHED_RUN),
+        Index("ix_runs_concurrency_unfinished", "flow_id", "concurrency_key", "created_at", **UNFINISHED_RUN),
         # Retention finds a run's subflow runs (only subflow runs have a parent).
         Index("ix_runs_parent", "parent_run_id", postgresql_where=text("parent_run_id IS NOT NULL"),
               sqlite_where=text("parent_run_id IS NOT NULL")),
@@ -115,7 +121,7 @@ class StepRun(Base):
 
     __table_args__ = (
         UniqueConstraint("run_id", "path", "attempt", name="uq_step_runs_attempt"),
-        Index("ix_step_runs_waiting", "status", "resume_at"),
+        Index("ix_step_runs_waiting", "kind", "resume_at", **WAITING_STEP),
         Index("ix_step_runs_finished_at", "finished_at"),
     )
 

@@ -12,7 +12,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from orchestrator.store.models.base import Base, Id, Json, Timestamp
+from orchestrator.store.models.base import Base, Id, Json, Timestamp, partial
 
 
 class Schedule(Base):
@@ -55,7 +55,9 @@ class ScheduleFire(Base):
     recorded_by: Mapped[str] = mapped_column(String(200))
 
     __table_args__ = (Index("uq_schedule_fires_slot", "schedule_id", "fire_at", unique=True),
-                      Index("ix_schedule_fires_recorded_at", "recorded_at"))
+                      Index("ix_schedule_fires_recorded_at", "recorded_at"),
+                      # The scheduler looks for queued slots every tick; nearly all others are decided.
+                      Index("ix_schedule_fires_queued", "schedule_id", "fire_at", **partial("status = 'queued'")))
 
 
 class FlowTriggerRecord(Base):

@@ -6,13 +6,13 @@ run is kept here, so that a later run naming it (restarted_from) or a kept link 
 no run gets an index each.
 
 Revision ID: 0026
-Revises: 0024
+Revises: 0025
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0026'
-down_revision = '0024'
+down_revision = '0025'
 branch_labels = None
 depends_on = None
 
