@@ -133,6 +133,15 @@ class Settings:
     # How long an approval's resume and cancel links work after the step began waiting
     # (never past the approval's own timeout).
     approval_link_ttl: float = 7 * 86400.0
+    # The audit trail's checkpoints: the scheduler's leader seals the chains every this many
+    # seconds (the window in which a rewritten chain goes unseen), signing with the Ed25519
+    # private key (base64; set it on the scheduler only: the database never holds it). Empty:
+    # no checkpoints. `millrace audit verify` checks signatures with the public key, and every
+    # checkpoint the file (outside the database; empty: none) holds is still in the database.
+    audit_checkpoint_interval: float = 5.0
+    audit_key: str = ""
+    audit_public_key: str = ""
+    audit_checkpoint_file: str = ""
 
     @property
     def broker_folder(self) -> Path:
@@ -199,4 +208,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         listener_poll=max(_env_float(env, "MILLRACE_LISTENER_POLL_S", 2.0), 0.1),
         public_url=env.get("MILLRACE_PUBLIC_URL", "").rstrip("/"),
         approval_link_ttl=max(_env_float(env, "MILLRACE_APPROVAL_LINK_TTL_S", 7 * 86400.0), 1.0),
+        audit_checkpoint_interval=max(_env_float(env, "MILLRACE_AUDIT_CHECKPOINT_S", 5.0), 0.1),
+        audit_key=env.get("MILLRACE_AUDIT_KEY", "").strip(),
+        audit_public_key=env.get("MILLRACE_AUDIT_PUBLIC_KEY", "").strip(),
+        audit_checkpoint_file=env.get("MILLRACE_AUDIT_CHECKPOINT_FILE", "").strip(),
     )

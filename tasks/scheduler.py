@@ -7,6 +7,10 @@ every second. A leader that dies closes its connection, which frees the lock. A 
 whose connection breaks stops deciding at once. Two leaders at the same moment (a
 network split) still cannot fire a slot twice: each slot is a unique row, written in the
 transaction that creates its run.
+
+The leader also seals the audit chains into a signed checkpoint every
+``MILLRACE_AUDIT_CHECKPOINT_S`` seconds (:func:`orchestrator.store.checkpoints.seal`) when it
+holds ``MILLRACE_AUDIT_KEY``.
 """
 from __future__ import annotations
 
@@ -14,12 +18,14 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
+from pathlib import Path
 from typing import Any
 
 from celery import beat
 
 from orchestrator.services.scheduling import Started, fire_due
-from orchestrator.store import leases
+from orchestrator.store import checkpoints, leases
 from orchestrator.store.schedules import next_due
 from tasks.app import app, settings
 from tasks.runtime import runtime
@@ -35,6 +41,9 @@ class DatabaseScheduler(beat.Scheduler):
         self._lease = leases.lease_for(settings.database_url)
         self._leading = False
         self.identity = f"scheduler:{socket.gethostname()}:{os.getpid()}"
+        self._audit_key = checkpoints.private_key(settings.audit_key) if settings.audit_key else None
+        self._checkpoint_file = Path(settings.audit_checkpoint_file) if settings.audit_checkpoint_file else None
+        self._sealed_at = 0.0
         super().__init__(*args, **kwargs)
 
     def setup_schedule(self) -> None:
@@ -56,9 +65,20 @@ class DatabaseScheduler(beat.Scheduler):
         except Exception:  # the database or broker went away: log it, lead again next tick
             log.exception("scheduler pass failed; trying again")
             return MAX_SLEEP_S
+        self._seal_audit()
         if upcoming is None:
             return MAX_SLEEP_S
         return min(max((upcoming - dt.datetime.now(dt.UTC)).total_seconds(), 0.01), MAX_SLEEP_S)
+
+    def _seal_audit(self) -> None:
+        """A checkpoint of the audit chains, when one is due (and a key to sign it is held)."""
+        if self._audit_key is None or time.monotonic() - self._sealed_at < settings.audit_checkpoint_interval:
+            return
+        self._sealed_at = time.monotonic()
+        try:
+            checkpoints.seal(runtime(settings).engine, self._audit_key, self._checkpoint_file)
+        except Exception:  # a failed seal leaves the chains unsealed until the next one
+            log.exception("sealing an audit checkpoint failed; trying again")
 
     def _publish(self, started: Started) -> None:
         runtime(settings).publisher.deliver(started.owed)
