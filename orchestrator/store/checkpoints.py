@@ -97,9 +97,9 @@ def signed_by(key: Ed25519PublicKey, digest: str, signature: str) -> bool:
     return True
 
 
-_MOVED = text("""SELECT chain, seq, hash, sealed_seq FROM audit_chains WHERE seq > sealed_seq
+_MOVED = text("""SELECT chain, seq, hash, sealed_seq FROM audit_chains WHERE moved
                  ORDER BY chain LIMIT :most FOR UPDATE SKIP LOCKED""")
-_SEALED = text("""UPDATE audit_chains c SET sealed_seq = h.seq
+_SEALED = text("""UPDATE audit_chains c SET sealed_seq = h.seq, moved = false
                   FROM jsonb_to_recordset(:heads) AS h(chain text, seq bigint) WHERE c.chain = h.chain""").bindparams(
     bindparam("heads", type_=JSONB))
 

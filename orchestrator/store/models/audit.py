@@ -47,11 +47,13 @@ class AuditChain(Base):
     __tablename__ = "audit_chains"
     chain: Mapped[str] = mapped_column(String(300), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))  # the one before (the trigger's RETURNING)
     hash: Mapped[str | None] = mapped_column(String(64))
     sealed_seq: Mapped[int] = mapped_column(BigInteger)
+    moved: Mapped[bool] = mapped_column()  # since the last checkpoint
 
-    __table_args__ = (Index("ix_audit_chains_unsealed", "chain", postgresql_where=text("seq > sealed_seq"),
-                            sqlite_where=text("seq > sealed_seq")),)
+    __table_args__ = (Index("ix_audit_chains_moved", "chain", postgresql_where=text("moved"),
+                            sqlite_where=text("moved")), {"postgresql_with": {"fillfactor": 70}})
 
 
 class AuditCheckpoint(Base):

@@ -11,8 +11,9 @@ with their hashes untouched.
 
 `audit_chains` holds each chain's head (its last seq and hash). The chain trigger locks the
 head's row, so writers of one chain queue and writers of different chains never wait on each
-other; `sealed_seq` is how far the last checkpoint sealed it (the partial index finds the
-chains that moved since). `audit_checkpoints` is the append-only sequence the scheduler's
+other; `sealed_seq` is how far the last checkpoint sealed it and `moved` whether it moved since
+(the partial index finds those; a head moving again changes no indexed column, so the update
+stays a HOT one). `audit_checkpoints` is the append-only sequence the scheduler's
 leader writes: the heads of the chains that moved, linked by hash to the checkpoint before
 and signed with a key the database never holds (orchestrator/store/checkpoints.py).
 """
@@ -30,21 +31,24 @@ CANONICAL = """jsonb_build_array(coalesce(NEW.prev_hash, ''), NEW.seq,
     to_char(NEW.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), NEW.actor, NEW.action, NEW.target,
     NEW.details)::text"""
 
+# The same, computed while the head moves: `hash` and `seq` are the head's before the move.
+MOVED_CANONICAL = CANONICAL.replace("coalesce(NEW.prev_hash, '')", "coalesce(hash, '')").replace("NEW.seq", "seq + 1")
+MOVE_HEAD = f"""UPDATE audit_chains SET seq = seq + 1, prev_hash = hash, moved = true,
+            hash = encode(sha256(convert_to({MOVED_CANONICAL}, 'UTF8')), 'hex')
+        WHERE chain = NEW.chain RETURNING seq, prev_hash, hash INTO NEW.seq, NEW.prev_hash, NEW.hash"""
+
 CHAIN = f"""
 CREATE OR REPLACE FUNCTION millrace_audit_chain() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE head record;
 BEGIN
     NEW.chain := CASE WHEN NEW.target LIKE 'run:%' THEN NEW.target ELSE 'system' END;
-    -- The head's row lock, held until the transaction ends, queues the writers of this chain only.
-    SELECT seq, hash INTO head FROM audit_chains WHERE chain = NEW.chain FOR UPDATE;
+    -- One statement moves the head and locks its row until the transaction ends: the writers
+    -- of this chain queue, those of other chains do not.
+    {MOVE_HEAD};
     IF NOT FOUND THEN
-        INSERT INTO audit_chains (chain, seq, sealed_seq) VALUES (NEW.chain, 0, 0) ON CONFLICT (chain) DO NOTHING;
-        SELECT seq, hash INTO head FROM audit_chains WHERE chain = NEW.chain FOR UPDATE;
+        INSERT INTO audit_chains (chain, seq, sealed_seq, moved) VALUES (NEW.chain, 0, 0, false)
+            ON CONFLICT (chain) DO NOTHING;
+        {MOVE_HEAD};
     END IF;
-    NEW.seq := head.seq + 1;
-    NEW.prev_hash := head.hash;
-    NEW.hash := encode(sha256(convert_to({CANONICAL}, 'UTF8')), 'hex');
-    UPDATE audit_chains SET seq = NEW.seq, hash = NEW.hash WHERE chain = NEW.chain;
     RETURN NEW;
 END $$;
 
@@ -82,12 +86,15 @@ def upgrade() -> None:
         'audit_chains',
         sa.Column('chain', sa.String(length=300), nullable=False),
         sa.Column('seq', sa.BigInteger(), nullable=False),
+        sa.Column('prev_hash', sa.String(length=64), nullable=True),
         sa.Column('hash', sa.String(length=64), nullable=True),
         sa.Column('sealed_seq', sa.BigInteger(), nullable=False),
+        sa.Column('moved', sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint('chain'),
+        postgresql_with={'fillfactor': 70},
     )
-    op.create_index('ix_audit_chains_unsealed', 'audit_chains', ['chain'],
-                    postgresql_where=sa.text('seq > sealed_seq'), sqlite_where=sa.text('seq > sealed_seq'))
+    op.create_index('ix_audit_chains_moved', 'audit_chains', ['chain'],
+                    postgresql_where=sa.text('moved'), sqlite_where=sa.text('moved'))
     op.create_table(
         'audit_checkpoints',
         sa.Column('seq', sa.BigInteger(), autoincrement=False, nullable=False),
@@ -100,8 +107,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('seq'),
     )
     if postgres:
-        op.execute("""INSERT INTO audit_chains (chain, seq, hash, sealed_seq)
-                      SELECT 'system', seq, hash, 0 FROM audit_events WHERE seq IS NOT NULL
+        op.execute("""INSERT INTO audit_chains (chain, seq, hash, sealed_seq, moved)
+                      SELECT 'system', seq, hash, 0, true FROM audit_events WHERE seq IS NOT NULL
                       ORDER BY seq DESC LIMIT 1""")
         op.execute(CHAIN)
 
@@ -117,7 +124,7 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER audit_checkpoints_append_only ON audit_checkpoints")
         op.execute(GLOBAL_CHAIN)
     op.drop_table('audit_checkpoints')
-    op.drop_index('ix_audit_chains_unsealed', table_name='audit_chains')
+    op.drop_index('ix_audit_chains_moved', table_name='audit_chains')
     op.drop_table('audit_chains')
     op.drop_index('uq_audit_events_chain_seq', table_name='audit_events')
     op.create_index('uq_audit_events_seq', 'audit_events', ['seq'], unique=True)
