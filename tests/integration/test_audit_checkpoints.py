@@ -236,3 +236,23 @@ def test_the_app_cannot_change_or_remove_a_checkpoint(chain_db) -> None:
         with pytest.raises(exc.DBAPIError, match="append-only"), chain_db.begin() as conn:
             conn.execute(text(statement))
     assert verify(chain_db, PUBLIC_KEY).ok
+
+
+def test_keygen_and_verify_on_the_command_line(chain_db, capsys, monkeypatch, tmp_path) -> None:
+    from orchestrator.cli.main import main
+
+    assert main(["audit", "keygen"]) == 0
+    pair = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines() if not line.startswith("#"))
+    kept = tmp_path / "checkpoints.jsonl"
+    write(chain_db, "run:one", 3)
+    checkpoints.seal(chain_db, checkpoints.private_key(pair["MILLRACE_AUDIT_KEY"]), kept)
+    write(chain_db, "run:one", 1)
+    monkeypatch.setenv("MILLRACE_DATABASE_URL", chain_db.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("MILLRACE_AUDIT_CHECKPOINT_FILE", str(kept))
+    monkeypatch.setenv("MILLRACE_AUDIT_PUBLIC_KEY", pair["MILLRACE_AUDIT_PUBLIC_KEY"])
+    assert main(["audit", "verify"]) == 0
+    assert ("audit chain intact: 4 events, 1 checkpoints (signatures checked); 1 events not sealed by a checkpoint yet"
+            in capsys.readouterr().out)
+    monkeypatch.setenv("MILLRACE_AUDIT_PUBLIC_KEY", PUBLIC)  # another installation's key
+    assert main(["audit", "verify"]) == 1
+    assert "audit chain broken at checkpoint #1: its signature is not the audit key's" in capsys.readouterr().err
