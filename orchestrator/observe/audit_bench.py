@@ -11,14 +11,15 @@ import threading
 import time
 import uuid
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
 from orchestrator.store.audit import audit
+from orchestrator.store.database import make_engine
 
 
 def measure_audit_inserts(engine: Engine, clients: int, seconds: float, one_chain: bool = False) -> float:
     """Events per second, all clients together."""
-    pool = create_engine(engine.url, pool_size=clients, max_overflow=0)  # a connection per client
+    pool = make_engine(engine.url.render_as_string(hide_password=False), connections=clients)  # one each
     try:
         return _measure(pool, clients, seconds, one_chain)
     finally:

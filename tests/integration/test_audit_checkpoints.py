@@ -256,3 +256,15 @@ def test_keygen_and_verify_on_the_command_line(chain_db, capsys, monkeypatch, tm
     monkeypatch.setenv("MILLRACE_AUDIT_PUBLIC_KEY", PUBLIC)  # another installation's key
     assert main(["audit", "verify"]) == 1
     assert "audit chain broken at checkpoint #1: its signature is not the audit key's" in capsys.readouterr().err
+
+
+def test_bench_audit_writes_chains_that_verify(chain_db, capsys, monkeypatch) -> None:
+    from orchestrator.cli.main import main
+
+    monkeypatch.setenv("MILLRACE_DATABASE_URL", chain_db.url.render_as_string(hide_password=False))
+    assert main(["bench", "audit", "--clients", "4", "--seconds", "0.5"]) == 0
+    assert "audit events/s at 4 clients (a chain each)" in capsys.readouterr().out
+    with chain_db.connect() as conn:
+        assert conn.execute(text("SELECT count(DISTINCT chain) FROM audit_events WHERE action = 'bench.audit'")
+                            ).scalar() == 4
+    assert verify(chain_db).ok
