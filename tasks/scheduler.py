@@ -41,7 +41,10 @@ class DatabaseScheduler(beat.Scheduler):
         self._lease = leases.lease_for(settings.database_url)
         self._leading = False
         self.identity = f"scheduler:{socket.gethostname()}:{os.getpid()}"
-        self._audit_key = checkpoints.private_key(settings.audit_key) if settings.audit_key else None
+        try:
+            self._audit_key = checkpoints.private_key(settings.audit_key) if settings.audit_key else None
+        except ValueError as error:  # refuse to start rather than lead without sealing
+            raise SystemExit(str(error)) from None
         self._checkpoint_file = Path(settings.audit_checkpoint_file) if settings.audit_checkpoint_file else None
         self._sealed_at = 0.0
         super().__init__(*args, **kwargs)
