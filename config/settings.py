@@ -157,6 +157,15 @@ class Settings:
     retention_batch: int = 500  # top-level runs (with their subflow runs) purged per transaction
     # An idempotency key finds its run for at least this long: no run younger is ever purged.
     idempotency_window: float = 86400.0
+    # The audit trail's checkpoints: the scheduler's leader seals the chains every this many
+    # seconds (the window in which a rewritten chain goes unseen), signing with the Ed25519
+    # private key (base64; set it on the scheduler only: the database never holds it). Empty:
+    # no checkpoints. `millrace audit verify` checks signatures with the public key, and every
+    # checkpoint the file (outside the database; empty: none) holds is still in the database.
+    audit_checkpoint_interval: float = 5.0
+    audit_key: str = ""
+    audit_public_key: str = ""
+    audit_checkpoint_file: str = ""
 
     @property
     def broker_folder(self) -> Path:
@@ -231,4 +240,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         retention_interval=max(_env_float(env, "MILLRACE_RETENTION_INTERVAL_S", 300.0), 1.0),
         retention_batch=max(_env_int(env, "MILLRACE_RETENTION_BATCH", 500), 1),
         idempotency_window=_env_float(env, "MILLRACE_IDEMPOTENCY_WINDOW_S", 86400.0),
+        audit_checkpoint_interval=max(_env_float(env, "MILLRACE_AUDIT_CHECKPOINT_S", 5.0), 0.1),
+        audit_key=env.get("MILLRACE_AUDIT_KEY", "").strip(),
+        audit_public_key=env.get("MILLRACE_AUDIT_PUBLIC_KEY", "").strip(),
+        audit_checkpoint_file=env.get("MILLRACE_AUDIT_CHECKPOINT_FILE", "").strip(),
     )

@@ -9,6 +9,10 @@ every second. The leader also purges finished runs past their retention
 connection, which frees the lock. A leader whose connection breaks stops deciding at once.
 Two leaders at the same moment (a network split) still cannot fire a slot twice: each slot
 is a unique row, written in the transaction that creates its run.
+
+The leader also seals the audit chains into a signed checkpoint every
+``MILLRACE_AUDIT_CHECKPOINT_S`` seconds (:func:`orchestrator.store.checkpoints.seal`) when it
+holds ``MILLRACE_AUDIT_KEY``.
 """
 from __future__ import annotations
 
@@ -18,13 +22,14 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from celery import beat
 
 from orchestrator.services.retention import Policy, Purged, due_batches
 from orchestrator.services.scheduling import Started, fire_due
-from orchestrator.store import leases
+from orchestrator.store import checkpoints, leases
 from orchestrator.store.schedules import next_due
 from tasks.app import app, settings
 from tasks.runtime import runtime
@@ -43,6 +48,12 @@ class DatabaseScheduler(beat.Scheduler):
         self._purging: Iterator[Purged] | None = None  # the batches of the purge under way
         self._purge_at = 0.0  # (monotonic) when the next purge begins
         self.identity = f"scheduler:{socket.gethostname()}:{os.getpid()}"
+        try:
+            self._audit_key = checkpoints.private_key(settings.audit_key) if settings.audit_key else None
+        except ValueError as error:  # refuse to start rather than lead without sealing
+            raise SystemExit(str(error)) from None
+        self._checkpoint_file = Path(settings.audit_checkpoint_file) if settings.audit_checkpoint_file else None
+        self._sealed_at = 0.0
         super().__init__(*args, **kwargs)
 
     def setup_schedule(self) -> None:
@@ -66,6 +77,7 @@ class DatabaseScheduler(beat.Scheduler):
         except Exception:  # the database or broker went away: log it, lead again next tick
             log.exception("scheduler pass failed; trying again")
             return MAX_SLEEP_S
+        self._seal_audit()
         most = PURGING_SLEEP_S if purging else MAX_SLEEP_S
         if upcoming is None:
             return most
@@ -91,6 +103,16 @@ class DatabaseScheduler(beat.Scheduler):
         log.info("retention purged %d run(s), %d step row(s), %d fire(s), %d cache entries", found.runs,
                  found.steps, found.fires, found.cache_entries)
         return True
+
+    def _seal_audit(self) -> None:
+        """A checkpoint of the audit chains, when one is due (and a key to sign it is held)."""
+        if self._audit_key is None or time.monotonic() - self._sealed_at < settings.audit_checkpoint_interval:
+            return
+        self._sealed_at = time.monotonic()
+        try:
+            checkpoints.seal(runtime(settings).engine, self._audit_key, self._checkpoint_file)
+        except Exception:  # a failed seal leaves the chains unsealed until the next one
+            log.exception("sealing an audit checkpoint failed; trying again")
 
     def _publish(self, started: Started) -> None:
         runtime(settings).publisher.deliver(started.owed)

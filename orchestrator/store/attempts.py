@@ -208,7 +208,7 @@ def suspend_attempt(engine: Engine, attempt_id: int, run_id: str, continuation: 
                     resume_at: dt.datetime | None, suspend_run: bool, worker: str) -> None:
     """Park a step: it waits (approval, sleep, subflow) and keeps how to go on."""
     with engine.begin() as conn:
-        # The run's row first: every transaction locks a run before the audit chain, which
+        # The run's row first: every transaction locks a run before its audit chain, which
         # the step's update takes through its trigger (the other order could deadlock).
         changed = suspend_run and conn.execute(update(runs).where(
             runs.c.id == run_id, runs.c.status == RunStatus.RUNNING.value)
@@ -229,7 +229,7 @@ def resume_attempt(engine: Engine, attempt_id: int, status: StepStatus, result: 
     for the audit trail (a rejection's is its error)."""
     at = now()
     with engine.begin() as conn:
-        # the run's row before the audit chain (see suspend_attempt)
+        # the run's row before its audit chain (see suspend_attempt)
         conn.execute(select(runs.c.id).where(runs.c.id == select(step_runs.c.run_id).where(
             step_runs.c.id == attempt_id).scalar_subquery()).with_for_update(key_share=True))
         acting(conn, actor)

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL and a busy timeout so workers can share it."""
+def make_engine(url: str, connections: int = 10) -> Engine:
+    """An engine for ``url`` holding up to ``connections`` at once; SQLite gets WAL and a
+    busy timeout so workers can share it."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite"):
@@ -39,7 +40,8 @@ def make_engine(url: str) -> Engine:
     # No pre-ping round trip per checkout: the tasks requeue their message when the
     # database drops a connection (tasks/app.py), which also covers a restart.
     # A database that does not answer fails a connection in seconds, not at TCP's pace.
-    return create_engine(url, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 5})
+    return create_engine(url, pool_size=(connections + 1) // 2, max_overflow=connections // 2,
+                         connect_args={"connect_timeout": 5})
 
 
 def migration_url(settings: Settings | None = None, *, explicit: bool = False) -> str:
@@ -76,14 +78,15 @@ def runtime_role(settings: Settings | None = None) -> str | None:
 
 
 def grant_runtime(conn: Connection, role: str) -> None:
-    """What the runtime role may do: read and write every table but the audit trail, which
-    it may only read and append to. It owns nothing, so it cannot alter a table, disable a
+    """What the runtime role may do: read and write every table but the audit trail and its
+    checkpoints, which it may only read and append to. It owns nothing, so it cannot alter a table, disable a
     trigger (the chain's, or the one refusing UPDATE and DELETE) or truncate."""
     quoted = conn.dialect.identifier_preparer.quote(role)
     for statement in (
         f"GRANT USAGE ON SCHEMA public TO {quoted}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}",
         f"REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_events FROM {quoted}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_checkpoints FROM {quoted}",
         f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {quoted}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}",
     ):

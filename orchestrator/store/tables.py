@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from orchestrator.store.models import (
     ApiToken,
+    AuditChain,
+    AuditCheckpoint,
     AuditEvent,
     AuditVerification,
     BenchMark,
@@ -54,6 +56,8 @@ bench_runs = BenchRun.__table__
 metric_totals = MetricTotal.__table__
 console_sessions = ConsoleSession.__table__
 audit_verifications = AuditVerification.__table__
+audit_chains = AuditChain.__table__
+audit_checkpoints = AuditCheckpoint.__table__
 metric_folds = MetricFold.__table__
 outbox = OwedSend.__table__
 event_triggers = EventTriggerRecord.__table__

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import time
+import uuid
 
+import psycopg
 import pytest
 
 from orchestrator.store.access import Role, create_token
+from tests.conftest import PG
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -91,3 +94,19 @@ def amqp_queue():
     yield name
     with kombu.Connection(AMQP) as conn, conn.channel() as channel:
         channel.queue_delete(name)
+
+
+@pytest.fixture
+def chain_db():
+    """A database of its own, at the newest migration: for tampering with its audit trail."""
+    from orchestrator.store import database as db
+
+    name = f"millrace_audit_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    engine = db.make_engine(f"postgresql+psycopg://{PG.split('://', 1)[1]}/{name}")
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -4,32 +4,14 @@ guard trigger switched off: what an attacker with the keys could do, and what ve
 from __future__ import annotations
 
 import concurrent.futures
-import uuid
 
-import psycopg
 import pytest
 from sqlalchemy import exc, text
 
 from orchestrator.store import audit
 from orchestrator.store.audit import verify
-from tests.conftest import PG
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def chain_db():
-    from orchestrator.store import database as db
-
-    name = f"millrace_audit_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    engine = db.make_engine(f"postgresql+psycopg://{PG.split('://', 1)[1]}/{name}")
-    db.upgrade(engine)
-    yield engine
-    engine.dispose()
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def write_events(engine, count: int, actor: str = "test") -> None:

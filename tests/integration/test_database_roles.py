@@ -10,6 +10,8 @@ import sys
 import psycopg
 import pytest
 
+from orchestrator.store import checkpoints
+from orchestrator.store.database import make_engine
 from tests import services
 from tests.conftest import ROOT
 
@@ -39,12 +41,18 @@ def test_the_runtime_role_may_append_to_the_audit_trail_and_nothing_more(cluster
                            "--name", "as-app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
     app = f"postgresql://millrace_app:{app_password}@127.0.0.1:{cluster.port}/millrace"
+    # the scheduler's leader, as the app, seals the chains into a checkpoint
+    sealer = make_engine(app_url)
+    assert checkpoints.seal(sealer, checkpoints.private_key(checkpoints.new_key_pair()[0])).events == 1
+    sealer.dispose()
     with psycopg.connect(app, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM audit_events WHERE action = 'token.created'").fetchone()[0] == 1
         # ... and rewriting history does not, however it is tried
         for statement in ("UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events",
                           "TRUNCATE audit_events", "ALTER TABLE audit_events DISABLE TRIGGER ALL",
                           "DROP TRIGGER audit_events_append_only ON audit_events",
+                          "UPDATE audit_checkpoints SET signature = 'forged'", "DELETE FROM audit_checkpoints",
+                          "TRUNCATE audit_checkpoints", "ALTER TABLE audit_checkpoints DISABLE TRIGGER ALL",
                           "UPDATE alembic_version SET version_num = '0001'",
                           "CREATE TABLE intruder (x int)"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -66,19 +66,49 @@ def audit_group() -> None:
 
 @audit_group.command("verify")
 def audit_verify() -> int:
-    """Check the hash chain; name the first broken link (exit 1)."""
+    """Check the chains, the checkpoints and their signatures; name the first break (exit 1).
+
+    Signatures are checked with MILLRACE_AUDIT_PUBLIC_KEY, and the checkpoints kept in
+    MILLRACE_AUDIT_CHECKPOINT_FILE must all still be in the database, when those are set."""
+    from pathlib import Path
+
     from orchestrator.cli.wiring import engine_for
     from orchestrator.store.audit import keep_verdict, verify
+    from orchestrator.store.checkpoints import public_key
 
-    engine = engine_for(load_settings())
-    verdict = verify(engine)
+    settings = load_settings()
+    engine = engine_for(settings)
+    try:
+        key = public_key(settings.audit_public_key) if settings.audit_public_key else None
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    verdict = verify(engine, key, Path(settings.audit_checkpoint_file) if settings.audit_checkpoint_file else None)
     keep_verdict(engine, verdict)  # the console shows the last one
     if verdict.ok:
-        click.echo(f"audit chain intact: {verdict.events} events")
+        signed = "signatures checked" if verdict.signatures else \
+            "signatures not checked: set MILLRACE_AUDIT_PUBLIC_KEY"
+        click.echo(f"audit chain intact: {verdict.events} events, {verdict.checkpoints} checkpoints ({signed}); "
+                   f"{verdict.unsealed} events not sealed by a checkpoint yet")
         return 0
-    note(f"audit chain broken at event #{verdict.broken_at} (id {verdict.event_id}): {verdict.reason}; "
-         f"{verdict.events} events before it are intact")
+    if verdict.checkpoint is not None and verdict.broken_at is None:
+        where = f"checkpoint #{verdict.checkpoint}"
+    else:
+        where = f"event #{verdict.broken_at} of {verdict.chain} (id {verdict.event_id})"
+    note(f"audit chain broken at {where}: {verdict.reason}; {verdict.events} events and "
+         f"{verdict.checkpoints} checkpoints before it are intact")
     return 1
+
+
+@audit_group.command("keygen")
+def audit_keygen() -> None:
+    """Print a new Ed25519 key pair for signing audit checkpoints."""
+    from orchestrator.store.checkpoints import new_key_pair
+
+    private, public = new_key_pair()
+    click.echo("# the scheduler signs with the private key; keep it out of the database and its backups")
+    click.echo(f"MILLRACE_AUDIT_KEY={private}")
+    click.echo("# `millrace audit verify` needs only the public key")
+    click.echo(f"MILLRACE_AUDIT_PUBLIC_KEY={public}")
 
 
 @click.group("tokens")

@@ -228,4 +228,18 @@ def bench_scale(runs: int, steps: int, as_json: bool) -> None:
     click.echo(json.dumps(result) if as_json else "\n".join(table(result)))
 
 
+@bench_group.command("audit")
+@click.option("--clients", type=click.IntRange(1, 256), default=16, show_default=True, help="connections writing")
+@click.option("--seconds", type=click.FloatRange(0.5, 600), default=10.0, show_default=True)
+@click.option("--one-chain", is_flag=True, help="all clients write one run's events (as one lock made them)")
+def bench_audit(clients: int, seconds: float, one_chain: bool) -> None:
+    """Audit events per second, inserted directly by CLIENTS connections, each for a run of
+    its own (the events stay in the trail: the audit trail is append-only)."""
+    from orchestrator.observe.audit_bench import measure_audit_inserts
+
+    engine = engine_for(load_settings())
+    rate = measure_audit_inserts(engine, clients, seconds, one_chain)
+    click.echo(f"{rate:,.0f} audit events/s at {clients} clients ({'one chain' if one_chain else 'a chain each'})")
+
+
 COMMANDS = (bench_group,)

@@ -1,7 +1,7 @@
 """The system of record: SQLAlchemy typed models, one module per concept, all on one ``Base``
 (whose metadata the migrations compare against)."""
 from orchestrator.store.models.access import ApiToken, ConsoleSession, SpentLink, Variable
-from orchestrator.store.models.audit import AuditEvent, AuditVerification
+from orchestrator.store.models.audit import AuditChain, AuditCheckpoint, AuditEvent, AuditVerification
 from orchestrator.store.models.base import Base, Id, Json, Timestamp, UtcDateTime
 from orchestrator.store.models.definitions import DependencyLock, FlowRecord, FlowVersion, ScriptRecord, ScriptVersion
 from orchestrator.store.models.events import EventTriggerRecord, TriggerFire
@@ -11,6 +11,8 @@ from orchestrator.store.models.triggers import FlowTriggerRecord, Schedule, Sche
 
 __all__ = [
     "ApiToken",
+    "AuditChain",
+    "AuditCheckpoint",
     "AuditEvent",
     "AuditVerification",
     "Base",

@@ -1,4 +1,5 @@
-"""The append-only audit trail and the kept outcomes of its verification."""
+"""The append-only audit trail, its chains' heads, the checkpoints sealing them, and the kept
+outcomes of its verification."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,6 +10,7 @@ from sqlalchemy import (
     Index,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,15 +27,47 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(300))
     details: Mapped[dict[str, Any]] = mapped_column(Json)
-    # The chain (PostgreSQL: set by a trigger under a lock, so concurrent writers queue):
-    # seq orders it, hash = sha256 of the JSON array [prev_hash, seq, at, actor, action, target, details].
+    # The chain (PostgreSQL: set by a trigger holding the chain's head, so writers of one chain
+    # queue): `run:<id>` for a run's events, else `system`; seq orders the chain,
+    # hash = sha256 of the JSON array [prev_hash, seq, at, actor, action, target, details].
+    chain: Mapped[str | None] = mapped_column(String(300))
     seq: Mapped[int | None] = mapped_column(BigInteger)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
 
     # a run's events (target run:<id>) are read by the API; there are two per step
-    __table_args__ = (Index("uq_audit_events_seq", "seq", unique=True),
+    __table_args__ = (Index("uq_audit_events_chain_seq", "chain", "seq", unique=True),
                       Index("ix_audit_events_target", "target", "id"))
+
+
+class AuditChain(Base):
+    """A chain's head: its last event's seq and hash (the trigger moves it), and how far the
+    last checkpoint sealed it."""
+
+    __tablename__ = "audit_chains"
+    chain: Mapped[str] = mapped_column(String(300), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))  # the one before (the trigger's RETURNING)
+    hash: Mapped[str | None] = mapped_column(String(64))
+    sealed_seq: Mapped[int] = mapped_column(BigInteger)
+    moved: Mapped[bool] = mapped_column()  # since the last checkpoint
+
+    __table_args__ = (Index("ix_audit_chains_moved", "chain", postgresql_where=text("moved"),
+                            sqlite_where=text("moved")), {"postgresql_with": {"fillfactor": 70}})
+
+
+class AuditCheckpoint(Base):
+    """Append-only: the heads of the chains that moved since the checkpoint before, linked to it
+    by hash and signed (Ed25519) with a key the database never holds."""
+
+    __tablename__ = "audit_checkpoints"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    heads: Mapped[list[dict[str, Any]]] = mapped_column(Json)  # [{chain, seq, hash}], by chain
+    events: Mapped[int] = mapped_column(BigInteger)  # how many events it sealed
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str | None] = mapped_column(String(100))  # base64; none without MILLRACE_AUDIT_KEY
 
 
 class AuditVerification(Base):
