@@ -79,7 +79,8 @@ def upgrade() -> None:
     # A default fills the rows already there without an UPDATE (which the guard trigger refuses).
     op.add_column('audit_events', sa.Column('chain', sa.String(length=300), nullable=True,
                                             server_default='system' if postgres else None))
-    op.alter_column('audit_events', 'chain', server_default=None)
+    if postgres:  # (SQLite cannot alter a column, and was given no default)
+        op.alter_column('audit_events', 'chain', server_default=None)
     op.drop_index('uq_audit_events_seq', table_name='audit_events')
     op.create_index('uq_audit_events_chain_seq', 'audit_events', ['chain', 'seq'], unique=True)
     op.create_table(
