@@ -106,5 +106,5 @@ def finally_message(plan: Plan, run: RunView) -> Signature:
         if step.path in top and step.status.finished:
             ctx.set_outcome(step.step_id, step.status.value, step.result, step.error)
     ending = run.ending.value if run.ending is not None else run.status.value
-    ref = RunRef(run.id, plan.flow_id, plan.version)
+    ref = RunRef(run.id, plan.flow_id, plan.version, priority=run.priority)  # the run's, like its other messages
     return compile_handlers(plan, ref, Phase.FINALLY, ctx.for_handlers(run.error, ending))

@@ -1,0 +1,85 @@
+"""Where the features merged for issue 16 meet: restarts of runs with finally steps, the
+priority of a run's finally steps, ... on a real worker, broker and database."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPORT = '"def main(status: str, error) -> list:\\n    return [status, error]"'
+REPORT_WITH = '{status: "${{ run.status }}", error: "${{ run.error }}"}'
+
+
+@pytest.fixture
+def gate(engine):
+    """``review_ok``: steps gated on it fail until ``gate(True)``."""
+    from config.settings import load_settings
+    from orchestrator.store.variables import set_variable
+
+    def set_gate(value: bool) -> None:
+        set_variable(engine, "review_ok", value, secret=False, keys=load_settings().secret_keys, actor="test")
+
+    set_gate(False)
+    return set_gate
+
+
+def by_path(run: dict) -> dict[str, dict]:
+    return {s["path"]: s for s in run["steps"]}
+
+
+FINALLY_PARALLEL = f"""id: review/finally_parallel
+steps:
+  - {{id: gated, python: "def main() -> int:\\n    return 1", fail_if: "${{{{ not vars.review_ok }}}}"}}
+finally:
+  - id: tidy
+    parallel:
+      - id: a
+        steps:
+          - {{id: report, python: {REPORT}, with: {REPORT_WITH}}}
+"""
+
+
+@pytest.mark.parametrize("body", [{"from_failed": True}, {"from": "gated"}])
+def test_a_run_whose_finally_step_is_composite_restarts_and_runs_its_finally_steps_again(api, gate, body):
+    """A restart of a run with a parallel (or any composite) finally step used to answer 500:
+    restarts.choose looked the finally step's children up as main steps (KeyError)."""
+    api.save_flow(FINALLY_PARALLEL)
+    first = api.finished_run(api.post("/api/v1/flows/review/finally_parallel/runs", json={}).json["id"])
+    assert first["status"] == "failed"
+    assert by_path(first)["finally.tidy.a.report"]["result"][0] == "failed"
+    gate(True)
+    answer = api.post(f"/api/v1/runs/{first['id']}/restart", json=body)
+    assert answer.status_code == 202, answer.json
+    second = api.finished_run(answer.json["id"])
+    assert second["status"] == "succeeded", second
+    report = by_path(second)["finally.tidy.a.report"]
+    assert report["reused_from"] is None and report["result"] == ["succeeded", None]  # ran again, in this run
+
+
+def test_a_finally_step_is_no_restart_point_and_is_not_offered_as_one(api, gate):
+    api.save_flow(FINALLY_PARALLEL)
+    first = api.finished_run(api.post("/api/v1/flows/review/finally_parallel/runs", json={}).json["id"])
+    refused = api.post(f"/api/v1/runs/{first['id']}/restart", json={"from": "finally.tidy.a.report"})
+    assert refused.status_code == 422, refused.json
+    assert "did you mean 'finally" not in refused.json["errors"][0]["message"]
+
+
+def test_a_run_s_finally_steps_are_sent_at_its_priority(run_flow, engine):
+    """Every message of a run goes at its priority (README); the finally phase's, built from
+    the run's record by the publisher (and by the sweeper), went without one."""
+    from orchestrator.cli.wiring import publisher_for
+    from orchestrator.services.publisher import finally_message
+
+    run = run_flow(f"""id: review/finally_priority
+priority: 7
+steps:
+  - {{id: work, python: "def main() -> int:\\n    return 1"}}
+finally:
+  - {{id: report, python: {REPORT}, with: {REPORT_WITH}}}
+""")
+    assert run.status == "succeeded" and run.priority == 7
+    plan = publisher_for(engine).plans.plan(run.flow_id, run.flow_version)
+    message = finally_message(plan, run)
+    first = message.tasks[0] if hasattr(message, "tasks") else message
+    assert first.options.get("priority") == 7, first.options
+    assert first.kwargs.get("priority") == 7, first.kwargs  # what the later messages of the phase take
