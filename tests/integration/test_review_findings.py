@@ -83,3 +83,31 @@ finally:
     first = message.tasks[0] if hasattr(message, "tasks") else message
     assert first.options.get("priority") == 7, first.options
     assert first.kwargs.get("priority") == 7, first.kwargs  # what the later messages of the phase take
+
+
+def _waiting(api, run_id: str, step: str, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not any(s["path"] == step and s["status"] == "waiting"
+                  for s in api.get(f"/api/v1/runs/{run_id}").json["steps"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+@pytest.mark.xfail(strict=True, reason="not fixed: a role link carries no identity to compare with the starter; "
+                   "the lead decides (refuse the starter role links, or sign the issuer into the claims)")
+def test_the_starter_cannot_approve_their_own_run_through_a_link_for_their_role(api):
+    """self_approval: false holds however the starter decides: a link they had made for their
+    own role decided as ``role:operator`` and was never compared with the run's starter."""
+    from orchestrator.store.access import Role
+
+    api.save_flow("id: review/self_link\nsteps:\n  - id: review\n    approval: {self_approval: false}\n")
+    run_id = api.post("/api/v1/flows/review/self_link/runs", Role.OPERATOR, json={}).json["id"]
+    _waiting(api, run_id, "review")
+    listed = api.get(f"/api/v1/runs/{run_id}/approvals", Role.OPERATOR, query_string={"approver": "role:operator"})
+    assert listed.status_code == 200, listed.json
+    resume = listed.json["items"][0]["links"]["resume"].split("://", 1)[1].split("/", 1)[1]
+    followed = api.client.post(f"/{resume}", data={"decision": "approve"})
+    assert followed.status_code == 403, followed.text
+    assert api.get(f"/api/v1/runs/{run_id}").json["status"] == "suspended"
