@@ -111,3 +111,29 @@ def test_the_starter_cannot_approve_their_own_run_through_a_link_for_their_role(
     followed = api.client.post(f"/{resume}", data={"decision": "approve"})
     assert followed.status_code == 403, followed.text
     assert api.get(f"/api/v1/runs/{run_id}").json["status"] == "suspended"
+
+
+def test_a_message_coalesced_into_a_debounced_run_records_that_run_as_its_fire(engine):
+    """An event trigger on a flow with a debounce: the second message joins the pending run,
+    and its fire must name that run (it named a fresh id no run has)."""
+    from orchestrator.cli.wiring import publisher_for
+    from orchestrator.services.decisions import cancel
+    from orchestrator.services.events import Message, Policy, fire
+    from orchestrator.store import views
+    from tests.integration.event_triggers import doubling_flow, fires, save, trigger_of, unique
+
+    flow_id = unique("review_debounced_events")
+    save(engine, doubling_flow(flow_id, f"    amqp: {{queue: {flow_id}}}").replace(
+        "steps:", "concurrency: {debounce: 30s}\nsteps:", 1))
+    publisher = publisher_for(engine)
+    row = trigger_of(engine, flow_id, "events")
+    fired = [fire(publisher, row, Message(f'{{"n": {n}}}'.encode(), {}, flow_id, f"m{n}"), Policy())
+             for n in (1, 2)]
+    assert [f.status for f in fired] == ["started", "started"]
+    recorded = {f["message_key"]: f["run_id"] for f in fires(engine, flow_id, "events")}
+    run = views.get_run(engine, fired[0].run_id, with_steps=False)  # the one run, with the latest inputs
+    try:
+        assert run.inputs == {"n": 2}
+        assert fired[1].run_id == run.id and recorded == {"m1": run.id, "m2": run.id}
+    finally:
+        cancel(publisher, lambda task_ids: None, run.id, actor="test")
