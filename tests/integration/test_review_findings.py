@@ -137,3 +137,23 @@ def test_a_message_coalesced_into_a_debounced_run_records_that_run_as_its_fire(e
         assert fired[1].run_id == run.id and recorded == {"m1": run.id, "m2": run.id}
     finally:
         cancel(publisher, lambda task_ids: None, run.id, actor="test")
+
+
+def test_a_schedule_slot_coalesced_into_a_debounced_run_records_that_run(api, engine):
+    """The same for a schedule's slot: its fire named a run id that was never recorded."""
+    import datetime as dt
+
+    from orchestrator.services.scheduling import ScheduleSpec, create_schedule, fire_due
+    from orchestrator.store import schedules
+
+    api.save_flow("id: review/debounced_schedule\nconcurrency: {debounce: 30s}\n"
+                  "steps:\n  - {id: a, python: \"def main() -> int:\\n    return 1\"}\n")
+    pending = api.post("/api/v1/flows/review/debounced_schedule/runs", json={}).json["id"]
+    schedule_id = create_schedule(engine, ScheduleSpec("review/debounced_schedule", "* * * * *"), "test")
+    try:
+        fire_due(engine, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1, seconds=1))
+        [slot] = schedules.fires_of(engine, schedule_id, limit=10)
+        assert slot["status"] == "started" and slot["run_id"] == pending, slot
+    finally:
+        api.delete(f"/api/v1/schedules/{schedule_id}")
+        api.post(f"/api/v1/runs/{pending}/cancel")
