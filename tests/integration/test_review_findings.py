@@ -173,3 +173,32 @@ def test_a_retried_start_that_had_joined_a_debounced_run_gets_that_run_again(api
     time.sleep(1.5)  # the window has ended: a retry of that same request ...
     retried = api.post("/api/v1/flows/review/debounced_key/runs", json={}, headers=key)
     assert retried.json["id"] == pending  # ... is the same start, not a new run
+
+
+def test_who_started_the_parent_run_may_not_approve_its_subflow_run_s_self_approval_false_step(api, engine):
+    """self_approval compares with the run's starter; a subflow run's starter was the worker,
+    so whoever started the parent approved the approval they were barred from."""
+    import time
+
+    from sqlalchemy import select
+
+    from orchestrator.store.access import Role
+    from orchestrator.store.tables import runs
+
+    api.save_flow("id: review/self_child\nsteps:\n  - id: review\n    approval: {self_approval: false}\n")
+    api.save_flow("id: review/self_parent\nsteps:\n  - {id: sub, flow: review/self_child}\n")
+    parent = api.post("/api/v1/flows/review/self_parent/runs", Role.OPERATOR, json={}).json["id"]
+    deadline = time.monotonic() + 60
+    while True:
+        with engine.connect() as conn:
+            child = conn.execute(select(runs.c.id).where(runs.c.parent_run_id == parent)).scalar()
+        if child is not None:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    _waiting(api, child, "review")
+    try:
+        refused = api.post(f"/api/v1/runs/{child}/steps/review/approve", Role.OPERATOR, json={})
+        assert refused.status_code == 403, refused.json
+    finally:
+        api.post(f"/api/v1/runs/{parent}/cancel")
