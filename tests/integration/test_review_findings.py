@@ -202,3 +202,48 @@ def test_who_started_the_parent_run_may_not_approve_its_subflow_run_s_self_appro
         assert refused.status_code == 403, refused.json
     finally:
         api.post(f"/api/v1/runs/{parent}/cancel")
+
+
+def test_a_stop_if_inside_a_loop_ends_the_run_and_its_finally_steps_see_it_succeeded(run_flow):
+    run = run_flow(f"""id: review/stop_in_loop
+steps:
+  - id: count
+    loop:
+      do:
+        - id: inc
+          python: "def main(i: int) -> int:\\n    return i"
+          with: {{i: "${{{{ iteration }}}}"}}
+          stop_if: "${{{{ result == 2 }}}}"
+      until: "${{{{ false }}}}"
+      max_iterations: 6
+  - {{id: never, python: "def main() -> int:\\n    return 1"}}
+finally:
+  - {{id: report, python: {REPORT}, with: {REPORT_WITH}}}
+""")
+    assert (run.status, run.result, run.stopped_at) == ("succeeded", 2, "count[2].inc")
+    paths = {s.path for s in run.steps}
+    assert "count[3].inc" not in paths and "never" not in paths
+    assert [s.result for s in run.steps if s.path == "finally.report"] == [["succeeded", None]]
+
+
+def test_a_cancel_link_of_a_waiting_approval_runs_the_finally_steps_and_its_resume_link_is_gone(api):
+    from orchestrator.store.access import Role
+
+    api.save_flow(f"""id: review/cancel_link_finally
+steps:
+  - id: review
+    approval: {{form: {{amount: {{type: integer, required: true}}}}}}
+finally:
+  - {{id: report, python: {REPORT}, with: {REPORT_WITH}}}
+""")
+    run_id = api.post("/api/v1/flows/review/cancel_link_finally/runs", Role.OPERATOR, json={}).json["id"]
+    _waiting(api, run_id, "review")
+    links = api.get(f"/api/v1/runs/{run_id}/approvals", Role.OPERATOR).json["items"][0]["links"]
+    cancel, resume = (links[k].split("://", 1)[1].split("/", 1)[1] for k in ("cancel", "resume"))
+    done = api.client.post(f"/{cancel}", data={"decision": "cancel"})
+    assert done.status_code == 200, done.text
+    run = api.finished_run(run_id)
+    assert run["status"] == "cancelled"
+    assert by_path(run)["finally.report"]["result"] == ["cancelled", None]
+    assert api.client.get(f"/{resume}").status_code == 410
+    assert api.client.post(f"/{resume}", data={"decision": "approve", "amount": "3"}).status_code == 410
