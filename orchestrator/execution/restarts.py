@@ -62,9 +62,12 @@ class RestartChoice:
 Trail = tuple[tuple[int, int, int | None], ...]
 
 
-def choose(plan: Plan, steps: Iterable[Recorded], request: RestartRequest) -> RestartChoice:
+def choose(plan: Plan, steps: Iterable[Recorded], request: RestartRequest,
+           stopped_at: str | None = None) -> RestartChoice:
     """Decide a restart of a run whose attempts are ``steps`` on ``plan`` (raises
-    ValidationError naming the path when the point is not a step of the plan)."""
+    ValidationError naming the path when the point is not a step of the plan). From the
+    failed steps of a run a stop_if ended (``stopped_at``; a finally step failed it), the
+    stopping step is replayed, so its stop_if ends the new run before the same steps."""
     last = _last_attempts(steps)
     places = _places(plan)
     if request.failed:
@@ -88,6 +91,9 @@ def choose(plan: Plan, steps: Iterable[Recorded], request: RestartRequest) -> Re
     starts = [t[0][1] for t in point_trails]
     first = min(starts) if starts else next(
         (i for i, path in enumerate(plan.main) if path not in kept), len(plan.main))
+    stop = _trail(plan, places, stopped_at) if request.failed and stopped_at is not None else None
+    if stop is not None:
+        first = min(first, stop[0][1])
     missing = [path for path in plan.main[:first] if path not in kept]
     if missing:
         before = f" before '{points[0]}'" if points else ""

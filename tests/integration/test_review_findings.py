@@ -247,3 +247,28 @@ finally:
     assert by_path(run)["finally.report"]["result"] == ["cancelled", None]
     assert api.client.get(f"/{resume}").status_code == 410
     assert api.client.post(f"/{resume}", data={"decision": "approve", "amount": "3"}).status_code == 410
+
+
+STOPPED_THEN_FINALLY_FAILS = """id: review/stop_then_failing_finally
+steps:
+  - {id: check, python: "def main() -> int:\\n    return 0", stop_if: "${{ result == 0 }}"}
+  - {id: never, python: "def main() -> int:\\n    return 1"}
+finally:
+  - {id: tidy, python: "def main() -> int:\\n    return 1", fail_if: "${{ not vars.review_ok }}"}
+"""
+
+
+def test_restarting_a_stopped_run_whose_finally_step_failed_stops_again_at_its_stop_if(api, gate):
+    """A run stopped by stop_if, failed by its finally step: restarted from the failed steps,
+    the steps the stop_if ended the run before must not run (``never`` ran)."""
+    api.save_flow(STOPPED_THEN_FINALLY_FAILS)
+    first = api.finished_run(api.post("/api/v1/flows/review/stop_then_failing_finally/runs", json={}).json["id"])
+    assert (first["status"], first["stopped_at"]) == ("failed", "check"), first
+    gate(True)
+    answer = api.post(f"/api/v1/runs/{first['id']}/restart", json={"from_failed": True})
+    assert answer.status_code == 202, answer.json
+    second = api.finished_run(answer.json["id"])
+    assert second["status"] == "succeeded", second
+    assert "never" not in by_path(second), by_path(second)
+    assert second["stopped_at"] == "check" and second["result"] == 0
+    assert by_path(second)["finally.tidy"]["status"] == "succeeded"
