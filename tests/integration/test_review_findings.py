@@ -272,3 +272,15 @@ def test_restarting_a_stopped_run_whose_finally_step_failed_stops_again_at_its_s
     assert "never" not in by_path(second), by_path(second)
     assert second["stopped_at"] == "check" and second["result"] == 0
     assert by_path(second)["finally.tidy"]["status"] == "succeeded"
+
+
+def test_the_console_offers_no_finally_step_as_a_restart_point(api, engine):
+    from orchestrator.store.access import Role, create_token
+
+    api.save_flow(FINALLY_PARALLEL.replace("review/finally_parallel", "review/finally_console"))
+    run_id = api.post("/api/v1/flows/review/finally_console/runs", json={}).json["id"]
+    assert api.finished_run(run_id)["status"] == "failed"
+    browser = api.client.application.test_client()
+    browser.post("/sign-in", data={"token": create_token(engine, "review-console", Role.OPERATOR)})
+    page = browser.get(f"/runs/{run_id}").text
+    assert "<option>gated</option>" in page and "<option>finally." not in page
