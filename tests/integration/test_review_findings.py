@@ -284,3 +284,25 @@ def test_the_console_offers_no_finally_step_as_a_restart_point(api, engine):
     browser.post("/sign-in", data={"token": create_token(engine, "review-console", Role.OPERATOR)})
     page = browser.get(f"/runs/{run_id}").text
     assert "<option>gated</option>" in page and "<option>finally." not in page
+
+
+def test_a_restart_keeps_the_run_s_labels_and_priority_and_a_finally_step_labels_it(api, gate):
+    api.save_flow("""id: review/labelled_restart
+labels: {team: billing}
+priority: 3
+steps:
+  - {id: gated, python: "def main() -> int:\\n    return 4", fail_if: "${{ not vars.review_ok }}"}
+finally:
+  - {id: tidy, python: "def main(s: str) -> str:\\n    return s", with: {s: "${{ run.status }}"},
+     labels: {ended: "${{ result }}"}}
+""")
+    started = api.post("/api/v1/flows/review/labelled_restart/runs", json={"labels": {"who": "review"},
+                                                                          "priority": 8})
+    first = api.finished_run(started.json["id"])
+    assert first["labels"] == {"team": "billing", "who": "review", "ended": "failed"}, first["labels"]
+    gate(True)
+    second = api.finished_run(api.post(f"/api/v1/runs/{first['id']}/restart", json={"from": "gated"}).json["id"])
+    assert second["status"] == "succeeded" and second["priority"] == 8
+    assert second["labels"] == {"team": "billing", "who": "review", "ended": "succeeded"}, second["labels"]
+    listed = api.get("/api/v1/runs", query_string={"label": "ended:succeeded", "flow": "review/labelled_restart"})
+    assert [r["id"] for r in listed.json["items"]] == [second["id"]], listed.json
