@@ -306,3 +306,24 @@ finally:
     assert second["labels"] == {"team": "billing", "who": "review", "ended": "succeeded"}, second["labels"]
     listed = api.get("/api/v1/runs", query_string={"label": "ended:succeeded", "flow": "review/labelled_restart"})
     assert [r["id"] for r in listed.json["items"]] == [second["id"]], listed.json
+
+
+def test_a_restart_after_an_approval_with_a_form_reuses_its_typed_values_without_waiting(api, gate):
+    api.save_flow("""id: review/form_restart
+steps:
+  - id: review
+    approval: {form: {amount: {type: integer, required: true}}}
+  - id: after
+    python: "def main(n) -> str:\\n    return f'{type(n).__name__} {n}'"
+    with: {n: "${{ steps.review.result.amount }}"}
+    fail_if: "${{ not vars.review_ok }}"
+""")
+    run_id = api.post("/api/v1/flows/review/form_restart/runs", json={}).json["id"]
+    _waiting(api, run_id, "review")
+    assert api.post(f"/api/v1/runs/{run_id}/steps/review/approve", json={"values": {"amount": 7}}).status_code == 200
+    assert api.finished_run(run_id)["status"] == "failed"
+    gate(True)
+    second = api.finished_run(api.post(f"/api/v1/runs/{run_id}/restart", json={"from_failed": True}).json["id"])
+    assert (second["status"], second["result"]) == ("succeeded", "int 7"), second
+    review = by_path(second)["review"]
+    assert review["reused_from"] == run_id and review["result"] == {"amount": 7}
