@@ -327,3 +327,23 @@ steps:
     assert (second["status"], second["result"]) == ("succeeded", "int 7"), second
     review = by_path(second)["review"]
     assert review["reused_from"] == run_id and review["result"] == {"amount": 7}
+
+
+def test_a_debounced_run_cancelled_in_its_window_never_starts_and_a_later_start_is_a_new_run(api):
+    import time
+
+    api.save_flow(f"""id: review/debounced_cancel
+concurrency: {{debounce: 2s}}
+steps:
+  - {{id: a, python: "def main() -> int:\\n    return 1"}}
+finally:
+  - {{id: report, python: {REPORT}, with: {REPORT_WITH}}}
+""")
+    pending = api.post("/api/v1/flows/review/debounced_cancel/runs", json={}).json["id"]
+    assert api.post(f"/api/v1/runs/{pending}/cancel").status_code in (200, 202)
+    later = api.post("/api/v1/flows/review/debounced_cancel/runs", json={}).json["id"]
+    assert later != pending
+    assert api.finished_run(later)["status"] == "succeeded"
+    time.sleep(1)
+    cancelled = api.get(f"/api/v1/runs/{pending}").json
+    assert cancelled["status"] == "cancelled" and cancelled["steps"] == [], cancelled  # nothing of it ran
