@@ -291,7 +291,7 @@ def fail_run(engine: Engine, run_id: str, error: str, on_failure: dict[str, Any]
     """Record the first failure of a run. With ``on_failure`` (the message of its on_failure
     steps, owed from this commit on) the run stays running: they run, then finish marks it
     failed; without, it ends now (or after its finally steps) and what follows is owed. None
-    if it had failed or ended already."""
+    if it had failed or ended already. Its waiting approvals end failed with it."""
     values: dict[str, Any] = {"error": error}
     values |= {"status": _RUNNING} if on_failure is not None else _end(RunStatus.FAILED, has_finally)
     with engine.begin() as conn:
@@ -299,6 +299,11 @@ def fail_run(engine: Engine, run_id: str, error: str, on_failure: dict[str, Any]
                            .returning(*_ENDED)).first()
         if row is None:
             return None
+        # its approvals waiting in other branches can no longer go on: no decision (nor link) takes them
+        conn.execute(update(step_runs).where(
+            step_runs.c.run_id == run_id, step_runs.c.status == StepStatus.WAITING.value,
+            step_runs.c.kind == "approval").values(status=StepStatus.FAILED.value, error="cancelled: the run failed",
+                                                   finished_at=now(), continuation=None))
         if on_failure is None:
             return _ended(conn, worker, run_id, row)
         audit(conn, worker, "run.failing", f"run:{run_id}", error=error)

@@ -347,3 +347,34 @@ finally:
     time.sleep(1)
     cancelled = api.get(f"/api/v1/runs/{pending}").json
     assert cancelled["status"] == "cancelled" and cancelled["steps"] == [], cancelled  # nothing of it ran
+
+
+def test_an_approval_left_waiting_by_a_failed_sibling_branch_cannot_be_decided_once_the_run_ended(api):
+    """A parallel branch fails while the other waits on an approval: the run ends failed (after
+    its finally steps). Its approval must not stay decidable, through the API or a link."""
+    from orchestrator.store.access import Role
+
+    api.save_flow(f"""id: review/failed_beside_approval
+steps:
+  - id: both
+    parallel:
+      - id: ask
+        steps:
+          - id: review
+            approval: {{}}
+      - id: boom
+        steps:
+          - {{id: fail, python: "import time\\ndef main():\\n    time.sleep(1)\\n    raise ValueError('no')"}}
+finally:
+  - {{id: report, python: {REPORT}, with: {REPORT_WITH}}}
+""")
+    run_id = api.post("/api/v1/flows/review/failed_beside_approval/runs", json={}).json["id"]
+    _waiting(api, run_id, "both.ask.review")
+    links = api.get(f"/api/v1/runs/{run_id}/approvals", Role.OPERATOR).json["items"][0]["links"]
+    run = api.finished_run(run_id)
+    assert run["status"] == "failed"
+    assert by_path(run)["finally.report"]["result"][0] == "failed"
+    assert api.get(f"/api/v1/runs/{run_id}/approvals", Role.OPERATOR).json["items"] == []
+    resume = links["resume"].split("://", 1)[1].split("/", 1)[1]
+    assert api.client.get(f"/{resume}").status_code == 410
+    assert api.post(f"/api/v1/runs/{run_id}/steps/both.ask.review/approve", json={}).status_code in (404, 409)
