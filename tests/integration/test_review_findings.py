@@ -274,7 +274,7 @@ def test_restarting_a_stopped_run_whose_finally_step_failed_stops_again_at_its_s
     assert by_path(second)["finally.tidy"]["status"] == "succeeded"
 
 
-def test_the_console_offers_no_finally_step_as_a_restart_point(api, engine):
+def test_the_console_offers_no_finally_step_as_a_restart_point(api, engine, gate):
     from orchestrator.store.access import Role, create_token
 
     api.save_flow(FINALLY_PARALLEL.replace("review/finally_parallel", "review/finally_console"))
