@@ -15,7 +15,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     select,
     update,
 )
@@ -239,7 +238,7 @@ def in_phase(phase: Phase) -> ColumnElement[bool]:
     written into the SQL (statements run per step)."""
     if phase is Phase.MAIN:
         return and_(runs.c.status.in_(inline(ACTIVE)), runs.c.error.is_(None), runs.c.ending.is_(None))
-    running = runs.c.status == literal_column(f"'{_RUNNING}'")
+    running = runs.c.status.in_(inline(ACTIVE))  # suspended too: an approval of the phase may wait
     return and_(running, runs.c.ending.is_(None) if phase is Phase.ON_FAILURE else runs.c.ending.is_not(None))
 
 
@@ -299,16 +298,20 @@ def fail_run(engine: Engine, run_id: str, error: str, on_failure: dict[str, Any]
                            .returning(*_ENDED)).first()
         if row is None:
             return None
-        # its approvals waiting in other branches can no longer go on: no decision (nor link) takes them
-        conn.execute(update(step_runs).where(
-            step_runs.c.run_id == run_id, step_runs.c.status == StepStatus.WAITING.value,
-            step_runs.c.kind == "approval").values(status=StepStatus.FAILED.value, error="cancelled: the run failed",
-                                                   finished_at=now(), continuation=None))
+        _end_waiting_approvals(conn, run_id)
         if on_failure is None:
             return _ended(conn, worker, run_id, row)
         audit(conn, worker, "run.failing", f"run:{run_id}", error=error)
         owed = owe(conn, OwedKind.ON_FAILURE, run_id, message=on_failure)
     return Ending(run_id, RunStatus.RUNNING, None, error, row.parent_step_run_id, owed)
+
+
+def _end_waiting_approvals(conn: Connection, run_id: str) -> None:
+    """A failed run's approvals waiting in other branches can no longer go on: no decision (nor link) takes them."""
+    conn.execute(update(step_runs).where(
+        step_runs.c.run_id == run_id, step_runs.c.status == StepStatus.WAITING.value,
+        step_runs.c.kind == "approval").values(status=StepStatus.FAILED.value, error="cancelled: the run failed",
+                                               finished_at=now(), continuation=None))
 
 
 def fail_finally(engine: Engine, run_id: str, error: str, worker: str) -> Ending | None:
@@ -320,7 +323,10 @@ def fail_finally(engine: Engine, run_id: str, error: str, worker: str) -> Ending
     with engine.begin() as conn:
         row = conn.execute(update(runs).where(runs.c.id == run_id, _IN_PHASE[Phase.FINALLY]).values(**values)
                            .returning(*_ENDED)).first()
-        return None if row is None else _ended(conn, worker, run_id, row)
+        if row is None:
+            return None
+        _end_waiting_approvals(conn, run_id)
+        return _ended(conn, worker, run_id, row)
 
 
 @dataclass(frozen=True)

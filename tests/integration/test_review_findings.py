@@ -378,3 +378,27 @@ finally:
     resume = links["resume"].split("://", 1)[1].split("/", 1)[1]
     assert api.client.get(f"/{resume}").status_code == 410
     assert api.post(f"/api/v1/runs/{run_id}/steps/both.ask.review/approve", json={}).status_code in (404, 409)
+
+
+def test_an_approval_in_a_finally_branch_ends_when_a_sibling_finally_step_fails_the_run(api):
+    """An approval waiting in a finally step suspends the run; the after-phases only matched a
+    run 'running', so the failing sibling's fail_finally matched nothing and the run stayed
+    suspended for good (and later finally steps would have been refused)."""
+    from orchestrator.store.access import Role
+
+    api.save_flow("""id: review/finally_approval_beside_failure
+steps:
+  - {id: a, python: "def main() -> int:\\n    return 1"}
+finally:
+  - id: both
+    parallel:
+      - id: ask
+        steps: [{id: review, approval: {}}]
+      - id: boom
+        steps:
+          - {id: fail, python: "import time\\ndef main():\\n    time.sleep(1)\\n    raise ValueError('no')"}
+""")
+    run_id = api.post("/api/v1/flows/review/finally_approval_beside_failure/runs", json={}).json["id"]
+    run = api.finished_run(run_id, timeout=20)  # it stayed suspended for good: fail_finally wants it running
+    assert run["status"] == "failed"
+    assert api.get(f"/api/v1/runs/{run_id}/approvals", Role.OPERATOR).json["items"] == []
