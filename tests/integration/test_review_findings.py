@@ -402,3 +402,18 @@ finally:
     run = api.finished_run(run_id, timeout=20)  # it stayed suspended for good: fail_finally wants it running
     assert run["status"] == "failed"
     assert api.get(f"/api/v1/runs/{run_id}/approvals", Role.OPERATOR).json["items"] == []
+
+
+def test_an_approval_in_the_finally_steps_suspends_the_run_and_its_approval_ends_it(api):
+    api.save_flow(f"""id: review/finally_approval
+steps:
+  - {{id: a, python: "def main() -> int:\\n    return 1"}}
+finally:
+  - {{id: sign_off, approval: {{}}}}
+  - {{id: report, python: {REPORT}, with: {REPORT_WITH}}}
+""")
+    run_id = api.post("/api/v1/flows/review/finally_approval/runs", json={}).json["id"]
+    api.approve_when_waiting(run_id, "finally.sign_off")
+    run = api.finished_run(run_id)
+    assert (run["status"], run["result"]) == ("succeeded", 1)
+    assert by_path(run)["finally.report"]["result"] == ["succeeded", None]
