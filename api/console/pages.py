@@ -154,7 +154,7 @@ def run(run_id: str) -> str:
 def _restart_paths(flow: Any, view: Any) -> list[str]:
     """What a run restarts from: its top-level steps, then every step path it recorded."""
     paths = dict.fromkeys(s.id for s in flow.steps)
-    paths.update(dict.fromkeys(s.path for s in view.steps if not s.path.startswith("on_failure.")))
+    paths.update(dict.fromkeys(s.path for s in view.steps if not s.path.startswith(("on_failure.", "finally."))))
     return list(paths)
 
 

@@ -23,6 +23,7 @@ from orchestrator.execution.plan import Plan
 
 _INDEX = re.compile(r"\[(\d+)\]")
 _ITERATING = ("for_each", "loop")  # composite steps whose children are recorded under an index
+_AFTER = ("on_failure.", "finally.")  # the after-phases' steps: never reused nor restart points, they run again
 
 
 class Recorded(Protocol):
@@ -61,9 +62,12 @@ class RestartChoice:
 Trail = tuple[tuple[int, int, int | None], ...]
 
 
-def choose(plan: Plan, steps: Iterable[Recorded], request: RestartRequest) -> RestartChoice:
+def choose(plan: Plan, steps: Iterable[Recorded], request: RestartRequest,
+           stopped_at: str | None = None) -> RestartChoice:
     """Decide a restart of a run whose attempts are ``steps`` on ``plan`` (raises
-    ValidationError naming the path when the point is not a step of the plan)."""
+    ValidationError naming the path when the point is not a step of the plan). From the
+    failed steps of a run a stop_if ended (``stopped_at``; a finally step failed it), the
+    stopping step is replayed, so its stop_if ends the new run before the same steps."""
     last = _last_attempts(steps)
     places = _places(plan)
     if request.failed:
@@ -76,7 +80,7 @@ def choose(plan: Plan, steps: Iterable[Recorded], request: RestartRequest) -> Re
     point_trails = [t for t in trails.values() if t is not None]
     reused = []
     for path, view in last.items():
-        if view.status.value not in REUSABLE_STEP or path.startswith("on_failure."):
+        if view.status.value not in REUSABLE_STEP or path.startswith(_AFTER):
             continue
         trail = _trail(plan, places, path)
         if trail is None or plan.node(_static(path)).kind != view.kind:
@@ -87,6 +91,9 @@ def choose(plan: Plan, steps: Iterable[Recorded], request: RestartRequest) -> Re
     starts = [t[0][1] for t in point_trails]
     first = min(starts) if starts else next(
         (i for i, path in enumerate(plan.main) if path not in kept), len(plan.main))
+    stop = _trail(plan, places, stopped_at) if request.failed and stopped_at is not None else None
+    if stop is not None:
+        first = min(first, stop[0][1])
     missing = [path for path in plan.main[:first] if path not in kept]
     if missing:
         before = f" before '{points[0]}'" if points else ""
@@ -105,7 +112,7 @@ def _last_attempts(steps: Iterable[Recorded]) -> dict[str, Recorded]:
 
 def _failed_points(last: dict[str, Recorded]) -> tuple[str, ...]:
     """Failed steps holding no failed step (a for_each failed by its item: the item's step)."""
-    failed = [p for p, v in last.items() if v.status is StepStatus.FAILED and not p.startswith("on_failure.")]
+    failed = [p for p, v in last.items() if v.status is StepStatus.FAILED and not p.startswith(_AFTER)]
     return tuple(p for p in failed if not any(other != p and _inside(other, p) for other in failed))
 
 
@@ -175,7 +182,7 @@ def _kind_at(plan: Plan, trail: Trail, level: int) -> str:
 
 def _check_point(plan: Plan, places: dict[str, tuple[str | None, int, int]], path: str,
                  last: dict[str, Recorded]) -> None:
-    if _trail(plan, places, path) is None or path.startswith("on_failure."):
+    if path.startswith(_AFTER) or _trail(plan, places, path) is None:
         hint = ('; to restart from the failed steps, send {"from_failed": true}' if path == "failed"
                 else _near(path, plan, last))
         raise ValidationError([Problem("from", f"'{path}' is not a step of {plan.flow_id} version "
@@ -189,9 +196,9 @@ def _check_point(plan: Plan, places: dict[str, tuple[str | None, int, int]], pat
 
 def _near(path: str, plan: Plan, last: dict[str, Recorded]) -> str:
     """The close matches among the run's recorded paths and the plan's unindexed ones, or a list."""
-    candidates = sorted({p for p in last if not p.startswith("on_failure.")}
+    candidates = sorted({p for p in last if not p.startswith(_AFTER)}
                         | {p for p, node in plan.nodes.items() if "[" not in node.path_format
-                           and not p.startswith("on_failure.")})
+                           and not p.startswith(_AFTER)})
     close = difflib.get_close_matches(path, candidates, n=3, cutoff=0.5)
     if close:
         return "; did you mean " + " or ".join(f"'{c}'" for c in close)

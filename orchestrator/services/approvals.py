@@ -56,7 +56,7 @@ def check_decider(publisher: Publisher, attempt: ApprovalAttempt, approval: Appr
         raise NotAllowed(f"step '{attempt.path}' may be decided only by {', '.join(named)}; "
                          f"{decider.actor} is none of them")
     if approve and not approval.self_approval:
-        starter = approvals.started_by(publisher.engine, attempt.run_id)
+        starter = approvals.started_by(publisher.engine, attempt.run_id, at_the_top=True)
         if starter is not None and starter == decider.identity:
             raise NotAllowed(f"{decider.identity} started run {attempt.run_id} and may not approve it "
                              "(self_approval: false); another approver must")

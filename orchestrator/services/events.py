@@ -128,7 +128,7 @@ def _start(conn: Any, publisher: Publisher, trigger: EventTriggerRow, message: M
         raise Refused("; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems)) from None
     except (FlowError, Conflict, NotFound) as exc:
         raise Refused(f"the run could not start: {exc}") from None
-    return run_id, created.owed
+    return created.run_id, created.owed  # within a debounce window: the pending run this message joined
 
 
 def inputs_of(mapping: dict[str, Any] | None, message: Message) -> dict[str, Any]:

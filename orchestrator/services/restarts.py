@@ -30,7 +30,7 @@ def restart(publisher: Publisher, run: RunView, request: RestartRequest, *, acto
     same = plan.version == run.flow_version
     inputs = run.inputs if same else validate_inputs(plan.flow.inputs, run.inputs)
     scripts = run.scripts if same else pin_scripts(publisher.engine, plan.flow)
-    choice = choose(plan, run.steps, request)
+    choice = choose(plan, run.steps, request, run.stopped_at)
     reused = set(choice.reused)
     by_path = {s.path: s for s in run.steps if s.id in reused}
     new_id = str(uuid.uuid4())

@@ -124,8 +124,9 @@ def _start(conn: Connection, s: Any, fire_id: int, slot: dt.datetime, actor: str
     except (FlowError, Conflict) as exc:  # the flow cannot start now: the slot says why
         rows.set_fire(conn, fire_id, "skipped", f"the run could not start: {exc}")
         return None
-    rows.set_fire(conn, fire_id, "started", None, run_id)
-    return Started(run_id, s.flow_id, created.owed) if created.owed is not None else None
+    # created.run_id: within a debounce window, the pending run this slot joined
+    rows.set_fire(conn, fire_id, "started", None, created.run_id)
+    return Started(created.run_id, s.flow_id, created.owed) if created.owed is not None else None
 
 
 def _start_queued(engine: Engine, schedule_id: str, actor: str) -> list[Started]:

@@ -96,9 +96,14 @@ def expired_approvals(engine: Engine) -> list[ApprovalAttempt]:
     return [_approval(r) for r in rows]
 
 
-def started_by(engine: Engine, run_id: str) -> str | None:
-    """Who started a run: its ``run.created`` audit event's actor."""
+def started_by(engine: Engine, run_id: str, *, at_the_top: bool = False) -> str | None:
+    """Who started a run: its ``run.created`` audit event's actor. ``at_the_top``: for a subflow
+    run, whoever started the run at the top of it (its own creator is the worker that ran the
+    flow step), as self_approval needs."""
     with engine.connect() as conn:
+        while at_the_top and (parent := conn.execute(
+                select(runs.c.parent_run_id).where(runs.c.id == run_id)).scalar()) is not None:
+            run_id = parent
         return conn.execute(select(audit_events.c.actor).where(
             audit_events.c.action == "run.created", audit_events.c.target == f"run:{run_id}")
             .order_by(audit_events.c.id).limit(1)).scalar()

@@ -15,7 +15,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     select,
     update,
 )
@@ -240,7 +239,7 @@ def in_phase(phase: Phase) -> ColumnElement[bool]:
     written into the SQL (statements run per step)."""
     if phase is Phase.MAIN:
         return and_(runs.c.status.in_(inline(ACTIVE)), runs.c.error.is_(None), runs.c.ending.is_(None))
-    running = runs.c.status == literal_column(f"'{_RUNNING}'")
+    running = runs.c.status.in_(inline(ACTIVE))  # suspended too: an approval of the phase may wait
     return and_(running, runs.c.ending.is_(None) if phase is Phase.ON_FAILURE else runs.c.ending.is_not(None))
 
 
@@ -292,7 +291,7 @@ def fail_run(engine: Engine, run_id: str, error: str, on_failure: dict[str, Any]
     """Record the first failure of a run. With ``on_failure`` (the message of its on_failure
     steps, owed from this commit on) the run stays running: they run, then finish marks it
     failed; without, it ends now (or after its finally steps) and what follows is owed. None
-    if it had failed or ended already."""
+    if it had failed or ended already. Its waiting approvals end failed with it."""
     values: dict[str, Any] = {"error": error}
     values |= {"status": _RUNNING} if on_failure is not None else _end(RunStatus.FAILED, has_finally)
     with engine.begin() as conn:
@@ -300,11 +299,20 @@ def fail_run(engine: Engine, run_id: str, error: str, on_failure: dict[str, Any]
                            .returning(*_ENDED)).first()
         if row is None:
             return None
+        _end_waiting_approvals(conn, run_id)
         if on_failure is None:
             return _ended(conn, worker, run_id, row)
         audit(conn, worker, "run.failing", f"run:{run_id}", error=error)
         owed = owe(conn, OwedKind.ON_FAILURE, run_id, message=on_failure)
     return Ending(run_id, RunStatus.RUNNING, None, error, row.parent_step_run_id, owed)
+
+
+def _end_waiting_approvals(conn: Connection, run_id: str) -> None:
+    """A failed run's approvals waiting in other branches can no longer go on: no decision (nor link) takes them."""
+    conn.execute(update(step_runs).where(
+        step_runs.c.run_id == run_id, step_runs.c.status == StepStatus.WAITING.value,
+        step_runs.c.kind == "approval").values(status=StepStatus.FAILED.value, error="cancelled: the run failed",
+                                               finished_at=now(), continuation=None))
 
 
 def fail_finally(engine: Engine, run_id: str, error: str, worker: str) -> Ending | None:
@@ -316,7 +324,10 @@ def fail_finally(engine: Engine, run_id: str, error: str, worker: str) -> Ending
     with engine.begin() as conn:
         row = conn.execute(update(runs).where(runs.c.id == run_id, _IN_PHASE[Phase.FINALLY]).values(**values)
                            .returning(*_ENDED)).first()
-        return None if row is None else _ended(conn, worker, run_id, row)
+        if row is None:
+            return None
+        _end_waiting_approvals(conn, run_id)
+        return _ended(conn, worker, run_id, row)
 
 
 @dataclass(frozen=True)
