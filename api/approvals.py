@@ -43,7 +43,8 @@ def list_approvals(run_id: str, query: ApproverChoice) -> Response:
         issued, refused = None, "the command line on the server gets links with ?approver=" if not wanted else None
         if wanted:
             try:
-                made = links.issue(publisher, settings.secret_keys, settings.approval_link_ttl, base, attempt, wanted)
+                made = links.issue(publisher, settings.secret_keys, settings.approval_link_ttl, base, attempt, wanted,
+                                   issuer=me.actor)
                 issued = ApprovalLinks(approver=made.approver, resume=made.resume, cancel=made.cancel,
                                        expires_at=made.expires_at)
             except NotAllowed as exc:

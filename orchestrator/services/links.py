@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from sqlalchemy import Engine
@@ -34,17 +34,20 @@ _PURPOSE = b"millrace approval links v1"
 @dataclass(frozen=True)
 class Claims:
     """What a link says: follow it to ``action`` attempt ``attempt_id`` of run ``run_id``, as
-    ``approver`` (``role:<name>`` or ``token:<id>``), before ``expires_at`` (Unix seconds)."""
+    ``approver`` (``role:<name>`` or ``token:<id>``), before ``expires_at`` (Unix seconds).
+    ``issuer``: who had it made (as a run's starter is named): a link decides for self_approval
+    as its issuer, so a run's starter cannot approve it through a link made for their role."""
 
     attempt_id: int
     run_id: str
     action: Action
     approver: str
     expires_at: int
+    issuer: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps({"a": self.attempt_id, "r": self.run_id, "do": self.action, "for": self.approver,
-                           "exp": self.expires_at}, separators=(",", ":"), sort_keys=True).encode()
+                           "exp": self.expires_at, "by": self.issuer}, separators=(",", ":"), sort_keys=True).encode()
 
 
 def _key(secret_key: str) -> bytes:
@@ -84,7 +87,7 @@ def verify(keys: tuple[str, ...], token: str) -> Claims:
     if not any(hmac.compare_digest(hmac.new(_key(k), body, hashlib.sha256).digest(), signature) for k in keys):
         raise refused
     data = json.loads(body)
-    return Claims(data["a"], data["r"], data["do"], data["for"], data["exp"])
+    return Claims(data["a"], data["r"], data["do"], data["for"], data["exp"], data.get("by", ""))
 
 
 def digest(token: str) -> str:
@@ -125,16 +128,17 @@ def expiry(attempt: ApprovalAttempt, ttl: float) -> int:
 
 
 def issue(publisher: Publisher, keys: tuple[str, ...], ttl: float, base_url: str, attempt: ApprovalAttempt,
-          wanted: str) -> Links:
-    """The resume and cancel links of ``attempt`` for approver ``wanted``; NotAllowed when its
-    rule does not let that approver decide (a link obeys the rule it was issued under)."""
+          wanted: str, issuer: str) -> Links:
+    """The resume and cancel links of ``attempt`` for approver ``wanted``, made for ``issuer``;
+    NotAllowed when its rule does not let that approver decide (a link obeys the rule it was
+    issued under)."""
     if not keys:
         raise NotAllowed("approval links need MILLRACE_SECRET_KEY (they are signed with it)")
     approver, decider = approver_of(publisher.engine, wanted)
     if not may_decide(approval_of(publisher, attempt), decider):
         raise NotAllowed(f"step '{attempt.path}' may not be decided by {approver}: no link is issued for it")
     expires = expiry(attempt, ttl)
-    made = {action: sign(keys, Claims(attempt.id, attempt.run_id, action, approver, expires))
+    made = {action: sign(keys, Claims(attempt.id, attempt.run_id, action, approver, expires, issuer))
             for action in ("resume", "cancel")}
     return Links(approver, f"{base_url}/approvals/{made['resume']}", f"{base_url}/approvals/{made['cancel']}",
                  dt.datetime.fromtimestamp(expires, dt.UTC))
@@ -169,6 +173,8 @@ def open_link(publisher: Publisher, keys: tuple[str, ...], token: str, now: dt.d
         raise NotAllowed(f"the token this link was issued for ({claims.approver}) is revoked") from None
     if not may_decide(approval_of(publisher, attempt), decider):
         raise NotAllowed(f"{claims.approver} may no longer decide step '{attempt.path}'")
+    if claims.issuer:  # self_approval compares the run's starter with whoever had the link made
+        decider = replace(decider, identity=claims.issuer)
     return Opened(claims, attempt, decider, token)
 
 

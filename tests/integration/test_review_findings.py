@@ -95,8 +95,6 @@ def _waiting(api, run_id: str, step: str, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed: a role link carries no identity to compare with the starter; "
-                   "the lead decides (refuse the starter role links, or sign the issuer into the claims)")
 def test_the_starter_cannot_approve_their_own_run_through_a_link_for_their_role(api):
     """self_approval: false holds however the starter decides: a link they had made for their
     own role decided as ``role:operator`` and was never compared with the run's starter."""
