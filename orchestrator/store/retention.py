@@ -16,6 +16,7 @@ from orchestrator.store.tables import (
     event_triggers,
     flow_versions,
     flows,
+    joined_keys,
     outbox,
     purged_runs,
     runs,
@@ -139,6 +140,7 @@ def delete_runs(conn: Connection, run_ids: list[str], at: dt.datetime) -> tuple[
     (runs, step rows) deleted."""
     steps = conn.execute(delete(step_runs).where(step_runs.c.run_id.in_(run_ids))).rowcount
     conn.execute(delete(outbox).where(outbox.c.run_id.in_(run_ids)))
+    conn.execute(delete(joined_keys).where(joined_keys.c.run_id.in_(run_ids)))
     conn.execute(delete(schedule_fires).where(schedule_fires.c.run_id.in_(run_ids)))
     conn.execute(delete(trigger_fires).where(trigger_fires.c.run_id.in_(run_ids)))
     tombstones = select(runs.c.id, runs.c.flow_id, runs.c.finished_at, literal(at, purged_runs.c.purged_at.type)

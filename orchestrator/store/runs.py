@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.errors import Conflict
 from orchestrator.execution.lifecycle import ACTIVE, OPEN_STEP, UNFINISHED, Phase, RunStatus, StepStatus
 from orchestrator.store.audit import acting, audit
+from orchestrator.store.debounce import join_pending, joined_run
 from orchestrator.store.outbox import Owed, OwedKind, owe
 from orchestrator.store.retention import missing_run
 from orchestrator.store.sql import inline, now
@@ -92,9 +93,12 @@ def create_run(engine: Engine, new: NewRun) -> Created:
 
 
 def _by_idempotency_key(engine: Engine, flow_id: str, key: str) -> Created | None:
+    """The run a start with this key made, or joined while it was debounced."""
     with engine.connect() as conn:
         earlier = conn.execute(select(runs.c.id, runs.c.status).where(
             runs.c.flow_id == flow_id, runs.c.idempotency_key == key)).first()
+        if earlier is None:
+            earlier = joined_run(conn, flow_id, key)
     return None if earlier is None else Created(earlier.id, RunStatus(earlier.status), owed=None)
 
 
@@ -106,9 +110,10 @@ def insert_run(conn: Connection, new: NewRun) -> Created:
     limit = new.limit
     at = now()
     if limit is not None and limit.debounce:
-        pending = _debouncing(conn, new, at)
+        pending = join_pending(conn, new.flow_id, limit.key, at, inputs=new.inputs, labels=new.labels,
+                               idempotency_key=new.idempotency_key, actor=new.actor, trigger=new.trigger)
         if pending is not None:
-            return pending
+            return Created(pending, RunStatus.QUEUED, owed=None)
     if limit is not None and limit.limit is not None and running_under(conn, new.flow_id, limit.key) >= limit.limit:
         if limit.on_limit == "fail":
             raise Conflict(f"flow {new.flow_id} has {limit.limit} active run(s)"
@@ -156,24 +161,6 @@ def _copy_reused(conn: Connection, new: NewRun, at: Any) -> None:
                func.coalesce(step_runs.c.reused_from, literal(new.restarted_from)))  # where it ran
         .where(step_runs.c.run_id == new.restarted_from, step_runs.c.id.in_(new.reused))
         .order_by(step_runs.c.id)))
-
-
-def _debouncing(conn: Connection, new: NewRun, at: dt.datetime) -> Created | None:
-    """The run of this flow and key whose debounce window is still open, given ``new``'s
-    inputs and labels (the latest win); None when there is none. The key's lock, held until
-    commit, makes concurrent starts find each other: one inserts, the others coalesce."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(
-            func.hashtext(f"millrace-debounce:{new.flow_id}:{new.limit.key}"))))
-    pending = conn.execute(select(runs.c.id).where(
-        runs.c.flow_id == new.flow_id, runs.c.concurrency_key == new.limit.key,
-        runs.c.status == RunStatus.QUEUED.value, runs.c.debounce_until > at)
-        .order_by(runs.c.created_at.desc()).limit(1).with_for_update()).scalar()
-    if pending is None:
-        return None
-    conn.execute(update(runs).where(runs.c.id == pending).values(inputs=new.inputs, labels=new.labels))
-    audit(conn, new.actor, "run.debounced", f"run:{pending}", trigger=new.trigger)
-    return Created(pending, RunStatus.QUEUED, owed=None)
 
 
 def running_under(conn: Connection, flow_id: str, key: str) -> int:

@@ -17,6 +17,7 @@ from orchestrator.store.models import (
     FlowRecord,
     FlowTriggerRecord,
     FlowVersion,
+    JoinedKey,
     MetricFold,
     MetricTotal,
     OwedSend,
@@ -64,3 +65,4 @@ event_triggers = EventTriggerRecord.__table__
 trigger_fires = TriggerFire.__table__
 approval_links = SpentLink.__table__
 purged_runs = PurgedRun.__table__
+joined_keys = JoinedKey.__table__

@@ -157,8 +157,6 @@ def test_a_schedule_slot_coalesced_into_a_debounced_run_records_that_run(api, en
         api.post(f"/api/v1/runs/{pending}/cancel")
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed: a start coalesced into a debounced run keeps no record of its "
-                   "Idempotency-Key (runs hold one key); needs a table of keys, the lead's call")
 def test_a_retried_start_that_had_joined_a_debounced_run_gets_that_run_again(api):
     import time
 

@@ -6,7 +6,16 @@ from orchestrator.store.models.base import Base, Id, Json, Timestamp, UtcDateTim
 from orchestrator.store.models.definitions import DependencyLock, FlowRecord, FlowVersion, ScriptRecord, ScriptVersion
 from orchestrator.store.models.events import EventTriggerRecord, TriggerFire
 from orchestrator.store.models.observe import BenchMark, BenchRun, MetricFold, MetricTotal
-from orchestrator.store.models.runs import Chord, ChordPart, OwedSend, PurgedRun, Run, StepCacheEntry, StepRun
+from orchestrator.store.models.runs import (
+    Chord,
+    ChordPart,
+    JoinedKey,
+    OwedSend,
+    PurgedRun,
+    Run,
+    StepCacheEntry,
+    StepRun,
+)
 from orchestrator.store.models.triggers import FlowTriggerRecord, Schedule, ScheduleFire, Webhook
 
 __all__ = [
@@ -27,6 +36,7 @@ __all__ = [
     "FlowTriggerRecord",
     "FlowVersion",
     "Id",
+    "JoinedKey",
     "Json",
     "MetricFold",
     "MetricTotal",

@@ -89,6 +89,19 @@ class PurgedRun(Base):
     purged_at: Mapped[dt.datetime] = mapped_column(Timestamp)
 
 
+class JoinedKey(Base):
+    """The idempotency key of a start that joined a debounced run (a run's row holds one key:
+    its first start's): a retry of that start finds the run it joined, after the window too."""
+
+    __tablename__ = "joined_keys"
+    flow_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (Index("ix_joined_keys_run", "run_id"),)
+
+
 class StepRun(Base):
     """One attempt of one step (or for_each item) of one run; its outcome is written once."""
 
