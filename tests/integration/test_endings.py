@@ -27,6 +27,15 @@ def paths(run) -> set[str]:
     return {s.path for s in run.steps}
 
 
+def running(api, run_id: str, path: str) -> None:
+    """Wait until the run's step ``path`` is running."""
+    deadline = time.monotonic() + 60
+    while not any(s["path"] == path and s["status"] == "running"
+                  for s in api.get(f"/api/v1/runs/{run_id}").json["steps"]):
+        assert time.monotonic() < deadline, f"{path} never started"
+        time.sleep(0.05)
+
+
 def test_stop_if_ends_the_run_succeeded_with_its_result_and_cancels_a_parallel_sibling(run_flow, api):
     began = time.monotonic()
     run = run_flow(f"""
@@ -132,11 +141,7 @@ finally:
   - {{id: report, python: {REPORT}, with: {REPORT_WITH}}}
 """)
     run_id = api.post(f"/api/v1/flows/{flow['id']}/runs", json={}).json["id"]
-    deadline = time.monotonic() + 60
-    while not any(s["path"] == "wait" and s["status"] == "running"
-                  for s in api.get(f"/api/v1/runs/{run_id}").json["steps"]):
-        assert time.monotonic() < deadline, "wait never started"
-        time.sleep(0.05)
+    running(api, run_id, "wait")
     answer = api.post(f"/api/v1/runs/{run_id}/cancel", json={})
     assert answer.status_code == 200
     assert answer.json["ending"] == "cancelled" or answer.json["status"] == "cancelled"
@@ -163,11 +168,7 @@ finally:
   - {{id: report, python: {REPORT}, with: {REPORT_WITH}}}
 """)
     run_id = api.post(f"/api/v1/flows/{flow['id']}/runs", json={}).json["id"]
-    deadline = time.monotonic() + 60
-    while not any(s["path"] == "on_failure.slow_alert" and s["status"] == "running"
-                  for s in api.get(f"/api/v1/runs/{run_id}").json["steps"]):
-        assert time.monotonic() < deadline, "the on_failure step never started"
-        time.sleep(0.05)
+    running(api, run_id, "on_failure.slow_alert")
     began = time.monotonic()
     assert api.post(f"/api/v1/runs/{run_id}/cancel", json={}).status_code == 200
     run = api.finished_run(run_id)
@@ -272,11 +273,7 @@ finally:
   - {id: linger, bash: "sleep 60"}
 """)
     run_id = api.post(f"/api/v1/flows/{flow['id']}/runs", json={}).json["id"]
-    deadline = time.monotonic() + 60
-    while not any(s["path"] == "finally.linger" and s["status"] == "running"
-                  for s in api.get(f"/api/v1/runs/{run_id}").json["steps"]):
-        assert time.monotonic() < deadline, "linger never started"
-        time.sleep(0.05)
+    running(api, run_id, "finally.linger")
     assert api.get(f"/api/v1/runs/{run_id}").json["ending"] == "succeeded"
     answer = api.post(f"/api/v1/runs/{run_id}/cancel", json={}).json
     assert (answer["status"], answer["ending"]) == ("cancelled", None)
