@@ -10,7 +10,7 @@ from config.settings import Settings
 from orchestrator.errors import FlowError
 from orchestrator.listeners.lanes import Source
 from orchestrator.store import variables
-from orchestrator.store.event_triggers import EventTriggerRow
+from orchestrator.store.event_triggers import EventTriggerRow, broker_name
 
 
 def connection_url(engine: Engine, settings: Settings, row: EventTriggerRow) -> str:
@@ -36,7 +36,7 @@ def libpq_url(url: str) -> str:
 def make_source(engine: Engine, settings: Settings, row: EventTriggerRow) -> tuple[Source, str | None]:
     """A source for ``row`` (not yet open), and the URL it will connect to."""
     url = connection_url(engine, settings, row)
-    names = f"millrace.trigger.{row.id}"  # the broker-side names this trigger keeps, stable across restarts
+    names = broker_name(row.id, row.kind)
     if row.kind == "amqp":
         from orchestrator.listeners.amqp import AmqpSource
 
@@ -48,7 +48,7 @@ def make_source(engine: Engine, settings: Settings, row: EventTriggerRow) -> tup
     if row.kind == "nats":
         from orchestrator.listeners.jetstream import JetStreamSource
 
-        return JetStreamSource(url, row.source, names.replace(".", "-")), url  # no dots in JetStream names
+        return JetStreamSource(url, row.source, names), url
     if row.kind == "redis":
         from orchestrator.listeners.redis_streams import RedisStreamSource
 

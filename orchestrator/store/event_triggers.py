@@ -54,6 +54,13 @@ def event_trigger_id(flow_id: str, trigger_id: str) -> str:
     return "e-" + hashlib.sha256(f"{flow_id}#{trigger_id}".encode()).hexdigest()[:20]
 
 
+def broker_name(trigger: str, kind: str) -> str:
+    """What a trigger is called on its broker (its queue, client id, consumer group, durable
+    consumer): stable across restarts, so a new connection resumes where the last one left."""
+    name = f"millrace.trigger.{trigger}"
+    return name.replace(".", "-") if kind == "nats" else name  # no dots in JetStream names
+
+
 def sync_event_triggers(conn: Connection, flow_id: str, declared: list[EventTrigger]) -> None:
     """Make the flow's event trigger rows what its latest version declares; a trigger whose
     declaration did not change keeps its state and counts, one that changed is re-read by

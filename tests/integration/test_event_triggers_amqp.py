@@ -116,9 +116,9 @@ steps:
     finally:
         listener.stop()
         with kombu.Connection(AMQP) as conn, conn.channel() as channel:
-            from orchestrator.store.event_triggers import event_trigger_id
+            from orchestrator.store.event_triggers import broker_name, event_trigger_id
 
-            channel.queue_delete(f"millrace.trigger.{event_trigger_id(flow_id, 'amqp-1')}")
+            channel.queue_delete(broker_name(event_trigger_id(flow_id, "amqp-1"), "amqp"))
             channel.exchange_delete(exchange)
     assert [r.steps[0].result for r in runs] == ["shop sent 3 on orders.eu"]
 

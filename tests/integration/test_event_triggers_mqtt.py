@@ -32,10 +32,10 @@ def topic(engine):
 
 def unacknowledged(flow_id: str, seconds: float = 2.0) -> list[bytes]:
     """What the broker sends the trigger's session when it connects as the listener would."""
-    from orchestrator.store.event_triggers import event_trigger_id
+    from orchestrator.store.event_triggers import broker_name, event_trigger_id
 
     got: list[bytes] = []
-    client_id = f"millrace.trigger.{event_trigger_id(flow_id, 'events')}"
+    client_id = broker_name(event_trigger_id(flow_id, "events"), "mqtt")
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True)
     client.on_message = lambda _c, _u, message: got.append(message.payload)
     client.connect("127.0.0.1", int(MQTT.rsplit(":", 1)[1]), clean_start=False)

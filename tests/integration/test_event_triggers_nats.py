@@ -30,9 +30,9 @@ def stream(engine):
 
 
 def durable(flow_id: str) -> str:
-    from orchestrator.store.event_triggers import event_trigger_id
+    from orchestrator.store.event_triggers import broker_name, event_trigger_id
 
-    return f"millrace-trigger-{event_trigger_id(flow_id, 'events')}"
+    return broker_name(event_trigger_id(flow_id, "events"), "nats")
 
 
 def test_each_message_is_one_run_and_a_redelivery_of_the_whole_stream_starts_nothing(engine, worker, stream):

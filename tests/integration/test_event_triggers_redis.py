@@ -28,9 +28,9 @@ def stream(engine):
 
 
 def group(flow_id: str) -> str:
-    from orchestrator.store.event_triggers import event_trigger_id
+    from orchestrator.store.event_triggers import broker_name, event_trigger_id
 
-    return f"millrace.trigger.{event_trigger_id(flow_id, 'events')}"
+    return broker_name(event_trigger_id(flow_id, "events"), "redis")
 
 
 def test_each_entry_is_one_run_and_entries_read_again_start_nothing(engine, worker, stream):
