@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     TRANSLATED = "translated"  # an exact counterpart
     APPROXIMATED = "approximated"  # the nearest counterpart; the finding says what differs
     UNTRANSLATABLE = "untranslatable"  # became a step that fails naming the original and why
