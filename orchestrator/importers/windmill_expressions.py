@@ -333,6 +333,8 @@ def to_jinja(source: str, scope: ExprScope) -> str:
     source = source.strip().removesuffix(";").strip()
     if not source:
         raise Untranslatable("an empty expression")
+    if "=>" in source or re.search(r"\bfunction\b", source):
+        raise Untranslatable(f"a function (`=>`) in `{source}`: Jinja expressions have none; compute it in a step")
     return _Parser(source, scope).parse()
 
 

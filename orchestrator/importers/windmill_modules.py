@@ -360,7 +360,8 @@ class ModuleTranslator:
         if value.get("skip_failures"):
             self.skip_failures(do, where)
         self.note(Verdict.APPROXIMATED, where, f"a loop ended by its steps' stop_after_if (break_if), at most "
-                                               f"{MAX_WHILE_ITERATIONS} iterations (Windmill's has no bound)")
+                                               f"{MAX_WHILE_ITERATIONS} iterations (Windmill's has no bound); its "
+                                               "result is the last iteration's (Windmill's lists every one)")
         return {"loop": {"while": "${{ true }}", "max_iterations": MAX_WHILE_ITERATIONS, "do": do}}
 
     def branch_one(self, value: dict[str, Any], where: str, scope: ExprScope, loop: bool) -> dict[str, Any]:
