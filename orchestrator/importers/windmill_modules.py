@@ -66,7 +66,10 @@ class ModuleTranslator:
             raise Untranslatable(f"{where} is not a list of modules")
         steps: list[dict[str, Any]] = []
         for i, module in enumerate(modules):
-            steps += self.module(module, f"{where}[{i}]", scope, loop)
+            made = self.module(module, f"{where}[{i}]", scope, loop)
+            steps += made
+            if i == len(modules) - 1 and len(made) > 1:  # an approval or sleep last: the module's result is the
+                steps.append(self.pass_on(scope.previous))  # sequence's, as in Windmill
         return steps
 
     def module(self, module: Any, where: str, scope: ExprScope, loop: bool) -> list[dict[str, Any]]:
