@@ -31,6 +31,7 @@ _SCRIPT_LANGUAGE = {"python": "python", "bash": "bash", "javascript": "javascrip
 
 
 _READS = re.compile(r"\b(vars|secrets)\.([A-Za-z_][A-Za-z0-9_]*)")
+_INPUT_READS = re.compile(r"\binputs\.([A-Za-z_][A-Za-z0-9_]*)")
 _DATABASES = re.compile(r'"database": "([A-Za-z_][A-Za-z0-9_]*)"')
 
 
@@ -186,6 +187,10 @@ def _flow(source: _Source, flow_id: str, variables: Variables, targets: Targets,
             f"{value.get('concurrency_time_window_s', 0)}s window)"))
     variables.declared.clear()
     text = json.dumps(document)
+    for name in sorted(set(_INPUT_READS.findall(text)) - set(inputs)):
+        document.setdefault("inputs", {})[name] = {"type": "string", "default": None}
+        report.note(Verdict.APPROXIMATED, "schema", f"flow_input.{name} is read but not in the schema: an optional "
+                                                    "string input")
     reads = {*_READS.findall(text), *(("secrets", name) for name in _DATABASES.findall(text))}
     for kind, name in sorted(reads):
         report.note(Verdict.TRANSLATED, "variables", f"reads {'a secret' if kind == 'secrets' else 'a variable'} "

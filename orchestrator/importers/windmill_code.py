@@ -106,8 +106,9 @@ def _python(code: str, variables: Variables) -> Code:
 
     code = _PY_CALL.sub(replaced, code)
     without_import = _PY_IMPORT.sub("", code)
-    if re.search(r"\bwmill\b", without_import):
-        used = re.search(r"\bwmill\.(\w+)", without_import)
+    uncommented = re.sub(r"(?m)#.*$", "", without_import)
+    if re.search(r"\bwmill\b", uncommented):
+        used = re.search(r"\bwmill\.(\w+)", uncommented)
         raise Untranslatable(f"the script calls wmill.{used.group(1) if used else '...'}, which Millrace has no "
                              "counterpart of (only get_variable and get_resource with a literal path translate)")
     code = without_import
@@ -161,8 +162,9 @@ def _closing_paren(code: str, start: int) -> int:
 
 _JS_CALL = re.compile(r"""(?:\bwmill\.)?\b(getVariable|getResource)\(\s*(["'`])([^"'`\n]+)\2\s*\)""")
 _JS_CLIENT = re.compile(
-    r"""(?m)^[ \t]*import\s+[^;\n]*?from\s+["'](?:npm:)?windmill-client(?:@[^"']*)?["'];?[ \t]*\n?""")
+    r"""(?m)^[ \t]*import\s+[^;\n]*?from\s+["'](?:(?:npm:)?windmill-client(?:@[^"']*)?|https://deno\.land/x/windmill@[^"']*)["'];?[ \t]*\n?""")
 _JS_IMPORT = re.compile(r"""(\bfrom\s+|\bimport\s*\(\s*|^\s*import\s+)(["'])([^"'\n]+)\2""", re.M)
+_JS_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 _JS_MAIN = re.compile(r"\bfunction\s+main\s*(?:<[^>]*>)?\s*\(")
 
 
@@ -179,16 +181,21 @@ def _script(key: str, language: str, code: str, variables: Variables) -> Code:
 
     code = _JS_CALL.sub(replaced, code)
     code = _JS_CLIENT.sub("", code)
-    if re.search(r"\bwmill\.\w+", code):
-        used = re.search(r"\bwmill\.(\w+)", code)
+    uncommented = _JS_COMMENT.sub("", code)
+    if re.search(r"\bwmill\.\w+", uncommented):
+        used = re.search(r"\bwmill\.(\w+)", uncommented)
         raise Untranslatable(f"the script calls wmill.{used.group(1) if used else '...'}, which Millrace has no "
                              "counterpart of (only getVariable and getResource with a literal path translate)")
     for runtime in ("Deno", "Bun"):
-        if re.search(rf"\b{runtime}\.\w+", code):
+        if re.search(rf"\b{runtime}\.\w+", uncommented):
             raise Untranslatable(f"the script uses {runtime}'s own API ({runtime}.*); Millrace runs Node.js")
+
+    comments = [m.span() for m in _JS_COMMENT.finditer(code)]
 
     def specifier(found: re.Match[str]) -> str:
         spec = found.group(3)
+        if any(start <= found.start() < end for start, end in comments):
+            return found.group()
         if spec.startswith(("http://", "https://")):
             raise Untranslatable(f"the script imports '{spec}' from a URL; Node.js imports npm packages only")
         if spec.startswith("npm:"):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from orchestrator.importers.naming import fold
 from orchestrator.importers.report import FileReport, Verdict
 from orchestrator.importers.windmill_code import Variables, translate_code
 from orchestrator.importers.windmill_expressions import ExprScope, Untranslatable, to_jinja, to_value
@@ -231,7 +232,7 @@ class ModuleTranslator:
             approval["form"] = fields
         sid = self.step_id(f"{after}_approval")
         step: dict[str, Any] = {"id": sid, "approval": approval}
-        if suspend.get("continue_on_disapprove_timeout"):
+        if suspend.get("continue_on_disapprove_timeout") or suspend.get("continue_on_disapproved"):
             step["continue_on_error"] = True
         scope.resume = f"steps.{sid}.result"
         self.note(Verdict.TRANSLATED, where, f"suspend -> approval step {sid}; `resume` reads its values")
@@ -301,8 +302,7 @@ class ModuleTranslator:
         path = str(value.get("path") or "")
         saved = self.targets.scripts.get(path)
         if saved is None:
-            raise Untranslatable(f"script '{path}' is not in this import (a Hub script or one outside the tree); "
-                                 "import its sync tree with it")
+            saved = SavedScript(self.outside("script", path, where), "", {})
         given = self.arguments(value.get("input_transforms"), f"{where}.input_transforms", scope)
         step: dict[str, Any] = {"script": saved.path}
         if saved.key == "sql":
@@ -318,10 +318,18 @@ class ModuleTranslator:
 
     def subflow(self, value: dict[str, Any], where: str, scope: ExprScope, loop: bool) -> dict[str, Any]:
         path = str(value.get("path") or "")
-        if path not in self.targets.flows:
-            raise Untranslatable(f"flow '{path}' is not in this import; import its sync tree with it")
+        flow_id = self.targets.flows.get(path) or self.outside("flow", path, where)
         given = self.arguments(value.get("input_transforms"), f"{where}.input_transforms", scope)
-        return {"flow": self.targets.flows[path], **({"with": given} if given else {})}
+        return {"flow": flow_id, **({"with": given} if given else {})}
+
+    def outside(self, kind: str, path: str, where: str) -> str:
+        """The Millrace name of a script or flow this import does not hold, by the same folding."""
+        if path.startswith("hub/") or not path:
+            raise Untranslatable(f"{kind} '{path}' is a Windmill Hub {kind} (or none), which Millrace does not have")
+        name = fold(path)
+        self.note(Verdict.APPROXIMATED, f"{where}.path", f"{kind} '{path}' is not in this import: the step calls "
+                                                         f"{name}, which must be saved before this flow is")
+        return name
 
     def body(self, modules: Any, where: str, scope: ExprScope, loop: bool, in_for: bool = False,
              fallback: str | None = None) -> list[dict[str, Any]]:

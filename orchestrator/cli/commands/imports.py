@@ -15,6 +15,7 @@ import yaml
 
 from orchestrator.cli.client import Client, Refused
 from orchestrator.definitions.parser import flow_from_data
+from orchestrator.definitions.script_inputs import LANGUAGES, infer_schema
 from orchestrator.definitions.steps import SubflowStep
 from orchestrator.errors import ValidationError
 from orchestrator.importers.report import FileReport, Verdict
@@ -45,7 +46,16 @@ def import_windmill(client: Client, sources: tuple[Path, ...], out: Path | None,
 
 
 def check(report: FileReport) -> None:
-    """Millrace's own validation of each flow ``report`` holds, its problems added to the report."""
+    """Millrace's own validation of each script and flow ``report`` holds (what saving checks
+    first), its problems added to the report."""
+    for script in report.scripts:
+        if script.language not in LANGUAGES:
+            report.problems.append(f"script {script.path}: Millrace here runs no {script.language} scripts")
+            continue
+        try:
+            infer_schema(script.language, script.code)
+        except ValidationError as exc:
+            report.problems += [f"script {script.path}: {p.path}: {p.message}" for p in exc.problems]
     for flow in report.flows:
         try:
             flow_from_data(flow.document)
