@@ -97,7 +97,11 @@ _PY_IMPORT = re.compile(r"(?m)^[ \t]*(?:import wmill|from wmill import [^\n]*)[ 
 def _python(code: str, variables: Variables) -> Code:
     extra: dict[str, str] = {}
 
+    spans = [m.span() for m in re.finditer(r"(?m)#.*$", code)]
+
     def replaced(found: re.Match[str]) -> str:
+        if any(start <= found.start() < end for start, end in spans):
+            return found.group()
         jinja = variables.variable(found.group(3)) if found.group(1) == "get_variable" \
             else variables.resource(found.group(3))
         name = jinja.split(".", 1)[1]
@@ -161,8 +165,9 @@ def _closing_paren(code: str, start: int) -> int:
 
 
 _JS_CALL = re.compile(r"""(?:\bwmill\.)?\b(getVariable|getResource)\(\s*(["'`])([^"'`\n]+)\2\s*\)""")
-_JS_CLIENT = re.compile(
-    r"""(?m)^[ \t]*import\s+[^;\n]*?from\s+["'](?:(?:npm:)?windmill-client(?:@[^"']*)?|https://deno\.land/x/windmill@[^"']*)["'];?[ \t]*\n?""")
+_JS_CLIENT = re.compile(  # the Windmill client, from npm or deno.land
+    r"""(?m)^[ \t]*import\s+[^;\n]*?from\s+["']"""
+    r"""(?:(?:npm:)?windmill-client(?:@[^"']*)?|https://deno\.land/x/windmill@[^"']*)["'];?[ \t]*\n?""")
 _JS_IMPORT = re.compile(r"""(\bfrom\s+|\bimport\s*\(\s*|^\s*import\s+)(["'])([^"'\n]+)\2""", re.M)
 _JS_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 _JS_MAIN = re.compile(r"\bfunction\s+main\s*(?:<[^>]*>)?\s*\(")
@@ -172,7 +177,11 @@ def _script(key: str, language: str, code: str, variables: Variables) -> Code:
     extra: dict[str, str] = {}
     notes: list[tuple[Verdict, str]] = []
 
+    spans = [m.span() for m in _JS_COMMENT.finditer(code)]
+
     def replaced(found: re.Match[str]) -> str:
+        if any(start <= found.start() < end for start, end in spans):
+            return found.group()
         jinja = variables.variable(found.group(3)) if found.group(1) == "getVariable" \
             else variables.resource(found.group(3))
         name = jinja.split(".", 1)[1]
@@ -207,6 +216,8 @@ def _script(key: str, language: str, code: str, variables: Variables) -> Code:
         return f"{found.group(1)}{found.group(2)}{spec}{found.group(2)}"
 
     code = _JS_IMPORT.sub(specifier, code)
+    if _JS_MAIN.search(code):
+        code = _without_parameter_comments(code)
     if extra:
         code = _js_parameters(code, [f"{n}?: any" if key == "typescript" else n for n in extra])
         notes.append((Verdict.TRANSLATED, f"wmill calls -> main's parameters {', '.join(extra)}"))
@@ -215,7 +226,8 @@ def _script(key: str, language: str, code: str, variables: Variables) -> Code:
     return Code(key, code, extra, notes)
 
 
-def _js_parameters(code: str, params: list[str]) -> str:
+def _main_span(code: str) -> tuple[int, int]:
+    """Where main's parameter list is: from after its `(` to its closing `)`."""
     found = _JS_MAIN.search(code)
     if found is None:
         raise Untranslatable("the script defines no `function main(...)`")
@@ -224,6 +236,10 @@ def _js_parameters(code: str, params: list[str]) -> str:
         char = code[at]
         if quote:
             quote = "" if char == quote and code[at - 1] != "\\" else quote
+        elif code.startswith(("//", "/*"), at):
+            end = code.find("\n" if code[at + 1] == "/" else "*/", at + 2)
+            at = len(code) if end < 0 else end
+            continue
         elif char in "\"'`":
             quote = char
         elif char in "([{":
@@ -233,7 +249,18 @@ def _js_parameters(code: str, params: list[str]) -> str:
         at += 1
     if depth:
         raise Untranslatable("main's parameter list does not close")
-    close = at - 1
+    return found.end(), at - 1
+
+
+def _without_parameter_comments(code: str) -> str:
+    """Comments inside main's parameter list (Windmill's templates comment out parameters)
+    removed: Millrace reads the parameters by name from that list."""
+    start, close = _main_span(code)
+    return code[:start] + _JS_COMMENT.sub("", code[start:close]) + code[close:]
+
+
+def _js_parameters(code: str, params: list[str]) -> str:
+    _, close = _main_span(code)
     before = code[:close].rstrip()
     joiner = "" if before.endswith(("(", ",")) else ", "
     return before + joiner + ", ".join(params) + code[close:]

@@ -97,3 +97,13 @@ def test_languages_millrace_does_not_run_are_untranslatable(language, key):
 ])
 def test_a_sync_trees_file_endings_name_their_language(name, language):
     assert language_of(name) == language
+
+
+def test_comments_in_mains_parameters_and_elsewhere_are_not_read_as_code():
+    code = translate_code("bun", (
+        'import * as wmill from "windmill-client";\n'
+        "// const x = await wmill.getVariable('u/a/b')\n"
+        "export async function main(\n  a: number,\n  //c: Postgresql, don't (pass) this\n"
+        "  //d: wmill.S3Object,\n  e = 'x',\n) {\n  return a;\n}\n"), Variables())
+    assert code.extra == {} and "wmill" not in code.code.split("export")[1]
+    assert set(infer_schema("javascript", code.code)["properties"]) == {"a", "e"}
