@@ -281,7 +281,7 @@ class _Parser:
                     return _chain("item", rest[2:])
                 if rest[1:2] == ["index"]:
                     return _chain("index", rest[2:])
-                raise self.refuse("`flow_input.iter` without `.value` or `.index`")
+                return "{'value': item, 'index': index}"
             return _chain("inputs", rest)
         if root == "results":
             if not rest:

@@ -16,9 +16,9 @@ from orchestrator.importers.naming import fold
 from orchestrator.importers.report import FileReport, Verdict
 from orchestrator.importers.windmill_code import Variables, translate_code
 from orchestrator.importers.windmill_expressions import ExprScope, Untranslatable, to_jinja, to_value
+from orchestrator.importers.windmill_options import approval_step, seconds, translate_retry, unknown_keys
 
 MAX_WHILE_ITERATIONS = 1000  # MILLRACE_MAX_LOOP_ITERATIONS' default: a Windmill while loop has no bound
-_APPROVAL_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean"}
 # Module keys each handled below; any other is reported, never dropped silently.
 _MODULE_KEYS = {"id", "value", "summary", "stop_after_if", "stop_after_all_iters_if", "suspend", "sleep", "retry",
                 "skip_if", "timeout", "cache_ttl", "continue_on_error", "mock", "priority", "delete_after_use"}
@@ -126,6 +126,7 @@ class ModuleTranslator:
             step["python"] = f"import json\n\n\ndef main():\n    return json.loads({literal})\n"
         else:
             step.update(handler(value, f"{where}.value", scope, loop))
+            unknown_keys(value, f"{where}.value", self.report)
         after = self.options(module, step, where, scope, loop)
         self.note(Verdict.TRANSLATED, where, f"{kind} -> step {sid}")
         return [step, *after]
@@ -184,59 +185,15 @@ class ModuleTranslator:
         return after
 
     def seconds(self, value: Any, where: str) -> str:
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            return f"{value:g}s"
-        raise Untranslatable(f"{where} is not a number of seconds")
+        return seconds(value, where)
 
     def retry(self, retry: dict[str, Any], where: str) -> dict[str, Any] | None:
-        constant, exponential = retry.get("constant") or {}, retry.get("exponential") or {}
-        if exponential.get("attempts"):
-            multiplier, base = exponential.get("multiplier", 1), exponential.get("seconds", 1)
-            self.note(Verdict.APPROXIMATED, where, f"exponential: Windmill waits {multiplier} * {base}^n s, Millrace "
-                                                   f"{multiplier * base}s doubling each attempt")
-            attempts = int(exponential["attempts"]) + int(constant.get("attempts") or 0)
-            return {"attempts": min(attempts + 1, 100), "delay": f"{max(multiplier * base, 0):g}s",
-                    "backoff": "exponential"}
-        if constant.get("attempts"):
-            return {"attempts": min(int(constant["attempts"]) + 1, 100),
-                    "delay": f"{max(constant.get('seconds', 0), 0):g}s"}
-        return None
+        return translate_retry(retry, where, self.report)
 
     def approval(self, suspend: dict[str, Any], after: str, where: str, scope: ExprScope) -> dict[str, Any]:
-        approval: dict[str, Any] = {}
-        if suspend.get("timeout"):
-            approval["timeout"] = self.seconds(suspend["timeout"], f"{where}.timeout")
-        if suspend.get("self_approval_disabled"):
-            approval["self_approval"] = False
-        if (suspend.get("required_events") or 1) > 1:
-            self.note(Verdict.APPROXIMATED, f"{where}.required_events", "one decision resumes the run (Windmill "
-                                                                        f"waited for {suspend['required_events']})")
-        if suspend.get("user_groups_required") or suspend.get("user_auth_required"):
-            self.note(Verdict.APPROXIMATED, f"{where}.user_groups_required", "who may approve: any token that may "
-                                                                             "operate runs (set `approvers:`)")
-        form = (suspend.get("resume_form") or {}).get("schema") or {}
-        required = set(form.get("required") or [])
-        fields = {}
-        for name, spec in (form.get("properties") or {}).items():
-            kind = "enum" if spec.get("enum") else _APPROVAL_TYPES.get(spec.get("type", "string"))
-            if kind is None:
-                self.note(Verdict.APPROXIMATED, f"{where}.resume_form.schema.properties.{name}",
-                          f"a {spec.get('type')} field is asked as text")
-                kind = "string"
-            field: dict[str, Any] = {"type": kind, "required": name in required}
-            for key in ("default", "description", "enum"):
-                if spec.get(key) not in (None, ""):
-                    field[key] = spec[key]
-            fields[name] = field
-        if fields:
-            approval["form"] = fields
         sid = self.step_id(f"{after}_approval")
-        step: dict[str, Any] = {"id": sid, "approval": approval}
-        if suspend.get("continue_on_disapprove_timeout") or suspend.get("continue_on_disapproved"):
-            step["continue_on_error"] = True
         scope.resume = f"steps.{sid}.result"
-        self.note(Verdict.TRANSLATED, where, f"suspend -> approval step {sid}; `resume` reads its values")
-        return step
+        return {"id": sid, **approval_step(suspend, where, self.report)}
 
     # --- module kinds ----------------------------------------------------------------------
 
