@@ -73,10 +73,11 @@ def run_import(client: Client, reports: list[FileReport], out: Path | None, save
             _write(report, out)
     if save:
         _save(client, reports)
-    bad = [r for r in reports if r.untranslatable]
-    click.echo(f"{len(reports)} files: {len(reports) - len(bad)} translated whole, {len(bad)} with untranslatable "
-               "or invalid parts")
-    return EXIT_UNTRANSLATED if bad else 0
+    whole = sum(not any(f.verdict is Verdict.UNTRANSLATABLE for f in r.findings) for r in reports)
+    valid = sum(not r.problems for r in reports)
+    click.echo(f"{len(reports)} files: {whole} with no untranslatable part, {valid} valid, "
+               f"{sum(not r.untranslatable for r in reports)} both")
+    return EXIT_UNTRANSLATED if any(r.untranslatable for r in reports) else 0
 
 
 def _print(report: FileReport) -> None:
