@@ -91,30 +91,41 @@ def translate_code(language: str, code: str, variables: Variables) -> Code:
 
 
 _PY_CALL = re.compile(r"""\bwmill\.(get_variable|get_resource)\(\s*(?:path\s*=\s*)?(["'])([^"'\n]+)\2\s*\)""")
+_PY_COMMENT = re.compile(r"(?m)#.*$")
 _PY_IMPORT = re.compile(r"(?m)^[ \t]*(?:import wmill|from wmill import [^\n]*)[ \t]*(?:#[^\n]*)?\n?")
 
 
-def _python(code: str, variables: Variables) -> Code:
+def _client_calls(code: str, call: re.Pattern[str], comment: re.Pattern[str],
+                  variables: Variables) -> tuple[str, dict[str, str]]:
+    """``code`` with each Windmill client call ``call`` matches (outside a comment) replaced by
+    a parameter name, and each name's value: the declared variable or secret."""
+    spans = [m.span() for m in comment.finditer(code)]
     extra: dict[str, str] = {}
-
-    spans = [m.span() for m in re.finditer(r"(?m)#.*$", code)]
 
     def replaced(found: re.Match[str]) -> str:
         if any(start <= found.start() < end for start, end in spans):
             return found.group()
-        jinja = variables.variable(found.group(3)) if found.group(1) == "get_variable" \
-            else variables.resource(found.group(3))
+        reads_variable = found.group(1) in ("get_variable", "getVariable")
+        jinja = variables.variable(found.group(3)) if reads_variable else variables.resource(found.group(3))
         name = jinja.split(".", 1)[1]
         extra[name] = "${{ " + jinja + " }}"
         return name
 
-    code = _PY_CALL.sub(replaced, code)
-    without_import = _PY_IMPORT.sub("", code)
-    uncommented = re.sub(r"(?m)#.*$", "", without_import)
+    return call.sub(replaced, code), extra
+
+
+def _refuse_other_calls(uncommented: str, translated: str) -> None:
+    """Raise Untranslatable when code still uses the Windmill client once its translated calls are gone."""
     if re.search(r"\bwmill\b", uncommented):
         used = re.search(r"\bwmill\.(\w+)", uncommented)
         raise Untranslatable(f"the script calls wmill.{used.group(1) if used else '...'}, which Millrace has no "
-                             "counterpart of (only get_variable and get_resource with a literal path translate)")
+                             f"counterpart of (only {translated} with a literal path translate)")
+
+
+def _python(code: str, variables: Variables) -> Code:
+    code, extra = _client_calls(code, _PY_CALL, _PY_COMMENT, variables)
+    without_import = _PY_IMPORT.sub("", code)
+    _refuse_other_calls(_PY_COMMENT.sub("", without_import), "get_variable and get_resource")
     code = without_import
     if extra:
         code = _python_parameters(code, list(extra))
@@ -174,27 +185,11 @@ _JS_MAIN = re.compile(r"\bfunction\s+main\s*(?:<[^>]*>)?\s*\(")
 
 
 def _script(key: str, language: str, code: str, variables: Variables) -> Code:
-    extra: dict[str, str] = {}
     notes: list[tuple[Verdict, str]] = []
-
-    spans = [m.span() for m in _JS_COMMENT.finditer(code)]
-
-    def replaced(found: re.Match[str]) -> str:
-        if any(start <= found.start() < end for start, end in spans):
-            return found.group()
-        jinja = variables.variable(found.group(3)) if found.group(1) == "getVariable" \
-            else variables.resource(found.group(3))
-        name = jinja.split(".", 1)[1]
-        extra[name] = "${{ " + jinja + " }}"
-        return name
-
-    code = _JS_CALL.sub(replaced, code)
+    code, extra = _client_calls(code, _JS_CALL, _JS_COMMENT, variables)
     code = _JS_CLIENT.sub("", code)
     uncommented = _JS_COMMENT.sub("", code)
-    if re.search(r"\bwmill\.\w+", uncommented):
-        used = re.search(r"\bwmill\.(\w+)", uncommented)
-        raise Untranslatable(f"the script calls wmill.{used.group(1) if used else '...'}, which Millrace has no "
-                             "counterpart of (only getVariable and getResource with a literal path translate)")
+    _refuse_other_calls(uncommented, "getVariable and getResource")
     for runtime in ("Deno", "Bun"):
         if re.search(rf"\b{runtime}\.\w+", uncommented):
             raise Untranslatable(f"the script uses {runtime}'s own API ({runtime}.*); Millrace runs Node.js")

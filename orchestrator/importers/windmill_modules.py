@@ -242,15 +242,22 @@ class ModuleTranslator:
         for verdict, message in code.notes:
             self.note(verdict, f"{where}.content", message)
         given = self.arguments(value.get("input_transforms"), f"{where}.input_transforms", scope)
-        step: dict[str, Any] = {code.key: code.code}
-        if code.key == "sql":
-            database = self.database(given, f"{where}.input_transforms")
-            if database:
-                step["database"] = database
+        step = self.code_step(code.key, code.code, given, code.extra, where, code.key == "sql")
         if value.get("tag"):
             step["queue"] = str(value["tag"])
             self.note(Verdict.APPROXIMATED, f"{where}.tag", "worker tag -> queue (start a worker with -Q)")
-        given.update(code.extra)
+        return step
+
+    def code_step(self, key: str, code: str, given: dict[str, Any], extra: dict[str, str], where: str,
+                  sql: bool) -> dict[str, Any]:
+        """A code or script step: an SQL one's `database` taken from its arguments, and the
+        parameters its code's translation added passed with the rest."""
+        step: dict[str, Any] = {key: code}
+        if sql:
+            database = self.database(given, f"{where}.input_transforms")
+            if database:
+                step["database"] = database
+        given.update(extra)
         if given:
             step["with"] = given
         return step
@@ -261,17 +268,9 @@ class ModuleTranslator:
         if saved is None:
             saved = SavedScript(self.outside("script", path, where), "", {})
         given = self.arguments(value.get("input_transforms"), f"{where}.input_transforms", scope)
-        step: dict[str, Any] = {"script": saved.path}
-        if saved.key == "sql":
-            database = self.database(given, f"{where}.input_transforms")
-            if database:
-                step["database"] = database
         if value.get("hash"):
             self.note(Verdict.APPROXIMATED, f"{where}.hash", "a pinned script version -> the latest version")
-        given.update(saved.extra)
-        if given:
-            step["with"] = given
-        return step
+        return self.code_step("script", saved.path, given, saved.extra, where, saved.key == "sql")
 
     def subflow(self, value: dict[str, Any], where: str, scope: ExprScope, loop: bool) -> dict[str, Any]:
         path = str(value.get("path") or "")

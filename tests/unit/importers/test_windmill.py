@@ -142,3 +142,20 @@ def test_names_millrace_refuses_are_folded_and_the_renames_listed(tmp_path):
     assert report.flows[0].flow_id == "f/team/a/my_flow"
     assert report.renames == {"f/Team.A/My Flow": "f/team/a/my_flow"}
     assert report.flows[0].document["steps"][0]["id"] == "a_1"
+
+
+def test_keys_the_import_does_not_carry_are_reported_and_outside_scripts_called_by_name(tmp_path):
+    (tmp_path / "keys.json").write_text(json.dumps({"value": {"modules": [
+        {"id": "a", "priority": 3, "value": {"type": "script", "path": "f/lib/upper", "squash": True,
+                                             "input_transforms": {"x": {"type": "javascript",
+                                                                        "expr": "flow_input.undeclared"}}}},
+        {"id": "b", "value": {"type": "script", "path": "hub/123/slack/send", "input_transforms": {}}},
+    ], "groups": [{"start_id": "a"}]}}))
+    [report] = translate([tmp_path / "keys.json"])
+    approximated = {f.source_path for f in report.findings if f.verdict is Verdict.APPROXIMATED}
+    assert {"value.groups", "value.modules[0].priority", "value.modules[0].value.squash",
+            "value.modules[0].value.path", "schema"} <= approximated
+    document = report.flows[0].document
+    assert document["steps"][0]["script"] == "f/lib/upper"
+    assert document["inputs"] == {"undeclared": {"type": "string", "default": None}}
+    assert [f.source_path for f in report.findings if f.verdict is Verdict.UNTRANSLATABLE] == ["value.modules[1]"]

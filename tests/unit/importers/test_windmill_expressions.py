@@ -21,6 +21,7 @@ def scope(**more) -> ExprScope:
     ("results.rows[0].qty", "steps.rows.result.rows[0].qty"),
     ("flow_input.iter.value", "item"),
     ("flow_input.iter.index + 1", "(index + 1)"),
+    ("flow_input.iter", "{'value': item, 'index': index}"),
     ("previous_result.total", "steps.a.result.total"),
     ("`hi ${flow_input.name}!`", "('hi ' ~ (inputs.name | string) ~ '!')"),
     ("flow_input.a === 1 && !flow_input.b", "((inputs.a == 1) and (not inputs.b))"),
