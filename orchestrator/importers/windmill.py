@@ -22,6 +22,7 @@ from orchestrator.importers.windmill_code import Variables, language_of, transla
 from orchestrator.importers.windmill_expressions import ExprScope, Untranslatable
 from orchestrator.importers.windmill_modules import ModuleTranslator, SavedScript, Targets
 
+_FLOW_FOLDERS = (".flow", "__flow")  # wmill's folder for a flow (`__flow` with nonDottedPaths)
 _INPUT_TYPES = {"string", "integer", "number", "boolean", "array", "object"}
 _FORMATS = {"date", "date-time", "email", "uri"}
 _FLOW_KEYS = {"summary", "description", "value", "schema", "path"}
@@ -76,8 +77,9 @@ def _discover(paths: list[Path]) -> tuple[list[_Source], Variables]:
         files = sorted(p for p in given.rglob("*") if p.is_file()) if given.is_dir() else [given]
         for path in files:
             posix = path.as_posix()
-            if path.name in ("flow.yaml", "flow.json") and path.parent.name.endswith(".flow"):
-                sources.append(_Source("flow", path, _windmill_path(path.parent, root, ".flow")))
+            if path.name in ("flow.yaml", "flow.json") and path.parent.name.endswith(_FLOW_FOLDERS):
+                ending = next(e for e in _FLOW_FOLDERS if path.parent.name.endswith(e))
+                sources.append(_Source("flow", path, _windmill_path(path.parent, root, ending)))
             elif posix.endswith(".script.yaml") or posix.endswith(".script.json"):
                 sources.append(_Source("script", path, _windmill_path(path, root, path.name[path.name.index(
                     ".script."):])))
@@ -102,7 +104,7 @@ def _quiet_load(path: Path) -> Any:
 
 def _is_openflow(path: Path) -> bool:
     """A plain JSON/YAML file holding an OpenFlow (``value.modules``, or ``modules`` alone)."""
-    if path.suffix not in (".json", ".yaml", ".yml") or ".flow/" in path.as_posix() or "." in path.stem:
+    if path.suffix not in (".json", ".yaml", ".yml") or path.parent.name.endswith(_FLOW_FOLDERS) or "." in path.stem:
         return False
     data = _quiet_load(path)
     return isinstance(data, dict) and (isinstance(data.get("value"), dict) and "modules" in data["value"]
@@ -173,7 +175,8 @@ def _flow(source: _Source, flow_id: str, variables: Variables, targets: Targets,
         report.problems.append("the flow has no modules; a Millrace flow has at least one step")
     document["steps"] = steps
     if isinstance(value.get("failure_module"), dict):
-        failure_scope = ExprScope(results=dict(scope.results), error=True, variable=variables.variable)
+        failure_scope = ExprScope(results=dict(scope.results), error=True, variable=variables.variable,
+                                  previous="({'error': {'message': run.error}})")  # Windmill's {error: {...}}
         document["on_failure"] = translator.module(value["failure_module"], f"{prefix}failure_module",
                                                    failure_scope, False)
     if value.get("preprocessor_module"):

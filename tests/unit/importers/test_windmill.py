@@ -159,3 +159,11 @@ def test_keys_the_import_does_not_carry_are_reported_and_outside_scripts_called_
     assert document["steps"][0]["script"] == "f/lib/upper"
     assert document["inputs"] == {"undeclared": {"type": "string", "default": None}}
     assert [f.source_path for f in report.findings if f.verdict is Verdict.UNTRANSLATABLE] == ["value.modules[1]"]
+
+
+def test_a_flow_folder_written_with_non_dotted_paths_is_read_too(tmp_path):
+    folder = tmp_path / "f" / "x" / "plain__flow"
+    folder.mkdir(parents=True)
+    (folder / "flow.yaml").write_text("value:\n  modules:\n    - id: a\n      value: {type: identity}\n")
+    [report] = translate([tmp_path])
+    assert report.flows[0].flow_id == "f/x/plain"
