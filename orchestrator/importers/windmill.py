@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from orchestrator.importers.naming import IdAllocator
 from orchestrator.importers.report import FileReport, ImportedFlow, ImportedScript, Verdict
 from orchestrator.importers.windmill_code import Variables, language_of, translate_code
 from orchestrator.importers.windmill_expressions import ExprScope, Untranslatable
-from orchestrator.importers.windmill_modules import ModuleTranslator, SavedScript, Targets
+from orchestrator.importers.windmill_modules import MALFORMED, ModuleTranslator, SavedScript, Targets
 
 _FLOW_FOLDERS = (".flow", "__flow")  # wmill's folder for a flow (`__flow` with nonDottedPaths)
 _INPUT_TYPES = {"string", "integer", "number", "boolean", "array", "object"}
@@ -120,20 +121,33 @@ def translate(paths: list[Path]) -> list[FileReport]:
     scripts: dict[str, SavedScript] = {}
     for source in (s for s in sources if s.kind == "script"):
         report = reports[source.path] = FileReport(str(source.path))
-        scripts[source.name] = _script(source, script_ids.id_for(source.name), variables, report)
+        scripts[source.name] = _guarded(report, SavedScript(source.name, "bash", {}), _script, source,
+                                        script_ids.id_for(source.name), variables, report)
     targets = Targets(flows, scripts, lambda name: "")
     documents: dict[str, dict[str, Any]] = {}
     for source in (s for s in sources if s.kind == "flow"):
         report = reports[source.path] = FileReport(str(source.path))
-        documents[source.name] = _flow(source, flows[source.name], variables, targets, report)
+        documents[source.name] = _guarded(report, {}, _flow, source, flows[source.name], variables, targets, report)
     for source in (s for s in sources if s.kind == "schedule"):
         report = reports[source.path] = FileReport(str(source.path))
-        _schedule(source, documents, flow_ids, scripts, report)
+        _guarded(report, None, _schedule, source, documents, flow_ids, scripts, report)
     renames = {**flow_ids.renames(), **script_ids.renames()}
     for source in sources:
         if source.name in renames:
             reports[source.path].renames[source.name] = renames[source.name]
     return [reports[s.path] for s in sources]
+
+
+def _guarded(report: FileReport, otherwise: Any, translate_file: Callable[..., Any], *args: Any) -> Any:
+    """A file's translation, or ``otherwise`` with the problem reported when the file is not the
+    Windmill format as documented (a list where a mapping belongs, a text where a number does)."""
+    try:
+        return translate_file(*args)
+    except MALFORMED as exc:
+        report.flows.clear()
+        report.scripts.clear()
+        report.problems.append(f"not Windmill's format as documented: {exc}")
+        return otherwise
 
 
 def _read_inline(folder: Path, name: str) -> str:
@@ -205,9 +219,10 @@ def _flow(source: _Source, flow_id: str, variables: Variables, targets: Targets,
 def _inputs(schema: Any, report: FileReport) -> dict[str, Any]:
     if not isinstance(schema, dict):
         return {}
-    required = set(schema.get("required") or [])
+    required = {r for r in schema.get("required") or [] if isinstance(r, str)}
+    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
     inputs: dict[str, Any] = {}
-    for name, spec in (schema.get("properties") or {}).items():
+    for name, spec in properties.items():
         where = f"schema.properties.{name}"
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name) or not isinstance(spec, dict):
             report.problems.append(f"{where}: input '{name}' is not a Millrace input name (letters, digits, _)")

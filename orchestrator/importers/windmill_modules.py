@@ -18,6 +18,8 @@ from orchestrator.importers.windmill_code import Variables, translate_code
 from orchestrator.importers.windmill_expressions import ExprScope, Untranslatable, to_jinja, to_value
 from orchestrator.importers.windmill_options import approval_step, seconds, translate_retry, unknown_keys
 
+# What reading a document that is not OpenFlow as documented raises: the part becomes untranslatable.
+MALFORMED = (Untranslatable, TypeError, ValueError, AttributeError, KeyError)
 MAX_WHILE_ITERATIONS = 1000  # MILLRACE_MAX_LOOP_ITERATIONS' default: a Windmill while loop has no bound
 # Module keys each handled below; any other is reported, never dropped silently.
 _MODULE_KEYS = {"id", "value", "summary", "stop_after_if", "stop_after_all_iters_if", "suspend", "sleep", "retry",
@@ -81,9 +83,10 @@ class ModuleTranslator:
         sid = self.step_id(original)
         try:
             steps = self.translate(module, sid, where, scope, loop)
-        except Untranslatable as exc:
-            self.note(Verdict.UNTRANSLATABLE, where, str(exc))
-            steps = [self.failing(sid, where, str(exc), module.get("summary"))]
+        except MALFORMED as exc:
+            reason = str(exc) if isinstance(exc, Untranslatable) else f"not OpenFlow as documented ({exc})"
+            self.note(Verdict.UNTRANSLATABLE, where, reason)
+            steps = [self.failing(sid, where, reason, module.get("summary"))]
         scope.results[original] = self.result_of(module, sid)
         scope.previous = scope.results[original]
         return steps
@@ -93,7 +96,7 @@ class ModuleTranslator:
         value = module["value"]
         kind = value.get("type")
         if kind == "branchall":
-            branches = value.get("branches") or []
+            branches = value.get("branches") if isinstance(value.get("branches"), list) else []
             return "[" + ", ".join(f"steps.{sid}.result.branch_{i}" for i in range(len(branches))) + "]"
         if kind == "rawscript" and value.get("language") == "postgresql":
             return f"steps.{sid}.result.rows"
