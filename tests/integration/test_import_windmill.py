@@ -69,6 +69,8 @@ def test_importing_the_same_tree_again_saves_no_new_versions(imported, api):
     assert "saved flow f/demo/greet@" in again.stdout
     assert {f: api.get(f"/api/v1/flows/{f}").json["version"] for f in before} == before
     assert f"saved flow f/demo/greet@{before['f/demo/greet']}" in again.stdout
+    saved_lines = {line for line in imported.stdout.splitlines() if line.startswith("saved ")}
+    assert saved_lines and {line for line in again.stdout.splitlines() if line.startswith("saved ")} == saved_lines
 
 
 def test_the_schedule_file_became_the_flows_cron_trigger(imported, api):
