@@ -134,11 +134,17 @@ def test_an_untranslatable_saved_script_is_saved_as_one_that_fails_saying_why(re
     assert "'go'" in report.scripts[0].code and "exit 1" in report.scripts[0].code
 
 
-def test_names_millrace_refuses_are_folded_and_the_renames_listed(tmp_path):
-    folder = tmp_path / "f" / "Team.A" / "My Flow.flow"
-    folder.mkdir(parents=True)
-    (folder / "flow.yaml").write_text("value:\n  modules:\n    - id: a-1\n      value: {type: identity}\n")
+def one_flow(tmp_path: Path, folder: str, module_id: str = "a"):
+    """The report on a tree of one flow folder holding one identity module."""
+    (tmp_path / folder).mkdir(parents=True)
+    text = f"value:\n  modules:\n    - {{id: {module_id}, value: {{type: identity}}}}\n"
+    (tmp_path / folder / "flow.yaml").write_text(text)
     [report] = translate([tmp_path])
+    return report
+
+
+def test_names_millrace_refuses_are_folded_and_the_renames_listed(tmp_path):
+    report = one_flow(tmp_path, "f/Team.A/My Flow.flow", "a-1")
     assert report.flows[0].flow_id == "f/team/a/my_flow"
     assert report.renames == {"f/Team.A/My Flow": "f/team/a/my_flow"}
     assert report.flows[0].document["steps"][0]["id"] == "a_1"
@@ -162,8 +168,5 @@ def test_keys_the_import_does_not_carry_are_reported_and_outside_scripts_called_
 
 
 def test_a_flow_folder_written_with_non_dotted_paths_is_read_too(tmp_path):
-    folder = tmp_path / "f" / "x" / "plain__flow"
-    folder.mkdir(parents=True)
-    (folder / "flow.yaml").write_text("value:\n  modules:\n    - id: a\n      value: {type: identity}\n")
-    [report] = translate([tmp_path])
+    report = one_flow(tmp_path, "f/x/plain__flow")
     assert report.flows[0].flow_id == "f/x/plain"
