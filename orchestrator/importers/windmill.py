@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,7 @@ def translate(paths: list[Path]) -> list[FileReport]:
         report = reports[source.path] = FileReport(str(source.path))
         scripts[source.name] = _guarded(report, SavedScript(source.name, "bash", {}), _script, source,
                                         script_ids.id_for(source.name), variables, report)
-    targets = Targets(flows, scripts, lambda name: "")
+    targets = Targets(flows, scripts)
     documents: dict[str, dict[str, Any]] = {}
     for source in (s for s in sources if s.kind == "flow"):
         report = reports[source.path] = FileReport(str(source.path))
@@ -169,8 +170,7 @@ def _flow(source: _Source, flow_id: str, variables: Variables, targets: Targets,
         return {}
     value = data.get("value") if isinstance(data.get("value"), dict) else data
     original = str(data.get("path") or source.name)
-    targets = Targets(targets.flows, targets.scripts, lambda name: _read_inline(source.path.parent, name))
-    translator = ModuleTranslator(report, variables, targets)
+    translator = ModuleTranslator(report, variables, targets, partial(_read_inline, source.path.parent))
     document: dict[str, Any] = {"id": flow_id}
     for key in ("summary", "description"):
         if data.get(key):

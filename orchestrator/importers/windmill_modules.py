@@ -41,14 +41,15 @@ class Targets:
 
     flows: dict[str, str]
     scripts: dict[str, SavedScript]
-    read_inline: Callable[[str], str]  # `!inline name` -> the file's text
 
 
 class ModuleTranslator:
     """Translates one flow's modules, keeping its step ids unique and its findings in ``report``."""
 
-    def __init__(self, report: FileReport, variables: Variables, targets: Targets):
+    def __init__(self, report: FileReport, variables: Variables, targets: Targets,
+                 read_inline: Callable[[str], str]):
         self.report, self.variables, self.targets = report, variables, targets
+        self.read_inline = read_inline  # `!inline name` -> the text of the file beside the flow
         self.used: set[str] = set()
 
     def note(self, verdict: Verdict, where: str, message: str) -> None:
@@ -240,7 +241,7 @@ class ModuleTranslator:
     def rawscript(self, value: dict[str, Any], where: str, scope: ExprScope, loop: bool) -> dict[str, Any]:
         content = str(value.get("content") or "")
         if content.startswith("!inline "):
-            content = self.targets.read_inline(content[len("!inline "):].strip())
+            content = self.read_inline(content[len("!inline "):].strip())
         code = translate_code(str(value.get("language")), content, self.variables)
         for verdict, message in code.notes:
             self.note(verdict, f"{where}.content", message)
