@@ -83,7 +83,7 @@ class Server:
         while True:
             for key, _ in self.selector.select():
                 if key.data == "taken":
-                    self.taken()
+                    self.taken(key.fileobj)
                 elif key.data == "reap":
                     self.reap()
                     if self.spare is None:
@@ -130,13 +130,17 @@ class Server:
         self.folders[pid] = folder
         self.selector.register(ours, selectors.EVENT_READ, "taken")
 
-    def taken(self) -> None:
-        """The spare took a connection: watch it, and fork the next spare."""
-        if self.spare is not None:
-            pid, conn = self._claim_spare()
-            if conn is not None:
-                self.children[pid] = conn
-                self.hangups.register(conn.fileno(), select.EPOLLRDHUP)
+    def taken(self, handle: object) -> None:
+        """The spare took a connection: watch it, and fork the next spare. Nothing when the
+        spare that said so is no longer the spare: it ended, and was reaped and replaced, in
+        the same wake-up (claiming the new one would leave it waiting on the listener, unseen,
+        to take a step it cannot report)."""
+        if self.spare is None or self.spare[1] is not handle:
+            return
+        pid, conn = self._claim_spare()
+        if conn is not None:
+            self.children[pid] = conn
+            self.hangups.register(conn.fileno(), select.EPOLLRDHUP)
         self.fork_spare()
 
     def _claim_spare(self) -> tuple[int, socket.socket | None]:
