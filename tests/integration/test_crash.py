@@ -179,7 +179,7 @@ steps:
     unconfined = {"MILLRACE_SANDBOX": "off"}  # so the items can write the witness file
     doomed = Worker([queue], concurrency=2, env=unconfined)
     run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
-    _wait_running(engine, run_id, "each[3].work")  # lane 1's second item: lane 0 is on its second or third
+    _wait_running(engine, run_id, "each[3].work")  # lane 1's second item
     before = {s.path: s for s in views.get_run(engine, run_id).steps if s.status == "succeeded"}
     doomed.kill()
     replacement = Worker([queue], concurrency=2, env=unconfined)
@@ -198,7 +198,7 @@ steps:
     assert len({s.task_id for s in items}) == 2  # two lanes, as many as the worker runs at once
     ran = witness.read_text().split()
     assert set(ran) == {str(i) for i in range(8)}
-    assert {"each[0].work", "each[1].work"} <= set(before)
+    assert "each[1].work" in before  # its lane ran it before the item the kill found running
     for path, recorded in before.items():
         if path.endswith("].work"):  # recorded before the kill: handed on, never run again
             assert ran.count(path[5:-6]) == 1, (path, ran)
