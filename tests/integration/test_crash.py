@@ -205,3 +205,33 @@ steps:
             assert next(s for s in items if s.path == path).finished_at == recorded.finished_at
     [killed] = [s for s in items if s.path == "each[3].work"]
     assert killed.deliveries >= 2  # its lane was delivered again
+
+
+def test_a_for_each_takes_as_many_lanes_as_all_the_workers_of_its_queue_run_at_once(engine, worker):
+    """Two workers of one process each on a queue: 6 items all in parallel are 2 lanes, run on
+    both workers at once, not 6 tasks and not one worker's single lane."""
+    queue = f"{QUEUE}_two_workers"
+    code = "import time\\ndef main(x: int) -> int:\\n    time.sleep(0.2)\\n    return x"
+    text = f"""id: test/two_workers
+steps:
+  - id: each
+    queue: {queue}
+    for_each: "${{{{ range(6) | list }}}}"
+    parallel: true
+    do:
+      - {{id: work, queue: {queue}, python: "{code}", with: {{x: "${{{{ item }}}}"}}}}
+"""
+    workers = [Worker([queue], concurrency=1), Worker([queue], concurrency=1)]
+    try:
+        run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
+        assert wait_for_run(engine, run_id, 120).finished
+    finally:
+        for w in workers:
+            w.stop()
+    run = views.get_run(engine, run_id)
+    assert run.status == "succeeded", run.error
+    assert run.result == list(range(6))
+    items = [s for s in run.steps if s.path.endswith("].work")]
+    assert len(items) == 6
+    assert len({s.task_id for s in items}) == 2
+    assert len({s.worker for s in items}) == 2  # a lane on each worker
