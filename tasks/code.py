@@ -1,4 +1,4 @@
-"""Code steps: python, bash, javascript, sql and saved scripts, run in batches.
+"""Code steps: python, bash, javascript, typescript, sql and saved scripts, run in batches.
 
 Consecutive code steps of one queue share one ``millrace.step`` task (a batch, with the
 run's start or finish beside them); each still runs in its own process and has its own
@@ -13,7 +13,7 @@ from typing import Any
 from celery import Task
 
 from orchestrator.definitions.script_inputs import split_ref
-from orchestrator.errors import DependencyError, ExpressionError
+from orchestrator.errors import DependencyError, ExpressionError, ValidationError
 from orchestrator.execution.compiler import compile_units
 from orchestrator.execution.context import Context, Wire
 from orchestrator.execution.messages import Finish, RunRef, Start, units_of
@@ -85,6 +85,11 @@ def _code_step(s: StepDelivery, *, elapsed: float, flush: bool) -> Context:
         hit, result = cached_result(s.rt.engine, key)
         if hit:
             return succeed(s, result, cached=True, flush=flush)
+    if kind == "typescript":  # run as JavaScript: the code kept for it when it was saved
+        try:
+            kind, code = "javascript", s.rt.javascript_for(code)
+        except (DependencyError, ValidationError) as exc:
+            return fail(s, f"typescript: {exc}", retryable=False)
     try:
         executor = s.rt.executor(kind, code)
         node_modules = s.rt.node_modules_for(code) if kind == "javascript" else None

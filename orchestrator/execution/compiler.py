@@ -37,6 +37,7 @@ _TASK_FOR_KIND = {
     "python": STEP,
     "bash": STEP,
     "javascript": STEP,
+    "typescript": STEP,
     "sql": STEP,
     "script": STEP,
     "parallel": EXPAND,

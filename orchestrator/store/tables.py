@@ -30,6 +30,7 @@ from orchestrator.store.models import (
     SpentLink,
     StepCacheEntry,
     StepRun,
+    TranspiledCode,
     TriggerFire,
     Variable,
     Webhook,
@@ -47,6 +48,7 @@ schedules = Schedule.__table__
 schedule_fires = ScheduleFire.__table__
 flow_triggers = FlowTriggerRecord.__table__
 dependency_locks = DependencyLock.__table__
+transpiled_code = TranspiledCode.__table__
 api_tokens = ApiToken.__table__
 webhooks = Webhook.__table__
 variables = Variable.__table__
