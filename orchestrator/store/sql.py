@@ -4,9 +4,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, literal_column, true
+from sqlalchemy import Connection, Engine, func, literal_column, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -40,6 +41,20 @@ def dialect_insert(engine_or_conn: Engine | Connection, table: Any) -> Any:
     """An INSERT that knows ON CONFLICT for the connected database."""
     name = engine_or_conn.dialect.name
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
+
+
+def kept_value(engine: Engine, column: Any, key: str, make_row: Callable[[], dict[str, Any]]) -> Any:
+    """``column``'s value in the row whose ``key`` column is ``key``: the row kept if there is
+    one, else ``make_row()``'s, inserted unless another writer's got there first (the first wins)."""
+    table = column.table
+    with engine.connect() as conn:
+        found = conn.execute(select(column).where(table.c.key == key)).scalar()
+    if found is not None:
+        return found
+    row = make_row()
+    with engine.begin() as conn:
+        conn.execute(dialect_insert(conn, table).values(key=key, created_at=now(), **row).on_conflict_do_nothing())
+        return conn.execute(select(column).where(table.c.key == key)).scalar_one()
 
 
 def inline(values: tuple[str, ...]) -> list[Any]:

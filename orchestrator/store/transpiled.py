@@ -18,16 +18,10 @@ def code_key(code: str) -> str:
 
 def kept_javascript(engine: Engine, code: str, transpile_now: Callable[[], Transpiled]) -> str:
     """The JavaScript kept for TypeScript ``code``, or ``transpile_now()``'s, kept (the first writer wins)."""
-    found = javascript_of(engine, code)
-    if found is not None:
-        return found
-    made = transpile_now()
-    with engine.begin() as conn:
-        conn.execute(sql.dialect_insert(conn, transpiled_code).values(
-            key=code_key(code), javascript=made.javascript, transpiler=made.transpiler,
-            created_at=sql.now()).on_conflict_do_nothing())
-        return conn.execute(select(transpiled_code.c.javascript).where(
-            transpiled_code.c.key == code_key(code))).scalar_one()
+    def transpiled() -> dict[str, str]:
+        made = transpile_now()
+        return {"javascript": made.javascript, "transpiler": made.transpiler}
+    return sql.kept_value(engine, transpiled_code.c.javascript, code_key(code), transpiled)
 
 
 def javascript_of(engine: Engine, code: str) -> str | None:
