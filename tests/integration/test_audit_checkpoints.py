@@ -17,7 +17,7 @@ from sqlalchemy import exc, text
 
 from orchestrator.store import audit, checkpoints
 from orchestrator.store.access import Role, create_token
-from orchestrator.store.audit import verify
+from orchestrator.store.verification import verify
 from tests.conftest import LOGS, ROOT
 
 pytestmark = pytest.mark.integration
