@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from orchestrator.store.tables import audit_checkpoints
+from orchestrator.store.tables import audit_checkpoints, audit_purges
 
 MOST_HEADS = 10_000  # chains sealed by one checkpoint; the rest wait for the next one
 
@@ -120,6 +120,10 @@ def seal(engine: Engine, key: Ed25519PrivateKey, file: Path | None = None) -> Ch
             return None
         last = conn.execute(select(audit_checkpoints.c.seq, audit_checkpoints.c.hash)
                             .order_by(audit_checkpoints.c.seq.desc()).limit(1)).first()
+        if last is None:  # none left (or none yet): go on from the last one retention purged
+            last = conn.execute(select(audit_purges.c.through_checkpoint.label("seq"),
+                                       audit_purges.c.checkpoint_hash.label("hash"))
+                                .order_by(audit_purges.c.seq.desc()).limit(1)).first()
         seq, prev_hash = (last.seq + 1, last.hash) if last else (1, None)
         at = dt.datetime.now(dt.UTC)
         heads = [{"chain": m.chain, "seq": m.seq, "hash": m.hash} for m in moved]

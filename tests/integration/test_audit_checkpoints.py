@@ -36,10 +36,10 @@ def write(engine, target: str, count: int) -> None:
 
 def as_superuser(engine, statement: str) -> None:
     with engine.begin() as conn:
-        for table in ("audit_events", "audit_checkpoints"):
+        for table in ("audit_events", "audit_checkpoints", "audit_purges"):
             conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
         conn.execute(text(statement))
-        for table in ("audit_events", "audit_checkpoints"):
+        for table in ("audit_events", "audit_checkpoints", "audit_purges"):
             conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
 
 

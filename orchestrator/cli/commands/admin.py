@@ -87,10 +87,14 @@ def audit_verify() -> int:
     if verdict.ok:
         signed = "signatures checked" if verdict.signatures else \
             "signatures not checked: set MILLRACE_AUDIT_PUBLIC_KEY"
+        purged = f"; {verdict.purged} events purged by retention with checkpoints 1..{verdict.purged_through}" \
+            if verdict.purged_through else ""
         click.echo(f"audit chain intact: {verdict.events} events, {verdict.checkpoints} checkpoints ({signed}); "
-                   f"{verdict.unsealed} events not sealed by a checkpoint yet")
+                   f"{verdict.unsealed} events not sealed by a checkpoint yet{purged}")
         return 0
-    if verdict.checkpoint is not None and verdict.broken_at is None:
+    if verdict.purge is not None:
+        where = f"purge record #{verdict.purge}"
+    elif verdict.checkpoint is not None and verdict.broken_at is None:
         where = f"checkpoint #{verdict.checkpoint}"
     else:
         where = f"event #{verdict.broken_at} of {verdict.chain} (id {verdict.event_id})"
