@@ -6,6 +6,7 @@ from orchestrator.store.models import (
     AuditChain,
     AuditCheckpoint,
     AuditEvent,
+    AuditPurge,
     AuditVerification,
     BenchMark,
     BenchRun,
@@ -61,6 +62,7 @@ console_sessions = ConsoleSession.__table__
 audit_verifications = AuditVerification.__table__
 audit_chains = AuditChain.__table__
 audit_checkpoints = AuditCheckpoint.__table__
+audit_purges = AuditPurge.__table__
 metric_folds = MetricFold.__table__
 outbox = OwedSend.__table__
 event_triggers = EventTriggerRecord.__table__

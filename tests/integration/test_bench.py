@@ -45,7 +45,7 @@ def test_seed_writes_a_history_of_finished_runs_with_steps_and_audit_events(engi
 
     from orchestrator.cli.main import main
     from orchestrator.store import tables
-    from orchestrator.store.audit import verify
+    from orchestrator.store.verification import verify
 
     assert main(["bench", "seed", "2000", "--steps", "3"]) == 0
     with engine.connect() as conn:

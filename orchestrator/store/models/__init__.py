@@ -1,7 +1,7 @@
 """The system of record: SQLAlchemy typed models, one module per concept, all on one ``Base``
 (whose metadata the migrations compare against)."""
 from orchestrator.store.models.access import ApiToken, ConsoleSession, SpentLink, Variable
-from orchestrator.store.models.audit import AuditChain, AuditCheckpoint, AuditEvent, AuditVerification
+from orchestrator.store.models.audit import AuditChain, AuditCheckpoint, AuditEvent, AuditPurge, AuditVerification
 from orchestrator.store.models.base import Base, Id, Json, Timestamp, UtcDateTime
 from orchestrator.store.models.definitions import (
     DependencyLock,
@@ -30,6 +30,7 @@ __all__ = [
     "AuditChain",
     "AuditCheckpoint",
     "AuditEvent",
+    "AuditPurge",
     "AuditVerification",
     "Base",
     "BenchMark",
