@@ -9,7 +9,7 @@ purged (to which the chain's first remaining event links). The record is linked 
 purge before it and signed with the audit key, like a checkpoint: whoever can write the
 database cannot pass a deleted middle range off as a purged prefix without that key. The
 database lets only the schema's owner delete events and checkpoints, and only those a
-checkpoint sealed and a recorded purge covers (migration 0031).
+checkpoint sealed and a recorded purge covers (migration 0030).
 """
 from __future__ import annotations
 

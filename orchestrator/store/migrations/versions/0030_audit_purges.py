@@ -1,7 +1,7 @@
 """audit retention: purges of whole checkpoints, only by the schema's owner
 
-Revision ID: 0031
-Revises: 0028
+Revision ID: 0030
+Revises: 0029
 
 Audit events were append-only for everyone. Now the schema's owner (the role migrations run
 as, MILLRACE_DATABASE_OWNER_URL) may delete the oldest ones, and only as whole checkpoints:
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = '0031'
-down_revision = '0028'
+revision = '0030'
+down_revision = '0029'
 branch_labels = None
 depends_on = None
 
@@ -100,7 +100,7 @@ def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == 'postgresql':
         if bind.execute(sa.text("SELECT 1 FROM audit_purges LIMIT 1")).first():
-            raise RuntimeError("audit events were purged since 0031: before it, verify would find the oldest "
+            raise RuntimeError("audit events were purged since 0030: before it, verify would find the oldest "
                                "events and checkpoints missing")
         op.execute(_unguard('audit_events') + _unguard('audit_checkpoints')
                    + "DROP FUNCTION millrace_audit_purge_guard();")
