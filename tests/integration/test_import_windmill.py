@@ -56,7 +56,8 @@ def test_the_import_reports_every_file_saves_what_is_valid_and_says_what_is_not(
     assert imported.returncode == 1, out  # report.go is untranslatable
     assert "untranslatable: report.go: Windmill language 'go'" in out
     assert "not saved: " not in out  # report.go is saved as a script that fails, naming why
-    for saved in ("saved flow f/demo/sign@", "saved script f/scripts/report@", "saved script f/scripts/count_above@", "saved script f/scripts/tagged@", "saved flow f/demo/greet@",
+    for saved in ("saved flow f/demo/sign@", "saved script f/scripts/report@",
+                  "saved script f/scripts/count_above@", "saved script f/scripts/tagged@", "saved flow f/demo/greet@",
                   "saved flow f/demo/parent@", "saved flow f/scripts/nightly_schedule@"):
         assert saved in out, out
     assert out.index("saved flow f/demo/greet@") < out.index("saved flow f/demo/parent@")  # the subflow first
