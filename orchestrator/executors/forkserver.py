@@ -103,8 +103,7 @@ class Server:
         pid = os.fork()
         if pid == 0:
             ours.close()
-            # Hold no other step's connection: its client waits for it to close.
-            for other in self.children.values():
+            for other in self.children.values():  # no other step's connection: its client waits for it to close
                 other.close()
             os.setsid()  # its own process group: a timeout kills everything it starts
             signal.set_wakeup_fd(-1)
@@ -119,6 +118,9 @@ class Server:
             _prepare_stdio()
             _rehearse()
             try:
+                ready, _, _ = select.select([self.listener, theirs], [], [])
+                if theirs in ready:  # EOF: the server died (its worker was killed); nobody will come
+                    os._exit(0)
                 conn, _ = self.listener.accept()
                 self.listener.close()
                 socket.send_fds(theirs, [b"."], [conn.fileno()])  # the server watches it for a hang-up
@@ -384,8 +386,7 @@ def _kill_group(pid: int) -> None:
 
 
 def _undumpable() -> None:
-    """No process of the step user may read this one's memory or attach to it (/proc/<pid>/mem,
-    ptrace): steps run as the same user. Inherited by forks, so steps are too."""
+    """No step-user process may read this one's memory (ptrace, /proc/<pid>/mem); forks inherit it."""
     try:
         import ctypes
 

@@ -100,6 +100,40 @@ def test_a_killed_fork_server_is_replaced_on_the_next_run(python) -> None:
     assert run(python, "def main():\n    return 2", {}).result == 2
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def _waits_for_a_step(pid: int) -> bool:
+    with open(f"/proc/{pid}/wchan") as wchan:
+        return wchan.read() != "0"  # asleep in the kernel (accept or select), done rehearsing
+
+
+def test_the_spare_child_of_a_killed_fork_server_does_not_outlive_it(python) -> None:
+    run(python, "def main():\n    return 1", {})
+    server = python.servers.get(None, Limits().disk_mb)._proc
+    deadline = time.monotonic() + 10
+    while True:  # the step's child ends, the spare forked ahead for the next step waits
+        with open(f"/proc/{server.pid}/task/{server.pid}/children") as children:
+            waiting = [int(pid) for pid in children.read().split() if _alive(int(pid))]
+        if len(waiting) == 1 and _waits_for_a_step(waiting[0]):
+            spare = waiting[0]
+            break
+        assert time.monotonic() < deadline, waiting
+        time.sleep(0.05)
+    os.kill(server.pid, signal.SIGKILL)  # as when its worker is SIGKILLed
+    server.wait()
+    deadline = time.monotonic() + 10
+    while _alive(spare):
+        assert time.monotonic() < deadline, "the spare is left waiting for a step forever"
+        time.sleep(0.05)
+    assert run(python, "def main():\n    return 2", {}).result == 2
+
+
 def test_the_step_sees_only_the_environment_it_is_given(python) -> None:
     os.environ["MILLRACE_DATABASE_URL_PROBE"] = "secret"
     done = run(python, "import os\ndef main():\n    return [os.environ.get('A'), "
