@@ -75,10 +75,11 @@ def test_the_tasks_page_shows_the_flows_steps_by_name(flower, engine, tmp_path) 
     assert shot.stat().st_size > 10_000  # a real picture, not an error page
     (LOGS / "flower-tasks.html").write_text(dom)
     # the newest tasks first: the run's last steps, named, with the flow, the run and the step path
-    # (consecutive code steps share a task, which names them all)
+    # (consecutive code steps share a task, which names them all; so does a for_each's lane)
     for name in ("millrace.step", "millrace.join",
                  f"flower/visible / {run_id} / send_receipts, finish",
-                 f"flower/visible / {run_id} / each_order.charge_card [item 2]"):
+                 f"flower/visible / {run_id} / each_order.charge_card [item ",
+                 *(f"each_order.charge_card [item {i}]" for i in range(3))):
         assert name in dom, name
 
 
