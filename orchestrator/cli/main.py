@@ -40,9 +40,9 @@ def cli(ctx: click.Context, url: str | None, token: str | None) -> None:
 
 
 def _register() -> None:
-    from orchestrator.cli.commands import admin, bench, definitions, runs, serve
+    from orchestrator.cli.commands import admin, bench, definitions, imports, runs, serve
 
-    for module in (runs, definitions, serve, admin, bench):
+    for module in (runs, definitions, serve, admin, bench, imports):
         for command in module.COMMANDS:
             cli.add_command(command)
 
