@@ -33,6 +33,7 @@ _NEAR = {"TIME": ("string", "a time, kept as text"), "DURATION": ("string", "an 
          "FILE": ("string", "a file input -> a string (Millrace passes no files between runs)")}
 _STATES = {"SUCCESS": "succeeded", "WARNING": "succeeded", "FAILED": "failed", "KILLED": "cancelled",
            "CANCELLED": "cancelled"}
+_CASTS = {"INT": "int", "INTEGER": "int", "FLOAT": "float", "NUMBER": "float", "STRING": "string"}
 _OUTPUTS = "def main(outputs: dict) -> dict:\n    return {\"outputs\": outputs}\n"
 
 
@@ -215,12 +216,18 @@ def _flow_outputs(raw: list, tasks: Tasks, exports: dict[str, str], report: File
     names = tasks.names_here(exports)
     sid = tasks.step_id("outputs", "outputs")
     try:
-        values = {str(o.get("id")): pebble.value(o.get("value"), names) for o in raw if isinstance(o, dict)}
+        values = {str(o.get("id")): _output(o, names) for o in raw if isinstance(o, dict)}
     except Untranslatable as exc:
         return tasks.failing(sid, "outputs", "flow outputs", str(exc))
     report.note(Verdict.TRANSLATED, "outputs", f"the flow's outputs -> a last step '{sid}'; the run's result is "
                                                "{outputs: {...}}, what a Subflow task reads")
     return {"id": sid, "summary": "the flow's outputs", "python": _OUTPUTS, "with": {"outputs": values}}
+
+
+def _output(output: dict, names: Names) -> Any:
+    """A flow output's value, as its declared type (Kestra casts it)."""
+    cast = _CASTS.get(str(output.get("type", "STRING")).upper())
+    return pebble.rendered(output.get("value"), names, cast) if cast else pebble.value(output.get("value"), names)
 
 
 def _flow_retry(doc: dict[str, Any], tasks: Tasks, raw: Any) -> None:

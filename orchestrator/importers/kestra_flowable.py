@@ -6,9 +6,29 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.definitions.steps import EXECUTABLE_KINDS, step_kind
 from orchestrator.importers import kestra_pebble as pebble
 from orchestrator.importers.kestra_pebble import Untranslatable
 from orchestrator.importers.report import Verdict
+
+def code_steps(steps: list[dict]) -> list[dict]:
+    """The code steps among ``steps`` and inside them, in document order."""
+    found = []
+    for made in steps:
+        if step_kind(made) in EXECUTABLE_KINDS:
+            found.append(made)
+        for branch in made.get("parallel", []) if "for_each" not in made else []:
+            found += code_steps(branch["steps"])
+        for case in made.get("switch", []):
+            found += code_steps(case["do"])
+        found += code_steps(made.get("do", []) + made.get("else", []) + made.get("loop", {}).get("do", []))
+    return found
+
+
+def _inner(condition: object) -> str:
+    text = str(condition).strip()
+    return text[3:-2].strip() if text.startswith("${{") and text.endswith("}}") else repr(condition)
+
 
 if TYPE_CHECKING:
     from orchestrator.importers.kestra_tasks import Tasks
@@ -43,20 +63,22 @@ class Flowable:
 
     def local_errors(self, steps: list[dict], exports: dict[str, str], task: dict, path: str, sid: str,
                      scope: dict[str, str]) -> tuple[list[dict], dict[str, str]]:
-        """A task's own ``errors``: its steps kept going on failure, then, when they failed, the
-        error tasks and a step that fails the run as Kestra's execution fails."""
-        guarded, outer = self.wrap(steps, exports, task, sid) if len(steps) > 1 or steps[0]["id"] != sid \
-            else (steps, exports)
-        guarded[0]["continue_on_error"] = True
-        handlers, _ = self.tasks.sequence(task["errors"], f"{path}.errors", {**scope, **outer})
+        """A code task's own ``errors``: the step goes on when it fails, then a switch runs the
+        error tasks and fails the run, as Kestra's execution fails."""
+        if len(steps) != 1 or step_kind(steps[0]) not in EXECUTABLE_KINDS:
+            self.tasks.note(Verdict.UNTRANSLATABLE, f"{path}.errors", "the errors of a flowable task are not "
+                                                                      "imported (use the flow's errors)")
+            return steps, exports
+        steps[0]["continue_on_error"] = True
+        handlers, _ = self.tasks.sequence(task["errors"], f"{path}.errors", {**scope, **exports})
         failed = self.tasks.step_id(f"{sid}_failed", f"{path}.errors")
         handlers.append({"id": failed, "python": "def main(message: str):\n    raise RuntimeError(message)\n",
                          "with": {"message": f"task {task.get('id')} failed; its errors tasks ran"}})
         on_error = self.tasks.step_id(f"{sid}_errors", f"{path}.errors")
         self.tasks.note(Verdict.APPROXIMATED, f"{path}.errors", f"the task's errors -> a switch '{on_error}' after it "
                                                                 "that runs them when it failed, then fails the run")
-        return [*guarded, {"id": on_error, "switch": [{"if": f"${{{{ steps.{sid}.status == 'failed' }}}}",
-                                                        "do": handlers}]}], outer
+        return [*steps, {"id": on_error, "switch": [{"if": f"${{{{ steps.{sid}.status == 'failed' }}}}",
+                                                     "do": handlers}]}], exports
 
     def parallel(self, kind: str, task: dict, path: str, sid: str,
                  scope: dict[str, str]) -> tuple[list[dict], dict[str, str]]:
@@ -119,14 +141,25 @@ class Flowable:
 
     def allow_failure(self, kind: str, task: dict, path: str, sid: str,
                       scope: dict[str, str]) -> tuple[list[dict], dict[str, str]]:
+        """AllowFailure: every step inside goes on when it fails, and each of its tasks runs only
+        while none of the code steps before it failed (Kestra stops there)."""
         steps, exports = self.tasks.sequence(task.get("tasks") or [], f"{path}.tasks", scope)
         if not steps:
             raise Untranslatable("it holds no tasks")
-        made, outer = self.wrap(steps, exports, task, sid)
-        made[0]["continue_on_error"] = True
-        self.tasks.note(Verdict.APPROXIMATED, path, "AllowFailure -> its tasks in a one-branch parallel step with "
-                                                    "continue_on_error (Kestra's WARNING state has no counterpart)")
-        return made, outer
+        before: list[str] = []
+        for made in steps:
+            if before:
+                guard = " and ".join(f"steps.{b}.status != 'failed'" for b in before)
+                made["if"] = f"${{{{ {guard} }}}}" if "if" not in made else \
+                    f"${{{{ ({guard}) and ({_inner(made['if'])}) }}}}"
+            for leaf in code_steps([made]):
+                leaf["continue_on_error"] = True
+            if step_kind(made) in EXECUTABLE_KINDS:
+                before.append(made["id"])
+        self.tasks.note(Verdict.APPROXIMATED, path, "AllowFailure -> its tasks with continue_on_error, each after "
+                                                    "the first failed code step skipped (Kestra's WARNING state "
+                                                    "has no counterpart)")
+        return steps, exports
 
     def for_each(self, kind: str, task: dict, path: str, sid: str,
                  scope: dict[str, str]) -> tuple[list[dict], dict[str, str]]:
@@ -285,4 +318,6 @@ class Flowable:
             exports.update(out)
         self.tasks.note(Verdict.APPROXIMATED, path, f"Dag -> {len(levels)} groups in dependency order, each a "
                                                     "parallel step (a task waits for its whole group before)")
-        return self.wrap(steps, exports, task, sid) if len(steps) > 1 else (steps, exports)
+        if any(k in task for k in ("runIf", "disabled", "allowFailure", "errors")):
+            return self.wrap(steps, exports, task, sid)
+        return steps, exports

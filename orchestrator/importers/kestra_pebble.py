@@ -79,6 +79,20 @@ def text(raw: str, names: Names) -> str:
     return _PRINT.sub(lambda m: "${{ " + expression(m.group(1), names) + " }}", raw)
 
 
+def rendered(raw: Any, names: Names, cast: str = "string") -> Any:
+    """A value as Kestra renders it, text (or the ``cast`` filter's type): a template that is
+    one expression would keep its type in Millrace."""
+    if isinstance(raw, dict | list):
+        return {k: rendered(v, names, cast) for k, v in raw.items()} if isinstance(raw, dict) else \
+            [rendered(v, names, cast) for v in raw]
+    if not isinstance(raw, str):
+        return raw if cast != "string" or raw is None else str(raw).lower() if isinstance(raw, bool) else str(raw)
+    converted = text(raw, names)
+    if converted.startswith("${{") and converted.endswith("}}") and converted.count("${{") == 1:
+        return "${{ (" + converted[3:-2].strip() + ") | " + cast + " }}"
+    return converted
+
+
 def as_expression(raw: Any, names: Names) -> str:
     """A whole value as one Jinja expression (the parts of a mixed string joined with ``~``)."""
     if not isinstance(raw, str):

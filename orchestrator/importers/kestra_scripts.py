@@ -43,6 +43,20 @@ class Kestra:
 
 sys.modules["kestra"] = types.SimpleNamespace(Kestra=Kestra)
 '''
+# Kestra runs the commands failing on the first that fails, and reads ::{"outputs": {...}}::
+# lines of their output as the task's outputs: the last such line is the result's vars.
+_SHELL = """kestra_log=$(mktemp)
+(
+set -e
+{commands}
+) | tee "$kestra_log"
+kestra_status=${{PIPESTATUS[0]}}
+if [ "$kestra_status" -ne 0 ]; then rm -f "$kestra_log"; exit "$kestra_status"; fi
+kestra_vars=$(sed -n 's/^::{{[[:space:]]*"outputs"[[:space:]]*:[[:space:]]*\\(.*\\)}}::[[:space:]]*$/\\1/p' "$kestra_log" | tail -n 1)
+rm -f "$kestra_log"
+[ -n "$kestra_vars" ] || kestra_vars='{{}}'
+echo "{{\\"vars\\": $kestra_vars, \\"exitCode\\": 0}}"
+"""
 _JS_SHIM = """import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 const __kestra = { collected: {}, outputs(values) { Object.assign(this.collected, values); },
@@ -157,11 +171,8 @@ def shell(commands: list[str], env: dict[str, Any], before: list[str], names: Na
         if not _ARG.match(key):
             raise Untranslatable(f"the environment variable name '{key}' cannot be given to a bash step")
         result.with_[key] = pebble.value(raw, names)
-    script = "\n".join(["set -e", *before, *commands])
-    result.code = _substitute(script, names, result.with_)
-    if "::{" in script:
-        result.notes.append("outputs printed as ::{...}:: lines are not collected; the step's result is its last "
-                            "line of stdout")
+    script = _substitute("\n".join([*before, *commands]), names, result.with_)
+    result.code = _SHELL.format(commands=script)
     return result
 
 

@@ -179,9 +179,9 @@ class Tasks:
             code, given = _LOG, {"message": pebble.value(task.get("message", task.get("format", "")), names),
                                  "level": str(task.get("level", "INFO"))}
         elif kind == "debug.Return":
-            code, given = _RETURN, {"value": pebble.value(task.get("format"), names)}
+            code, given = _RETURN, {"value": pebble.rendered(task.get("format"), names)}
         elif kind == "output.OutputValues":
-            code, given = _VALUES, {"values": pebble.value(task.get("values", {}), names)}
+            code, given = _VALUES, {"values": pebble.rendered(task.get("values", {}), names)}
         else:
             code, given = _FAIL, {"message": pebble.value(task.get("errorMessage", "Task failure"), names)}
         name = next(iter(given))
