@@ -82,7 +82,7 @@ def put_flow(flow_id: str) -> Response:
     version = save_flow(engine, flow, source, actor=principal().actor, index=index_of(context.settings()),
                         ceiling=maxima(context.settings()), sql_own_database=context.settings().sql_own_database,
                         max_loop_iterations=context.settings().max_loop_iterations,
-                        own=own_names(context.settings()))
+                        own=own_names(context.settings()), home=context.settings().home)
     return answer(_flow_answer(versions.get_flow_version(engine, flow_id, version)), 201 if version > previous else 200)
 
 

@@ -34,7 +34,7 @@ class StepAttempt(Answer):
 
     path: str = Field(description="where the step is in the flow: `build`, `each[2].upload`, `pick.fast.run`")
     step_id: str
-    kind: str = Field(description="python, bash, javascript, sql, script, approval, for_each, ...")
+    kind: str = Field(description="python, bash, javascript, typescript, sql, script, approval, for_each, ...")
     item_index: int | None = Field(description="the for_each item this attempt is for, or null")
     attempt: int = Field(description="1 for the first try, then 2, 3... for retries")
     status: StepStatus
@@ -197,7 +197,7 @@ class Script(Answer):
 
     path: str
     version: int
-    language: Literal["python", "bash", "javascript", "sql"]
+    language: Literal["python", "bash", "javascript", "typescript", "sql"]
     summary: str | None
     code: str
     input_schema: dict[str, Any] = Field(description="JSON Schema of `main`'s parameters")

@@ -106,9 +106,9 @@ class NewToken(Body):
 class SaveScript(Body):
     """Save code as a script's next version."""
 
-    language: Literal["python", "bash", "javascript", "sql"]
+    language: Literal["python", "bash", "javascript", "typescript", "sql"]
     code: str = Field(min_length=1, max_length=MAX_DOCUMENT_BYTES,
-                      description="Python/JavaScript: defines `main`; Bash/SQL: the script itself")
+                      description="Python/JavaScript/TypeScript: defines `main`; Bash/SQL: the script itself")
     summary: str | None = Field(default=None, max_length=500)
 
 

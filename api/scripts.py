@@ -51,7 +51,7 @@ def put_script(path: str, body: SaveScript) -> Response:
     engine = context.engine()
     previous = versions.newest_version(engine, versions.SCRIPTS, _checked(path))
     version = save_script(engine, path, body.language, body.code, body.summary, principal().actor,
-                          index_of(context.settings()))
+                          index_of(context.settings()), context.settings().home)
     return answer(_script_answer(versions.get_version(engine, versions.SCRIPTS, path, version)),
                   201 if version > previous else 200)
 

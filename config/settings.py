@@ -166,6 +166,9 @@ class Settings:
     audit_key: str = ""
     audit_public_key: str = ""
     audit_checkpoint_file: str = ""
+    # How long audit events are kept (None: forever), as whole checkpoints sealed that long ago;
+    # the scheduler's leader purges them only with the owner's URL and the audit key.
+    audit_retention: float | None = None
 
     @property
     def broker_folder(self) -> Path:
@@ -244,4 +247,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         audit_key=env.get("MILLRACE_AUDIT_KEY", "").strip(),
         audit_public_key=env.get("MILLRACE_AUDIT_PUBLIC_KEY", "").strip(),
         audit_checkpoint_file=env.get("MILLRACE_AUDIT_CHECKPOINT_FILE", "").strip(),
+        audit_retention=_env_keep(env, "MILLRACE_AUDIT_RETENTION"),
     )

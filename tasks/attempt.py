@@ -150,8 +150,10 @@ def _open(step: StepDelivery) -> None:
     step.attempt = attempt
 
 
-def succeed(step: StepDelivery, result: Any, logs: str | None = None, cached: bool = False) -> Context:
-    """Record the step's result; the secrets it read are masked in what is written."""
+def succeed(step: StepDelivery, result: Any, logs: str | None = None, cached: bool = False,
+            flush: bool = True) -> Context:
+    """Record the step's result; the secrets it read are masked in what is written.
+    ``flush=False``: the caller's next write flushes it (``store/sql.unflushed``)."""
     result, logs = mask(result, step.secrets), mask(logs, step.secrets)
     checks = step.node.checks
     if checks.fail_if is not None:
@@ -173,7 +175,8 @@ def succeed(step: StepDelivery, result: Any, logs: str | None = None, cached: bo
         except ExpressionError as exc:
             return fail(step, f"labels: {exc}", logs=logs, retryable=False)
     status, result, error = attempts.record_outcome(
-        step.rt.engine, step.attempt.id, StepStatus.SUCCEEDED, result, logs=logs, cached=cached, labels=labels)
+        step.rt.engine, step.attempt.id, StepStatus.SUCCEEDED, result, logs=logs, cached=cached, labels=labels,
+        flush=flush)
     if status is StepStatus.FAILED:
         raise Ignore()  # an earlier delivery recorded a failure and acted on it
     if stops and status is StepStatus.SUCCEEDED:

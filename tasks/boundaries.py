@@ -28,11 +28,12 @@ def finish(self: Task, ctx: Wire, **kw: Any) -> None:
     finish_run(Context.from_wire(ctx), RunRef.from_kwargs(kw))
 
 
-def start_run(ref: RunRef) -> None:
+def start_run(ref: RunRef, *, flush: bool = True) -> None:
     """queued -> running (a redelivery finds it running and goes on); a run that ended
-    meanwhile (cancelled) goes no further."""
+    meanwhile (cancelled) goes no further. ``flush=False`` in a batch, whose steps' writes
+    after it flush it."""
     rt = runtime(settings)
-    if not runs.start_run(rt.engine, ref.run_id, rt.worker):
+    if not runs.start_run(rt.engine, ref.run_id, rt.worker, flush=flush):
         raise Ignore()
 
 

@@ -1,4 +1,4 @@
-"""Code steps: python, bash, javascript, sql and saved scripts, run in batches.
+"""Code steps: python, bash, javascript, typescript, sql and saved scripts, run in batches.
 
 Consecutive code steps of one queue share one ``millrace.step`` task (a batch, with the
 run's start or finish beside them); each still runs in its own process and has its own
@@ -13,7 +13,7 @@ from typing import Any
 from celery import Task
 
 from orchestrator.definitions.script_inputs import split_ref
-from orchestrator.errors import DependencyError, ExpressionError
+from orchestrator.errors import DependencyError, ExpressionError, ValidationError
 from orchestrator.execution.compiler import compile_units
 from orchestrator.execution.context import Context, Wire
 from orchestrator.execution.messages import Finish, RunRef, Start, units_of
@@ -45,25 +45,29 @@ def step(self: Task, wire: Wire, **kw: Any) -> Wire | None:
     # attempt number is the task's (a retrying step is always first: the compiler sees to it).
     first_step = True
     for i, unit in enumerate(units):
-        # Handed on only after a code step ran: the first one keeps the task's retry count.
-        if not first_step and time.monotonic() - began > settings.batch_seconds:
+        # Handed on only after a code step ran: the first one keeps the task's retry count. The
+        # run's finish is never handed on: it is short, and it flushes the step before it.
+        if not first_step and not isinstance(unit, Finish) and time.monotonic() - began > settings.batch_seconds:
             rest = compile_units(runtime(settings).plan(ref.flow_id, ref.version), ref, units[i:])
             raise self.replace(rest.clone(args=(ctx.to_wire(),)))
         if isinstance(unit, Start):
-            start_run(ref)
+            start_run(ref, flush=False)  # a batch's start has a step after it
         elif isinstance(unit, Finish):
             finish_run(ctx, ref)
             return None
         else:
             number = self.request.retries + 1 if first_step else 1
-            body = partial(_code_step, elapsed=time.monotonic() - began)
+            # Before the run's finish (which flushes) a step's outcome needs no flush of its own.
+            flush = not (i + 1 < len(units) and isinstance(units[i + 1], Finish))
+            body = partial(_code_step, elapsed=time.monotonic() - began, flush=flush)
             ctx = run_attempt(self, ctx, ref, unit, body, number=number, first=first_step)
             first_step = False
     return ctx.to_wire()
 
 
-def _code_step(s: StepDelivery, *, elapsed: float) -> Context:
-    """One code step of a batch, ``elapsed`` seconds into its task."""
+def _code_step(s: StepDelivery, *, elapsed: float, flush: bool) -> Context:
+    """One code step of a batch, ``elapsed`` seconds into its task; ``flush``: whether its
+    outcome's commit waits for the disk (see ``store/sql.unflushed``)."""
     node = s.node
     try:
         args = node.arguments.render(s.names)
@@ -80,7 +84,12 @@ def _code_step(s: StepDelivery, *, elapsed: float) -> Context:
         key = cache_key(s.ref.flow_id, node.path, code, args)
         hit, result = cached_result(s.rt.engine, key)
         if hit:
-            return succeed(s, result, cached=True)
+            return succeed(s, result, cached=True, flush=flush)
+    if kind == "typescript":  # run as JavaScript: the code kept for it when it was saved
+        try:
+            kind, code = "javascript", s.rt.javascript_for(code)
+        except (DependencyError, ValidationError) as exc:
+            return fail(s, f"typescript: {exc}", retryable=False)
     try:
         executor = s.rt.executor(kind, code)
         node_modules = s.rt.node_modules_for(code) if kind == "javascript" else None
@@ -117,7 +126,7 @@ def _code_step(s: StepDelivery, *, elapsed: float) -> Context:
     result = mask(execution.result, s.secrets)  # the cache keeps it masked, as the attempt does
     if cache is not None:
         store_cached_result(s.rt.engine, key, result, cache.ttl)
-    return succeed(s, result, logs=execution.logs)
+    return succeed(s, result, logs=execution.logs, flush=flush)
 
 
 def _follower(s: StepDelivery) -> Any:

@@ -8,12 +8,13 @@ from typing import Any
 from celery import Task
 
 from orchestrator.errors import ExpressionError
-from orchestrator.execution.compiler import compile_case, compile_for_each, compile_parallel
+from orchestrator.execution.compiler import compile_case, compile_for_each, compile_parallel, lane_count
 from orchestrator.execution.context import Context, Wire, close_lanes
 from orchestrator.execution.messages import RunRef
 from orchestrator.execution.plan import Node, truthy
 from tasks.app import app, settings
 from tasks.attempt import StepDelivery, fail, replay, step_task, succeed
+from tasks.capacity import slots
 from tasks.loops import composite_delivery
 from tasks.runtime import Runtime, runtime
 
@@ -33,8 +34,9 @@ def expand(s: StepDelivery) -> Context:
         return fail(s, f"for_each: expected a list, got {type(items).__name__}", retryable=False)
     if not items:
         return succeed(s, []).drop_steps(s.node.inner_ids)
-    parallel = s.node.step.parallel
-    width = len(items) if parallel is True else 1 if parallel is False else parallel
+    first = s.plan.node(s.node.sequences[0][0]).step
+    queue = getattr(first, "queue", None) or settings.default_queue
+    width = lane_count(s.node.step.parallel, len(items), slots(queue))
     raise s.task.replace(compile_for_each(s.plan, s.node, s.ref, s.ctx, items, width))
 
 

@@ -24,6 +24,7 @@ from orchestrator.services.dependencies import index_of, lock_for, npm_lock_for
 from orchestrator.services.limits import defaults, maxima
 from orchestrator.services.publisher import Publisher
 from orchestrator.services.runs import stored_plans
+from orchestrator.services.typescript import javascript_for
 from orchestrator.store.database import make_engine
 from orchestrator.store.versions import SCRIPTS, get_version
 from tasks.app import send
@@ -51,6 +52,7 @@ class Runtime:
         # What never changes for a given code or requirement set, computed once per process:
         # requirements and imports read from code, kept locks, environments' executors.
         self._requirements: dict[tuple[str, str], list[str]] = {}
+        self._javascript_of: dict[str, str] = {}  # TypeScript -> the JavaScript kept for it
         self._locks: dict[tuple[str, ...], str] = {}
         self._environments: dict[tuple[str, ...], PythonExecutor] = {}
         self._index = index_of(settings)
@@ -123,6 +125,12 @@ class Runtime:
         lock = _memo(self._locks, ("javascript", *packages),
                      lambda: npm_lock_for(self.engine, packages, self._index.npm_registry))
         return node_modules(self.settings.home, packages, lock)
+
+    def javascript_for(self, typescript: str) -> str:
+        """The JavaScript kept for a TypeScript step's code when it was saved (transpiled now
+        only if it never was), read once per process."""
+        return _memo(self._javascript_of, typescript, lambda: javascript_for(
+            self.engine, typescript, self.settings.home, self._index.npm_registry))
 
     def executor(self, language: str, code: str) -> Executor:
         """The executor of a step's language (Python's chosen by the packages ``code`` needs)."""

@@ -12,11 +12,14 @@ is a unique row, written in the transaction that creates its run.
 
 The leader also seals the audit chains into a signed checkpoint every
 ``MILLRACE_AUDIT_CHECKPOINT_S`` seconds (:func:`orchestrator.store.checkpoints.seal`) when it
-holds ``MILLRACE_AUDIT_KEY``.
+holds ``MILLRACE_AUDIT_KEY``, and, when it holds the key and ``MILLRACE_DATABASE_OWNER_URL`` and
+``MILLRACE_AUDIT_RETENTION`` is set, purges the audit events past it after the runs, as whole
+checkpoints, a batch per tick (:mod:`orchestrator.services.audit_retention`).
 """
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import os
 import socket
@@ -27,9 +30,12 @@ from typing import Any
 
 from celery import beat
 
+from orchestrator.services import audit_retention
+from orchestrator.services.audit_retention import AuditPurged
 from orchestrator.services.retention import Policy, Purged, due_batches
 from orchestrator.services.scheduling import Started, fire_due
 from orchestrator.store import checkpoints, leases
+from orchestrator.store.database import make_engine
 from orchestrator.store.schedules import next_due
 from tasks.app import app, settings
 from tasks.runtime import runtime
@@ -45,7 +51,7 @@ class DatabaseScheduler(beat.Scheduler):
     def __init__(self, *args: Any, **kwargs: Any):
         self._lease = leases.lease_for(settings.database_url)
         self._leading = False
-        self._purging: Iterator[Purged] | None = None  # the batches of the purge under way
+        self._purging: Iterator[Purged | AuditPurged] | None = None  # the batches of the purge under way
         self._purge_at = 0.0  # (monotonic) when the next purge begins
         self.identity = f"scheduler:{socket.gethostname()}:{os.getpid()}"
         try:
@@ -54,6 +60,13 @@ class DatabaseScheduler(beat.Scheduler):
             raise SystemExit(str(error)) from None
         self._checkpoint_file = Path(settings.audit_checkpoint_file) if settings.audit_checkpoint_file else None
         self._sealed_at = 0.0
+        self._owner = None  # an engine of the schema owner's role: the one that may purge audit events
+        if settings.audit_retention is not None:
+            if self._audit_key is None or not settings.database_owner_url:
+                log.warning("MILLRACE_AUDIT_RETENTION is set, but audit events are purged only with "
+                            "MILLRACE_AUDIT_KEY and MILLRACE_DATABASE_OWNER_URL: keeping them all")
+            else:
+                self._owner = make_engine(settings.database_owner_url, 2)
         super().__init__(*args, **kwargs)
 
     def setup_schedule(self) -> None:
@@ -90,7 +103,7 @@ class DatabaseScheduler(beat.Scheduler):
             if time.monotonic() < self._purge_at:
                 return False
             policy = Policy(settings.retention, settings.idempotency_window, settings.retention_batch)
-            self._purging = due_batches(engine, policy, actor=self.identity)
+            self._purging = itertools.chain(due_batches(engine, policy, actor=self.identity), self._audit_batches())
         try:
             found = next(self._purging)
         except StopIteration:
@@ -100,9 +113,15 @@ class DatabaseScheduler(beat.Scheduler):
             log.exception("retention purge failed; trying again in %ss", settings.retention_interval)
             self._purging, self._purge_at = None, time.monotonic() + settings.retention_interval
             return False
-        log.info("retention purged %d run(s), %d step row(s), %d fire(s), %d cache entries", found.runs,
-                 found.steps, found.fires, found.cache_entries)
+        log.info("retention purged %s", found.describe())
         return True
+
+    def _audit_batches(self) -> Iterator[AuditPurged]:
+        """The audit events past MILLRACE_AUDIT_RETENTION, a batch at a time (none: kept forever)."""
+        if self._owner is None or settings.audit_retention is None:
+            return
+        before = audit_retention.cutoff(settings.audit_retention, dt.datetime.now(dt.UTC))
+        yield from audit_retention.batches(self._owner, before, key=self._audit_key, actor=self.identity)
 
     def _seal_audit(self) -> None:
         """A checkpoint of the audit chains, when one is due (and a key to sign it is held)."""

@@ -187,7 +187,8 @@ def run_flow(engine, worker):
 
     def _run(text: str, inputs: dict | None = None, timeout: float = 120):
         text = text.replace("QUEUE_SPECIAL", f"{QUEUE}_special")
-        run_id = submit(publisher_for(engine), parse_flow(text), text, inputs or {}, trigger="test")
+        run_id = submit(publisher_for(engine), parse_flow(text), text, inputs or {}, trigger="test",
+                        home=Path(os.environ["MILLRACE_HOME"]))
         status = wait_for_run(engine, run_id, timeout)
         assert status.finished, f"run {run_id} still {status} after {timeout}s"
         return get_run(engine, run_id)

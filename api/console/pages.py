@@ -384,6 +384,7 @@ def variables() -> str:
 @blueprint.get("/audit")
 def audit() -> str:
     from orchestrator.store import audit as audit_rows
+    from orchestrator.store.verification import last_verdict
 
     action, target = request.args.get("action") or None, request.args.get("target") or None
     after = request.args.get("after", "0")
@@ -392,7 +393,7 @@ def audit() -> str:
     older = url_for("console.audit", after=rows[-1]["id"], **{k: v for k, v in (("action", action), (
         "target", target)) if v}) if len(rows) == PAGE else None
     return render_template("audit.html", rows=rows, older=older, action=action, target=target,
-                           verdict=audit_rows.last_verdict(context.engine()))
+                           verdict=last_verdict(context.engine()))
 
 
 _WORKERS: dict[str, Any] = {"at": 0.0, "found": []}

@@ -19,7 +19,8 @@ from orchestrator.definitions.steps import SCRIPT_PATH, SubflowStep
 from orchestrator.errors import Problem, ValidationError
 
 FLOW_SUFFIXES = (".yaml", ".yml", ".json")
-SCRIPT_LANGUAGES = {".py": "python", ".sh": "bash", ".js": "javascript", ".mjs": "javascript", ".sql": "sql"}
+SCRIPT_LANGUAGES = {".py": "python", ".sh": "bash", ".js": "javascript", ".mjs": "javascript", ".ts": "typescript",
+                    ".sql": "sql"}
 
 
 def save_flow_file(client: Client, path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def _version() -> str:
               help="the API token for --url (env MILLRACE_TOKEN)")
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, token: str | None) -> None:
-    """Workflow orchestration on Celery: flows of Python, Bash, JavaScript and SQL steps."""
+    """Workflow orchestration on Celery: flows of Python, Bash, JavaScript, TypeScript and SQL steps."""
     ctx.obj = Client(url, token)
 
 

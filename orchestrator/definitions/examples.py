@@ -16,6 +16,9 @@ KIND_EXAMPLES: dict[str, dict[str, Any]] = {
     "bash": {"id": "greet", "bash": "echo \"hello $WHO\"", "with": {"WHO": "${{ inputs.who }}"}},
     "javascript": {"id": "upper", "javascript": "export function main(text) { return text.toUpperCase(); }",
                    "with": {"text": "${{ inputs.who }}"}},
+    "typescript": {"id": "shout", "typescript": "export function main(text: string, times: number = 1): string {\n"
+                                                "  return text.toUpperCase().repeat(times);\n}\n",
+                   "with": {"text": "${{ inputs.who }}", "times": 2}},
     "sql": {"id": "count", "sql": "SELECT count(*) AS n FROM orders WHERE day = %(day)s", "database": "shop_db",
             "with": {"day": "${{ inputs.day }}"}},
     "script": {"id": "report", "script": "reports/daily@3", "with": {"day": "${{ inputs.day }}"}},

@@ -19,14 +19,15 @@ from orchestrator.errors import Problem, ValidationError
 # the worker's database or broker credentials): a Bash script reading them takes no input.
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER")
 
-LANGUAGES = ("python", "bash", "javascript", "sql")
+LANGUAGES = ("python", "bash", "javascript", "typescript", "sql")
 
 
 _PY_TYPES = {"int": "integer", "float": "number", "str": "string", "bool": "boolean",
              "list": "array", "tuple": "array", "dict": "object", "None": "null"}
 
 
-_TS_TYPES = {"number": "number", "string": "string", "boolean": "boolean", "object": "object"}
+_TS_TYPES = {"number": "number", "bigint": "integer", "string": "string", "boolean": "boolean", "object": "object",
+             "null": "null", "Date": "string"}
 
 
 def split_ref(ref: str) -> tuple[str, int | None]:
@@ -40,7 +41,7 @@ def infer_schema(language: str, code: str) -> dict[str, Any]:
     cannot be read (a syntax error, no ``main``)."""
     if language == "python":
         return _python_schema(code)
-    if language == "javascript":
+    if language in ("javascript", "typescript"):
         return _javascript_schema(code)
     if language == "bash":
         return _schema({name: ({"type": "string"}, required) for name, required in _bash_inputs(code).items()})
@@ -162,18 +163,49 @@ def _javascript_schema(code: str) -> dict[str, Any]:
             raise ValidationError([Problem(f"code (line {line})",
                                            f"main's parameter `{name}` cannot be matched by name; "
                                            "use plain named parameters")])
-        hint = hint.strip().rstrip("?")
-        prop: dict[str, Any] = {}
-        if hint.endswith("[]") or hint.startswith("Array<"):
-            prop = {"type": "array"}
-        elif hint in _TS_TYPES:
-            prop = {"type": _TS_TYPES[hint]}
+        prop = _ts_type(hint.strip())
         if default.strip():
             literal = _js_literal(default.strip())
             if literal is not _UNKNOWN:
                 prop["default"] = literal
         properties[name] = (prop, not default.strip() and not optional)
     return _schema(properties)
+
+
+def keep_optional(javascript: str, typescript: str) -> str:
+    """``javascript`` (transpiled from ``typescript``) with ``main``'s optional parameters
+    (``loud?: boolean``), which lose their ``?`` in JavaScript, given ``= undefined``: so
+    reading the JavaScript's ``main`` finds them optional too."""
+    try:
+        schema = _javascript_schema(typescript)
+    except ValidationError:
+        return javascript  # no main to read: the step's checks say so
+    optional = set(schema["properties"]) - set(schema["required"])
+    found = _JS_MAIN.search(javascript) or _JS_ARROW.search(javascript)
+    if not optional or found is None:
+        return javascript
+    params = [f"{raw} = void 0" if raw in optional else raw for raw in _split_top_level(found.group(1))]
+    return javascript[:found.start(1)] + ", ".join(params) + javascript[found.end(1):]
+
+
+def _ts_type(hint: str) -> dict[str, Any]:
+    """JSON Schema for a TypeScript parameter type; one this cannot read accepts anything."""
+    options = _split_top_level(hint, "|")
+    if len(options) > 1:
+        literals = [_js_literal(option) for option in options]
+        if all(literal is not _UNKNOWN for literal in literals):
+            return {"enum": literals}
+        return _any_of([_ts_type(option) for option in options])
+    if hint.endswith("[]") or hint.startswith(("Array<", "ReadonlyArray<")):
+        inner = hint[:-2] if hint.endswith("[]") else hint[hint.index("<") + 1:-1]
+        items = _ts_type(inner.strip().strip("()"))
+        return {"type": "array", **({"items": items} if items else {})}
+    if hint.startswith(("{", "Record<")):
+        return {"type": "object"}
+    literal = _js_literal(hint) if hint[:1] in "\"'-0123456789" or hint in ("true", "false") else _UNKNOWN
+    if literal is not _UNKNOWN:
+        return {"enum": [literal]}
+    return {"type": _TS_TYPES[hint]} if hint in _TS_TYPES else {}
 
 
 _UNKNOWN = object()
@@ -186,15 +218,15 @@ def _js_literal(text: str) -> Any:
         return _UNKNOWN
 
 
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas not nested in brackets, braces or angle brackets."""
+def _split_top_level(text: str, separator: str = ",") -> list[str]:
+    """Split on ``separator`` where it is not nested in brackets, braces or angle brackets."""
     parts, depth, start = [], 0, 0
     for i, char in enumerate(text):
         if char in "([{<":
             depth += 1
         elif char in ")]}>":
             depth -= 1
-        elif char == "," and depth == 0:
+        elif char == separator and depth == 0:
             parts.append(text[start:i])
             start = i + 1
     parts.append(text[start:])

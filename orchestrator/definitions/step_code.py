@@ -1,6 +1,6 @@
 """What a code step's code says, checked against the step before anything runs (pure).
 
-A Python or JavaScript step's ``main`` is read as a saved script's is (``script_inputs``):
+A Python, JavaScript or TypeScript step's ``main`` is read as a saved script's is (``script_inputs``):
 the code must parse and define ``main``, the step's ``with`` must name only parameters
 ``main`` takes and give every one it needs, and a literal ``with`` value must fit the
 parameter's type hint. Values written as expressions are known only at run time and are
@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator.definitions.flow import Flow
 from orchestrator.definitions.script_inputs import infer_schema
-from orchestrator.definitions.steps import JavaScriptStep, PythonStep
+from orchestrator.definitions.steps import JavaScriptStep, PythonStep, TypeScriptStep
 from orchestrator.errors import Problem, ValidationError, did_you_mean, join_path
 
 _JSON_TYPES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
@@ -22,7 +22,7 @@ _JSON_TYPES = {"integer": "an integer", "number": "a number", "string": "a strin
 
 
 def check_step_code(flow: Flow) -> list[Problem]:
-    """Every problem in the code of ``flow``'s Python and JavaScript steps and their ``with``."""
+    """Every problem in the code of ``flow``'s Python, JavaScript and TypeScript steps and their ``with``."""
     problems: list[Problem] = []
     for step, parts in flow.walk():
         path = join_path(*parts)
@@ -30,6 +30,8 @@ def check_step_code(flow: Flow) -> list[Problem]:
             language, code = "python", step.python
         elif isinstance(step, JavaScriptStep):
             language, code = "javascript", step.javascript
+        elif isinstance(step, TypeScriptStep):
+            language, code = "typescript", step.typescript
         else:
             continue
         if language == "python" and not _defines_main_plainly(code):

@@ -159,6 +159,12 @@ class JavaScriptStep(StepBase):
                                         "to main's parameters by name; its (awaited) return value is the result")
 
 
+class TypeScriptStep(StepBase):
+    typescript: str = Field(description="TypeScript (an ES module) defining `main`; turned into JavaScript when "
+                                        "the flow is saved (types stripped, not checked) and run as a "
+                                        "`javascript` step")
+
+
 class SqlStep(StepBase):
     sql: str = Field(description="One statement; `with` values are bound as %(name)s parameters, never "
                                  "interpolated")
@@ -266,6 +272,7 @@ KINDS: dict[str, type[StepBase]] = {
     "python": PythonStep,
     "bash": BashStep,
     "javascript": JavaScriptStep,
+    "typescript": TypeScriptStep,
     "sql": SqlStep,
     "script": ScriptStep,
     "flow": SubflowStep,
@@ -276,7 +283,7 @@ KINDS: dict[str, type[StepBase]] = {
     "approval": ApprovalStep,
     "sleep": SleepStep,
 }
-EXECUTABLE_KINDS = frozenset({"python", "bash", "javascript", "sql", "script"})
+EXECUTABLE_KINDS = frozenset({"python", "bash", "javascript", "typescript", "sql", "script"})
 
 
 def step_kind(data: Any) -> str | None:

@@ -37,6 +37,7 @@ _TASK_FOR_KIND = {
     "python": STEP,
     "bash": STEP,
     "javascript": STEP,
+    "typescript": STEP,
     "sql": STEP,
     "script": STEP,
     "parallel": EXPAND,
@@ -168,6 +169,21 @@ def compile_parallel(plan: Plan, node: Node, ref: RunRef, ctx: Context) -> Signa
     """A chord over the branches, joined into ``{branch_id: last result}``."""
     lanes = [_with_context(chain(*compile_sequence(plan, seq, ref)), ctx) for seq in node.sequences]
     return chord(group(lanes), _join(node, ref, len(lanes)))
+
+
+def lane_count(parallel: bool | int, items: int, slots: int | None) -> int:
+    """How many lanes a for_each's ``items`` run in: at most ``parallel`` at once (true: no
+    limit of its own, false: one at a time), no more lanes than items, and no more than the
+    ``slots`` the workers of the items' queue run at once (None: not known, a lane per item).
+
+    A lane is one task running its items one after another, each in a process of its own, so
+    items beyond what the workers can run at once would only wait in the queue as tasks of
+    their own, each paying a broker round trip and a chord part; as lanes they pay neither.
+    """
+    limit = items if parallel is True else 1 if parallel is False else parallel
+    if slots is not None:
+        limit = min(limit, slots)
+    return max(1, min(limit, items))
 
 
 def compile_for_each(plan: Plan, node: Node, ref: RunRef, ctx: Context, items: list[Any],

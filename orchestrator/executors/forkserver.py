@@ -83,7 +83,7 @@ class Server:
         while True:
             for key, _ in self.selector.select():
                 if key.data == "taken":
-                    self.taken()
+                    self.taken(key.fileobj)
                 elif key.data == "reap":
                     self.reap()
                     if self.spare is None:
@@ -117,6 +117,7 @@ class Server:
             os.close(self.wakeup_w)
             os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
             _prepare_stdio()
+            _rehearse()
             try:
                 conn, _ = self.listener.accept()
                 self.listener.close()
@@ -130,13 +131,17 @@ class Server:
         self.folders[pid] = folder
         self.selector.register(ours, selectors.EVENT_READ, "taken")
 
-    def taken(self) -> None:
-        """The spare took a connection: watch it, and fork the next spare."""
-        if self.spare is not None:
-            pid, conn = self._claim_spare()
-            if conn is not None:
-                self.children[pid] = conn
-                self.hangups.register(conn.fileno(), select.EPOLLRDHUP)
+    def taken(self, handle: object) -> None:
+        """The spare took a connection: watch it, and fork the next spare. Nothing when the
+        spare that said so is no longer the spare: it ended, and was reaped and replaced, in
+        the same wake-up (claiming the new one would leave it waiting on the listener, unseen,
+        to take a step it cannot report)."""
+        if self.spare is None or self.spare[1] is not handle:
+            return
+        pid, conn = self._claim_spare()
+        if conn is not None:
+            self.children[pid] = conn
+            self.hangups.register(conn.fileno(), select.EPOLLRDHUP)
         self.fork_spare()
 
     def _claim_spare(self) -> tuple[int, socket.socket | None]:
@@ -305,6 +310,17 @@ def _exec(conn: socket.socket, request: dict, fds: list[int], env: dict) -> None
         send(conn, {"type": "exited", "signal": os.WTERMSIG(status)})
     else:
         send(conn, {"type": "exited", "code": os.WEXITSTATUS(status)})
+
+
+def _rehearse() -> None:
+    """A spare does what every step does, with nothing, before a step waits for it: what that
+    writes of the memory it shares with the server (until written) is copied now, not on the
+    step's time. Nothing of it stays: the step's environment and namespace replace it."""
+    request = _loads(_dumps({"code": "def main(x: int) -> int:\n    return x + 1\n", "args": {"x": 1},
+                             "env": dict(os.environ)}))
+    os.environ.clear()
+    os.environ.update(request["env"])
+    _dumps(execute(request["code"], request["args"]))
 
 
 def _prepare_stdio() -> None:

@@ -2,7 +2,9 @@
 (and process group) of its own. ``with`` values are matched to ``main``'s parameters by
 name; the awaited return value, as JSON, is the result (reported on a descriptor of its own,
 fd 3, so that anything the code prints is only logs). It is exec'd by a step server's child
-in the step's own directory."""
+in the step's own directory. When ``main`` throws, the stack's frames in the step's code go
+to the logs, as Python's traceback does; Node reads source maps, so a TypeScript step's
+frames name TypeScript lines (``step.ts:5:9``)."""
 from __future__ import annotations
 
 import functools
@@ -36,12 +38,20 @@ if (typeof main !== 'function') {
   report({ ok: false, error: 'the code defines no function `main`' });
   process.exit(0);
 }
-const args = JSON.parse(readFileSync(argsPath, 'utf8'));
+// positional, in main's order; one not given is undefined, so its default applies (null would not)
+const { names, given } = JSON.parse(readFileSync(argsPath, 'utf8'));
+const args = names.map((name) => (Object.hasOwn(given, name) ? given[name] : undefined));
+// the frames in the step's own code, named by file (step.mjs, or step.ts through its source map)
+const ownFrames = (stack) => stack.split('\n').slice(1).filter((line) => /step\.(mjs|ts):\d+/.test(line))
+  .map((line) => line.replace(/(?:file:\/\/)?\/[^\s()]*\/(step\.(?:mjs|ts))/, '$1'));
 try {
   const value = await main(...args);
   const text = JSON.stringify(value === undefined ? null : value);
   report({ ok: true, result: JSON.parse(text) });
 } catch (error) {
+  if (error instanceof Error && typeof error.stack === 'string') {
+    process.stderr.write([`${error.name}: ${error.message}`, ...ownFrames(error.stack)].join('\n') + '\n');
+  }
   report({ ok: false, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
 }
 """
@@ -69,8 +79,6 @@ class JavaScriptExecutor:
             error = (f"main() takes no argument '{unknown[0]}'" if unknown
                      else f"main() is missing the argument '{missing[0]}'")
             return Execution(False, None, error, "", 0.0)
-        # positional, in main's order; an argument not given stays undefined (its default applies)
-        values = [args.get(name) for name in names]
         last = max((i for i, name in enumerate(names) if name in args), default=-1)
         limits = call.limits or self.limits
         servers = self.servers.get(call.node_modules)
@@ -79,10 +87,10 @@ class JavaScriptExecutor:
             servers = self.servers[call.node_modules] = Servers(sandbox=self.sandbox, mounts=mounts)
         modules = None if call.node_modules is None else (
             MODULES_MOUNT if self.sandbox is not None else str(call.node_modules))
-        request = {"mode": "exec", "argv": [self.node, "runner.mjs", "step.mjs", "args.json"],
+        request = {"mode": "exec", "argv": [self.node, "--enable-source-maps", "runner.mjs", "step.mjs", "args.json"],
                    "env": {**base_env(dict(os.environ)), **call.env},
                    "files": {"runner.mjs": _RUNNER, "step.mjs": code + "\nexport { main as __millrace_main };\n",
-                             "args.json": json.dumps(values[:last + 1])},
+                             "args.json": json.dumps({"names": names[:last + 1], "given": args})},
                    "links": {"node_modules": modules} if modules else {}}
         found = servers.get(call.network, limits.disk_mb).exchange(
             request, python=False, limits=limits, timeout=call.timeout, report=True, on_output=call.on_output)

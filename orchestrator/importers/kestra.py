@@ -73,8 +73,8 @@ def translate(paths: list[Path]) -> list[FileReport]:
                 report.problems.append(f"a flow property has an unexpected shape: {exc!r}")
         reports.append(report)
     for report in reports:
-        report.renames = {o: i for o, i in flows.renames().items()
-                          if any(f.original == o for f in report.flows)}
+        report.renames = {**{o: i for o, i in flows.renames().items() if any(f.original == o for f in report.flows)},
+                          **report.renames}  # then the steps' and triggers' own
     return reports
 
 
@@ -252,6 +252,8 @@ def _trigger(raw: Any, i: int, data: dict, flows: IdAllocator, report: FileRepor
         return None
     kind = str(raw.get("type", "")).rsplit(".", 1)[-1]
     base: dict[str, Any] = {"id": ident(raw.get("id"), f"trigger_{i + 1}").lstrip("_") or f"trigger_{i + 1}"}
+    if base["id"] != raw.get("id"):
+        report.renames[f"{where}.id {raw.get('id')}"] = base["id"]
     try:
         if kind == "Schedule":
             return base | _schedule(raw, where, report)

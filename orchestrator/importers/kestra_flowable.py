@@ -11,6 +11,7 @@ from orchestrator.importers import kestra_pebble as pebble
 from orchestrator.importers.kestra_pebble import Untranslatable
 from orchestrator.importers.report import Verdict
 
+
 def code_steps(steps: list[dict]) -> list[dict]:
     """The code steps among ``steps`` and inside them, in document order."""
     found = []

@@ -52,7 +52,8 @@ set -e
 ) | tee "$kestra_log"
 kestra_status=${{PIPESTATUS[0]}}
 if [ "$kestra_status" -ne 0 ]; then rm -f "$kestra_log"; exit "$kestra_status"; fi
-kestra_vars=$(sed -n 's/^::{{[[:space:]]*"outputs"[[:space:]]*:[[:space:]]*\\(.*\\)}}::[[:space:]]*$/\\1/p' "$kestra_log" | tail -n 1)
+kestra_outputs='s/^::{{[[:space:]]*"outputs"[[:space:]]*:[[:space:]]*\\(.*\\)}}::[[:space:]]*$/\\1/p'
+kestra_vars=$(sed -n "$kestra_outputs" "$kestra_log" | tail -n 1)
 rm -f "$kestra_log"
 [ -n "$kestra_vars" ] || kestra_vars='{{}}'
 echo "{{\\"vars\\": $kestra_vars, \\"exitCode\\": 0}}"

@@ -88,7 +88,7 @@ class Tasks:
             candidate, n = f"{base[:58]}_{n}", n + 1
         self.taken.add(candidate)
         if candidate != original:
-            self.note(Verdict.TRANSLATED, f"{path}.id", f"task id '{original}' is step id '{candidate}'")
+            self.report.renames[f"{path}.id {original}"] = candidate
         return candidate
 
     def names_here(self, scope: dict[str, str]) -> Names:

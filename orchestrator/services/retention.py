@@ -6,7 +6,8 @@ together, by the top run's flow and its end. No run younger than the idempotency
 purged, whatever the retention, so an idempotency key always finds its run for that long.
 Each batch is one short transaction: the runs, their steps (logs and results), owed sends
 and fires go, a tombstone of each id stays (the API answers 410 for it). Audit events stay:
-they have their own retention (each batch adds one, ``runs.purged``). An export, when asked,
+they have their own, longer retention (:mod:`orchestrator.services.audit_retention`; each batch
+adds one, ``runs.purged``). An export, when asked,
 is written (and flushed) before the batch commits: a batch that fails to commit is exported
 again by the next purge.
 """
@@ -52,6 +53,10 @@ class Purged:
     batches: list[int] = field(default_factory=list)
     fires: int = 0
     cache_entries: int = 0
+
+    def describe(self) -> str:
+        return (f"{self.runs} run(s), {self.steps} step row(s), {self.fires} fire(s), "
+                f"{self.cache_entries} cache entries")
 
     def add(self, other: Purged) -> None:
         self.runs += other.runs

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -29,10 +30,10 @@ def stored_plans(engine: Engine) -> PlanCache:
 
 def submit(publisher: Publisher, flow: Flow, source: str, given: dict[str, Any], *,
            trigger: str, actor: str = "cli", index: Index | None = None, ceiling: Limits | None = None,
-           labels: dict[str, str] | None = None, priority: int | None = None) -> str:
+           labels: dict[str, str] | None = None, priority: int | None = None, home: Path | None = None) -> str:
     """Save the flow, check the inputs, record the run, then publish it; returns the run id."""
     inputs = validate_inputs(flow.inputs, given)
-    version = save_flow(publisher.engine, flow, source, actor=actor, index=index, ceiling=ceiling)
+    version = save_flow(publisher.engine, flow, source, actor=actor, index=index, ceiling=ceiling, home=home)
     return start_saved(publisher, build_plan(flow, version), inputs, trigger=trigger, actor=actor,
                        labels=labels, priority=priority)
 

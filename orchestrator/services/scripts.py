@@ -2,6 +2,8 @@
 each ``script:`` step of a flow runs."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import Engine
 
 from orchestrator.definitions.flow import Flow
@@ -12,19 +14,25 @@ from orchestrator.definitions.validation import walk_steps
 from orchestrator.errors import NotFound, Problem, ValidationError
 from orchestrator.executors.environments import Index
 from orchestrator.services.dependencies import lock_code, lock_js
+from orchestrator.services.typescript import save_typescript
 from orchestrator.store import versions
 
 
 def save_script(engine: Engine, path: str, language: str, code: str, summary: str | None,
-                actor: str, index: Index | None = None) -> int:
+                actor: str, index: Index | None = None, home: Path | None = None) -> int:
     """Save a new version of the script at ``path`` (or find the latest unchanged); its input
-    schema is read from the code, so code that cannot be read is refused here, and a Python
-    script's requirements are locked now (refused if they do not resolve)."""
+    schema is read from the code, so code that cannot be read is refused here, a Python
+    script's requirements are locked now (refused if they do not resolve), and a TypeScript
+    script is transpiled now (the transpiler installed under ``home``)."""
     schema = infer_schema(language, code)
     if language == "python":
         lock_code(engine, code, index or Index(), "code")
     elif language == "javascript":
         lock_js(engine, code, (index or Index()).npm_registry, "code")
+    elif language == "typescript":
+        if home is None:
+            raise ValueError("saving a TypeScript script needs the home its transpiler is installed in")
+        save_typescript(engine, code, index or Index(), home, "code")
     values = {"language": language, "code": code, "summary": summary, "input_schema": schema,
               "created_by": actor}
     return versions.save_version(engine, versions.SCRIPTS, path, values, actor,

@@ -30,7 +30,7 @@ from orchestrator.execution.lifecycle import OPEN_STEP, Phase, RunStatus, StepSt
 from orchestrator.store.audit import acting, audit
 from orchestrator.store.outbox import Owed, OwedKind, owe
 from orchestrator.store.runs import Created, NewRun, in_phase, insert_run
-from orchestrator.store.sql import autocommit, dialect_insert, inline, now, storable
+from orchestrator.store.sql import autocommit, dialect_insert, inline, now, storable, unflushed
 from orchestrator.store.tables import (
     runs,
     step_runs,
@@ -81,6 +81,8 @@ def _open_statement(dialect: str, phase: str) -> Any:
         *(bindparam(name, type_=step_runs.c[name].type) for name in columns),
         literal(StepStatus.RUNNING.value), literal(1),
     ).where(exists().where(runs.c.id == bindparam("run_id"), active))
+    # Flushed with the outcome's commit: the row needs no flush of its own (sql.unflushed).
+    values = values.where(unflushed(dialect))
     insert_ = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(step_runs)
     # Another delivery of a running or waiting attempt counts, and names who has it now; an
     # ended attempt handed on again (a replay) stays as it was recorded.
@@ -157,18 +159,21 @@ def follow_logs(engine: Engine, attempt_id: int, logs: str) -> None:
 def record_outcome(engine: Engine, attempt_id: int, status: StepStatus, result: Any = None,
                    error: str | None = None, logs: str | None = None,
                    cached: bool = False, labels: tuple[str, dict[str, str]] | None = None,
-                   ) -> tuple[StepStatus, Any, str | None]:
+                   flush: bool = True) -> tuple[StepStatus, Any, str | None]:
     """Write an attempt's outcome once; returns the outcome on record (ours or an earlier one).
 
     With ``labels`` (its run's id and the labels its step adds), the run's labels take them in
-    the same transaction: they are added exactly when this outcome is the one recorded."""
+    the same transaction: they are added exactly when this outcome is the one recorded.
+    ``flush=False`` when the caller's next write flushes (the run's finish, in the same task):
+    see ``sql.unflushed``."""
     result, error, logs = storable(result), storable(error), storable(logs)
     values = {"attempt_id": attempt_id, "status": status.value, "result": result, "error": error,
               "logs": logs, "cached": cached, "finished_at": now()}
     if labels is not None:
         return _record_labelled(engine, values, *labels)
+    statement = _RECORD_OUTCOME if flush else _unflushed_outcome(engine.dialect.name)
     with autocommit(engine).connect() as conn:
-        written = conn.execute(_RECORD_OUTCOME, values).rowcount
+        written = conn.execute(statement, values).rowcount
         if written:
             return status, result, error
         return _recorded(conn, attempt_id)
@@ -202,6 +207,11 @@ _RECORD_OUTCOME = (
             logs=bindparam("logs"), cached=bindparam("cached"), finished_at=bindparam("finished_at"),
             continuation=None)
 )
+
+
+@functools.cache
+def _unflushed_outcome(dialect: str) -> Any:
+    return _RECORD_OUTCOME.where(unflushed(dialect))
 
 
 def suspend_attempt(engine: Engine, attempt_id: int, run_id: str, continuation: dict, *,

@@ -58,24 +58,26 @@ _SEED_RUNS = """
                FROM p, generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS n)
 """
 SEED_STATEMENTS = (
-    # runs, one in ten failed
+    # runs, one in ten failed (at its last step)
     _SEED_RUNS + """
     INSERT INTO runs (id, flow_id, flow_version, status, inputs, result, error, trigger, created_at, started_at,
                       finished_at, held, depth)
     SELECT id, CAST(:flow AS text), CAST(:version AS integer),
            CASE WHEN n % 10 = 0 THEN 'failed' ELSE 'succeeded' END, '{}'::jsonb,
            CASE WHEN n % 10 = 0 THEN NULL ELSE to_jsonb(n) END,
-           CASE WHEN n % 10 = 0 THEN 'step s0 failed: seeded' END, 'seed', at, at, at + interval '50 ms', false, 0
+           CASE WHEN n % 10 = 0 THEN 'step s' || (CAST(:steps AS integer) - 1) || ' failed: seeded' END, 'seed',
+           at, at, at + interval '50 ms', false, 0
     FROM r""",
-    # each run's steps, finished (their audit events come from the step_runs trigger)
+    # each run's steps, all of them, so a run is `steps` step rows; a failed run's last one
+    # failed (their audit events come from the step_runs trigger)
     _SEED_RUNS + """
     INSERT INTO step_runs (run_id, path, step_id, kind, attempt, status, deliveries, worker, created_at, started_at,
                            finished_at, result, cached)
-    SELECT id, 's' || k, 's' || k, 'python', 1, CASE WHEN n % 10 = 0 AND k = 0 THEN 'failed' ELSE 'succeeded' END,
+    SELECT id, 's' || k, 's' || k, 'python', 1,
+           CASE WHEN n % 10 = 0 AND k = CAST(:steps AS integer) - 1 THEN 'failed' ELSE 'succeeded' END,
            1, 'seed', at + make_interval(secs => k * 0.004), at + make_interval(secs => k * 0.004 + 0.001),
            at + make_interval(secs => k * 0.004 + 0.003), to_jsonb(k), false
-    FROM r, generate_series(0, CAST(:steps AS integer) - 1) AS k
-    WHERE NOT (n % 10 = 0 AND k > 0)""",
+    FROM r, generate_series(0, CAST(:steps AS integer) - 1) AS k""",
     # the runs' own events
     _SEED_RUNS + """
     INSERT INTO audit_events (at, actor, action, target, details)
@@ -86,8 +88,8 @@ SEED_STATEMENTS = (
 
 def seed_history(engine: Engine, flow_id: str, version: int, runs: int, steps: int, *, tag: str,
                  chunk: int = 10_000, progress: Any = None) -> None:
-    """``runs`` finished runs of ``flow_id`` with ``steps`` steps each (the failed tenth stop
-    at their first) and their audit events, written set-based in chunks: a history to
+    """``runs`` finished runs of ``flow_id`` with ``steps`` step rows each (the failed tenth
+    fail at their last step) and their audit events, written set-based in chunks: a history to
     measure against (PostgreSQL only)."""
     if engine.dialect.name != "postgresql":
         raise NotFound("seeding a history needs PostgreSQL")

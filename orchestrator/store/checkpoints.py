@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from orchestrator.store.tables import audit_checkpoints
+from orchestrator.store.tables import audit_checkpoints, audit_purges
 
 MOST_HEADS = 10_000  # chains sealed by one checkpoint; the rest wait for the next one
 
@@ -45,18 +45,18 @@ class Checkpoint:
 
     def line(self) -> str:
         """The checkpoint as one JSON line of the file kept outside the database."""
-        return json.dumps({"seq": self.seq, "at": _instant(self.at), "events": self.events, "chains": len(self.heads),
+        return json.dumps({"seq": self.seq, "at": instant(self.at), "events": self.events, "chains": len(self.heads),
                            "prev_hash": self.prev_hash, "hash": self.hash, "signature": self.signature})
 
 
 def checkpoint_hash(prev_hash: str | None, seq: int, at: dt.datetime, heads: list[dict[str, Any]]) -> str:
     """What a checkpoint's hash covers: the one before it, its place, its time and the heads it seals."""
-    canonical = json.dumps([prev_hash or "", seq, _instant(at), heads], sort_keys=True, separators=(",", ":"),
+    canonical = json.dumps([prev_hash or "", seq, instant(at), heads], sort_keys=True, separators=(",", ":"),
                            ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _instant(at: dt.datetime) -> str:
+def instant(at: dt.datetime) -> str:
     return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -88,8 +88,13 @@ def _raw(encoded: str, name: str) -> bytes:
     return raw
 
 
+def sign(key: Ed25519PrivateKey, digest: str) -> str:
+    """The key's signature of a hash (a checkpoint's or a purge's), in base64."""
+    return base64.b64encode(key.sign(digest.encode())).decode()
+
+
 def signed_by(key: Ed25519PublicKey, digest: str, signature: str) -> bool:
-    """Whether ``signature`` is the key's signature of a checkpoint's hash."""
+    """Whether ``signature`` is the key's signature of a checkpoint's (or a purge's) hash."""
     try:
         key.verify(base64.b64decode(signature, validate=True), digest.encode())
     except (InvalidSignature, binascii.Error, ValueError):
@@ -115,11 +120,15 @@ def seal(engine: Engine, key: Ed25519PrivateKey, file: Path | None = None) -> Ch
             return None
         last = conn.execute(select(audit_checkpoints.c.seq, audit_checkpoints.c.hash)
                             .order_by(audit_checkpoints.c.seq.desc()).limit(1)).first()
+        if last is None:  # none left (or none yet): go on from the last one retention purged
+            last = conn.execute(select(audit_purges.c.through_checkpoint.label("seq"),
+                                       audit_purges.c.checkpoint_hash.label("hash"))
+                                .order_by(audit_purges.c.seq.desc()).limit(1)).first()
         seq, prev_hash = (last.seq + 1, last.hash) if last else (1, None)
         at = dt.datetime.now(dt.UTC)
         heads = [{"chain": m.chain, "seq": m.seq, "hash": m.hash} for m in moved]
         digest = checkpoint_hash(prev_hash, seq, at, heads)
-        signature = base64.b64encode(key.sign(digest.encode())).decode()
+        signature = sign(key, digest)
         checkpoint = Checkpoint(seq, at, heads, sum(m.seq - m.sealed_seq for m in moved), prev_hash, digest, signature)
         conn.execute(insert(audit_checkpoints).values(seq=seq, at=at, heads=heads, events=checkpoint.events,
                                                       prev_hash=prev_hash, hash=digest, signature=signature))

@@ -79,14 +79,17 @@ def runtime_role(settings: Settings | None = None) -> str | None:
 
 def grant_runtime(conn: Connection, role: str) -> None:
     """What the runtime role may do: read and write every table but the audit trail and its
-    checkpoints, which it may only read and append to. It owns nothing, so it cannot alter a table, disable a
-    trigger (the chain's, or the one refusing UPDATE and DELETE) or truncate."""
+    checkpoints, which it may only read and append to, and the record of their purges, which it
+    may only read (purging is the owner's: ``millrace audit purge``). It owns nothing, so it
+    cannot alter a table, disable a trigger (the chain's, or the one refusing UPDATE and DELETE)
+    or truncate."""
     quoted = conn.dialect.identifier_preparer.quote(role)
     for statement in (
         f"GRANT USAGE ON SCHEMA public TO {quoted}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}",
         f"REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_events FROM {quoted}",
         f"REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_checkpoints FROM {quoted}",
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_purges FROM {quoted}",
         f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {quoted}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}",
     ):

@@ -13,15 +13,8 @@ from orchestrator.store.tables import dependency_locks
 
 def kept_lock(engine: Engine, requirements: list[str], resolve_now: Callable[[], str]) -> str:
     """The lock kept for ``requirements``, or ``resolve_now()``'s, kept (the first writer wins)."""
-    key = requirements_key(requirements)
-    found = lock_of(engine, requirements)
-    if found is not None:
-        return found
-    lock = resolve_now()
-    with engine.begin() as conn:
-        conn.execute(sql.dialect_insert(conn, dependency_locks).values(
-            key=key, requirements=requirements, lock=lock, created_at=sql.now()).on_conflict_do_nothing())
-        return conn.execute(select(dependency_locks.c.lock).where(dependency_locks.c.key == key)).scalar_one()
+    return sql.kept_value(engine, dependency_locks.c.lock, requirements_key(requirements),
+                          lambda: {"requirements": requirements, "lock": resolve_now()})
 
 
 def lock_of(engine: Engine, requirements: list[str]) -> str | None:

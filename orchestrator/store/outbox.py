@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 
-from orchestrator.store.sql import autocommit, dialect_insert, now
+from orchestrator.store.sql import autocommit, dialect_insert, now, unflushed
 from orchestrator.store.tables import outbox
 
 
@@ -51,13 +52,17 @@ def owe(conn: Connection, kind: OwedKind, run_id: str, *, attempt_id: int | None
     return None if owed_id is None else Owed(owed_id, kind, run_id, attempt_id, message)
 
 
-_DONE = delete(outbox).where(outbox.c.id == bindparam("owed_id"))
+@functools.cache
+def _done_statement(dialect: str) -> Any:
+    # Unflushed: lost only with PostgreSQL's own crash, when the sweeper sends again what a
+    # redelivery would (every message is safe to receive twice).
+    return delete(outbox).where(outbox.c.id == bindparam("owed_id"), unflushed(dialect))
 
 
 def done(engine: Engine, owed: Owed) -> None:
     """It was sent (or followed up): nothing is owed any more."""
     with autocommit(engine).connect() as conn:
-        conn.execute(_DONE, {"owed_id": owed.id})
+        conn.execute(_done_statement(engine.dialect.name), {"owed_id": owed.id})
 
 
 def overdue(engine: Engine, older_than: dict[OwedKind, float], limit: int = 100) -> list[Owed]:

@@ -26,7 +26,7 @@ from orchestrator.store.audit import acting, audit
 from orchestrator.store.debounce import join_pending, joined_run
 from orchestrator.store.outbox import Owed, OwedKind, owe
 from orchestrator.store.retention import missing_run
-from orchestrator.store.sql import inline, now
+from orchestrator.store.sql import inline, now, unflushed
 from orchestrator.store.tables import (
     outbox,
     runs,
@@ -190,13 +190,15 @@ def release_held(engine: Engine, flow_id: str, key: str, limit: int) -> list[Owe
         return [o for o in owed if o is not None]
 
 
-def start_run(engine: Engine, run_id: str, worker: str) -> bool:
-    """queued -> running; False when the run is not queued (already started, or cancelled)."""
+def start_run(engine: Engine, run_id: str, worker: str, *, flush: bool = True) -> bool:
+    """queued -> running; False when the run is not queued (already started, or cancelled).
+    ``flush=False`` when what follows in the same task writes and flushes (its first step's
+    outcome): see ``sql.unflushed``."""
+    started = update(runs).where(runs.c.id == run_id, runs.c.status == RunStatus.QUEUED.value)
+    if not flush:
+        started = started.where(unflushed(engine.dialect.name))
     with engine.begin() as conn:
-        changed = conn.execute(
-            update(runs).where(runs.c.id == run_id, runs.c.status == RunStatus.QUEUED.value)
-            .values(status=RunStatus.RUNNING.value, started_at=now())
-        ).rowcount
+        changed = conn.execute(started.values(status=RunStatus.RUNNING.value, started_at=now())).rowcount
         if changed:
             audit(conn, worker, "run.started", f"run:{run_id}")
             return True

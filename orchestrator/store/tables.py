@@ -6,6 +6,7 @@ from orchestrator.store.models import (
     AuditChain,
     AuditCheckpoint,
     AuditEvent,
+    AuditPurge,
     AuditVerification,
     BenchMark,
     BenchRun,
@@ -30,6 +31,7 @@ from orchestrator.store.models import (
     SpentLink,
     StepCacheEntry,
     StepRun,
+    TranspiledCode,
     TriggerFire,
     Variable,
     Webhook,
@@ -47,6 +49,7 @@ schedules = Schedule.__table__
 schedule_fires = ScheduleFire.__table__
 flow_triggers = FlowTriggerRecord.__table__
 dependency_locks = DependencyLock.__table__
+transpiled_code = TranspiledCode.__table__
 api_tokens = ApiToken.__table__
 webhooks = Webhook.__table__
 variables = Variable.__table__
@@ -59,6 +62,7 @@ console_sessions = ConsoleSession.__table__
 audit_verifications = AuditVerification.__table__
 audit_chains = AuditChain.__table__
 audit_checkpoints = AuditCheckpoint.__table__
+audit_purges = AuditPurge.__table__
 metric_folds = MetricFold.__table__
 outbox = OwedSend.__table__
 event_triggers = EventTriggerRecord.__table__

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.definitions.flow import Flow
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.store.audit import audit
-from orchestrator.store.sql import now
+from orchestrator.store.sql import autocommit, now
 from orchestrator.store.tables import (
     flow_versions,
     flows,
@@ -66,6 +66,9 @@ def save_version(engine: Engine, kind: Versioned, key: str, values: dict[str, An
     restored)."""
     digest = hashlib.sha256(json.dumps(same_as, sort_keys=True).encode()).hexdigest()
     heads, versions = kind.heads, kind.versions
+    unchanged = _unchanged(engine, kind, key, digest)
+    if unchanged is not None:
+        return unchanged
     for _ in range(3):
         try:
             with engine.begin() as conn:
@@ -97,6 +100,18 @@ def save_version(engine: Engine, kind: Versioned, key: str, values: dict[str, An
         except IntegrityError:
             continue  # another writer took this version number: read again
     raise Conflict(f"{kind.noun} {key} is being saved concurrently; try again")
+
+
+def _unchanged(engine: Engine, kind: Versioned, key: str, digest: str) -> int | None:
+    """The latest version's number when it holds this document and is not deleted: what
+    saving it again (every run started from a document does) finds, in one read."""
+    heads, versions = kind.heads, kind.versions
+    live = select(kind.key_of(heads)).where(kind.key_of(heads) == key, heads.c.deleted_at.is_(None))
+    with autocommit(engine).connect() as conn:  # one statement: no BEGIN and ROLLBACK around it
+        latest = conn.execute(
+            select(versions.c.version, versions.c.digest).where(kind.key_of(versions) == key, exists(live))
+            .order_by(versions.c.version.desc()).limit(1)).first()
+    return latest.version if latest is not None and latest.digest == digest else None
 
 
 def load_flow_document(engine: Engine, flow_id: str, version: int | None = None) -> tuple[int, dict]:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import exc, text
 
 from orchestrator.store import audit
-from orchestrator.store.audit import verify
+from orchestrator.store.verification import verify
 
 pytestmark = pytest.mark.integration
 

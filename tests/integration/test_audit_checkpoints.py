@@ -17,7 +17,7 @@ from sqlalchemy import exc, text
 
 from orchestrator.store import audit, checkpoints
 from orchestrator.store.access import Role, create_token
-from orchestrator.store.audit import verify
+from orchestrator.store.verification import verify
 from tests.conftest import LOGS, ROOT
 
 pytestmark = pytest.mark.integration
@@ -36,10 +36,10 @@ def write(engine, target: str, count: int) -> None:
 
 def as_superuser(engine, statement: str) -> None:
     with engine.begin() as conn:
-        for table in ("audit_events", "audit_checkpoints"):
+        for table in ("audit_events", "audit_checkpoints", "audit_purges"):
             conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
         conn.execute(text(statement))
-        for table in ("audit_events", "audit_checkpoints"):
+        for table in ("audit_events", "audit_checkpoints", "audit_purges"):
             conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
 
 

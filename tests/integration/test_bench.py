@@ -45,7 +45,7 @@ def test_seed_writes_a_history_of_finished_runs_with_steps_and_audit_events(engi
 
     from orchestrator.cli.main import main
     from orchestrator.store import tables
-    from orchestrator.store.audit import verify
+    from orchestrator.store.verification import verify
 
     assert main(["bench", "seed", "2000", "--steps", "3"]) == 0
     with engine.connect() as conn:
@@ -55,7 +55,7 @@ def test_seed_writes_a_history_of_finished_runs_with_steps_and_audit_events(engi
             tables.runs, tables.runs.c.id == tables.step_runs.c.run_id).where(
             tables.runs.c.flow_id == "bench/seed")).scalar()
     assert statuses == {"succeeded": 1800, "failed": 200}
-    assert steps == 1800 * 3 + 200  # a failed run stops at its first step
+    assert steps == 2000 * 3  # every run has all its step rows (a failed one failed at its last)
     assert verify(engine).ok  # the seeded events are chained like any others
 
 
@@ -97,3 +97,26 @@ def test_bench_seeds_runs_to_search_and_times_each_search(engine, capsys) -> Non
     # a second bench seeds nothing more: the runs are there
     assert main(["bench", "--scenario", "search", "--search-runs", "2000", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["search"]["runs"] == search["runs"]
+
+
+def test_bench_broker_publishes_delivers_every_message_and_leaves_no_queue(capsys) -> None:
+    import re
+
+    import amqp
+    from kombu import Connection
+
+    from config.settings import load_settings
+    from orchestrator.observe.broker_bench import measure_broker
+
+    settings = load_settings()
+    measured = measure_broker(settings.broker_url, settings.queue_prefix, settings.queue_type, 3, 40)
+    assert measured["messages"] == 120 and measured["queue_type"] == settings.queue_type
+    assert measured["publishes_per_s"] > 0 and measured["deliveries_per_s"] > 0
+
+    assert main(["bench", "broker", "--publishers", "2", "--messages", "30"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(rf"^{settings.queue_type}, 2 publishers: [\d,]+ publishes/s .* [\d,]+ deliveries/s", printed, re.M)
+    assert measured["queue"].startswith(f"{settings.queue_prefix}bench_broker_")
+    with Connection(settings.broker_url) as conn:  # the bench's queue is gone
+        with pytest.raises(amqp.exceptions.NotFound):
+            conn.channel().queue_declare(measured["queue"], passive=True)

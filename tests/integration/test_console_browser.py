@@ -225,7 +225,7 @@ def test_a_secret_never_appears_on_a_page(console, browser, engine) -> None:
 
 
 def test_schedules_scripts_audit_and_workers_pages(console, browser, engine) -> None:
-    from orchestrator.store.audit import Verdict, keep_verdict
+    from orchestrator.store.verification import Verdict, keep_verdict
     from tests.conftest import QUEUE
 
     tag = uuid.uuid4().hex[:6]

@@ -149,3 +149,89 @@ def test_a_step_that_kills_its_worker_ends_failed_after_the_delivery_limit(engin
         assert orphans == []
     finally:
         poisoned.stop()
+
+
+def test_a_for_each_lane_killed_midway_records_each_item_once_and_its_run_finishes(engine, worker):
+    """A for_each over 8 items, all in parallel, on a worker of 2 processes runs in 2 lanes of
+    4 items each. The worker dies while the lanes are half-way; a new worker takes the lanes
+    again: the items recorded before the kill are handed on, not run again, the others run,
+    and every item has one attempt and its result in item order."""
+    queue = f"{QUEUE}_lanes"
+    witness = Path(tempfile.mkdtemp()) / "ran"  # each item's code appends its item when it ends
+    code = (f"import time\\ndef main(x: int) -> int:\\n    time.sleep(0.3)\\n"
+            f"    with open('{witness}', 'a') as f:\\n        f.write(f'{{x}}\\\\n')\\n    return x * 10")
+    text = f"""id: test/lanes
+steps:
+  - id: each
+    queue: {queue}
+    for_each: "${{{{ range(8) | list }}}}"
+    parallel: true
+    do:
+      - id: work
+        queue: {queue}
+        python: "{code}"
+        with: {{x: "${{{{ item }}}}"}}
+  - id: total
+    queue: {queue}
+    python: "def main(values: list) -> int:\\n    return sum(values)"
+    with: {{values: "${{{{ steps.each.result }}}}"}}
+"""
+    unconfined = {"MILLRACE_SANDBOX": "off"}  # so the items can write the witness file
+    doomed = Worker([queue], concurrency=2, env=unconfined)
+    run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
+    _wait_running(engine, run_id, "each[3].work")  # lane 1's second item
+    before = {s.path: s for s in views.get_run(engine, run_id).steps if s.status == "succeeded"}
+    doomed.kill()
+    replacement = Worker([queue], concurrency=2, env=unconfined)
+    try:
+        assert wait_for_run(engine, run_id, 120).finished
+    finally:
+        replacement.stop()
+    run = views.get_run(engine, run_id)
+    assert run.status == "succeeded", run.error
+    assert run.result == 280
+    [each] = [s for s in run.steps if s.path == "each"]
+    assert each.result == [i * 10 for i in range(8)]
+    items = [s for s in run.steps if s.path.endswith("].work")]
+    assert sorted((s.path, s.attempt, s.status) for s in items) == [
+        (f"each[{i}].work", 1, "succeeded") for i in range(8)]
+    assert len({s.task_id for s in items}) == 2  # two lanes, as many as the worker runs at once
+    ran = witness.read_text().split()
+    assert set(ran) == {str(i) for i in range(8)}
+    assert "each[1].work" in before  # its lane ran it before the item the kill found running
+    for path, recorded in before.items():
+        if path.endswith("].work"):  # recorded before the kill: handed on, never run again
+            assert ran.count(path[5:-6]) == 1, (path, ran)
+            assert next(s for s in items if s.path == path).finished_at == recorded.finished_at
+    [killed] = [s for s in items if s.path == "each[3].work"]
+    assert killed.deliveries >= 2  # its lane was delivered again
+
+
+def test_a_for_each_takes_as_many_lanes_as_all_the_workers_of_its_queue_run_at_once(engine, worker):
+    """Two workers of one process each on a queue: 6 items all in parallel are 2 lanes, run on
+    both workers at once, not 6 tasks and not one worker's single lane."""
+    queue = f"{QUEUE}_two_workers"
+    code = "import time\\ndef main(x: int) -> int:\\n    time.sleep(0.2)\\n    return x"
+    text = f"""id: test/two_workers
+steps:
+  - id: each
+    queue: {queue}
+    for_each: "${{{{ range(6) | list }}}}"
+    parallel: true
+    do:
+      - {{id: work, queue: {queue}, python: "{code}", with: {{x: "${{{{ item }}}}"}}}}
+"""
+    workers = [Worker([queue], concurrency=1), Worker([queue], concurrency=1)]
+    try:
+        run_id = submit(publisher_for(engine), parse_flow(text), text, {}, trigger="test")
+        assert wait_for_run(engine, run_id, 120).finished
+    finally:
+        for w in workers:
+            w.stop()
+    run = views.get_run(engine, run_id)
+    assert run.status == "succeeded", run.error
+    assert run.result == list(range(6))
+    items = [s for s in run.steps if s.path.endswith("].work")]
+    assert len(items) == 6
+    assert len({s.task_id for s in items}) == 2
+    assert len({s.worker for s in items}) == 2  # a lane on each worker

@@ -42,8 +42,9 @@ def test_the_runtime_role_may_append_to_the_audit_trail_and_nothing_more(cluster
     assert made.returncode == 0, made.stderr
     app = f"postgresql://millrace_app:{app_password}@127.0.0.1:{cluster.port}/millrace"
     # the scheduler's leader, as the app, seals the chains into a checkpoint
+    private, public = checkpoints.new_key_pair()
     sealer = make_engine(app_url)
-    assert checkpoints.seal(sealer, checkpoints.private_key(checkpoints.new_key_pair()[0])).events == 1
+    assert checkpoints.seal(sealer, checkpoints.private_key(private)).events == 1
     sealer.dispose()
     with psycopg.connect(app, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM audit_events WHERE action = 'token.created'").fetchone()[0] == 1
@@ -53,10 +54,30 @@ def test_the_runtime_role_may_append_to_the_audit_trail_and_nothing_more(cluster
                           "DROP TRIGGER audit_events_append_only ON audit_events",
                           "UPDATE audit_checkpoints SET signature = 'forged'", "DELETE FROM audit_checkpoints",
                           "TRUNCATE audit_checkpoints", "ALTER TABLE audit_checkpoints DISABLE TRIGGER ALL",
+                          "DELETE FROM audit_events WHERE seq = 1", "DELETE FROM audit_checkpoints WHERE seq = 1",
+                          "DELETE FROM audit_purges", "UPDATE audit_purges SET actor = 'mallory'",
+                          "INSERT INTO audit_purges (seq, at, actor, through_checkpoint, checkpoint_hash, cut, events, "
+                          "hash, signature) VALUES (1, now(), 'mallory', 1, '', '[]', 1, '', '')",
                           "UPDATE alembic_version SET version_num = '0001'",
                           "CREATE TABLE intruder (x int)"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
+        # not only the triggers refuse it: the grants do, before any trigger runs
+        assert conn.execute("SELECT has_table_privilege('audit_events', 'DELETE') OR has_table_privilege("
+                            "'audit_checkpoints', 'DELETE') OR has_table_privilege('audit_purges', 'INSERT')"
+                            ).fetchone()[0] is False
     with psycopg.connect(cluster.libpq_url("millrace"), autocommit=True) as conn:
         assert conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'audit_events'").fetchone()[0] \
             == "postgres"
+    # the owner purges (a whole checkpoint, recorded and signed), and the app's verify still passes
+    env.update(MILLRACE_AUDIT_KEY=private, MILLRACE_AUDIT_PUBLIC_KEY=public)
+    purged = subprocess.run([sys.executable, "-m", "orchestrator.cli", "audit", "purge", "--older-than", "0s"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert purged.returncode == 0 and "purged 1 audit event(s) sealed by 1 checkpoint(s)" in purged.stdout, \
+        purged.stderr
+    verified = subprocess.run([sys.executable, "-m", "orchestrator.cli", "audit", "verify"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0 and "1 events purged by retention with checkpoints 1..1" in verified.stdout, \
+        verified.stderr
+    with psycopg.connect(app, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_events WHERE action = 'token.created'").fetchone()[0] == 0

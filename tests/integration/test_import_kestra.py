@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import func, select
 
+from orchestrator.cli.commands.imports import check
 from orchestrator.cli.main import main
-from orchestrator.importers import checking, kestra
-from orchestrator.importers.printing import document_text
+from orchestrator.importers import kestra
 from orchestrator.store import tables
 from orchestrator.store.variables import set_variable
 
@@ -22,10 +23,15 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "kestra"
 
 def imported(name: str) -> str:
     """The Millrace flow text one fixture file becomes, checked to be valid."""
-    (report,) = checking.check(kestra.translate([FIXTURES / name]))
+    (report,) = kestra.translate([FIXTURES / name])
+    check(report)
     assert not report.problems, report.problems
     (flow,) = report.flows
     return document_text(flow.document)
+
+
+def document_text(document: dict) -> str:
+    return yaml.safe_dump(document, sort_keys=False)
 
 
 def step(run, path: str):
@@ -94,7 +100,7 @@ def test_node_python_and_shell_scripts_pass_outputs_on(run_flow) -> None:
 def test_an_untranslatable_task_fails_naming_the_original_and_why(run_flow, capsys) -> None:
     assert main(["import", "kestra", str(FIXTURES / "untranslatable.yaml")]) == 1
     out = capsys.readouterr().out
-    assert "untranslatable tasks[0]: Millrace has no equivalent of the Kestra plugin io.kestra.plugin.aws.s3.Upload" \
+    assert "untranslatable: tasks[0]: Millrace has no equivalent of the Kestra plugin io.kestra.plugin.aws.s3.Upload" \
         in out
     (report,) = kestra.translate([FIXTURES / "untranslatable.yaml"])
     run = run_flow(document_text(report.flows[0].document))
@@ -113,14 +119,15 @@ def test_save_is_file_by_file_and_importing_again_saves_no_new_version(engine, w
     source = FIXTURES / "subflows"
     assert main(["import", "kestra", str(source), "--save", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "saved          flow acme/family/parent@1" in out
+    assert "saved flow acme/family/parent@1" in out
+    assert "renamed triggers[0].id every-morning -> every_morning" in out  # Millrace trigger ids take no dash
     assert (tmp_path / "acme" / "family" / "child-flow.yaml").is_file()
     assert main(["import", "kestra", str(source), "--save"]) == 0
-    assert "flow acme/family/parent@1 (unchanged)" in capsys.readouterr().out
+    assert "saved flow acme/family/parent@1" in capsys.readouterr().out
     assert _versions(engine, "acme/family/parent") == 1
     schedule = api.get("/api/v1/schedules?flow=acme/family/parent").json["items"][0]
     assert (schedule["cron"], schedule["timezone"], schedule["trigger"]) == ("0 7 * * 1-5", "Europe/Berlin",
-                                                                           "every-morning")
+                                                                           "every_morning")
     # The subflow's outputs come back to the parent; the child's success triggers the listener.
     parent = api.post("/api/v1/flows/acme/family/parent/runs?wait=90", json={}).json
     assert parent["status"] == "succeeded", parent

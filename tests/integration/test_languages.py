@@ -91,3 +91,10 @@ def test_javascript_errors_and_arguments(run_flow) -> None:
         run_flow("id: lang/args\nsteps:\n  - {id: j, javascript: 'function main(a) { return a }', with: {b: 1}}\n")
     assert [(p.path, p.message) for p in refused.value.problems] == [
         ("steps[0].with.b", "main takes no input 'b'; it takes: a"), ("steps[0].with", "main needs input 'a'")]
+
+
+def test_a_javascript_parameter_left_out_takes_its_default(run_flow) -> None:
+    run = run_flow("id: lang/js_default\nsteps:\n"
+                   "  - {id: j, javascript: 'function main(a, b = 10, c) { return [a + b, c] }', with: {a: 1, c: x}}\n")
+    assert run.status == "succeeded", run.error
+    assert run.steps[0].result == [11, "x"]  # b is undefined, not null (1 + null would be 1)

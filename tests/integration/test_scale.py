@@ -1,4 +1,4 @@
-"""A long history stays cheap: at 20,000 seeded runs (182,000 step rows, their audit events)
+"""A long history stays cheap: at 20,000 seeded runs (200,000 step rows, their audit events)
 and a backlog of in-flight work, every periodic query and every list route is answered from
 an index, never a sequential scan of a table that grows with history; and ``millrace bench
 scale`` prints each with a time. On a database of its own, ANALYZEd, with no workers."""

@@ -73,8 +73,8 @@ def audit_verify() -> int:
     from pathlib import Path
 
     from orchestrator.cli.wiring import engine_for
-    from orchestrator.store.audit import keep_verdict, verify
     from orchestrator.store.checkpoints import public_key
+    from orchestrator.store.verification import keep_verdict, verify
 
     settings = load_settings()
     engine = engine_for(settings)
@@ -87,16 +87,56 @@ def audit_verify() -> int:
     if verdict.ok:
         signed = "signatures checked" if verdict.signatures else \
             "signatures not checked: set MILLRACE_AUDIT_PUBLIC_KEY"
+        purged = f"; {verdict.purged} events purged by retention with checkpoints 1..{verdict.purged_through}" \
+            if verdict.purged_through else ""
         click.echo(f"audit chain intact: {verdict.events} events, {verdict.checkpoints} checkpoints ({signed}); "
-                   f"{verdict.unsealed} events not sealed by a checkpoint yet")
+                   f"{verdict.unsealed} events not sealed by a checkpoint yet{purged}")
         return 0
-    if verdict.checkpoint is not None and verdict.broken_at is None:
+    if verdict.purge is not None:
+        where = f"purge record #{verdict.purge}"
+    elif verdict.checkpoint is not None and verdict.broken_at is None:
         where = f"checkpoint #{verdict.checkpoint}"
     else:
         where = f"event #{verdict.broken_at} of {verdict.chain} (id {verdict.event_id})"
     note(f"audit chain broken at {where}: {verdict.reason}; {verdict.events} events and "
          f"{verdict.checkpoints} checkpoints before it are intact")
     return 1
+
+
+@audit_group.command("purge")
+@click.option("--older-than", "older_than", required=True, metavar="DURATION",
+              help="sealed by a checkpoint longer ago than this (400d, 12h)")
+@click.option("--dry-run", is_flag=True, help="count what would be purged; change nothing")
+def audit_purge(older_than: str, dry_run: bool) -> None:
+    """Delete the audit events sealed by checkpoints older than DURATION, as whole checkpoints,
+    oldest first, each batch recorded as a purge signed with MILLRACE_AUDIT_KEY. Only the schema's
+    owner may: this connects as MILLRACE_DATABASE_OWNER_URL."""
+    from orchestrator.cli.wiring import actor, engine_for
+    from orchestrator.definitions.durations import parse_duration
+    from orchestrator.services.audit_retention import cutoff, purge
+    from orchestrator.store.checkpoints import private_key
+    from orchestrator.store.database import make_engine
+    from orchestrator.store.sql import now
+
+    try:
+        before = cutoff(parse_duration(older_than), now())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    settings = load_settings()
+    if not settings.database_owner_url and not dry_run:
+        raise click.UsageError("only the schema's owner may delete audit events: set MILLRACE_DATABASE_OWNER_URL "
+                               "to the owner's database URL (the role `millrace db upgrade` migrates as)")
+    if not settings.audit_key and not dry_run:
+        raise click.UsageError("each purge is recorded signed with the audit key: set MILLRACE_AUDIT_KEY (the "
+                               "private key the scheduler signs checkpoints with)")
+    try:
+        key = private_key(settings.audit_key) if settings.audit_key else None
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    owner = make_engine(settings.database_owner_url, 2) if settings.database_owner_url else engine_for(settings)
+    found = purge(owner, before, key=key, actor=actor(), dry_run=dry_run)
+    click.echo(f"{'would purge' if dry_run else 'purged'} {found.describe()} before "
+               f"{before:%Y-%m-%d %H:%M:%S} UTC, in {len(found.batches)} batch(es)")
 
 
 @audit_group.command("keygen")

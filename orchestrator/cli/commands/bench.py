@@ -242,4 +242,22 @@ def bench_audit(clients: int, seconds: float, one_chain: bool) -> None:
     click.echo(f"{rate:,.0f} audit events/s at {clients} clients ({'one chain' if one_chain else 'a chain each'})")
 
 
+@bench_group.command("broker")
+@click.option("--publishers", type=click.IntRange(1, 64), default=1, show_default=True, help="connections publishing")
+@click.option("--messages", type=click.IntRange(1, 100_000), default=1000, show_default=True,
+              help="messages each publisher sends")
+def bench_broker(publishers: int, messages: int) -> None:
+    """The broker alone: persistent publishes with confirms per second by PUBLISHERS at once,
+    then deliveries with their acks at prefetch 1, on a queue of MILLRACE_QUEUE_TYPE."""
+    from orchestrator.observe.broker_bench import measure_broker
+
+    settings = load_settings()
+    if not settings.broker_url.startswith("amqp"):
+        raise click.ClickException("bench broker measures RabbitMQ: set MILLRACE_BROKER_URL to an amqp:// URL")
+    r = measure_broker(settings.broker_url, settings.queue_prefix, settings.queue_type, publishers, messages)
+    click.echo(f"{r['queue_type']}, {publishers} publishers: {r['publishes_per_s']:,.0f} publishes/s "
+               f"({r['publish_ms']:.2f} ms each per publisher); one consumer at prefetch 1: "
+               f"{r['deliveries_per_s']:,.0f} deliveries/s ({r['deliver_ms']:.2f} ms each)")
+
+
 COMMANDS = (bench_group,)

@@ -1,9 +1,16 @@
 """The system of record: SQLAlchemy typed models, one module per concept, all on one ``Base``
 (whose metadata the migrations compare against)."""
 from orchestrator.store.models.access import ApiToken, ConsoleSession, SpentLink, Variable
-from orchestrator.store.models.audit import AuditChain, AuditCheckpoint, AuditEvent, AuditVerification
+from orchestrator.store.models.audit import AuditChain, AuditCheckpoint, AuditEvent, AuditPurge, AuditVerification
 from orchestrator.store.models.base import Base, Id, Json, Timestamp, UtcDateTime
-from orchestrator.store.models.definitions import DependencyLock, FlowRecord, FlowVersion, ScriptRecord, ScriptVersion
+from orchestrator.store.models.definitions import (
+    DependencyLock,
+    FlowRecord,
+    FlowVersion,
+    ScriptRecord,
+    ScriptVersion,
+    TranspiledCode,
+)
 from orchestrator.store.models.events import EventTriggerRecord, TriggerFire
 from orchestrator.store.models.observe import BenchMark, BenchRun, MetricFold, MetricTotal
 from orchestrator.store.models.runs import (
@@ -23,6 +30,7 @@ __all__ = [
     "AuditChain",
     "AuditCheckpoint",
     "AuditEvent",
+    "AuditPurge",
     "AuditVerification",
     "Base",
     "BenchMark",
@@ -51,6 +59,7 @@ __all__ = [
     "StepCacheEntry",
     "StepRun",
     "Timestamp",
+    "TranspiledCode",
     "TriggerFire",
     "UtcDateTime",
     "Variable",

@@ -1,5 +1,5 @@
-"""The append-only audit trail, its chains' heads, the checkpoints sealing them, and the kept
-outcomes of its verification."""
+"""The append-only audit trail, its chains' heads, the checkpoints sealing them, the record of
+what retention purged, and the kept outcomes of its verification."""
 from __future__ import annotations
 
 import datetime as dt
@@ -68,6 +68,25 @@ class AuditCheckpoint(Base):
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str | None] = mapped_column(String(100))  # base64; none without MILLRACE_AUDIT_KEY
+
+
+class AuditPurge(Base):
+    """Append-only: one purge of the oldest checkpoints with every event they sealed. It names
+    the last checkpoint purged and its hash (the next one links to it) and, for each chain it
+    cut, the seq and hash of the last event purged (the chain's first remaining event links to
+    it); linked to the purge before by hash and signed like a checkpoint."""
+
+    __tablename__ = "audit_purges"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(Timestamp)
+    actor: Mapped[str] = mapped_column(String(200))
+    through_checkpoint: Mapped[int] = mapped_column(BigInteger)
+    checkpoint_hash: Mapped[str] = mapped_column(String(64))
+    cut: Mapped[list[dict[str, Any]]] = mapped_column(Json)  # [{chain, seq, hash}], by chain
+    events: Mapped[int] = mapped_column(BigInteger)  # how many events it deleted
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(100))
 
 
 class AuditVerification(Base):

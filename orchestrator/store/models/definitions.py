@@ -1,4 +1,4 @@
-"""Flows and saved scripts with their immutable versions, and kept dependency locks."""
+"""Flows and saved scripts with their immutable versions, kept dependency locks and transpiled code."""
 from __future__ import annotations
 
 import datetime as dt
@@ -71,4 +71,15 @@ class DependencyLock(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the sorted requirements
     requirements: Mapped[list[str]] = mapped_column(Json)
     lock: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp)
+
+
+class TranspiledCode(Base):
+    """The JavaScript a TypeScript step's or script's code was turned into when it was
+    saved, kept by the code's digest: workers run this, never the transpiler."""
+
+    __tablename__ = "transpiled_code"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the TypeScript
+    javascript: Mapped[str] = mapped_column(Text)
+    transpiler: Mapped[str] = mapped_column(String(100))  # what made it, e.g. "esbuild 0.28.2"
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp)

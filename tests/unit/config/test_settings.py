@@ -76,10 +76,17 @@ def test_runs_are_kept_forever_unless_a_retention_is_set() -> None:
     assert load_settings({}).retention_batch == 500
 
 
+def test_audit_events_are_kept_forever_unless_their_own_retention_is_set() -> None:
+    assert load_settings({"MILLRACE_RETENTION": "30d"}).audit_retention is None
+    assert load_settings({"MILLRACE_AUDIT_RETENTION": "400d"}).audit_retention == 400 * 86400.0
+    assert load_settings({"MILLRACE_AUDIT_RETENTION": "forever"}).audit_retention is None
+
+
 @pytest.mark.parametrize("value", ["a month", "0d", "-3d", "30 days"])
-def test_a_retention_that_is_no_duration_is_refused_by_name(value: str) -> None:
-    with pytest.raises(SystemExit, match="MILLRACE_RETENTION must be a duration like 30d"):
-        load_settings({"MILLRACE_RETENTION": value})
+@pytest.mark.parametrize("name", ["MILLRACE_RETENTION", "MILLRACE_AUDIT_RETENTION"])
+def test_a_retention_that_is_no_duration_is_refused_by_name(name: str, value: str) -> None:
+    with pytest.raises(SystemExit, match=f"{name} must be a duration like 30d"):
+        load_settings({name: value})
 
 
 def test_quorum_queues_are_declared_quorum_without_priorities_on_exchanges_delays_can_reach() -> None:

@@ -40,9 +40,21 @@ def test_javascript_and_typescript_parameters() -> None:
     found, required = props("javascript", "export async function main(a: number, b: string[], c?: boolean,"
                                           " d = 3, e: { x: number } = {x: 1}) { return a }")
     assert required == ["a", "b"]
-    assert found == {"a": {"type": "number"}, "b": {"type": "array"}, "c": {"type": "boolean"},
-                     "d": {"default": 3}, "e": {}}
+    assert found == {"a": {"type": "number"}, "b": {"type": "array", "items": {"type": "string"}},
+                     "c": {"type": "boolean"}, "d": {"default": 3}, "e": {"type": "object"}}
     assert props("javascript", "const main = async (x, y) => x + y")[1] == ["x", "y"]
+
+
+def test_typescript_types_map_to_json_types() -> None:
+    found, required = props("typescript", 'export async function main(n: bigint, when: Date, tags: Array<string>,\n'
+                                           '  color: "red" | "blue" = "red", note: string | null = null,\n'
+                                           '  counts: Record<string, number> = {}, pool: wmill.Resource<"pg">) {}')
+    assert found == {"n": {"type": "integer"}, "when": {"type": "string"},
+                     "tags": {"type": "array", "items": {"type": "string"}},
+                     "color": {"enum": ["red", "blue"], "default": "red"},
+                     "note": {"type": ["string", "null"], "default": None},
+                     "counts": {"type": "object", "default": {}}, "pool": {}}
+    assert required == ["n", "when", "tags", "pool"]
 
 
 def test_bash_inputs_are_variables_read_and_never_set() -> None:

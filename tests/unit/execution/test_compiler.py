@@ -118,6 +118,17 @@ def test_for_each_lanes_share_the_items_and_join_once() -> None:
     assert sig.body.task == "millrace.join" and sig.body.kwargs["count"] == 3
 
 
+def test_a_for_each_runs_in_no_more_lanes_than_its_limit_the_workers_slots_or_its_items() -> None:
+    # parallel: true on 2 slots: 2 lanes of 20 items, not 40 tasks waiting for 2 processes
+    assert compiler.lane_count(True, 40, 2) == 2
+    assert compiler.lane_count(True, 40, 64) == 40  # more slots than items: a lane per item
+    assert compiler.lane_count(True, 40, None) == 40  # slots not known: a lane per item, as before
+    assert compiler.lane_count(8, 40, 4) == 4 and compiler.lane_count(3, 40, 4) == 3  # parallel: N is a ceiling
+    assert compiler.lane_count(3, 40, None) == 3
+    assert compiler.lane_count(False, 40, 16) == 1  # one at a time, in order
+    assert compiler.lane_count(True, 1, 0) == 1  # never no lane
+
+
 def test_on_failure_runs_in_its_own_phase() -> None:
     sig = compiler.compile_handlers(PLAN, REF, Phase.ON_FAILURE, Context.new("run-1", "shop/orders", 7, {}))
     [only] = sig.tasks
