@@ -45,6 +45,21 @@ def import_windmill(client: Client, sources: tuple[Path, ...], out: Path | None,
         raise click.exceptions.Exit(code)
 
 
+@import_group.command("kestra")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="write the Millrace flows (and scripts/) here")
+@click.option("--save", is_flag=True, help="save the flows, file by file (a file with a problem saves nothing)")
+@click.pass_obj
+def import_kestra(client: Client, sources: tuple[Path, ...], out: Path | None, save: bool) -> None:
+    """Kestra flow YAML (files, or every .yaml/.yml under a directory): namespace.id -> a Millrace id."""
+    from orchestrator.importers.kestra import translate
+
+    code = run_import(client, translate(list(sources)), out, save)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
 def check(report: FileReport) -> None:
     """Millrace's own validation of each script and flow ``report`` holds (what saving checks
     first), its problems added to the report."""
