@@ -6,6 +6,7 @@ Pure: reads the files it is given, touches no database and no network. The tasks
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +252,8 @@ def _trigger(raw: Any, i: int, data: dict, flows: IdAllocator, report: FileRepor
         report.note(Verdict.UNTRANSLATABLE, where, "a trigger is a mapping")
         return None
     kind = str(raw.get("type", "")).rsplit(".", 1)[-1]
-    base: dict[str, Any] = {"id": ident(raw.get("id"), f"trigger_{i + 1}").lstrip("_") or f"trigger_{i + 1}"}
+    trigger_id = re.sub(r"[^A-Za-z0-9_-]", "_", str(raw.get("id") or f"trigger_{i + 1}"))[:63]
+    base: dict[str, Any] = {"id": trigger_id if re.match(r"[A-Za-z_]", trigger_id) else f"t_{trigger_id}"[:63]}
     if base["id"] != raw.get("id"):
         report.renames[f"{where}.id {raw.get('id')}"] = base["id"]
     try:

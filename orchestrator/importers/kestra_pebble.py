@@ -239,7 +239,7 @@ def _filter(tokens: list[str], i: int, out: list[str]) -> int:
         return _replace(tokens, i + 1, out)
     if name not in FILTERS:
         raise Untranslatable(f"the Pebble filter '{name}' has no Jinja equivalent")
-    out.append(f" | {FILTERS[name]}")
+    out.append(f"| {FILTERS[name]}" if out and out[-1].endswith(" ") else f" | {FILTERS[name]}")
     return i + 1
 
 

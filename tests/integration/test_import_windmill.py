@@ -1,6 +1,6 @@
 """`millrace import windmill` on a sync tree written for this project from Windmill's OpenFlow
 documentation (tests/fixtures/windmill/tree): saved, then run on a real worker, each flow
-giving the result Windmill documents for it (approximations named in docs/migration_windmill.md)."""
+giving the result Windmill documents for it (approximations named in docs/migration.md)."""
 from __future__ import annotations
 
 import os
