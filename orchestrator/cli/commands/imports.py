@@ -7,6 +7,7 @@ before the flows that call it; a file with a problem saves nothing).
 """
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -29,35 +30,27 @@ def import_group() -> None:
     """Translate flows written for another orchestrator (report, --out files, --save)."""
 
 
-@import_group.command("windmill")
-@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="write the Millrace flows (and scripts/) here")
-@click.option("--save", is_flag=True, help="save the scripts and flows, file by file")
-@click.pass_obj
-def import_windmill(client: Client, sources: tuple[Path, ...], out: Path | None, save: bool) -> None:
-    """Windmill OpenFlow: `wmill sync pull` trees (x.flow/flow.yaml, x.script.yaml, x.schedule.yaml)
-    or plain OpenFlow JSON/YAML files."""
-    from orchestrator.importers.windmill import translate
+def _import_command(system: str, what: str) -> None:
+    """``millrace import <system>``: its translator's reports checked, printed, written, saved."""
 
-    code = run_import(client, translate(list(sources)), out, save)
-    if code:
-        raise click.exceptions.Exit(code)
+    @import_group.command(system, help=what)
+    @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="write the Millrace flows (and scripts/) here")
+    @click.option("--save", is_flag=True, help="save the scripts and flows, file by file (a file with a problem "
+                                               "saves nothing)")
+    @click.pass_obj
+    def command(client: Client, sources: tuple[Path, ...], out: Path | None, save: bool) -> None:
+        translator = importlib.import_module(f"orchestrator.importers.{system}")
+        code = run_import(client, translator.translate(list(sources)), out, save)
+        if code:
+            raise click.exceptions.Exit(code)
 
 
-@import_group.command("kestra")
-@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="write the Millrace flows (and scripts/) here")
-@click.option("--save", is_flag=True, help="save the flows, file by file (a file with a problem saves nothing)")
-@click.pass_obj
-def import_kestra(client: Client, sources: tuple[Path, ...], out: Path | None, save: bool) -> None:
-    """Kestra flow YAML (files, or every .yaml/.yml under a directory): namespace.id -> a Millrace id."""
-    from orchestrator.importers.kestra import translate
-
-    code = run_import(client, translate(list(sources)), out, save)
-    if code:
-        raise click.exceptions.Exit(code)
+_import_command("kestra", "Kestra flow YAML (files, or every .yaml/.yml under a directory): namespace.id -> a "
+                          "Millrace id.")
+_import_command("windmill", "Windmill OpenFlow: `wmill sync pull` trees (x.flow/flow.yaml, x.script.yaml, "
+                            "x.schedule.yaml) or plain OpenFlow JSON/YAML files.")
 
 
 def check(report: FileReport) -> None:
