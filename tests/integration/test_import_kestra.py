@@ -152,3 +152,20 @@ def test_a_file_with_an_invalid_flow_saves_nothing_of_its_own(engine, tmp_path, 
     out = capsys.readouterr().out
     assert "invalid" in out and "steps[0].with.value" in out
     assert _versions(engine, "acme/bad/broken") == 0
+
+
+def test_a_retried_script_then_a_pause_resumed_by_an_approval(worker, api, capsys) -> None:
+    assert main(["import", "kestra", str(FIXTURES / "approval.yaml"), "--save"]) == 0
+    assert "saved flow acme/approval/approval@" in capsys.readouterr().out
+    run_id = api.post("/api/v1/flows/acme/approval/approval/runs", json={}).json["id"]
+    deadline = time.monotonic() + 120
+    while not any(s["path"] == "wait_for_ok" and s["status"] == "waiting"
+                  for s in api.get(f"/api/v1/runs/{run_id}").json["steps"]):
+        assert time.monotonic() < deadline, api.get(f"/api/v1/runs/{run_id}").json
+        time.sleep(0.1)
+    assert api.post(f"/api/v1/runs/{run_id}/steps/wait_for_ok/approve", json={}).status_code == 200
+    finished = api.finished_run(run_id)
+    assert finished["status"] == "succeeded", finished
+    assert finished["result"] == {"value": "resumed after attempt 2"}  # Kestra's retry: the second attempt
+    flaky = [s for s in finished["steps"] if s["path"] == "flaky"]
+    assert [s["status"] for s in flaky].count("failed") == 1 and "503" in str(flaky)
