@@ -126,6 +126,11 @@ class Cgroups:
             self.dirs = {c: CGROUP_ROOT / c / own.get(c, "/").lstrip("/") / name for c in ("pids", "memory")}
         for folder in self.dirs.values():
             folder.mkdir(exist_ok=True)
+        pids, memory = (self.dirs["unified"],) * 2 if self.v2 else (self.dirs["pids"], self.dirs["memory"])
+        events = [(pids / "pids.events", "max"),
+                  (memory / ("memory.events" if self.v2 else "memory.oom_control"), "oom_kill")]
+        # held open: read twice per step, an open and a close each would cost more than the read
+        self._events = [(os.open(path, os.O_RDONLY | os.O_CLOEXEC), key) for path, key in events]
 
     @staticmethod
     def root() -> str | None:
@@ -156,13 +161,14 @@ class Cgroups:
 
     def hits(self) -> tuple[int, int]:
         """How often the process limit refused a fork and the memory limit killed, so far."""
-        if self.v2:
-            folder = self.dirs["unified"]
-            return _event(folder / "pids.events", "max"), _event(folder / "memory.events", "oom_kill")
-        return _event(self.dirs["pids"] / "pids.events", "max"), \
-            _event(self.dirs["memory"] / "memory.oom_control", "oom_kill")
+        refused, killed = (_event(fd, key) for fd, key in self._events)
+        return refused, killed
 
     def remove(self) -> None:
+        for fd, _ in self._events:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._events = []
         for folder in self.dirs.values():
             with contextlib.suppress(OSError):
                 folder.rmdir()
@@ -185,9 +191,9 @@ def _write(path: Path, value: int, optional: bool = False) -> None:
             raise
 
 
-def _event(path: Path, key: str) -> int:
+def _event(fd: int, key: str) -> int:
     with contextlib.suppress(OSError):
-        for line in path.read_text().splitlines():
+        for line in os.pread(fd, 4096, 0).decode().splitlines():
             name, _, value = line.partition(" ")
             if name == key:
                 return int(value)

@@ -27,9 +27,9 @@ from orchestrator.services.publisher import Publisher
 from orchestrator.services.runs import new_run
 from orchestrator.services.scripts import pin_scripts
 from orchestrator.store import event_triggers as rows
+from orchestrator.store.admission import insert_run
 from orchestrator.store.event_triggers import EventTriggerRow
 from orchestrator.store.outbox import Owed
-from orchestrator.store.runs import insert_run
 from orchestrator.store.sql import now
 
 MAX_KEY = 150  # longer broker ids are kept as their hash (the run's idempotency key has 200)

@@ -14,7 +14,7 @@ from orchestrator.definitions.inputs import validate_inputs
 from orchestrator.errors import Conflict, FlowError
 from orchestrator.services.publisher import Publisher
 from orchestrator.services.runs import start_saved
-from orchestrator.store import audit, outbox, runs, triggers, views
+from orchestrator.store import admission, audit, outbox, runs, triggers, views
 from orchestrator.store.outbox import Owed, OwedKind
 from orchestrator.store.views import RunView
 
@@ -39,7 +39,7 @@ def release(publisher: Publisher, flow_id: str, key: str) -> None:
     latest = publisher.plans.plan(flow_id, None)
     rule = latest.flow.concurrency
     limit = NO_LIMIT if rule is None or rule.limit is None else rule.limit
-    for owed in runs.release_held(publisher.engine, flow_id, key, limit):
+    for owed in admission.release_held(publisher.engine, flow_id, key, limit):
         publisher.deliver(owed)
 
 

@@ -13,8 +13,8 @@ from orchestrator.execution.messages import RunRef
 from orchestrator.execution.restarts import RestartRequest, choose
 from orchestrator.services.publisher import Publisher
 from orchestrator.services.scripts import pin_scripts
-from orchestrator.store import runs
-from orchestrator.store.runs import NewRun
+from orchestrator.store import admission
+from orchestrator.store.admission import NewRun
 from orchestrator.store.views import RunView
 
 RESTARTABLE = (RunStatus.FAILED, RunStatus.CANCELLED)
@@ -39,7 +39,7 @@ def restart(publisher: Publisher, run: RunView, request: RestartRequest, *, acto
         ctx.set_outcome(plan.node(path).id, by_path[path].status.value, by_path[path].result)
     message = compile_run(plan, RunRef(new_id, plan.flow_id, plan.version, priority=run.priority), ctx, choice.first)
     # Its message is kept with it (it starts mid-flow): the sweeper can send it if we die now.
-    created = runs.create_run(publisher.engine, NewRun(
+    created = admission.create_run(publisher.engine, NewRun(
         new_id, plan.flow_id, plan.version, inputs, trigger="restart", actor=actor, labels=run.labels,
         priority=run.priority, restarted_from=run.id, scripts=scripts, message=dict(message),
         reused=choice.reused))  # not held by a limit

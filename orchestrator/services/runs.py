@@ -19,8 +19,8 @@ from orchestrator.executors.environments import Index
 from orchestrator.services.publisher import Publisher
 from orchestrator.services.saving import save_flow
 from orchestrator.services.scripts import pin_scripts
-from orchestrator.store import runs, versions
-from orchestrator.store.runs import Limit, NewRun
+from orchestrator.store import admission, runs, versions
+from orchestrator.store.admission import Limit, NewRun
 
 
 def stored_plans(engine: Engine) -> PlanCache:
@@ -52,7 +52,7 @@ def start_saved(publisher: Publisher, plan: Plan, inputs: dict[str, Any], *, tri
     pins = pin_scripts(publisher.engine, plan.flow)
     new = new_run(plan, str(uuid.uuid4()), inputs, trigger=trigger, actor=actor, idempotency_key=idempotency_key,
                   scripts=pins, labels=labels, priority=priority)
-    created = runs.create_run(publisher.engine, new)
+    created = admission.create_run(publisher.engine, new)
     publisher.deliver_run(created.owed, plan, inputs, scripts=pins, priority=new.priority)
     return created.run_id
 

@@ -29,8 +29,8 @@ from orchestrator.services.runs import new_run
 from orchestrator.services.scripts import pin_scripts
 from orchestrator.store import audit, outbox, sql, versions
 from orchestrator.store import schedules as rows
+from orchestrator.store.admission import insert_run
 from orchestrator.store.outbox import Owed
-from orchestrator.store.runs import insert_run
 
 GRACE_S = 60.0  # a slot decided this late still fires as on time (a scheduler failover takes ~1 s)
 MAX_RECORDED_MISSES = 1000  # per pass; older misses of a long outage are summed up on the oldest row

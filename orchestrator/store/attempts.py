@@ -27,10 +27,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from orchestrator.errors import NotFound
 from orchestrator.execution.lifecycle import OPEN_STEP, Phase, RunStatus, StepStatus
+from orchestrator.store.admission import Created, NewRun, insert_run
 from orchestrator.store.audit import acting, audit
+from orchestrator.store.database import autocommit
 from orchestrator.store.outbox import Owed, OwedKind, owe
-from orchestrator.store.runs import Created, NewRun, in_phase, insert_run
-from orchestrator.store.sql import autocommit, dialect_insert, inline, now, storable, unflushed
+from orchestrator.store.runs import in_phase
+from orchestrator.store.sql import dialect_insert, inline, now, storable, unflushed
 from orchestrator.store.tables import (
     runs,
     step_runs,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import CTE, Connection, Engine, bindparam, func, insert, select
 
 from orchestrator.store.sql import now
 from orchestrator.store.tables import audit_events
@@ -20,6 +20,18 @@ from orchestrator.store.tables import audit_events
 
 def audit(conn: Connection, actor: str, action: str, target: str, **details: Any) -> None:
     conn.execute(insert(audit_events).values(at=now(), actor=actor, action=action, target=target, details=details))
+
+
+def event_per_row(rows: CTE, action: Any, details: Any) -> CTE:
+    """One audit event per row of ``rows`` (the CTE of a change's RETURNING), as a CTE of the
+    same statement: on PostgreSQL a change and its events are one statement, one round trip.
+    ``action`` and ``details`` are SQL (over ``rows``' columns if need be); the event's time,
+    actor and target are the parameters ``event_at``, ``event_actor`` and ``event_target``."""
+    c = audit_events.c
+    return insert(audit_events).from_select(["at", "actor", "action", "target", "details"], select(
+        bindparam("event_at", type_=c.at.type), bindparam("event_actor", type_=c.actor.type), action,
+        bindparam("event_target", type_=c.target.type), details,
+    ).select_from(rows)).cte(f"{rows.name}_event")
 
 
 def acting(conn: Connection, actor: str) -> None:

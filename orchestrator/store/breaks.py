@@ -6,7 +6,7 @@ from sqlalchemy import Engine, select, update
 
 from orchestrator.execution.lifecycle import StepStatus
 from orchestrator.store.attempts import Attempt
-from orchestrator.store.sql import autocommit
+from orchestrator.store.database import autocommit
 from orchestrator.store.tables import step_runs
 
 

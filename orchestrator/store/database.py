@@ -8,6 +8,7 @@ root; ``migrations/env.py``) ask ``migration_url`` here.
 """
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,30 @@ def make_engine(url: str, connections: int = 10) -> Engine:
     # database drops a connection (tasks/app.py), which also covers a restart.
     # A database that does not answer fails a connection in seconds, not at TCP's pace.
     return create_engine(url, pool_size=(connections + 1) // 2, max_overflow=connections // 2,
-                         connect_args={"connect_timeout": 5})
+                         connect_args=_CONNECT_ARGS)
+
+
+_CONNECT_ARGS = {"connect_timeout": 5}
+_AUTOCOMMIT: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def autocommit(engine: Engine) -> Engine:
+    """``engine`` in autocommit mode: a single statement commits without BEGIN/COMMIT round trips.
+
+    On PostgreSQL a pool of its own, of connections that stay in autocommit (disposed with
+    ``engine``): switching a pooled connection into autocommit and back costs more CPU than the
+    statement it runs (0.25 against 0.09 ms a statement here), and the hot path's writes are
+    such statements. Elsewhere (SQLite) the same pool with the option set per checkout."""
+    twin = _AUTOCOMMIT.get(engine)
+    if twin is None:
+        if engine.dialect.name == "postgresql":
+            twin = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=engine.pool.size(),
+                                 max_overflow=engine.pool._max_overflow, connect_args=_CONNECT_ARGS)
+            event.listen(engine, "engine_disposed", lambda _engine, twin=twin: twin.dispose())
+        else:
+            twin = engine.execution_options(isolation_level="AUTOCOMMIT")
+        _AUTOCOMMIT[engine] = twin
+    return twin
 
 
 def migration_url(settings: Settings | None = None, *, explicit: bool = False) -> str:

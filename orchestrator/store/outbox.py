@@ -14,9 +14,11 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, select, update
+from sqlalchemy import CTE, ColumnElement, Connection, Engine, bindparam, delete, literal, select, update
+from sqlalchemy.dialects import postgresql
 
-from orchestrator.store.sql import autocommit, dialect_insert, now, unflushed
+from orchestrator.store.database import autocommit
+from orchestrator.store.sql import dialect_insert, now, unflushed
 from orchestrator.store.tables import outbox
 
 
@@ -50,6 +52,18 @@ def owe(conn: Connection, kind: OwedKind, run_id: str, *, attempt_id: int | None
         owed_since=since or now()).on_conflict_do_nothing(index_elements=["key"]).returning(outbox.c.id)
     owed_id = conn.execute(statement).scalar()
     return None if owed_id is None else Owed(owed_id, kind, run_id, attempt_id, message)
+
+
+def owed_per_row(rows: CTE, kind: OwedKind, where: ColumnElement[bool]) -> CTE:
+    """``owe`` as a CTE of the statement that makes it owed (PostgreSQL): ``kind`` owed for each
+    row of ``rows`` (its ``id`` a run's) that ``where`` admits, once per key, since the
+    parameter ``event_at`` (with the parameter ``owed_message``); its ids returned."""
+    c = outbox.c
+    rows_owed = select(literal(f"{kind.value}:") + rows.c.id, literal(kind.value, c.kind.type), rows.c.id,
+                       bindparam("owed_message", type_=c.message.type), bindparam("event_at", type_=c.owed_since.type),
+                       ).select_from(rows).where(where)
+    return (postgresql.insert(outbox).from_select(["key", "kind", "run_id", "message", "owed_since"], rows_owed)
+            .on_conflict_do_nothing(index_elements=["key"]).returning(c.id).cte(f"{rows.name}_owed"))
 
 
 @functools.cache

@@ -1,8 +1,8 @@
 """A run's row through its life: recorded (admitted under its concurrency limit), started, ended once."""
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -10,200 +10,68 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     case,
     delete,
+    exists,
     func,
-    insert,
     literal,
+    or_,
     select,
+    true,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 
 from orchestrator.errors import Conflict
 from orchestrator.execution.lifecycle import ACTIVE, OPEN_STEP, UNFINISHED, Phase, RunStatus, StepStatus
-from orchestrator.store.audit import acting, audit
-from orchestrator.store.debounce import join_pending, joined_run
-from orchestrator.store.outbox import Owed, OwedKind, owe
+from orchestrator.store.audit import acting, audit, event_per_row
+from orchestrator.store.database import autocommit
+from orchestrator.store.outbox import Owed, OwedKind, owe, owed_per_row
 from orchestrator.store.retention import missing_run
 from orchestrator.store.sql import inline, now, unflushed
 from orchestrator.store.tables import (
+    audit_events,
+    flow_triggers,
     outbox,
     runs,
     step_runs,
 )
 
 
-@dataclass(frozen=True)
-class Limit:
-    """A flow's concurrency rule for one key value: its limit (None: no limit) and its debounce window."""
-
-    limit: int | None
-    key: str
-    on_limit: str  # queue | cancel | fail
-    debounce: float | None = None  # seconds
-
-
-@dataclass(frozen=True)
-class NewRun:
-    """A run to record: which flow version, with what, started by whom and how."""
-
-    run_id: str
-    flow_id: str
-    version: int
-    inputs: dict[str, Any]
-    trigger: str = "cli"
-    actor: str = "cli"
-    parent_run_id: str | None = None
-    parent_step_run_id: int | None = None
-    depth: int = 0
-    idempotency_key: str | None = None
-    restarted_from: str | None = None
-    scripts: dict[str, int] | None = None
-    limit: Limit | None = None
-    schedule_id: str | None = None
-    message: dict[str, Any] | None = None  # its first message, when not the flow's whole canvas (a restart)
-    reused: tuple[int, ...] = ()  # a restart's: the attempts of ``restarted_from`` whose outcomes it takes
-    labels: dict[str, str] = field(default_factory=dict)
-    priority: int | None = None
-
-
-@dataclass(frozen=True)
-class Created:
-    run_id: str
-    status: RunStatus
-    owed: Owed | None  # its first message, owed since the commit (None: held, debounced, refused, made before)
-
-
-def create_run(engine: Engine, new: NewRun) -> Created:
-    """Record a run; with an idempotency key already used for this flow, the earlier run."""
-    if new.idempotency_key is not None:  # a retry finds its run even when the limit is now full
-        earlier = _by_idempotency_key(engine, new.flow_id, new.idempotency_key)
-        if earlier is not None:
-            return earlier
-    try:
-        with engine.begin() as conn:
-            return insert_run(conn, new)
-    except IntegrityError:
-        if new.idempotency_key is None:
-            raise
-        earlier = _by_idempotency_key(engine, new.flow_id, new.idempotency_key)
-        assert earlier is not None
-        return earlier
-
-
-def _by_idempotency_key(engine: Engine, flow_id: str, key: str) -> Created | None:
-    """The run a start with this key made, or joined while it was debounced."""
-    with engine.connect() as conn:
-        earlier = conn.execute(select(runs.c.id, runs.c.status).where(
-            runs.c.flow_id == flow_id, runs.c.idempotency_key == key)).first()
-        if earlier is None:
-            earlier = joined_run(conn, flow_id, key)
-    return None if earlier is None else Created(earlier.id, RunStatus(earlier.status), owed=None)
-
-
-def insert_run(conn: Connection, new: NewRun) -> Created:
-    """Insert a queued run, admitted under its limit: over it, the run is held (queue),
-    recorded cancelled (cancel), or refused with Conflict and not recorded (fail). An
-    admitted run's first message is owed in the same transaction."""
-    status, held, error = RunStatus.QUEUED, False, None
-    limit = new.limit
-    at = now()
-    if limit is not None and limit.debounce:
-        pending = join_pending(conn, new.flow_id, limit.key, at, inputs=new.inputs, labels=new.labels,
-                               idempotency_key=new.idempotency_key, actor=new.actor, trigger=new.trigger)
-        if pending is not None:
-            return Created(pending, RunStatus.QUEUED, owed=None)
-    if limit is not None and limit.limit is not None and running_under(conn, new.flow_id, limit.key) >= limit.limit:
-        if limit.on_limit == "fail":
-            raise Conflict(f"flow {new.flow_id} has {limit.limit} active run(s)"
-                           + (f" for key '{limit.key}'" if limit.key else "") + ", its concurrency limit")
-        if limit.on_limit == "cancel":
-            status, error = RunStatus.CANCELLED, f"cancelled: concurrency limit {limit.limit} reached"
-        else:
-            held = True
-    until = at + dt.timedelta(seconds=limit.debounce) if limit is not None and limit.debounce else None
-    conn.execute(insert(runs).values(
-        id=new.run_id, flow_id=new.flow_id, flow_version=new.version, status=status.value,
-        inputs=new.inputs, trigger=new.trigger, parent_run_id=new.parent_run_id,
-        parent_step_run_id=new.parent_step_run_id, depth=new.depth, created_at=at,
-        idempotency_key=new.idempotency_key, restarted_from=new.restarted_from, scripts=new.scripts or None,
-        schedule_id=new.schedule_id, concurrency_key=limit.key if limit else None, held=held, error=error,
-        finished_at=at if status is RunStatus.CANCELLED else None, labels=new.labels, priority=new.priority,
-        debounce_until=until))
-    audit(conn, new.actor, "run.created", f"run:{new.run_id}", flow=new.flow_id, version=new.version,
-          trigger=new.trigger, restarted_from=new.restarted_from, held=held or None)
-    if new.reused:
-        _copy_reused(conn, new, at)
-    owed = None
-    if error:
-        audit(conn, new.actor, "run.cancelled", f"run:{new.run_id}", error=error)
-        owe(conn, OwedKind.FOLLOW_UP, new.run_id)
-    elif until is not None and not held:  # sent at the window's end, by the sweeper
-        owe(conn, OwedKind.DEBOUNCED, new.run_id, since=until)
-    elif not held:
-        owed = owe(conn, OwedKind.RUN, new.run_id, message=new.message, since=at)
-    return Created(new.run_id, status, owed)
-
-
-def _copy_reused(conn: Connection, new: NewRun, at: Any) -> None:
-    """Copy the outcomes a restart reuses into its run, before its first message is owed: its
-    workers find each one recorded and replay it. Each copy is the step's first attempt, marked
-    with the run that ran it (a restart of a restart keeps the first), dated when it was reused."""
-    acting(conn, new.actor)
-    copied = ("path", "step_id", "kind", "item_index", "status", "worker", "result", "error", "logs", "cached",
-              "broke_at")
-    conn.execute(insert(step_runs).from_select(
-        ["run_id", *copied, "attempt", "deliveries", "created_at", "started_at", "finished_at", "reused_from"],
-        select(literal(new.run_id), *(step_runs.c[name] for name in copied), literal(1), literal(0),
-               literal(at, step_runs.c.created_at.type), literal(at, step_runs.c.started_at.type),
-               literal(at, step_runs.c.finished_at.type),
-               func.coalesce(step_runs.c.reused_from, literal(new.restarted_from)))  # where it ran
-        .where(step_runs.c.run_id == new.restarted_from, step_runs.c.id.in_(new.reused))
-        .order_by(step_runs.c.id)))
-
-
-def running_under(conn: Connection, flow_id: str, key: str) -> int:
-    """Active runs of a flow for a concurrency key, after taking the key's lock until commit."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"millrace-concurrency:{flow_id}:{key}"))))
-    return conn.execute(select(func.count()).select_from(runs).where(
-        runs.c.flow_id == flow_id, runs.c.concurrency_key == key, runs.c.held.is_(False),
-        runs.c.status.in_(UNFINISHED))).scalar_one()
-
-
-def release_held(engine: Engine, flow_id: str, key: str, limit: int) -> list[Owed]:
-    """Admit the oldest held runs of a flow and key that now fit under ``limit``; their first
-    messages are owed from this commit on (returned, to send)."""
-    with engine.begin() as conn:
-        free = limit - running_under(conn, flow_id, key)
-        if free <= 0:
-            return []
-        rows = conn.execute(select(runs.c.id)
-                            .where(runs.c.flow_id == flow_id, runs.c.concurrency_key == key,
-                                   runs.c.held.is_(True), runs.c.status == RunStatus.QUEUED.value)
-                            .order_by(runs.c.created_at).limit(free)).all()
-        if not rows:
-            return []
-        conn.execute(update(runs).where(runs.c.id.in_([r.id for r in rows])).values(held=False))
-        owed = [owe(conn, OwedKind.RUN, r.id) for r in rows]
-        return [o for o in owed if o is not None]
-
-
 def start_run(engine: Engine, run_id: str, worker: str, *, flush: bool = True) -> bool:
     """queued -> running; False when the run is not queued (already started, or cancelled).
     ``flush=False`` when what follows in the same task writes and flushes (its first step's
-    outcome): see ``sql.unflushed``."""
+    outcome): see ``sql.unflushed``. On PostgreSQL the row and its event are one statement."""
+    if engine.dialect.name == "postgresql":
+        with autocommit(engine).connect() as conn:
+            if conn.execute(_start_statement(flush), _event(run_id, worker)).scalar():
+                return True
+            status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
+        return status in ACTIVE
     started = update(runs).where(runs.c.id == run_id, runs.c.status == RunStatus.QUEUED.value)
-    if not flush:
-        started = started.where(unflushed(engine.dialect.name))
     with engine.begin() as conn:
-        changed = conn.execute(started.values(status=RunStatus.RUNNING.value, started_at=now())).rowcount
-        if changed:
+        if conn.execute(started.values(status=RunStatus.RUNNING.value, started_at=now())).rowcount:
             audit(conn, worker, "run.started", f"run:{run_id}")
             return True
         status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
     return status in ACTIVE
+
+
+def _event(run_id: str, actor: str, **more: Any) -> dict[str, Any]:
+    """The parameters of a statement that writes a run's change with its event (``event_per_row``)."""
+    return {"run_id": run_id, "event_at": now(), "event_actor": actor, "event_target": f"run:{run_id}", **more}
+
+
+@functools.cache
+def _start_statement(flush: bool) -> Any:
+    # Built once: constructing it per run costs more than the round trip it makes.
+    started = update(runs).where(runs.c.id == bindparam("run_id"), runs.c.status == RunStatus.QUEUED.value)
+    if not flush:
+        started = started.where(unflushed("postgresql"))
+    changed = started.values(status=RunStatus.RUNNING.value, started_at=bindparam("event_at")).returning(
+        runs.c.id).cte("started")
+    event = event_per_row(changed, literal("run.started"), literal({}, audit_events.c.details.type))
+    return select(func.count()).select_from(changed).add_cte(event)
 
 
 @dataclass(frozen=True)
@@ -235,6 +103,7 @@ def in_phase(phase: Phase) -> ColumnElement[bool]:
 _IN_MAIN = in_phase(Phase.MAIN)
 _IN_PHASE = {phase: in_phase(phase) for phase in Phase}
 _ENDED = (runs.c.status, runs.c.ending, runs.c.error, runs.c.result, runs.c.parent_step_run_id)
+_NO_DETAILS = literal({}, audit_events.c.details.type)
 
 
 def _end(status: RunStatus, has_finally: bool) -> dict[str, Any]:
@@ -264,15 +133,44 @@ def finish_run(engine: Engine, run_id: str, phase: Phase, result: Any, worker: s
     steps (failed), its finally steps (the status its ending says). With ``has_finally`` the
     first two leave the run running, its ending recorded, its finally steps owed; an end owes
     its follow-up, in the same transaction."""
+    status = RunStatus.SUCCEEDED if phase is Phase.MAIN else RunStatus.FAILED
+    ended_result = result if status is RunStatus.SUCCEEDED else None
+    if engine.dialect.name == "postgresql" and (phase is Phase.FINALLY or not has_finally):
+        params = _event(run_id, worker, owed_message=None)
+        if phase is not Phase.FINALLY:
+            params |= {"status": status.value, "result": ended_result}
+        with autocommit(engine).connect() as conn:
+            row = conn.execute(_finish_statement(phase), params).first()
+        if row is None:
+            return None
+        follow = None if row.owed_id is None else Owed(row.owed_id, OwedKind.FOLLOW_UP, run_id)
+        return Ending(run_id, RunStatus(row.status), row.result, row.error, row.parent_step_run_id, follow)
     if phase is Phase.FINALLY:
         values: dict[str, Any] = {"status": runs.c.ending, "ending": None, "finished_at": now()}
     else:
-        status = RunStatus.SUCCEEDED if phase is Phase.MAIN else RunStatus.FAILED
-        values = {"result": result if status is RunStatus.SUCCEEDED else None, **_end(status, has_finally)}
+        values = {"result": ended_result, **_end(status, has_finally)}
     with engine.begin() as conn:
         row = conn.execute(update(runs).where(runs.c.id == run_id, _IN_PHASE[phase]).values(**values)
                            .returning(*_ENDED)).first()
         return None if row is None else _ended(conn, worker, run_id, row)
+
+
+@functools.cache
+def _finish_statement(phase: Phase) -> Any:
+    """A run's end, its event and its follow-up in one statement (PostgreSQL), built once: the
+    follow-up owed only when something follows (a flow trigger listens to its flow, or it holds
+    a concurrency slot); nothing else waits on a run's end but a parent, settled by its ender."""
+    if phase is Phase.FINALLY:
+        values: dict[str, Any] = {"status": runs.c.ending, "ending": None}
+    else:
+        values = {"status": bindparam("status"), "result": bindparam("result", type_=runs.c.result.type)}
+    ended = (update(runs).where(runs.c.id == bindparam("run_id"), _IN_PHASE[phase])
+             .values(**values, finished_at=bindparam("event_at"))
+             .returning(*_ENDED, runs.c.id, runs.c.flow_id, runs.c.concurrency_key).cte("ended"))
+    event = event_per_row(ended, literal("run.") + ended.c.status, func.jsonb_build_object("error", ended.c.error))
+    follows = or_(ended.c.concurrency_key.is_not(None), exists().where(flow_triggers.c.upstream == ended.c.flow_id))
+    owed = owed_per_row(ended, OwedKind.FOLLOW_UP, follows)
+    return select(ended, owed.c.id.label("owed_id")).select_from(ended.outerjoin(owed, true())).add_cte(event)
 
 
 def fail_run(engine: Engine, run_id: str, error: str, on_failure: dict[str, Any] | None,

@@ -1,8 +1,7 @@
-"""Helpers every statement of the store uses: the time, autocommit, dialect-aware inserts."""
+"""Helpers every statement of the store uses: the time, dialect-aware inserts, unflushed commits."""
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -13,12 +12,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-@functools.cache
-def autocommit(engine: Engine) -> Engine:
-    """The engine in autocommit mode: a single statement commits without BEGIN/COMMIT round trips."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def unflushed(dialect: str) -> Any:

@@ -21,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.definitions.flow import Flow
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.store.audit import audit
-from orchestrator.store.sql import autocommit, now
+from orchestrator.store.database import autocommit
+from orchestrator.store.sql import now
 from orchestrator.store.tables import (
     flow_versions,
     flows,

@@ -202,9 +202,9 @@ def test_finally_steps_a_dead_worker_owed_are_sent_by_the_sweeper(engine, worker
     from orchestrator.execution.lifecycle import Phase
     from orchestrator.services.runs import wait_for_run
     from orchestrator.services.saving import save_flow
-    from orchestrator.store import outbox, runs, views
+    from orchestrator.store import admission, outbox, runs, views
+    from orchestrator.store.admission import NewRun
     from orchestrator.store.outbox import OwedKind
-    from orchestrator.store.runs import NewRun
     from tasks.app import settings
     from tasks.runtime import Runtime
     from tasks.sweeper import sweep
@@ -218,7 +218,7 @@ finally:
     flow = parse_flow(text)
     version = save_flow(engine, flow, text)
     run_id = str(uuid.uuid4())
-    runs.create_run(engine, NewRun(run_id, flow.id, version, {}, trigger="test"))
+    admission.create_run(engine, NewRun(run_id, flow.id, version, {}, trigger="test"))
     assert runs.start_run(engine, run_id, "dead-worker")
     # the worker recorded the main steps' end with the finally steps owed, then died before sending them
     ending = runs.finish_run(engine, run_id, Phase.MAIN, 7, "dead-worker", has_finally=True)

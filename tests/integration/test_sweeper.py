@@ -11,9 +11,9 @@ from orchestrator.definitions.parser import parse_flow
 from orchestrator.execution.lifecycle import Phase, StepStatus
 from orchestrator.services.runs import submit, wait_for_run
 from orchestrator.services.saving import save_flow
-from orchestrator.store import outbox, runs, views
+from orchestrator.store import admission, outbox, runs, views
+from orchestrator.store.admission import NewRun
 from orchestrator.store.outbox import OwedKind
-from orchestrator.store.runs import NewRun
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def test_a_run_committed_but_never_published_is_published_by_the_sweeper(engine,
     flow = parse_flow(FLOW)
     version = save_flow(engine, flow, FLOW)
     run_id = str(uuid.uuid4())
-    runs.create_run(engine, NewRun(run_id, flow.id, version, {}, trigger="test"))  # the publisher "died" here
+    admission.create_run(engine, NewRun(run_id, flow.id, version, {}, trigger="test"))  # the publisher "died" here
     time.sleep(1)
     assert runs.run_status(engine, run_id).value == "queued"
     sweep(_runtime(), unpublished_after=0.5)
@@ -89,7 +89,7 @@ on_failure:
     flow = parse_flow(text)
     version = save_flow(engine, flow, text)
     run_id = str(uuid.uuid4())
-    runs.create_run(engine, NewRun(run_id, flow.id, version, {}, trigger="test"))
+    admission.create_run(engine, NewRun(run_id, flow.id, version, {}, trigger="test"))
     assert runs.start_run(engine, run_id, "dead-worker")
     # the worker recorded the failure with its on_failure steps, then died before sending them
     error = "step boom failed: exit status 3"
@@ -141,7 +141,7 @@ def test_a_redelivered_flow_step_sends_the_child_its_dead_worker_never_sent(engi
     version = save_flow(engine, flow, PARENT)
     plan = build_plan(flow, version)
     run_id = str(uuid.uuid4())
-    runs.create_run(engine, NewRun(run_id, flow.id, version, {}, trigger="test"))
+    admission.create_run(engine, NewRun(run_id, flow.id, version, {}, trigger="test"))
     assert runs.start_run(engine, run_id, "dead-worker")
     message = compile_run(plan, RunRef(run_id, flow.id, version), Context.new(run_id, flow.id, version, {}))
     # what the dead worker recorded: the step parked, its child made and owed, never sent

@@ -35,17 +35,28 @@ def bench_group(ctx: click.Context, scenarios: tuple[str, ...], repetitions: int
     """Millrace next to raw Celery on the same workers; results kept in PostgreSQL."""
     if ctx.invoked_subcommand is not None:
         return 0
+    from orchestrator.definitions.inputs import validate_inputs
     from orchestrator.definitions.parser import parse_flow
+    from orchestrator.execution.plan import build_plan
     from orchestrator.observe import bench
-    from orchestrator.services.runs import submit
+    from orchestrator.services.runs import start_saved
+    from orchestrator.services.saving import save_flow
 
     settings = load_settings()
     engine = engine_for(settings)
     names = list(scenarios) or [*bench.SCENARIOS, API, SCRAPE, CONSOLE]  # search only when asked: it seeds
     started: list = []
+    publisher = publisher_for(engine)
+    saved: dict = {}
 
     def start_flow(text: str) -> str:
-        return submit(publisher_for(engine), parse_flow(text), text, {}, trigger="bench")
+        """A run of the flow ``text``, saved the first time: then started as the API or a schedule
+        starts a saved flow (its plan cached, its inputs checked, the run recorded and published)."""
+        if text not in saved:
+            flow = parse_flow(text)
+            saved[text] = build_plan(flow, save_flow(engine, flow, text, actor="cli"))
+        plan = saved[text]
+        return start_saved(publisher, plan, validate_inputs(plan.flow.inputs, {}), trigger="bench", actor="cli")
 
     results: dict = {}
     summary: dict = {"scenarios": results}
