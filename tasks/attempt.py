@@ -26,7 +26,7 @@ from orchestrator.execution.messages import RunRef, StepAt, unit_from_wire
 from orchestrator.execution.plan import Node, Plan, truthy
 from orchestrator.services.decisions import settle_parent
 from orchestrator.services.follow_up import follow_up
-from orchestrator.store import attempts, runs
+from orchestrator.store import attempts, outcomes, runs
 from orchestrator.store.attempts import Attempt
 from orchestrator.store.runs import Ending
 from orchestrator.store.variables import mask
@@ -34,6 +34,33 @@ from orchestrator.store.variables import resolve as resolve_variables
 from tasks.app import app, settings
 from tasks.checks import break_holds, break_loop, fail_if_held, stop_holds, stop_run, stopped_by_break
 from tasks.runtime import Runtime, runtime
+
+
+@dataclass
+class Deferred:
+    """What a batch has not written yet: a plain step's success, with a plain step after it
+    in the same task, or the run's start before its first step; that step's attempt writes
+    it first, in one statement (``attempts.open_attempt``: the events in their order).
+    Whatever else comes next writes it on its own (``write``) before anything else."""
+
+    outcome: dict[str, Any] | None = None
+    start_of: str | None = None  # a run whose start (a batch's first unit) its first step's attempt writes
+
+    def take(self) -> dict[str, Any] | None:
+        outcome, self.outcome = self.outcome, None
+        return outcome
+
+    def take_start(self) -> bool:
+        starting, self.start_of = self.start_of is not None, None
+        return starting
+
+    def write(self, rt: Runtime) -> None:
+        if self.start_of is not None and not runs.start_run(rt.engine, self.start_of, rt.worker, flush=False):
+            raise Ignore()  # the run ended meanwhile (cancelled): it goes no further
+        self.start_of = None
+        outcome = self.take()
+        if outcome is not None and not outcomes.write_outcome(rt.engine, outcome, flush=False):
+            raise Ignore()  # another delivery recorded it first, and goes on itself
 
 
 @dataclass
@@ -52,6 +79,7 @@ class StepDelivery:
     first: bool  # the first step of its task: it waited in the queue since the message was sent
     attempt: Attempt | None = None
     secrets: dict[str, Any] = field(default_factory=dict)  # the values to mask in what it records
+    deferred: Deferred | None = None  # its batch's: the outcome of the step before, not written yet
     _names: dict[str, Any] | None = None
 
     @property
@@ -70,12 +98,13 @@ Body = Callable[[StepDelivery], Context]
 
 
 def run_attempt(task: Task, ctx: Context, ref: RunRef, unit: StepAt, body: Body, *, number: int | None = None,
-                first: bool = True, retry_replayed: bool = True) -> Context:
+                first: bool = True, retry_replayed: bool = True, deferred: Deferred | None = None) -> Context:
     """The prologue every step shares, then ``body`` for an attempt that has no outcome yet.
 
     A skipped step hands its context on; a recorded outcome is replayed (a failure acted on
-    again, retrying it only when ``retry_replayed``)."""
-    begun = begin(task, ctx, ref, unit, number, first)
+    again, retrying it only when ``retry_replayed``). ``deferred``: its batch's outcome not
+    written yet (see ``Deferred``)."""
+    begun = begin(task, ctx, ref, unit, number, first, deferred)
     if not isinstance(begun, StepDelivery):
         return begun
     if begun.attempt.status.finished:
@@ -98,22 +127,26 @@ def step_task(name: str, *, retry_replayed: bool = True) -> Callable[[Body], Tas
 
 
 def begin(task: Task, ctx: Context, ref: RunRef, unit: StepAt, number: int | None = None,
-          first: bool = True) -> StepDelivery | Context:
+          first: bool = True, deferred: Deferred | None = None) -> StepDelivery | Context:
     """Open this step's attempt; returns the context to hand on when the step is skipped.
 
     ``number`` is the attempt's number, by default the task's (its retries + 1); ``first``
     says whether it is the first step of its task (later ones of a batch never queued).
+    ``deferred``: its batch's outcome not written yet, written with this attempt when nothing
+    comes between them (no loop, no ``if``), else first.
     """
     rt = runtime(settings)
     plan = rt.plan(ref.flow_id, ref.version)
     node = plan.node(unit.node)
+    if deferred is not None and (ctx.loops or unit.enter is not None or node.condition is not None):
+        deferred.write(rt)
     if ctx.loops and stopped_by_break(rt, plan, node, ref, ctx, unit.enter is not None):
         return ctx  # a break_if ended this loop: no further item or step of it starts
     if unit.enter is not None:
         ctx.enter_item(unit.enter.index, unit.enter.item)
     idx = ctx.indices()
     step = StepDelivery(task, rt, plan, node, ref, ctx, node.concrete_path(idx), idx[-1] if idx else None,
-                        task.request.retries + 1 if number is None else number, first)
+                        task.request.retries + 1 if number is None else number, first, deferred=deferred)
     try:
         holds = node.condition is None or truthy(node.condition, step.names)
     except ExpressionError as exc:
@@ -144,18 +177,25 @@ def _open(step: StepDelivery) -> None:
         step_id=step.node.id, kind=step.node.kind, item_index=step.item_index,
         attempt=step.number, worker=step.rt.worker, task_id=request.id,
         created_at=dt.datetime.fromtimestamp(sent, dt.UTC) if sent else None,
+        after=step.deferred.take() if step.deferred is not None else None,
+        starting=step.deferred.take_start() if step.deferred is not None else False,
     )
     if attempt is None:
-        raise Ignore()  # the run has ended or failed: nothing more of it runs
+        raise Ignore()  # the run has ended or failed (or another delivery goes on): nothing more of it runs
     step.attempt = attempt
 
 
 def succeed(step: StepDelivery, result: Any, logs: str | None = None, cached: bool = False,
-            flush: bool = True) -> Context:
+            flush: bool = True, defer: Deferred | None = None) -> Context:
     """Record the step's result; the secrets it read are masked in what is written.
-    ``flush=False``: the caller's next write flushes it (``store/sql.unflushed``)."""
+    ``flush=False``: the caller's next write flushes it (``store/sql.unflushed``). ``defer``:
+    a step with no checks leaves its outcome there, for the next step of its batch to write."""
     result, logs = mask(result, step.secrets), mask(logs, step.secrets)
     checks = step.node.checks
+    if defer is not None and checks.plain:
+        defer.outcome = outcomes.outcome_values(step.attempt.id, StepStatus.SUCCEEDED, result, logs=logs,
+                                                cached=cached)
+        return step.ctx.set_outcome(step.node.id, StepStatus.SUCCEEDED.value, defer.outcome["result"])
     if checks.fail_if is not None:
         failed = fail_if_held(step, result)
         if failed is not None:

@@ -6,6 +6,7 @@ attempt row.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from functools import partial
 from typing import Any
@@ -16,14 +17,15 @@ from orchestrator.definitions.script_inputs import split_ref
 from orchestrator.errors import DependencyError, ExpressionError, ValidationError
 from orchestrator.execution.compiler import compile_units
 from orchestrator.execution.context import Context, Wire
-from orchestrator.execution.messages import Finish, RunRef, Start, units_of
+from orchestrator.execution.messages import Finish, RunRef, Start, StepAt, units_of
 from orchestrator.executors.base import StepCall
 from orchestrator.services.limits import limits_for
 from orchestrator.store.attempts import follow_logs
 from orchestrator.store.cache import cache_key, cached_result, store_cached_result
+from orchestrator.store.database import flush_commits
 from orchestrator.store.variables import mask
 from tasks.app import app, settings
-from tasks.attempt import StepDelivery, fail, run_attempt, succeed
+from tasks.attempt import Deferred, StepDelivery, fail, run_attempt, succeed
 from tasks.boundaries import finish_run, start_run
 from tasks.runtime import runtime
 
@@ -44,30 +46,47 @@ def step(self: Task, wire: Wire, **kw: Any) -> Wire | None:
     # The first code step is the one the message was queued for, and the only one whose
     # attempt number is the task's (a retrying step is always first: the compiler sees to it).
     first_step = True
-    for i, unit in enumerate(units):
-        # Handed on only after a code step ran: the first one keeps the task's retry count. The
-        # run's finish is never handed on: it is short, and it flushes the step before it.
-        if not first_step and not isinstance(unit, Finish) and time.monotonic() - began > settings.batch_seconds:
-            rest = compile_units(runtime(settings).plan(ref.flow_id, ref.version), ref, units[i:])
-            raise self.replace(rest.clone(args=(ctx.to_wire(),)))
-        if isinstance(unit, Start):
-            start_run(ref, flush=False)  # a batch's start has a step after it
-        elif isinstance(unit, Finish):
-            finish_run(ctx, ref)
-            return None
-        else:
-            number = self.request.retries + 1 if first_step else 1
-            # Before the run's finish (which flushes) a step's outcome needs no flush of its own.
-            flush = not (i + 1 < len(units) and isinstance(units[i + 1], Finish))
-            body = partial(_code_step, elapsed=time.monotonic() - began, flush=flush)
-            ctx = run_attempt(self, ctx, ref, unit, body, number=number, first=first_step)
-            first_step = False
+    deferred = Deferred()  # a step's outcome the next step's attempt writes, in one statement with it
+    try:
+        for i, unit in enumerate(units):
+            # Handed on only after a code step ran: the first one keeps the task's retry count. The
+            # run's finish is never handed on: it is short, and it flushes the step before it.
+            if not first_step and not isinstance(unit, Finish) and time.monotonic() - began > settings.batch_seconds:
+                rt = runtime(settings)
+                deferred.write(rt)
+                flush_commits(rt.engine)  # the step before was not flushed: it is, before this task is acked
+                raise self.replace(compile_units(rt.plan(ref.flow_id, ref.version), ref, units[i:]).clone(
+                    args=(ctx.to_wire(),)))
+            if isinstance(unit, Start):
+                if i + 1 < len(units) and isinstance(units[i + 1], StepAt):
+                    deferred.start_of = ref.run_id  # its first step's attempt writes it
+                else:
+                    start_run(ref)
+            elif isinstance(unit, Finish):
+                finish_run(ctx, ref)
+                return None
+            else:
+                number = self.request.retries + 1 if first_step else 1
+                # A step's outcome followed by more of this task needs no flush of its own: what ends
+                # the task (the run's finish, its last step's outcome, a hand-off) flushes, and with
+                # it everything before, before the task's message is acked (see sql.unflushed).
+                last = i + 1 == len(units)
+                defer = deferred if not last and isinstance(units[i + 1], StepAt) else None
+                body = partial(_code_step, elapsed=time.monotonic() - began, flush=last, defer=defer)
+                ctx = run_attempt(self, ctx, ref, unit, body, number=number, first=first_step, deferred=deferred)
+                first_step = False
+    except BaseException:
+        if deferred.outcome is not None:  # what went wrong came after it: it is still that step's outcome
+            with contextlib.suppress(Exception):
+                deferred.write(runtime(settings))
+        raise
     return ctx.to_wire()
 
 
-def _code_step(s: StepDelivery, *, elapsed: float, flush: bool) -> Context:
+def _code_step(s: StepDelivery, *, elapsed: float, flush: bool, defer: Deferred | None) -> Context:
     """One code step of a batch, ``elapsed`` seconds into its task; ``flush``: whether its
-    outcome's commit waits for the disk (see ``store/sql.unflushed``)."""
+    outcome's commit waits for the disk (see ``store/sql.unflushed``); ``defer``: where its
+    success is left for the next step of the batch to write."""
     node = s.node
     try:
         args = node.arguments.render(s.names)
@@ -84,7 +103,7 @@ def _code_step(s: StepDelivery, *, elapsed: float, flush: bool) -> Context:
         key = cache_key(s.ref.flow_id, node.path, code, args)
         hit, result = cached_result(s.rt.engine, key)
         if hit:
-            return succeed(s, result, cached=True, flush=flush)
+            return succeed(s, result, cached=True, flush=flush, defer=defer)
     if kind == "typescript":  # run as JavaScript: the code kept for it when it was saved
         try:
             kind, code = "javascript", s.rt.javascript_for(code)
@@ -126,7 +145,7 @@ def _code_step(s: StepDelivery, *, elapsed: float, flush: bool) -> Context:
     result = mask(execution.result, s.secrets)  # the cache keeps it masked, as the attempt does
     if cache is not None:
         store_cached_result(s.rt.engine, key, result, cache.ttl)
-    return succeed(s, result, logs=execution.logs, flush=flush)
+    return succeed(s, result, logs=execution.logs, flush=flush, defer=defer)
 
 
 def _follower(s: StepDelivery) -> Any:

@@ -33,6 +33,11 @@ class Checks:
     breaks: bool = False  # a loop whose own body (not a nested loop's) has a break_if step
     labels: Template | None = None  # {key: value} over `result`, added to the run's labels
 
+    @property
+    def plain(self) -> bool:
+        """Nothing is decided once the step succeeded (no fail_if, break_if, stop_if or labels)."""
+        return self.fail_if is None and self.break_if is None and self.stop_if is None and self.labels is None
+
     def templates(self) -> tuple[Template, ...]:
         return tuple(t for t in (self.fail_if, self.break_if, self.stop_if, self.retry_if, self.until, self.while_,
                                  self.labels)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     case,
     exists,
     literal,
+    or_,
     select,
     update,
 )
@@ -31,7 +32,8 @@ from orchestrator.store.admission import Created, NewRun, insert_run
 from orchestrator.store.audit import acting, audit
 from orchestrator.store.database import autocommit
 from orchestrator.store.outbox import Owed, OwedKind, owe
-from orchestrator.store.runs import in_phase
+from orchestrator.store.outcomes import RECORD_OUTCOME, outcome_statement, outcome_values, write_outcome
+from orchestrator.store.runs import in_phase, start_ctes, start_parameters, start_run
 from orchestrator.store.sql import dialect_insert, inline, now, storable, unflushed
 from orchestrator.store.tables import (
     runs,
@@ -56,17 +58,33 @@ class Attempt:
 
 def open_attempt(engine: Engine, *, run_id: str, phase: str, path: str, step_id: str, kind: str,
                  item_index: int | None, attempt: int, worker: str, task_id: str | None,
-                 created_at: dt.datetime | None) -> Attempt | None:
+                 created_at: dt.datetime | None, after: dict[str, Any] | None = None,
+                 starting: bool = False) -> Attempt | None:
     """Open (or, on redelivery, find) the row of this attempt, in one round trip.
 
-    None when the run is no longer active for ``phase``: the caller stops.
+    None when the run is no longer active for ``phase``: the caller stops. ``after``: the
+    outcome of the step before it in its batch (``outcome_values``), written first, in the
+    same statement on PostgreSQL; nothing opens (None) unless that outcome is the one
+    recorded (another delivery recorded it first, and goes on itself). ``starting``: the
+    run's start (queued -> running, ``runs.start_run``) first, in the same statement.
     """
     started = now()
-    params = {"run_id": run_id, "path": path, "step_id": step_id, "kind": kind, "item_index": item_index,
-              "attempt": attempt, "worker": worker, "task_id": task_id, "created_at": created_at or started,
-              "started_at": started}
+    params = {"open_run_id": run_id, "open_path": path, "open_step_id": step_id, "open_kind": kind,
+              "open_item_index": item_index, "open_attempt": attempt, "open_worker": worker, "open_task_id": task_id,
+              "open_created_at": created_at or started, "open_started_at": started}
+    dialect = engine.dialect.name
+    if dialect != "postgresql":
+        if starting and not start_run(engine, run_id, worker, flush=False):
+            return None
+        if after is not None and not write_outcome(engine, after, flush=False):
+            return None
+        after, starting = None, False
+    if after is not None:
+        params |= {f"prev_{name}": value for name, value in after.items()}
+    if starting:
+        params |= start_parameters(run_id, worker)
     with autocommit(engine).connect() as conn:
-        row = conn.execute(_open_statement(engine.dialect.name, phase), params).first()
+        row = conn.execute(_open_statement(dialect, phase, after is not None, starting), params).first()
     if row is None:
         return None
     return Attempt(row.id, StepStatus(row.status), row.result, row.error, row.deliveries,
@@ -74,28 +92,38 @@ def open_attempt(engine: Engine, *, run_id: str, phase: str, path: str, step_id:
 
 
 @functools.cache
-def _open_statement(dialect: str, phase: str) -> Any:
+def _open_statement(dialect: str, phase: str, after: bool = False, starting: bool = False) -> Any:
     # Built once: constructing it per step costs more than the round trip it makes.
-    active = in_phase(Phase(phase))
+    active = exists().where(runs.c.id == bindparam("open_run_id"), in_phase(Phase(phase)))
+    ctes = []
+    if starting:  # the run's start first (its event before this one's): the run is active if it started
+        started, event = start_ctes(flush=False)
+        active = or_(active, exists(select(started.c.id)))
+        ctes += [started, event]
     columns = ["run_id", "path", "step_id", "kind", "item_index", "attempt", "worker", "task_id", "created_at",
                "started_at"]
     values = select(
-        *(bindparam(name, type_=step_runs.c[name].type) for name in columns),
-        literal(StepStatus.RUNNING.value), literal(1),
-    ).where(exists().where(runs.c.id == bindparam("run_id"), active))
+        # named apart from the columns: an UPDATE in the same statement would take those as its SET
+        *(bindparam(f"open_{name}", type_=step_runs.c[name].type) for name in columns),
+        literal(StepStatus.RUNNING.value), literal(1), literal(False),
+    ).where(active)
     # Flushed with the outcome's commit: the row needs no flush of its own (sql.unflushed).
     values = values.where(unflushed(dialect))
+    if after:  # the step before's outcome first (its event before this one's), and only if it is ours
+        outcome = outcome_statement("prev_").returning(step_runs.c.id).cte("outcome")
+        values = values.where(exists(select(outcome.c.id)))
+        ctes.append(outcome)
     insert_ = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(step_runs)
     # Another delivery of a running or waiting attempt counts, and names who has it now; an
     # ended attempt handed on again (a replay) stays as it was recorded.
     live = step_runs.c.status.in_(inline(OPEN_STEP))
-    return insert_.from_select([*columns, "status", "deliveries"], values).on_conflict_do_update(
+    return insert_.from_select([*columns, "status", "deliveries", "cached"], values).on_conflict_do_update(
         index_elements=["run_id", "path", "attempt"],
         set_={"deliveries": case((live, step_runs.c.deliveries + 1), else_=step_runs.c.deliveries),
               "worker": case((live, insert_.excluded.worker), else_=step_runs.c.worker),
               "task_id": case((live, insert_.excluded.task_id), else_=step_runs.c.task_id)},
     ).returning(step_runs.c.id, step_runs.c.status, step_runs.c.result, step_runs.c.error,
-                step_runs.c.deliveries, step_runs.c.continuation, step_runs.c.resume_at)
+                step_runs.c.deliveries, step_runs.c.continuation, step_runs.c.resume_at).add_cte(*ctes)
 
 
 def attempt_id(engine: Engine, run_id: str, path: str, attempt: int) -> int:
@@ -168,16 +196,12 @@ def record_outcome(engine: Engine, attempt_id: int, status: StepStatus, result: 
     the same transaction: they are added exactly when this outcome is the one recorded.
     ``flush=False`` when the caller's next write flushes (the run's finish, in the same task):
     see ``sql.unflushed``."""
-    result, error, logs = storable(result), storable(error), storable(logs)
-    values = {"attempt_id": attempt_id, "status": status.value, "result": result, "error": error,
-              "logs": logs, "cached": cached, "finished_at": now()}
+    values = outcome_values(attempt_id, status, result, error, logs, cached)
     if labels is not None:
         return _record_labelled(engine, values, *labels)
-    statement = _RECORD_OUTCOME if flush else _unflushed_outcome(engine.dialect.name)
-    with autocommit(engine).connect() as conn:
-        written = conn.execute(statement, values).rowcount
-        if written:
-            return status, result, error
+    if write_outcome(engine, values, flush=flush):
+        return status, values["result"], values["error"]
+    with engine.connect() as conn:
         return _recorded(conn, attempt_id)
 
 
@@ -195,25 +219,10 @@ def _record_labelled(engine: Engine, values: dict[str, Any], run_id: str,
         with conn.begin() as transaction:
             current = conn.execute(select(runs.c.labels).where(runs.c.id == run_id).with_for_update()).scalar()
             conn.execute(update(runs).where(runs.c.id == run_id).values(labels={**(current or {}), **labels}))
-            if conn.execute(_RECORD_OUTCOME, values).rowcount:
+            if conn.execute(RECORD_OUTCOME, values).rowcount:
                 return StepStatus(values["status"]), values["result"], values["error"]
             transaction.rollback()  # an earlier delivery recorded an outcome (and its labels)
         return _recorded(conn, values["attempt_id"])
-
-
-_RECORD_OUTCOME = (
-    update(step_runs)
-    .where(step_runs.c.id == bindparam("attempt_id"),
-           step_runs.c.status.in_(inline(OPEN_STEP)))
-    .values(status=bindparam("status"), result=bindparam("result"), error=bindparam("error"),
-            logs=bindparam("logs"), cached=bindparam("cached"), finished_at=bindparam("finished_at"),
-            continuation=None)
-)
-
-
-@functools.cache
-def _unflushed_outcome(dialect: str) -> Any:
-    return _RECORD_OUTCOME.where(unflushed(dialect))
 
 
 def suspend_attempt(engine: Engine, attempt_id: int, run_id: str, continuation: dict, *,

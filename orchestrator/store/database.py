@@ -150,3 +150,12 @@ def is_current(engine: Engine) -> bool:
     heads = set(ScriptDirectory.from_config(_alembic_config(engine)).get_heads())
     with engine.connect() as conn:
         return set(MigrationContext.configure(conn).get_current_heads()) == heads
+
+
+def flush_commits(engine: Engine) -> None:
+    """Wait until what this process committed unflushed (``sql.unflushed``) is on disk: a
+    commit that writes (it takes a transaction id) and waits for the WAL flush, which covers
+    every commit before it. Nothing to wait for elsewhere (SQLite)."""
+    if engine.dialect.name == "postgresql":
+        with autocommit(engine).connect() as conn:
+            conn.execute(text("SELECT pg_current_xact_id()"))

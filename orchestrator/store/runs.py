@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     ColumnElement,
     Connection,
     Engine,
@@ -58,20 +59,32 @@ def start_run(engine: Engine, run_id: str, worker: str, *, flush: bool = True) -
 
 
 def _event(run_id: str, actor: str, **more: Any) -> dict[str, Any]:
-    """The parameters of a statement that writes a run's change with its event (``event_per_row``)."""
-    return {"run_id": run_id, "event_at": now(), "event_actor": actor, "event_target": f"run:{run_id}", **more}
+    """The parameters of a statement that writes a run's change with its event (``event_per_row``);
+    none named as a column: an UPDATE in the statement would take it as its SET."""
+    return {"for_run": run_id, "event_at": now(), "event_actor": actor, "event_target": f"run:{run_id}", **more}
 
 
 @functools.cache
 def _start_statement(flush: bool) -> Any:
     # Built once: constructing it per run costs more than the round trip it makes.
-    started = update(runs).where(runs.c.id == bindparam("run_id"), runs.c.status == RunStatus.QUEUED.value)
+    changed, event = start_ctes(flush)
+    return select(func.count()).select_from(changed).add_cte(event)
+
+
+def start_ctes(flush: bool) -> tuple[CTE, CTE]:
+    """queued -> running and its event, as CTEs of one statement (PostgreSQL), with the
+    parameters ``_event`` gives; the first returns the run's id if it started."""
+    started = update(runs).where(runs.c.id == bindparam("for_run"), runs.c.status == RunStatus.QUEUED.value)
     if not flush:
         started = started.where(unflushed("postgresql"))
     changed = started.values(status=RunStatus.RUNNING.value, started_at=bindparam("event_at")).returning(
         runs.c.id).cte("started")
-    event = event_per_row(changed, literal("run.started"), literal({}, audit_events.c.details.type))
-    return select(func.count()).select_from(changed).add_cte(event)
+    return changed, event_per_row(changed, literal("run.started"), literal({}, audit_events.c.details.type))
+
+
+def start_parameters(run_id: str, worker: str) -> dict[str, Any]:
+    """The parameters of ``start_ctes``."""
+    return _event(run_id, worker)
 
 
 @dataclass(frozen=True)
@@ -164,7 +177,7 @@ def _finish_statement(phase: Phase) -> Any:
         values: dict[str, Any] = {"status": runs.c.ending, "ending": None}
     else:
         values = {"status": bindparam("status"), "result": bindparam("result", type_=runs.c.result.type)}
-    ended = (update(runs).where(runs.c.id == bindparam("run_id"), _IN_PHASE[phase])
+    ended = (update(runs).where(runs.c.id == bindparam("for_run"), _IN_PHASE[phase])
              .values(**values, finished_at=bindparam("event_at"))
              .returning(*_ENDED, runs.c.id, runs.c.flow_id, runs.c.concurrency_key).cte("ended"))
     event = event_per_row(ended, literal("run.") + ended.c.status, func.jsonb_build_object("error", ended.c.error))

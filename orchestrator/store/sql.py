@@ -23,7 +23,10 @@ def unflushed(dialect: str) -> Any:
     (PostgreSQL has it), and the next commit that does flush (or the WAL writer, within
     ``wal_writer_delay``) makes it durable with everything before it. What only a crash of
     PostgreSQL itself in that moment could lose must be something a redelivery or the
-    sweeper does again (an attempt opened, a run started, an owed send marked done).
+    sweeper does again (an attempt opened, a run started, an owed send marked done, the
+    outcome of a batch's step with more of its task after it: a task is acked only after a
+    flushed write, ``database.flush_commits`` when nothing else flushes, so a lost outcome's
+    step runs again in the redelivered task, and is recorded once).
     """
     if dialect != "postgresql":
         return true()
