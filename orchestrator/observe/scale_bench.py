@@ -70,8 +70,7 @@ def fold_history(engine: Engine) -> None:
 
 def periodic_queries(engine: Engine) -> dict[str, Callable[[], Any]]:
     """Each query the sweeper, the scheduler and a metrics scrape run, by name, as a call."""
-    from orchestrator.store import approvals, event_triggers, outbox, schedules, sql, stats
-    from orchestrator.store import runs as run_rows
+    from orchestrator.store import admission, approvals, event_triggers, outbox, schedules, sql, stats
     from orchestrator.store.outbox import OwedKind
 
     def active_run() -> Any:
@@ -80,7 +79,7 @@ def periodic_queries(engine: Engine) -> dict[str, Callable[[], Any]]:
 
     def under_key() -> int:
         with engine.begin() as conn:
-            return run_rows.running_under(conn, FLOW, "bench-scale")
+            return admission.running_under(conn, FLOW, "bench-scale")
 
     calls: dict[str, Callable[[], Any]] = {
         f"sweeper: owed {kind.value}": (lambda kind=kind: outbox.overdue(engine, {kind: 30.0})) for kind in OwedKind}
