@@ -133,14 +133,16 @@ def begin(task: Task, ctx: Context, ref: RunRef, unit: StepAt, number: int | Non
     ``number`` is the attempt's number, by default the task's (its retries + 1); ``first``
     says whether it is the first step of its task (later ones of a batch never queued).
     ``deferred``: its batch's outcome not written yet, written with this attempt when nothing
-    comes between them (no loop, no ``if``), else first.
+    is written between them (no ``if``, no broken loop), else first.
     """
     rt = runtime(settings)
     plan = rt.plan(ref.flow_id, ref.version)
     node = plan.node(unit.node)
-    if deferred is not None and (ctx.loops or unit.enter is not None or node.condition is not None):
+    if deferred is not None and node.condition is not None:
         deferred.write(rt)
     if ctx.loops and stopped_by_break(rt, plan, node, ref, ctx, unit.enter is not None):
+        if deferred is not None:
+            deferred.write(rt)
         return ctx  # a break_if ended this loop: no further item or step of it starts
     if unit.enter is not None:
         ctx.enter_item(unit.enter.index, unit.enter.item)
