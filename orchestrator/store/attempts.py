@@ -33,7 +33,7 @@ from orchestrator.store.audit import acting, audit
 from orchestrator.store.database import autocommit
 from orchestrator.store.outbox import Owed, OwedKind, owe
 from orchestrator.store.outcomes import RECORD_OUTCOME, outcome_statement, outcome_values, write_outcome
-from orchestrator.store.runs import in_phase, start_ctes, start_parameters, start_run
+from orchestrator.store.runs import event_parameters, in_phase, start_ctes, start_run
 from orchestrator.store.sql import dialect_insert, inline, now, storable, unflushed
 from orchestrator.store.tables import (
     runs,
@@ -82,7 +82,7 @@ def open_attempt(engine: Engine, *, run_id: str, phase: str, path: str, step_id:
     if after is not None:
         params |= {f"prev_{name}": value for name, value in after.items()}
     if starting:
-        params |= start_parameters(run_id, worker)
+        params |= event_parameters(run_id, worker)
     with autocommit(engine).connect() as conn:
         row = conn.execute(_open_statement(dialect, phase, after is not None, starting), params).first()
     if row is None:

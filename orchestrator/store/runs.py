@@ -1,4 +1,4 @@
-"""A run's row through its life: recorded (admitted under its concurrency limit), started, ended once."""
+"""A run's row through its life once recorded (``store/admission.py``): started, ended once."""
 from __future__ import annotations
 
 import functools
@@ -45,7 +45,7 @@ def start_run(engine: Engine, run_id: str, worker: str, *, flush: bool = True) -
     outcome): see ``sql.unflushed``. On PostgreSQL the row and its event are one statement."""
     if engine.dialect.name == "postgresql":
         with autocommit(engine).connect() as conn:
-            if conn.execute(_start_statement(flush), _event(run_id, worker)).scalar():
+            if conn.execute(_start_statement(flush), event_parameters(run_id, worker)).scalar():
                 return True
             status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
         return status in ACTIVE
@@ -58,10 +58,13 @@ def start_run(engine: Engine, run_id: str, worker: str, *, flush: bool = True) -
     return status in ACTIVE
 
 
-def _event(run_id: str, actor: str, **more: Any) -> dict[str, Any]:
+def event_parameters(run_id: str, actor: str, **more: Any) -> dict[str, Any]:
     """The parameters of a statement that writes a run's change with its event (``event_per_row``);
     none named as a column: an UPDATE in the statement would take it as its SET."""
     return {"for_run": run_id, "event_at": now(), "event_actor": actor, "event_target": f"run:{run_id}", **more}
+
+
+_NO_DETAILS = literal({}, audit_events.c.details.type)
 
 
 @functools.cache
@@ -73,18 +76,13 @@ def _start_statement(flush: bool) -> Any:
 
 def start_ctes(flush: bool) -> tuple[CTE, CTE]:
     """queued -> running and its event, as CTEs of one statement (PostgreSQL), with the
-    parameters ``_event`` gives; the first returns the run's id if it started."""
+    parameters ``event_parameters`` gives; the first returns the run's id if it started."""
     started = update(runs).where(runs.c.id == bindparam("for_run"), runs.c.status == RunStatus.QUEUED.value)
     if not flush:
         started = started.where(unflushed("postgresql"))
     changed = started.values(status=RunStatus.RUNNING.value, started_at=bindparam("event_at")).returning(
         runs.c.id).cte("started")
-    return changed, event_per_row(changed, literal("run.started"), literal({}, audit_events.c.details.type))
-
-
-def start_parameters(run_id: str, worker: str) -> dict[str, Any]:
-    """The parameters of ``start_ctes``."""
-    return _event(run_id, worker)
+    return changed, event_per_row(changed, literal("run.started"), _NO_DETAILS)
 
 
 @dataclass(frozen=True)
@@ -116,7 +114,6 @@ def in_phase(phase: Phase) -> ColumnElement[bool]:
 _IN_MAIN = in_phase(Phase.MAIN)
 _IN_PHASE = {phase: in_phase(phase) for phase in Phase}
 _ENDED = (runs.c.status, runs.c.ending, runs.c.error, runs.c.result, runs.c.parent_step_run_id)
-_NO_DETAILS = literal({}, audit_events.c.details.type)
 
 
 def _end(status: RunStatus, has_finally: bool) -> dict[str, Any]:
@@ -149,7 +146,7 @@ def finish_run(engine: Engine, run_id: str, phase: Phase, result: Any, worker: s
     status = RunStatus.SUCCEEDED if phase is Phase.MAIN else RunStatus.FAILED
     ended_result = result if status is RunStatus.SUCCEEDED else None
     if engine.dialect.name == "postgresql" and (phase is Phase.FINALLY or not has_finally):
-        params = _event(run_id, worker, owed_message=None)
+        params = event_parameters(run_id, worker, owed_message=None)
         if phase is not Phase.FINALLY:
             params |= {"status": status.value, "result": ended_result}
         with autocommit(engine).connect() as conn:
